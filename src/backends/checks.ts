@@ -1,0 +1,59 @@
+import type { Environment, LocalRoundArgs } from './types.js';
+
+/**
+ * Boundary checks shared by every backend's facade: a wrong length or a non-finite theta becomes
+ * a RangeError with a message here, before any kernel could read or write out of bounds.
+ */
+
+function checkLength(what: string, arr: { length: number }, want: number): void {
+  if (arr.length !== want) throw new RangeError(`${what} has length ${arr.length}, expected ${want}`);
+}
+
+export function checkTheta(env: Environment, theta: Float64Array): void {
+  if (!(theta instanceof Float64Array)) throw new TypeError('theta must be a Float64Array');
+  checkLength('theta', theta, env.states * env.actions);
+  for (let j = 0; j < theta.length; j++) {
+    if (!Number.isFinite(theta[j]!)) {
+      const s = Math.floor(j / env.actions);
+      throw new RangeError(`theta[${s}][${j - s * env.actions}] is ${theta[j]}, not a finite number`);
+    }
+  }
+}
+
+function checkPositiveInt(what: string, v: number): void {
+  if (!Number.isSafeInteger(v) || v < 1 || v > 0x7fffffff) throw new RangeError(`${what} must be an integer in [1, 2^31-1], got ${v}`);
+}
+
+export function checkKernelArgs(
+  env: Environment,
+  theta: Float64Array,
+  reward: Float64Array,
+  horizon: number,
+  batch: number,
+  rng: Uint32Array,
+  out: Float64Array,
+): void {
+  checkTheta(env, theta);
+  const SA = env.states * env.actions;
+  checkLength('reward', reward, SA);
+  checkLength('gradient output', out, SA);
+  checkPositiveInt('horizon', horizon);
+  checkPositiveInt('batch', batch);
+  if (!(rng instanceof Uint32Array) || rng.length !== 4) throw new TypeError('rng must be a Uint32Array of 4 words');
+}
+
+export function checkLocalRound(env: Environment, args: LocalRoundArgs): void {
+  const SA = env.states * env.actions;
+  checkTheta(env, args.theta);
+  checkLength('reward', args.reward, SA);
+  if (args.correction) checkLength('correction', args.correction, SA);
+  if (!Number.isFinite(args.eta)) throw new RangeError(`eta must be finite, got ${args.eta}`);
+  if (!Number.isSafeInteger(args.steps) || args.steps < 0) throw new RangeError(`steps must be a non-negative integer, got ${args.steps}`);
+  if (args.gradient === 'sampled') {
+    checkPositiveInt('horizon', args.horizon);
+    checkPositiveInt('batch', args.batch);
+    if (!(args.rng instanceof Uint32Array) || args.rng.length !== 4) throw new TypeError('rng must be a Uint32Array of 4 words');
+  } else if (args.gradient !== 'exact') {
+    throw new RangeError(`gradient must be 'exact' or 'sampled', got ${String(args.gradient)}`);
+  }
+}

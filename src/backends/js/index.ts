@@ -1,0 +1,77 @@
+import type { Backend, Environment, EnvironmentSpec, Evaluation, LocalRoundArgs, TruncatedEvaluation } from '../types.js';
+import { checkKernelArgs, checkLocalRound, checkTheta } from '../checks.js';
+import { initialAlias, transitionAlias } from './alias.js';
+import { ExactSolver } from './exact.js';
+import { Sampler } from './sampler.js';
+
+/** The plain TypeScript backend: the reference the others are tested against, and the last fallback. */
+class JsEnvironment implements Environment {
+  readonly states: number;
+  readonly actions: number;
+  private readonly exact: ExactSolver;
+  private sampler: Sampler | null = null;
+  private readonly grad: Float64Array;
+  private readonly one: Evaluation;
+
+  constructor(private readonly spec: EnvironmentSpec) {
+    this.states = spec.states;
+    this.actions = spec.actions;
+    this.exact = new ExactSolver(spec);
+    const SA = spec.states * spec.actions;
+    this.grad = new Float64Array(SA);
+    this.one = {
+      J: new Float64Array(1),
+      V: new Float64Array(spec.states),
+      Q: new Float64Array(SA),
+      grad: this.grad,
+      occupancy: new Float64Array(spec.states),
+    };
+  }
+
+  /** Alias tables are built on the first sampled call: exact-only runs never pay for them. */
+  private getSampler(): Sampler {
+    this.sampler ??= new Sampler(this.spec, transitionAlias(this.spec), initialAlias(this.spec));
+    return this.sampler;
+  }
+
+  evaluate(theta: Float64Array, rewards: Float64Array, out: Evaluation): void {
+    checkTheta(this, theta);
+    this.exact.evaluate(theta, rewards, out);
+  }
+
+  truncated(theta: Float64Array, rewards: Float64Array, horizon: number, out: TruncatedEvaluation): void {
+    checkTheta(this, theta);
+    this.exact.truncated(theta, rewards, horizon, out);
+  }
+
+  optimal(reward: Float64Array, vOut: Float64Array): number {
+    return this.exact.optimal(reward, vOut);
+  }
+
+  estimateGradient(theta: Float64Array, reward: Float64Array, horizon: number, batch: number, rng: Uint32Array, out: Float64Array): void {
+    checkKernelArgs(this, theta, reward, horizon, batch, rng, out);
+    this.getSampler().estimate(theta, reward, horizon, batch, rng, out);
+  }
+
+  localRound(args: LocalRoundArgs): void {
+    checkLocalRound(this, args);
+    const { theta, reward, correction, eta, steps } = args;
+    const g = this.grad;
+    const sampler = args.gradient === 'sampled' ? this.getSampler() : null;
+    for (let h = 0; h < steps; h++) {
+      if (sampler) sampler.estimate(theta, reward, args.horizon, args.batch, args.rng, g);
+      else this.exact.evaluate(theta, reward, this.one);
+      if (correction) for (let j = 0; j < theta.length; j++) theta[j] = theta[j]! + eta * (g[j]! + correction[j]!);
+      else for (let j = 0; j < theta.length; j++) theta[j] = theta[j]! + eta * g[j]!;
+    }
+  }
+
+  dispose(): void {
+    this.sampler = null;
+  }
+}
+
+export const jsBackend: Backend = {
+  name: 'js',
+  createEnvironment: (spec) => new JsEnvironment(spec),
+};

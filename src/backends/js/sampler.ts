@@ -1,0 +1,158 @@
+import type { EnvironmentSpec } from '../types.js';
+import type { AliasTables } from './alias.js';
+
+/**
+ * The Eq. 5 estimator, g_hat = (sum_{t<K} gamma^t r_t) * (sum_{k<K} grad log pi(a_k|s_k)), as a
+ * mean over M trajectories. The score sum is kept as visit counts: at state s it equals
+ * c(s,a) - n(s) pi(a|s), where n(s) counts the visits to s and c(s,a) the times a was taken
+ * there, so a trajectory costs O(K) draws plus O(A) per distinct state, and pi(.|s) is only
+ * computed for the states a batch actually visits.
+ *
+ * The draw order is part of the cross-backend contract: per trajectory one draw for s_0, then per
+ * step one for the action and, except after the last step, one for the next state.
+ */
+export class Sampler {
+  private readonly S: number;
+  private readonly A: number;
+  private readonly gamma: number;
+  private readonly pi: Float64Array;
+  private readonly cum: Float64Array;
+  private readonly lastPositive: Int32Array;
+  private readonly piStamp: Int32Array;
+  private readonly visitStamp: Int32Array;
+  private readonly visits: Float64Array;
+  private readonly counts: Float64Array;
+  private readonly visited: Int32Array;
+  private readonly acc: Float64Array;
+  private stamp = 0;
+  private trajStamp = 0;
+
+  constructor(
+    spec: EnvironmentSpec,
+    private readonly trans: AliasTables,
+    private readonly init: AliasTables,
+  ) {
+    this.S = spec.states;
+    this.A = spec.actions;
+    this.gamma = spec.gamma;
+    const SA = this.S * this.A;
+    this.pi = new Float64Array(SA);
+    this.cum = new Float64Array(SA);
+    this.lastPositive = new Int32Array(this.S);
+    this.piStamp = new Int32Array(this.S);
+    this.visitStamp = new Int32Array(this.S);
+    this.visits = new Float64Array(this.S);
+    this.counts = new Float64Array(SA);
+    this.visited = new Int32Array(this.S);
+    this.acc = new Float64Array(SA);
+  }
+
+  /** pi(.|s) by softmax with the max subtracted, its running sum, and its last positive action. */
+  private policyRow(theta: Float64Array, s: number): void {
+    const A = this.A;
+    const base = s * A;
+    let m = theta[base]!;
+    for (let a = 1; a < A; a++) if (theta[base + a]! > m) m = theta[base + a]!;
+    let z = 0;
+    for (let a = 0; a < A; a++) {
+      const e = Math.exp(theta[base + a]! - m);
+      this.pi[base + a] = e;
+      z += e;
+    }
+    let c = 0;
+    let last = 0;
+    for (let a = 0; a < A; a++) {
+      const p = this.pi[base + a]! / z;
+      this.pi[base + a] = p;
+      c += p;
+      this.cum[base + a] = c;
+      if (p > 0) last = a;
+    }
+    this.lastPositive[s] = last;
+    this.piStamp[s] = this.stamp;
+  }
+
+  estimate(
+    theta: Float64Array,
+    reward: Float64Array,
+    horizon: number,
+    batch: number,
+    rng: Uint32Array,
+    out: Float64Array,
+  ): void {
+    const A = this.A;
+    const gamma = this.gamma;
+    const { pi, cum, lastPositive, piStamp, visitStamp, visits, counts, visited, acc } = this;
+    const tStart = this.trans.start, tProb = this.trans.prob, tHi = this.trans.hi, tLo = this.trans.lo;
+    const iN = this.init.start[1]!, iProb = this.init.prob, iHi = this.init.hi, iLo = this.init.lo;
+    // Stamps wrap after 2^31 calls; reset the arrays rather than alias an old stamp.
+    if (this.stamp >= 0x7ffffff0) {
+      this.stamp = 0;
+      piStamp.fill(-1);
+    }
+    if (this.trajStamp > 0x7fffffff - batch - 1) {
+      this.trajStamp = 0;
+      visitStamp.fill(-1);
+    }
+    const stamp = ++this.stamp;
+    acc.fill(0);
+    // The generator lives in locals for the whole batch (V8 keeps them in registers).
+    let s0 = rng[0]!, s1 = rng[1]!, s2 = rng[2]!, s3 = rng[3]!;
+    for (let m = 0; m < batch; m++) {
+      const traj = ++this.trajStamp;
+      let nv = 0;
+      let G = 0;
+      let disc = 1;
+      // s_0 ~ rho
+      let r1: number, r2: number, mm: number, t: number;
+      mm = Math.imul(s1, 5); r1 = Math.imul((mm << 7) | (mm >>> 25), 9) >>> 0;
+      t = s1 << 9; s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = (s3 << 11) | (s3 >>> 21);
+      mm = Math.imul(s1, 5); r2 = Math.imul((mm << 7) | (mm >>> 25), 9) >>> 0;
+      t = s1 << 9; s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = (s3 << 11) | (s3 >>> 21);
+      let x = ((r1 >>> 5) * 67108864 + (r2 >>> 6)) * 1.1102230246251565e-16 * iN;
+      let k = x | 0;
+      let s = x - k < iProb[k]! ? iHi[k]! : iLo[k]!;
+      for (let step = 0; step < horizon; step++) {
+        if (piStamp[s] !== stamp) this.policyRow(theta, s);
+        const base = s * A;
+        mm = Math.imul(s1, 5); r1 = Math.imul((mm << 7) | (mm >>> 25), 9) >>> 0;
+        t = s1 << 9; s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = (s3 << 11) | (s3 >>> 21);
+        mm = Math.imul(s1, 5); r2 = Math.imul((mm << 7) | (mm >>> 25), 9) >>> 0;
+        t = s1 << 9; s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = (s3 << 11) | (s3 >>> 21);
+        const u = ((r1 >>> 5) * 67108864 + (r2 >>> 6)) * 1.1102230246251565e-16;
+        let a = 0;
+        while (a < A && !(u < cum[base + a]!)) a++;
+        if (a === A) a = lastPositive[s]!;
+        const sa = base + a;
+        G += disc * reward[sa]!;
+        disc *= gamma;
+        if (visitStamp[s] !== traj) {
+          visitStamp[s] = traj;
+          visited[nv++] = s;
+          visits[s] = 0;
+          for (let b = 0; b < A; b++) counts[base + b] = 0;
+        }
+        visits[s]! += 1;
+        counts[sa]! += 1;
+        if (step + 1 < horizon) {
+          mm = Math.imul(s1, 5); r1 = Math.imul((mm << 7) | (mm >>> 25), 9) >>> 0;
+          t = s1 << 9; s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = (s3 << 11) | (s3 >>> 21);
+          mm = Math.imul(s1, 5); r2 = Math.imul((mm << 7) | (mm >>> 25), 9) >>> 0;
+          t = s1 << 9; s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = (s3 << 11) | (s3 >>> 21);
+          const st = tStart[sa]!;
+          x = ((r1 >>> 5) * 67108864 + (r2 >>> 6)) * 1.1102230246251565e-16 * (tStart[sa + 1]! - st);
+          k = x | 0;
+          s = x - k < tProb[st + k]! ? tHi[st + k]! : tLo[st + k]!;
+        }
+      }
+      for (let v = 0; v < nv; v++) {
+        const vs = visited[v]!;
+        const base = vs * A;
+        const n = visits[vs]!;
+        for (let b = 0; b < A; b++) acc[base + b]! += G * (counts[base + b]! - n * pi[base + b]!);
+      }
+    }
+    rng[0] = s0; rng[1] = s1; rng[2] = s2; rng[3] = s3;
+    for (let j = 0; j < acc.length; j++) out[j] = acc[j]! / batch;
+  }
+}

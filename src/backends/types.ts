@@ -1,0 +1,117 @@
+/**
+ * The backend seam. Every numeric kernel of the project sits behind these two interfaces, so the
+ * js reference, the native addon and the WebAssembly module are interchangeable.
+ *
+ * The calls are coarse on purpose: one call runs a whole local round of H policy-gradient steps
+ * for one agent, or evaluates every agent's reward table at once, so a native or wasm backend
+ * crosses its boundary once per round and agent, never once per step.
+ *
+ * Conventions shared by every backend (and tested across them):
+ * - All tables are row-major Float64Arrays: theta, Q, gradients [S*A] (index s*A + a), transitions
+ *   [S*A*S] (index (s*A + a)*S + s'), a batch of n reward tables [n*S*A].
+ * - Random streams are xoshiro128** states held in a Uint32Array of 4 words (see src/rng.ts). A
+ *   kernel advances the state in place, so the caller owns the stream and can checkpoint it or
+ *   move it to another thread. A uniform double is drawn from two outputs x, y as
+ *   ((x >>> 5) * 2^26 + (y >>> 6)) * 2^-53; one draw picks the action, one the next state
+ *   (alias method), one the initial state. With the same stream every backend samples the same
+ *   trajectories (up to the last bit of exp()).
+ * - Inputs are validated by the caller (src/mdp) before an Environment is built; kernels still
+ *   reject wrong array lengths and non-finite theta with an Error rather than read out of bounds.
+ */
+
+export type BackendName = 'js' | 'native' | 'wasm';
+export type BackendChoice = BackendName | 'auto';
+export type GradientMode = 'exact' | 'sampled';
+
+/** Transitions as the kernels take them: dense [S*A*S] or compressed rows (CSR over the S*A rows). */
+export type TransitionTable =
+  | { kind: 'dense'; p: Float64Array }
+  | {
+      kind: 'sparse';
+      /** S*A + 1 offsets into `next` and `prob`: row (s, a) is rowStart[s*A+a] .. rowStart[s*A+a+1]-1. */
+      rowStart: Int32Array;
+      next: Int32Array;
+      prob: Float64Array;
+    };
+
+/** The environment shared by the agents that use it: everything of an MDP except the rewards. */
+export interface EnvironmentSpec {
+  states: number;
+  actions: number;
+  gamma: number;
+  initial: Float64Array;
+  transitions: TransitionTable;
+}
+
+/** Output buffers of {@link Environment.evaluate} for n reward tables. */
+export interface Evaluation {
+  /** J_i = rho^T V_i, [n]. */
+  J: Float64Array;
+  /** V_i, [n*S]. */
+  V: Float64Array;
+  /** Q_i, [n*S*A]. */
+  Q: Float64Array;
+  /** Exact policy gradient of J_i, [n*S*A]. */
+  grad: Float64Array;
+  /** Discounted occupancy d_rho (sums to 1), [S]; it does not depend on the reward. */
+  occupancy: Float64Array;
+}
+
+/** Output buffers of {@link Environment.truncated} for n reward tables. */
+export interface TruncatedEvaluation {
+  /** J_K per table, [n]. */
+  JK: Float64Array;
+  /** grad_K J per table, [n*S*A]: the expectation of the sampled estimator. */
+  gradK: Float64Array;
+}
+
+export interface LocalRoundArgs {
+  /** In: theta_bar, the round's starting point. Out: theta after the H steps (updated in place). */
+  theta: Float64Array;
+  /** This agent's reward table, [S*A]. */
+  reward: Float64Array;
+  /**
+   * Added to every gradient of the round: g(theta_bar) - g_i(theta_bar) for Fast-FedPG (Eq. 6),
+   * null for plain local ascent (FedAvg, centralised, local).
+   */
+  correction: Float64Array | null;
+  eta: number;
+  /** H, the number of local steps. */
+  steps: number;
+  gradient: GradientMode;
+  /** K and M of the estimator; ignored with exact gradients. */
+  horizon: number;
+  batch: number;
+  /** The agent's random stream, advanced in place; untouched with exact gradients. */
+  rng: Uint32Array;
+}
+
+export interface Environment {
+  readonly states: number;
+  readonly actions: number;
+  /** Exact V, Q, J, occupancy and gradient for n = rewards.length / (S*A) reward tables at theta. */
+  evaluate(theta: Float64Array, rewards: Float64Array, out: Evaluation): void;
+  /** J_K and grad_K J (the K-step truncation) for n reward tables at theta. */
+  truncated(theta: Float64Array, rewards: Float64Array, horizon: number, out: TruncatedEvaluation): void;
+  /** J* of one reward table (the optimal value from rho); fills vOut [S] with V*. */
+  optimal(reward: Float64Array, vOut: Float64Array): number;
+  /** The Eq. 5 estimator: the mean of `batch` truncated REINFORCE estimates at theta, into out [S*A]. */
+  estimateGradient(
+    theta: Float64Array,
+    reward: Float64Array,
+    horizon: number,
+    batch: number,
+    rng: Uint32Array,
+    out: Float64Array,
+  ): void;
+  /** H steps theta <- theta + eta (g_hat(theta) + correction), in one call. */
+  localRound(args: LocalRoundArgs): void;
+  /** Frees what the backend holds for this environment (native or wasm memory). Idempotent. */
+  dispose(): void;
+}
+
+export interface Backend {
+  readonly name: BackendName;
+  /** Uploads the shared tables once (and builds the alias tables for sampling). */
+  createEnvironment(spec: EnvironmentSpec): Environment;
+}
