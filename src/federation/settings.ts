@@ -1,0 +1,89 @@
+import type { GradientMode } from '../backends/types.js';
+import { InputError } from '../errors.js';
+import { MAX_SEED } from '../rng.js';
+
+export type Algorithm = 'fast-fedpg' | 'fedavg' | 'centralized' | 'local';
+export const ALGORITHMS: readonly Algorithm[] = ['fast-fedpg', 'fedavg', 'centralized', 'local'];
+
+/** The settings of one training run; every field has a documented default (DEFAULT_SETTINGS). */
+export interface TrainSettings {
+  algorithm: Algorithm;
+  gradient: GradientMode;
+  /** T, the number of communication rounds. */
+  rounds: number;
+  /** H, local steps per round (ignored by `centralized`, which takes one step per round). */
+  localSteps: number;
+  /** Local step size. */
+  eta: number;
+  /** Global (server) step size alpha_g in (0, 1] (ignored by `centralized` and `local`). */
+  alphaG: number;
+  /** K, the truncation horizon of the estimator (sampled gradients only). */
+  horizon: number;
+  /** M, trajectories per gradient estimate (sampled gradients only). */
+  batch: number;
+  /** The run seed; agent i's stream depends on (seed, i) only. */
+  seed: number;
+}
+
+/** Fixed, documented defaults: outside checks rely on them. */
+export const DEFAULT_SETTINGS: Readonly<TrainSettings> = Object.freeze({
+  algorithm: 'fast-fedpg',
+  gradient: 'sampled',
+  rounds: 100,
+  localSteps: 10,
+  eta: 0.1,
+  alphaG: 1,
+  horizon: 50,
+  batch: 1,
+  seed: 0,
+});
+
+function int(name: string, v: number, min: number, max = 0x7fffffff): void {
+  if (!Number.isSafeInteger(v) || v < min || v > max) throw new InputError(`${name} must be an integer in [${min}, ${max}], got ${v}`);
+}
+
+/** Completes and validates settings; throws InputError naming the field and the value. */
+export function resolveSettings(partial: Partial<TrainSettings> = {}): TrainSettings {
+  const s: TrainSettings = { ...DEFAULT_SETTINGS };
+  for (const [k, v] of Object.entries(partial)) if (v !== undefined) (s as unknown as Record<string, unknown>)[k] = v;
+  if (!ALGORITHMS.includes(s.algorithm)) throw new InputError(`algorithm must be one of ${ALGORITHMS.join(', ')}, got ${String(s.algorithm)}`);
+  if (s.gradient !== 'exact' && s.gradient !== 'sampled') throw new InputError(`gradient must be exact or sampled, got ${String(s.gradient)}`);
+  int('rounds', s.rounds, 0);
+  int('localSteps', s.localSteps, 1);
+  int('horizon', s.horizon, 1);
+  int('batch', s.batch, 1);
+  int('seed', s.seed, 0, MAX_SEED);
+  if (!Number.isFinite(s.eta) || s.eta <= 0) throw new InputError(`eta must be a finite number > 0, got ${s.eta}`);
+  if (!Number.isFinite(s.alphaG) || s.alphaG <= 0 || s.alphaG > 1) throw new InputError(`alphaG must be in (0, 1], got ${s.alphaG}`);
+  return s;
+}
+
+/**
+ * Communication and sampling counted as SPEC.md says, after `t` rounds with N agents and
+ * S*A parameters. Exact gradients sample nothing.
+ */
+export function costsAfter(s: TrainSettings, N: number, SA: number, t: number): { trajectories: number; steps: number; bytes: number } {
+  const M = s.batch, H = s.localSteps;
+  let traj: number;
+  let vectors: number;
+  switch (s.algorithm) {
+    case 'fast-fedpg':
+      traj = N * M * (1 + t * (H + 1));
+      vectors = N + 4 * N * t;
+      break;
+    case 'fedavg':
+      traj = N * M * H * t;
+      vectors = 2 * N * t;
+      break;
+    case 'centralized':
+      traj = N * M * t;
+      vectors = 2 * N * t;
+      break;
+    case 'local':
+      traj = N * M * H * t;
+      vectors = 0;
+      break;
+  }
+  if (s.gradient === 'exact') traj = 0;
+  return { trajectories: traj, steps: traj * s.horizon, bytes: 8 * SA * vectors };
+}
