@@ -45,7 +45,11 @@ function int(name: string, v: number, min: number, max = 0x7fffffff): void {
 /** Completes and validates settings; throws InputError naming the field and the value. */
 export function resolveSettings(partial: Partial<TrainSettings> = {}): TrainSettings {
   const s: TrainSettings = { ...DEFAULT_SETTINGS };
-  for (const [k, v] of Object.entries(partial)) if (v !== undefined) (s as unknown as Record<string, unknown>)[k] = v;
+  // Only the settings' own keys: callers pass wider option objects (backend, signal, ...).
+  for (const k of Object.keys(DEFAULT_SETTINGS) as (keyof TrainSettings)[]) {
+    const v = partial[k];
+    if (v !== undefined) (s as unknown as Record<string, unknown>)[k] = v;
+  }
   if (!ALGORITHMS.includes(s.algorithm)) throw new InputError(`algorithm must be one of ${ALGORITHMS.join(', ')}, got ${String(s.algorithm)}`);
   if (s.gradient !== 'exact' && s.gradient !== 'sampled') throw new InputError(`gradient must be exact or sampled, got ${String(s.gradient)}`);
   int('rounds', s.rounds, 0);

@@ -1,0 +1,106 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import type { Algorithm } from '../../federation/settings.js';
+import type { TrainResult } from '../../federation/train.js';
+import { loadMdp, loadTheta } from '../../mdp/format.js';
+import { gridworldMdp } from '../../mdp/generate.js';
+import type { Mdp } from '../../mdp/model.js';
+import { backendChoice, int, num, printJson } from '../flags.js';
+import { trainWithLog } from '../session.js';
+import { addRunFlags, settingsFromFlags, type RunFlags } from './train.js';
+
+/**
+ * The main job: the multi-task gridworld (agents rewarded at different corners), Fast-FedPG
+ * against FedAvg from the same start, a table of J and the gap, and one round log per algorithm.
+ */
+export const RUN_DEFAULTS = {
+  width: 5,
+  height: 5,
+  agents: 4,
+  slip: 0.1,
+  gamma: 0.9,
+  gradient: 'exact' as const,
+  rounds: 300,
+  localSteps: 10,
+  eta: 1,
+  out: 'fedpg-run',
+};
+
+const RUN_ALGORITHMS: Algorithm[] = ['fast-fedpg', 'fedavg'];
+
+function tableRounds(T: number): number[] {
+  const picks = new Set<number>([0, T]);
+  for (let k = 1; k <= T; k *= 10) for (const m of [1, 2, 5]) if (m * k <= T) picks.add(m * k);
+  return [...picks].sort((a, b) => a - b);
+}
+
+function fmt(v: number | null | undefined, digits = 6): string {
+  if (v === null || v === undefined) return 'n/a';
+  return Math.abs(v) !== 0 && Math.abs(v) < 1e-3 ? v.toExponential(2) : v.toFixed(digits);
+}
+
+export function runCommand(program: Command): void {
+  const cmd = program
+    .command('run')
+    .description(
+      `the main job: Fast-FedPG against FedAvg on the multi-task gridworld (${RUN_DEFAULTS.width}x${RUN_DEFAULTS.height}, ${RUN_DEFAULTS.agents} agents with goals in different corners), printing a table and writing round logs`,
+    )
+    .option('--mdp <file>', 'use this fedpg-mdp/1 file instead of the embedded gridworld')
+    .option('--width <W>', `gridworld width (default ${RUN_DEFAULTS.width})`)
+    .option('--height <H>', `gridworld height (default ${RUN_DEFAULTS.height})`)
+    .option('--agents <N>', `gridworld agents (default ${RUN_DEFAULTS.agents})`);
+  addRunFlags(cmd, false)
+    .option('--out <dir>', `directory for the round logs (default ${RUN_DEFAULTS.out})`)
+    .option('--json', 'print one JSON object with both results (no progress bar, no table)')
+    .action(async (o: RunFlags & { mdp?: string; width?: string; height?: string; agents?: string }) => {
+      let mdp: Mdp;
+      if (o.mdp) mdp = loadMdp(o.mdp);
+      else {
+        const { goals: _g, width: _w, height: _h, ...plain } = gridworldMdp({
+          width: int('width', o.width, 1) ?? RUN_DEFAULTS.width,
+          height: int('height', o.height, 1) ?? RUN_DEFAULTS.height,
+          agents: int('agents', o.agents, 1) ?? RUN_DEFAULTS.agents,
+          slip: RUN_DEFAULTS.slip,
+          gamma: RUN_DEFAULTS.gamma,
+        });
+        mdp = plain;
+      }
+      const flags = settingsFromFlags(o);
+      const settings = {
+        gradient: RUN_DEFAULTS.gradient,
+        rounds: RUN_DEFAULTS.rounds,
+        localSteps: RUN_DEFAULTS.localSteps,
+        eta: num('eta', o.eta) ?? RUN_DEFAULTS.eta,
+        ...flags,
+      };
+      const theta0 = o.theta0 ? loadTheta(o.theta0, mdp.states, mdp.actions) : undefined;
+      const outDir = o.out ?? RUN_DEFAULTS.out;
+      mkdirSync(outDir, { recursive: true });
+      const results: TrainResult[] = [];
+      for (const algorithm of RUN_ALGORITHMS) {
+        const runOpts: Parameters<typeof trainWithLog>[2] = { progress: !o.json, label: algorithm, out: join(outDir, `${algorithm}.jsonl`) };
+        const backend = backendChoice(o.backend);
+        if (backend) runOpts.backend = backend;
+        if (theta0) runOpts.theta0 = theta0;
+        results.push(await trainWithLog(mdp, { ...settings, algorithm }, runOpts));
+      }
+      if (o.json) return printJson({ mdp: mdp.name ?? o.mdp ?? null, logs: RUN_ALGORITHMS.map((a) => join(outDir, `${a}.jsonl`)), results });
+      const first = results[0]!;
+      const T = first.records.length;
+      const head = ['round', ...RUN_ALGORITHMS.flatMap((a) => [`J ${a}`, `gap ${a}`])];
+      const rows = tableRounds(T).map((t) => [String(t), ...results.flatMap((r) => [fmt(r.J[t]), fmt(r.Jstar === null ? null : r.Jstar - r.J[t]!)])]);
+      const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
+      const line = (cells: string[]): string => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');
+      const out = [
+        `${mdp.name ?? o.mdp}: ${first.settings.agents} agents, ${mdp.states} states, ${mdp.actions} actions; ${first.gradient} gradients, H = ${first.settings.localSteps}, eta = ${first.settings.eta}, backend ${first.backend}`,
+        first.Jstar === null ? 'no J* (per-agent kernels)' : `J* = ${first.Jstar}`,
+        '',
+        line(head),
+        ...rows.map(line),
+        '',
+        `round logs: ${RUN_ALGORITHMS.map((a) => join(outDir, `${a}.jsonl`)).join(', ')}`,
+      ];
+      process.stdout.write(out.join('\n') + '\n');
+    });
+}

@@ -1,0 +1,63 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from 'commander';
+import { createRequire } from 'node:module';
+import { BackendUnavailableError } from '../backends/select.js';
+import { InputError, UsageError } from '../errors.js';
+import { evaluateCommand } from './commands/evaluate.js';
+import { generateCommand } from './commands/generate.js';
+import { runCommand } from './commands/run.js';
+import { trainCommand } from './commands/train.js';
+
+/**
+ * fedpg: a thin layer over the library. Exit codes: 0 done, 1 bad input (a file, a value, an
+ * unavailable backend), 2 bad usage (unknown or missing flag or command). User mistakes print
+ * one line, never a stack trace.
+ */
+
+const version = (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
+
+export function buildProgram(): Command {
+  const program = new Command()
+    .name('fedpg')
+    .description('Federated and multi-task policy gradient for tabular MDPs: Fast-FedPG, FedAvg-PG and baselines')
+    .version(version)
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  generateCommand(program);
+  evaluateCommand(program);
+  trainCommand(program);
+  runCommand(program);
+  for (const c of program.commands) c.exitOverride().showHelpAfterError('(run with --help for usage)');
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  try {
+    await buildProgram().parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // --help and --version exit 0; every other commander error is a usage error.
+      return e.exitCode === 0 || e.code === 'commander.helpDisplayed' || e.code === 'commander.version' ? 0 : 2;
+    }
+    if (e instanceof UsageError) {
+      process.stderr.write(`fedpg: ${e.message}\n`);
+      return 2;
+    }
+    if (e instanceof InputError || e instanceof BackendUnavailableError) {
+      process.stderr.write(`fedpg: error: ${e.message}\n`);
+      return 1;
+    }
+    if (e instanceof Error && e.message.startsWith('interrupted')) {
+      process.stderr.write(`fedpg: ${e.message}\n`);
+      return 130;
+    }
+    process.stderr.write(`fedpg: internal error (please report it): ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    return 1;
+  }
+}
+
+main(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});
