@@ -1,0 +1,35 @@
+/**
+ * fast-fedpg: federated and multi-task policy gradient for tabular MDPs (Node entry).
+ *
+ *   import { loadMdp, train } from 'fast-fedpg';
+ *   const result = await train(loadMdp('tasks.json'), { algorithm: 'fast-fedpg', rounds: 200 });
+ */
+export type {
+  Backend,
+  BackendChoice,
+  BackendName,
+  Environment,
+  EnvironmentSpec,
+  Evaluation,
+  GradientMode,
+  LocalRoundArgs,
+  TransitionTable,
+  TruncatedEvaluation,
+} from './backends/types.js';
+export { BACKEND_NAMES, BackendUnavailableError, loadBackend, loadBackendByName } from './backends/select.js';
+export { jsBackend } from './backends/js/index.js';
+export { InputError, UsageError } from './errors.js';
+export type { Mdp } from './mdp/model.js';
+export { agentCount, averageReward, environmentSpec, hasPerAgentKernels, stackedRewards } from './mdp/model.js';
+export { MDP_FORMAT, loadMdp, loadTheta, mdpToJson, parseMdp, thetaToJson } from './mdp/format.js';
+export { chainMdp, gridworldMdp, randomMdp, GRID_MOVES } from './mdp/generate.js';
+export type { ChainOptions, GridworldOptions, RandomMdpOptions } from './mdp/generate.js';
+export { evaluatePolicy, type PolicyReport } from './evaluate.js';
+export { agentStream, nextDouble, nextUint32 } from './rng.js';
+export { ALGORITHMS, DEFAULT_SETTINGS, costsAfter, resolveSettings } from './federation/settings.js';
+export type { Algorithm, TrainSettings } from './federation/settings.js';
+export { Training, train, trainRounds } from './federation/train.js';
+export type { RoundRecord, TrainHeader, TrainOptions, TrainResult } from './federation/train.js';
+export type { AgentPool } from './federation/pool.js';
+export { InProcessPool } from './federation/pool.js';
+export { LocalAgent, exactGradient } from './federation/agent.js';
