@@ -1,0 +1,146 @@
+import { describe, expect, it } from 'vitest';
+import type { Backend } from '../src/backends/types.js';
+import { train, trainRounds } from '../src/federation/train.js';
+import { loadMdp, loadTheta } from '../src/mdp/format.js';
+import { randomMdp } from '../src/mdp/generate.js';
+import type { Mdp } from '../src/mdp/model.js';
+import { testedBackends } from './helpers/backends.js';
+import { expectedFixtures, fixturePath, readExpect, relativeError } from './helpers/fixtures.js';
+
+const backends = await testedBackends();
+
+function theta0For(name: string, mdp: Mdp): Float64Array {
+  return loadTheta(fixturePath(`${name}.expect.json`), mdp.states, mdp.actions);
+}
+
+describe.each(backends.map((b) => [b.name, b] as const))('algorithms on the %s backend', (_name, backend: Backend) => {
+  describe.each(expectedFixtures())('fixture %s', (name) => {
+    const mdp = loadMdp(fixturePath(`${name}.json`));
+    const exp = readExpect(name).expect;
+    it.each([
+      ['fast-fedpg', 'fastFedPG'],
+      ['fedavg', 'fedAvg'],
+    ] as const)('exact-gradient %s iterates match to 1e-9', async (algorithm, key) => {
+      const s = exp[key];
+      const r = await train(mdp, {
+        algorithm,
+        gradient: 'exact',
+        rounds: s.rounds,
+        localSteps: s.localSteps,
+        eta: s.eta,
+        alphaG: s.alphaG,
+        theta0: theta0For(name, mdp),
+        backend,
+      });
+      expect(r.J).toHaveLength(s.rounds + 1);
+      expect(relativeError(r.J, s.J)).toBeLessThanOrEqual(1e-9);
+      expect(relativeError(r.theta, s.theta)).toBeLessThanOrEqual(1e-9);
+      if (s.gradNormSq) expect(relativeError(r.gradNormSq, s.gradNormSq)).toBeLessThanOrEqual(1e-9);
+      if (mdp.perAgentKernels) expect(r.records.every((rec) => rec.gap === null)).toBe(true);
+    });
+  });
+
+  it('FedAvg plateaus where Fast-FedPG converges to J* (plateau-s6-a3-n4, H = 10, eta = 0.5)', async () => {
+    const mdp = loadMdp(fixturePath('plateau-s6-a3-n4.json'));
+    const common = { gradient: 'exact' as const, rounds: 2000, localSteps: 10, eta: 0.5, backend };
+    const fast = await train(mdp, { ...common, algorithm: 'fast-fedpg' });
+    const avg = await train(mdp, { ...common, algorithm: 'fedavg' });
+    const gap = (r: typeof fast, t: number): number => r.records[t - 1]!.gap!;
+    // SPEC.md: the oracle's gap is 8.9e-3 / 1.6e-3 / 4.0e-4 after 100 / 500 / 2000 rounds; FedAvg stays at 0.15.
+    expect(gap(fast, 2000)).toBeLessThan(1e-3);
+    expect(gap(fast, 2000)).toBeGreaterThan(0);
+    expect(gap(avg, 2000)).toBeGreaterThan(0.1);
+    // O(1/T): T * gap stays bounded (about 0.8) rather than shrinking geometrically.
+    for (const t of [100, 500, 2000]) expect(t * gap(fast, t)).toBeGreaterThan(0.3);
+    for (const t of [100, 500, 2000]) expect(t * gap(fast, t)).toBeLessThan(2);
+  });
+});
+
+describe('training runs (js backend)', () => {
+  const mdp = randomMdp({ states: 8, actions: 3, agents: 3, seed: 5 });
+  const base = { gradient: 'sampled' as const, rounds: 4, localSteps: 3, eta: 0.2, horizon: 12, batch: 2, seed: 42, backend: 'js' as const };
+
+  it('the same seed gives the same run, another seed another run', async () => {
+    const a = await train(mdp, base);
+    const b = await train(mdp, base);
+    const c = await train(mdp, { ...base, seed: 43 });
+    expect(a.theta).toEqual(b.theta);
+    expect(a.J).toEqual(b.J);
+    expect(c.theta).not.toEqual(a.theta);
+  });
+
+  it('an agent\u2019s draws do not depend on the agents beside it', async () => {
+    const pair: Mdp = { ...mdp, rewards: mdp.rewards.slice(0, 2) };
+    const three = await train(mdp, { ...base, algorithm: 'local' });
+    const two = await train(pair, { ...base, algorithm: 'local' });
+    expect(three.thetas![0]).toEqual(two.thetas![0]);
+    expect(three.thetas![1]).toEqual(two.thetas![1]);
+  });
+
+  it('counts trajectories, steps and bytes as SPEC.md says', async () => {
+    const N = 3, M = 2, H = 3, K = 12, SA = 24;
+    for (const [algorithm, traj, vectors] of [
+      ['fast-fedpg', (t: number) => N * M * (1 + t * (H + 1)), (t: number) => N + 4 * N * t],
+      ['fedavg', (t: number) => N * M * H * t, (t: number) => 2 * N * t],
+      ['centralized', (t: number) => N * M * t, (t: number) => 2 * N * t],
+      ['local', (t: number) => N * M * H * t, () => 0],
+    ] as const) {
+      const r = await train(mdp, { ...base, algorithm });
+      r.records.forEach((rec, k) => {
+        const t = k + 1;
+        expect(rec.round).toBe(t);
+        expect(rec.trajectories).toBe(traj(t));
+        expect(rec.steps).toBe(K * traj(t));
+        expect(rec.bytes).toBe(8 * SA * vectors(t));
+      });
+    }
+    const exact = await train(mdp, { ...base, gradient: 'exact' });
+    expect(exact.records.every((r) => r.trajectories === 0 && r.steps === 0)).toBe(true);
+  });
+
+  it('centralized takes theta + eta * mean_i grad J_i per round', async () => {
+    const r = await train(mdp, { ...base, gradient: 'exact', algorithm: 'centralized', rounds: 1, localSteps: 7, alphaG: 0.5 });
+    const { evaluatePolicy } = await import('../src/evaluate.js');
+    const rep = await evaluatePolicy(mdp, new Float64Array(24), { backend: 'js' });
+    const want = rep.gradAvg.map((row) => row.map((g) => 0.2 * g));
+    expect(relativeError(r.theta, want)).toBeLessThan(1e-14);
+  });
+
+  it('local reports per-agent thetas, null theta and gradNormSq, and J as the mean of J(theta_i)', async () => {
+    const r = await train(mdp, { ...base, algorithm: 'local', gradient: 'exact' });
+    expect(r.theta).toBeNull();
+    expect(r.thetas).toHaveLength(3);
+    expect(r.gradNormSq.every((g) => g === null)).toBe(true);
+    const { evaluatePolicy } = await import('../src/evaluate.js');
+    let mean = 0;
+    for (const th of r.thetas!) mean += (await evaluatePolicy(mdp, Float64Array.from(th.flat()), { backend: 'js' })).Javg;
+    expect(Math.abs(mean / 3 - r.J[r.J.length - 1]!)).toBeLessThan(1e-12);
+  });
+
+  it('trainRounds yields every record and stops on an AbortSignal', async () => {
+    const seen: number[] = [];
+    for await (const rec of trainRounds(mdp, base)) seen.push(rec.round);
+    expect(seen).toEqual([1, 2, 3, 4]);
+    const controller = new AbortController();
+    const rounds: number[] = [];
+    await expect(
+      train(mdp, {
+        ...base,
+        rounds: 50,
+        signal: controller.signal,
+        onRecord: (r) => {
+          rounds.push(r.round);
+          if (r.round === 2) controller.abort(new Error('stop here'));
+        },
+      }),
+    ).rejects.toThrow('stop here');
+    expect(rounds).toEqual([1, 2]);
+  });
+
+  it('refuses bad settings with the field and the value', async () => {
+    await expect(train(mdp, { ...base, eta: -1 })).rejects.toThrow('eta must be a finite number > 0, got -1');
+    await expect(train(mdp, { ...base, alphaG: 1.5 })).rejects.toThrow('alphaG must be in (0, 1], got 1.5');
+    await expect(train(mdp, { ...base, localSteps: 0 })).rejects.toThrow(/localSteps must be an integer/);
+    await expect(train(mdp, { ...base, theta0: new Float64Array(5) })).rejects.toThrow('theta0 has 5 values, expected states*actions = 24');
+  });
+});

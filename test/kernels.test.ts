@@ -1,0 +1,255 @@
+import { describe, expect, it } from 'vitest';
+import type { Backend, Environment, Evaluation } from '../src/backends/types.js';
+import { loadMdp, loadTheta } from '../src/mdp/format.js';
+import { averageReward, environmentSpec, stackedRewards, type Mdp } from '../src/mdp/model.js';
+import { randomMdp } from '../src/mdp/generate.js';
+import { agentStream } from '../src/rng.js';
+import { jsBackend } from '../src/backends/js/index.js';
+import { testedBackends } from './helpers/backends.js';
+import { expectedFixtures, fixturePath, readExpect, relativeError, table } from './helpers/fixtures.js';
+
+/**
+ * The kernel suite, run against every backend that loads (js, native, wasm), plus agreement of
+ * each backend with the js reference on inputs no fixture covers.
+ */
+
+const backends = await testedBackends();
+
+function evalBuffers(n: number, S: number, A: number): Evaluation {
+  return { J: new Float64Array(n), V: new Float64Array(n * S), Q: new Float64Array(n * S * A), grad: new Float64Array(n * S * A), occupancy: new Float64Array(S) };
+}
+
+function evaluateAll(env: Environment, mdp: Mdp, theta: Float64Array, rewards = stackedRewards(mdp)): Evaluation {
+  const out = evalBuffers(rewards.length / (mdp.states * mdp.actions), mdp.states, mdp.actions);
+  env.evaluate(theta, rewards, out);
+  return out;
+}
+
+function perAgentTables(t: Float64Array, N: number, S: number, A: number): number[][][] {
+  return Array.from({ length: N }, (_, i) => table(t.subarray(i * S * A, (i + 1) * S * A), A));
+}
+
+describe.each(backends.map((b) => [b.name, b] as const))('kernels on the %s backend', (_name, backend: Backend) => {
+  describe.each(expectedFixtures())('fixture %s', (name) => {
+    const mdp = loadMdp(fixturePath(`${name}.json`));
+    const exp = readExpect(name).expect;
+    const theta = loadTheta(fixturePath(`${name}.expect.json`), mdp.states, mdp.actions);
+    const S = mdp.states, A = mdp.actions, N = mdp.rewards.length;
+    const envs = mdp.kernels.map((_, k) => backend.createEnvironment(environmentSpec(mdp, k)));
+
+    it('exact J and gradients per agent match to 1e-9', () => {
+      const J: number[] = [];
+      const grads: number[][][] = [];
+      for (let i = 0; i < N; i++) {
+        const env = envs.length === 1 ? envs[0]! : envs[i]!;
+        const out = evaluateAll(env, mdp, theta, mdp.rewards[i]!);
+        J.push(out.J[0]!);
+        grads.push(table(out.grad, A));
+      }
+      expect(relativeError(J, exp.J)).toBeLessThanOrEqual(1e-9);
+      expect(relativeError(grads, exp.grad)).toBeLessThanOrEqual(1e-9);
+      const gradAvg = grads[0]!.map((row, s) => row.map((_, a) => grads.reduce((acc, g) => acc + g[s]![a]!, 0) / N));
+      expect(relativeError(gradAvg, exp.gradAvg)).toBeLessThanOrEqual(1e-9);
+    });
+
+    it('truncated J_K and grad_K match to 1e-9', () => {
+      const JK: number[] = [];
+      const gradK: number[][][] = [];
+      for (let i = 0; i < N; i++) {
+        const env = envs.length === 1 ? envs[0]! : envs[i]!;
+        const out = { JK: new Float64Array(1), gradK: new Float64Array(S * A) };
+        env.truncated(theta, mdp.rewards[i]!, exp.K, out);
+        JK.push(out.JK[0]!);
+        gradK.push(table(out.gradK, A));
+      }
+      expect(relativeError(JK, exp.JK)).toBeLessThanOrEqual(1e-9);
+      expect(relativeError(gradK, exp.gradK)).toBeLessThanOrEqual(1e-9);
+    });
+
+    it.runIf(!mdp.perAgentKernels)('V, Q of the average MDP and J*, V* match to 1e-9', () => {
+      const rbar = averageReward(mdp);
+      const out = evaluateAll(envs[0]!, mdp, theta, rbar);
+      expect(relativeError(Array.from(out.V), exp.V)).toBeLessThanOrEqual(1e-9);
+      expect(relativeError(table(out.Q, A), exp.Q)).toBeLessThanOrEqual(1e-9);
+      const vstar = new Float64Array(S);
+      const Jstar = envs[0]!.optimal(rbar, vstar);
+      expect(relativeError([Jstar], [exp.Jstar])).toBeLessThanOrEqual(1e-9);
+      expect(relativeError(Array.from(vstar), exp.Vstar)).toBeLessThanOrEqual(1e-9);
+    });
+
+    it.runIf(!mdp.perAgentKernels)('Proposition 1: the mean of the agents\u2019 J and gradients is the average MDP\u2019s', () => {
+      const all = evaluateAll(envs[0]!, mdp, theta);
+      const avg = evaluateAll(envs[0]!, mdp, theta, averageReward(mdp));
+      const meanJ = Array.from(all.J).reduce((a, b) => a + b, 0) / N;
+      expect(Math.abs(meanJ - avg.J[0]!)).toBeLessThan(1e-12 * Math.max(1, Math.abs(meanJ)));
+      const meanGrad = Array.from({ length: S * A }, (_, j) => Array.from({ length: N }, (_, i) => all.grad[i * S * A + j]!).reduce((a, b) => a + b, 0) / N);
+      expect(relativeError(meanGrad, Array.from(avg.grad))).toBeLessThan(1e-12);
+    });
+
+    it('the occupancy measure is a distribution', () => {
+      const out = evaluateAll(envs[0]!, mdp, theta, mdp.rewards[0]!);
+      const sum = Array.from(out.occupancy).reduce((a, b) => a + b, 0);
+      expect(Math.abs(sum - 1)).toBeLessThan(1e-12);
+      expect(Math.min(...out.occupancy)).toBeGreaterThanOrEqual(0);
+    });
+  });
+
+  it('the exact gradient equals central finite differences of J', () => {
+    const mdp = loadMdp(fixturePath('random-s6-a3-n4.json'));
+    const theta = loadTheta(fixturePath('random-s6-a3-n4.expect.json'), mdp.states, mdp.actions);
+    const env = backend.createEnvironment(environmentSpec(mdp));
+    const R = mdp.rewards[1]!;
+    const g = evaluateAll(env, mdp, theta, R).grad;
+    const h = 1e-5;
+    let worst = 0;
+    for (let j = 0; j < theta.length; j++) {
+      const tp = Float64Array.from(theta), tm = Float64Array.from(theta);
+      tp[j]! += h;
+      tm[j]! -= h;
+      const fd = (evaluateAll(env, mdp, tp, R).J[0]! - evaluateAll(env, mdp, tm, R).J[0]!) / (2 * h);
+      worst = Math.max(worst, Math.abs(fd - g[j]!));
+    }
+    // Central differences are exact to O(h^2) ~ 1e-10 here, plus rounding ~1e-16 / h.
+    expect(worst).toBeLessThan(1e-8);
+  });
+
+  it('the Eq. 5 estimator is unbiased for grad_K (z-scores from the sample variance)', () => {
+    const mdp = loadMdp(fixturePath('random-s6-a3-n4.json'));
+    const theta = loadTheta(fixturePath('random-s6-a3-n4.expect.json'), mdp.states, mdp.actions);
+    const env = backend.createEnvironment(environmentSpec(mdp));
+    const R = mdp.rewards[2]!;
+    const K = 10;
+    const SA = mdp.states * mdp.actions;
+    const rng = agentStream(20261124, 0);
+    const n = 200000;
+    const sum = new Float64Array(SA), sumSq = new Float64Array(SA), g = new Float64Array(SA);
+    for (let m = 0; m < n; m++) {
+      env.estimateGradient(theta, R, K, 1, rng, g);
+      for (let j = 0; j < SA; j++) {
+        sum[j]! += g[j]!;
+        sumSq[j]! += g[j]! * g[j]!;
+      }
+    }
+    const zScores = (target: Float64Array): number => {
+      let worst = 0;
+      for (let j = 0; j < SA; j++) {
+        const mean = sum[j]! / n;
+        const variance = (sumSq[j]! - n * mean * mean) / (n - 1);
+        worst = Math.max(worst, Math.abs(mean - target[j]!) / Math.sqrt(variance / n));
+      }
+      return worst;
+    };
+    const truth = { JK: new Float64Array(1), gradK: new Float64Array(SA) };
+    env.truncated(theta, R, K, truth);
+    // 18 coordinates: P(max |z| > 5) < 18 * 5.7e-7 for a correct estimator.
+    expect(zScores(truth.gradK)).toBeLessThan(5);
+    // The test has power: the same samples reject the gradient of a shorter horizon, and a 25% bias.
+    const wrong = { JK: new Float64Array(1), gradK: new Float64Array(SA) };
+    env.truncated(theta, R, K - 5, wrong);
+    expect(zScores(wrong.gradK)).toBeGreaterThan(5);
+    expect(zScores(truth.gradK.map((v) => 0.75 * v))).toBeGreaterThan(5);
+  });
+
+  it('a batch of M is the mean of M single-trajectory estimates drawn from the same stream', () => {
+    const mdp = loadMdp(fixturePath('random-s20-a4-n8.json'));
+    const env = backend.createEnvironment(environmentSpec(mdp));
+    const theta = Float64Array.from({ length: mdp.states * mdp.actions }, (_, j) => Math.sin(j));
+    const SA = theta.length;
+    const r1 = agentStream(7, 3), r2 = agentStream(7, 3);
+    const batch = new Float64Array(SA), one = new Float64Array(SA), acc = new Float64Array(SA);
+    env.estimateGradient(theta, mdp.rewards[0]!, 15, 8, r1, batch);
+    for (let m = 0; m < 8; m++) {
+      env.estimateGradient(theta, mdp.rewards[0]!, 15, 1, r2, one);
+      for (let j = 0; j < SA; j++) acc[j]! += one[j]!;
+    }
+    expect(Array.from(r1)).toEqual(Array.from(r2));
+    expect(relativeError(Array.from(batch), Array.from(acc, (v) => v / 8))).toBeLessThan(1e-13);
+  });
+
+  it('each trajectory consumes exactly 4K outputs of the stream', () => {
+    const mdp = loadMdp(fixturePath('random-s6-a3-n4.json'));
+    const env = backend.createEnvironment(environmentSpec(mdp));
+    const rng = agentStream(1, 0);
+    const ref = agentStream(1, 0);
+    env.estimateGradient(new Float64Array(18), mdp.rewards[0]!, 7, 3, rng, new Float64Array(18));
+    const s = Uint32Array.from(ref);
+    for (let k = 0; k < 4 * 7 * 3; k++) {
+      // xoshiro128** step, written out independently of src/rng.ts
+      const t = (s[1]! << 9) >>> 0;
+      s[2]! ^= s[0]!;
+      s[3]! ^= s[1]!;
+      s[1]! ^= s[2]!;
+      s[0]! ^= s[3]!;
+      s[2]! ^= t;
+      s[3] = ((s[3]! << 11) | (s[3]! >>> 21)) >>> 0;
+    }
+    expect(Array.from(rng)).toEqual(Array.from(s));
+  });
+
+  it('localRound with exact gradients takes H plain ascent steps (and adds the correction)', () => {
+    const mdp = loadMdp(fixturePath('random-s6-a3-n4.json'));
+    const env = backend.createEnvironment(environmentSpec(mdp));
+    const SA = 18;
+    const start = loadTheta(fixturePath('random-s6-a3-n4.expect.json'), 6, 3);
+    const corr = Float64Array.from({ length: SA }, (_, j) => 0.01 * Math.cos(j));
+    const mine = Float64Array.from(start);
+    for (let h = 0; h < 3; h++) {
+      const g = evaluateAll(env, mdp, mine, mdp.rewards[0]!).grad;
+      for (let j = 0; j < SA; j++) mine[j] = mine[j]! + 0.5 * (g[j]! + corr[j]!);
+    }
+    const theta = Float64Array.from(start);
+    env.localRound({ theta, reward: mdp.rewards[0]!, correction: corr, eta: 0.5, steps: 3, gradient: 'exact', horizon: 1, batch: 1, rng: agentStream(0, 0) });
+    expect(relativeError(Array.from(theta), Array.from(mine))).toBeLessThan(1e-12);
+  });
+
+  it('refuses bad arguments with a message instead of reading out of bounds', () => {
+    const mdp = loadMdp(fixturePath('random-s6-a3-n4.json'));
+    const env = backend.createEnvironment(environmentSpec(mdp));
+    const ok = new Float64Array(18);
+    const rng = agentStream(0, 0);
+    expect(() => env.estimateGradient(new Float64Array(17), mdp.rewards[0]!, 5, 1, rng, ok)).toThrow(/theta has length 17, expected 18/);
+    expect(() => env.estimateGradient(ok, new Float64Array(3), 5, 1, rng, ok)).toThrow(/reward has length 3/);
+    expect(() => env.estimateGradient(ok, mdp.rewards[0]!, 0, 1, rng, ok)).toThrow(/horizon/);
+    expect(() => env.estimateGradient(ok, mdp.rewards[0]!, 5, 1, new Uint32Array(3), ok)).toThrow(/rng/);
+    const nan = new Float64Array(18);
+    nan[4] = NaN;
+    expect(() => env.evaluate(nan, mdp.rewards[0]!, evalBuffers(1, 6, 3))).toThrow(/theta\[1\]\[1\] is NaN/);
+    nan[4] = Infinity;
+    expect(() => env.localRound({ theta: nan, reward: mdp.rewards[0]!, correction: null, eta: 0.1, steps: 1, gradient: 'sampled', horizon: 5, batch: 1, rng })).toThrow(/Infinity/);
+  });
+});
+
+describe.each(backends.filter((b) => b.name !== 'js').map((b) => [b.name, b] as const))('%s agrees with the js reference', (_n, backend: Backend) => {
+  const mdps = [
+    randomMdp({ states: 30, actions: 5, agents: 3, seed: 11, gamma: 0.95 }),
+    randomMdp({ states: 40, actions: 3, agents: 2, seed: 12, branching: 4, gamma: 0.8 }),
+  ];
+  it.each(mdps.map((m) => [m.name!, m] as const))('exact evaluation and truncation on %s', (_n2, mdp) => {
+    const theta = Float64Array.from({ length: mdp.states * mdp.actions }, (_, j) => 2 * Math.sin(3 * j));
+    const a = backend.createEnvironment(environmentSpec(mdp));
+    const b = jsBackend.createEnvironment(environmentSpec(mdp));
+    const oa = evaluateAll(a, mdp, theta), ob = evaluateAll(b, mdp, theta);
+    for (const k of ['J', 'V', 'Q', 'grad', 'occupancy'] as const) expect(relativeError(Array.from(oa[k]), Array.from(ob[k]))).toBeLessThan(1e-12);
+    const ta = { JK: new Float64Array(mdp.rewards.length), gradK: new Float64Array(mdp.rewards.length * theta.length) };
+    const tb = { JK: new Float64Array(mdp.rewards.length), gradK: new Float64Array(mdp.rewards.length * theta.length) };
+    a.truncated(theta, stackedRewards(mdp), 25, ta);
+    b.truncated(theta, stackedRewards(mdp), 25, tb);
+    expect(relativeError(Array.from(ta.gradK), Array.from(tb.gradK))).toBeLessThan(1e-12);
+    const rbar = averageReward(mdp);
+    expect(Math.abs(a.optimal(rbar, new Float64Array(mdp.states)) - b.optimal(rbar, new Float64Array(mdp.states)))).toBeLessThan(1e-11);
+  });
+
+  it.each(mdps.map((m) => [m.name!, m] as const))('the same stream gives the same estimate on %s', (_n2, mdp) => {
+    const theta = Float64Array.from({ length: mdp.states * mdp.actions }, (_, j) => Math.cos(j));
+    const a = backend.createEnvironment(environmentSpec(mdp));
+    const b = jsBackend.createEnvironment(environmentSpec(mdp));
+    const ra = agentStream(99, 1), rb = agentStream(99, 1);
+    const ga = new Float64Array(theta.length), gb = new Float64Array(theta.length);
+    for (const [K, M] of [[1, 1], [20, 7], [60, 3]] as const) {
+      a.estimateGradient(theta, mdp.rewards[0]!, K, M, ra, ga);
+      b.estimateGradient(theta, mdp.rewards[0]!, K, M, rb, gb);
+      expect(Array.from(ra)).toEqual(Array.from(rb));
+      expect(relativeError(Array.from(ga), Array.from(gb))).toBeLessThan(1e-12);
+    }
+  });
+});
