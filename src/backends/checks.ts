@@ -57,3 +57,7 @@ export function checkLocalRound(env: Environment, args: LocalRoundArgs): void {
     throw new RangeError(`gradient must be 'exact' or 'sampled', got ${String(args.gradient)}`);
   }
 }
+
+export function checkEntropy(tau: number): void {
+  if (!Number.isFinite(tau) || tau < 0) throw new RangeError(`entropy weight tau must be a finite number >= 0, got ${tau}`);
+}

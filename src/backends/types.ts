@@ -84,6 +84,11 @@ export interface LocalRoundArgs {
   batch: number;
   /** The agent's random stream, advanced in place; untouched with exact gradients. */
   rng: Uint32Array;
+  /**
+   * tau > 0: ascend the entropy-regularised objective J_tau instead (regfedpg, SPEC.md
+   * "Baselines"). Only passed to environments that have {@link Environment.estimateRegularized}.
+   */
+  entropy?: number;
 }
 
 export interface Environment {
@@ -106,6 +111,23 @@ export interface Environment {
   ): void;
   /** H steps theta <- theta + eta (g_hat(theta) + correction), in one call. */
   localRound(args: LocalRoundArgs): void;
+  /**
+   * Entropy-regularised kernels (optional until every backend has them; the training loop refuses
+   * entropy > 0 on a backend without them). evaluateRegularized fills J with J_tau, V and Q with
+   * V_tau and Q_tau, and grad with the exact gradient of J_tau; estimateRegularized is the GPOMDP
+   * estimator g = sum_t gamma^t (r_t - tau log pi(a_t|s_t)) sum_{l<=t} grad log pi(a_l|s_l),
+   * drawing from the stream exactly as estimateGradient does.
+   */
+  evaluateRegularized?(theta: Float64Array, rewards: Float64Array, tau: number, out: Evaluation): void;
+  estimateRegularized?(
+    theta: Float64Array,
+    reward: Float64Array,
+    tau: number,
+    horizon: number,
+    batch: number,
+    rng: Uint32Array,
+    out: Float64Array,
+  ): void;
   /** Frees what the backend holds for this environment (native or wasm memory). Idempotent. */
   dispose(): void;
 }

@@ -24,6 +24,21 @@ export function softmaxPolicy(theta: Float64Array, S: number, A: number, pi: Flo
   }
 }
 
+/** log pi(a|s) computed from theta directly (exact even where pi underflows). */
+export function logSoftmax(theta: Float64Array, S: number, A: number): Float64Array {
+  const out = new Float64Array(S * A);
+  for (let s = 0; s < S; s++) {
+    const base = s * A;
+    let m = theta[base]!;
+    for (let a = 1; a < A; a++) if (theta[base + a]! > m) m = theta[base + a]!;
+    let z = 0;
+    for (let a = 0; a < A; a++) z += Math.exp(theta[base + a]! - m);
+    const logZ = Math.log(z);
+    for (let a = 0; a < A; a++) out[base + a] = theta[base + a]! - m - logZ;
+  }
+  return out;
+}
+
 /** In-place LU with partial pivoting of a dense row-major n x n matrix: P M = L U. */
 export class DenseLU {
   readonly piv: Int32Array;
@@ -278,11 +293,17 @@ export class ExactSolver {
     else this.lu!.solveTransposed(b);
   }
 
-  evaluate(theta: Float64Array, rewards: Float64Array, out: Evaluation): void {
+  /**
+   * Exact V, Q, J and gradient for n reward tables; with tau > 0 those of the entropy-regularised
+   * objective: V_tau = (I - gamma P)^{-1} (r_theta + tau H_theta), Q_tau = R + gamma P V_tau,
+   * grad = d pi (Q_tau - tau log pi - V_tau) / (1 - gamma).
+   */
+  evaluate(theta: Float64Array, rewards: Float64Array, out: Evaluation, tau = 0): void {
     const S = this.S, A = this.A, g = this.gamma, SA = S * A;
     const n = rewards.length / SA;
     const pi = this.pi;
     softmaxPolicy(theta, S, A, pi);
+    const logPi = tau > 0 ? logSoftmax(theta, S, A) : null;
     const kernel = this.prepare(pi);
     const d = out.occupancy;
     d.set(this.spec.initial);
@@ -294,6 +315,11 @@ export class ExactSolver {
       for (let s = 0; s < S; s++) {
         let r = 0;
         for (let a = 0; a < A; a++) r += pi[s * A + a]! * R[s * A + a]!;
+        if (logPi) {
+          let h = 0;
+          for (let a = 0; a < A; a++) h -= pi[s * A + a]! * logPi[s * A + a]!;
+          r += tau * h;
+        }
         v[s] = r;
       }
       this.solve(kernel, v);
@@ -306,7 +332,8 @@ export class ExactSolver {
           const q = R[s * A + a]! + g * this.expectNext(s, a, v);
           const j = i * SA + s * A + a;
           out.Q[j] = q;
-          out.grad[j] = (d[s]! * pi[s * A + a]! * (q - v[s]!)) / (1 - g);
+          const adv = logPi ? q - tau * logPi[s * A + a]! - v[s]! : q - v[s]!;
+          out.grad[j] = (d[s]! * pi[s * A + a]! * adv) / (1 - g);
         }
       }
     }

@@ -1,5 +1,5 @@
 import type { Backend, Environment, EnvironmentSpec, Evaluation, LocalRoundArgs, TruncatedEvaluation } from '../types.js';
-import { checkKernelArgs, checkLocalRound, checkTheta } from '../checks.js';
+import { checkEntropy, checkKernelArgs, checkLocalRound, checkTheta } from '../checks.js';
 import { initialAlias, transitionAlias } from './alias.js';
 import { ExactSolver } from './exact.js';
 import { Sampler } from './sampler.js';
@@ -53,14 +53,30 @@ class JsEnvironment implements Environment {
     this.getSampler().estimate(theta, reward, horizon, batch, rng, out);
   }
 
+  evaluateRegularized(theta: Float64Array, rewards: Float64Array, tau: number, out: Evaluation): void {
+    checkTheta(this, theta);
+    checkEntropy(tau);
+    this.exact.evaluate(theta, rewards, out, tau);
+  }
+
+  estimateRegularized(theta: Float64Array, reward: Float64Array, tau: number, horizon: number, batch: number, rng: Uint32Array, out: Float64Array): void {
+    checkKernelArgs(this, theta, reward, horizon, batch, rng, out);
+    checkEntropy(tau);
+    this.getSampler().estimateRegularized(theta, reward, tau, horizon, batch, rng, out);
+  }
+
   localRound(args: LocalRoundArgs): void {
     checkLocalRound(this, args);
     const { theta, reward, correction, eta, steps } = args;
+    const tau = args.entropy ?? 0;
+    checkEntropy(tau);
     const g = this.grad;
     const sampler = args.gradient === 'sampled' ? this.getSampler() : null;
     for (let h = 0; h < steps; h++) {
-      if (sampler) sampler.estimate(theta, reward, args.horizon, args.batch, args.rng, g);
-      else this.exact.evaluate(theta, reward, this.one);
+      if (sampler) {
+        if (tau > 0) sampler.estimateRegularized(theta, reward, tau, args.horizon, args.batch, args.rng, g);
+        else sampler.estimate(theta, reward, args.horizon, args.batch, args.rng, g);
+      } else this.exact.evaluate(theta, reward, this.one, tau);
       if (correction) for (let j = 0; j < theta.length; j++) theta[j] = theta[j]! + eta * (g[j]! + correction[j]!);
       else for (let j = 0; j < theta.length; j++) theta[j] = theta[j]! + eta * g[j]!;
     }

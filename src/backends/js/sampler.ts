@@ -1,5 +1,6 @@
 import type { EnvironmentSpec } from '../types.js';
 import type { AliasTables } from './alias.js';
+import { nextUint32 } from '../../rng.js';
 
 /**
  * The Eq. 5 estimator, g_hat = (sum_{t<K} gamma^t r_t) * (sum_{k<K} grad log pi(a_k|s_k)), as a
@@ -16,6 +17,7 @@ export class Sampler {
   private readonly A: number;
   private readonly gamma: number;
   private readonly pi: Float64Array;
+  private readonly logPi: Float64Array;
   private readonly cum: Float64Array;
   private readonly lastPositive: Int32Array;
   private readonly piStamp: Int32Array;
@@ -37,6 +39,7 @@ export class Sampler {
     this.gamma = spec.gamma;
     const SA = this.S * this.A;
     this.pi = new Float64Array(SA);
+    this.logPi = new Float64Array(SA);
     this.cum = new Float64Array(SA);
     this.lastPositive = new Int32Array(this.S);
     this.piStamp = new Int32Array(this.S);
@@ -61,7 +64,10 @@ export class Sampler {
     }
     let c = 0;
     let last = 0;
+    const logZ = Math.log(z);
     for (let a = 0; a < A; a++) {
+      // log pi from theta directly: exact even where pi underflows.
+      this.logPi[base + a] = theta[base + a]! - m - logZ;
       const p = this.pi[base + a]! / z;
       this.pi[base + a] = p;
       c += p;
@@ -96,6 +102,9 @@ export class Sampler {
     }
     const stamp = ++this.stamp;
     acc.fill(0);
+    // When a batch will visit most states anyway, compute every row now and drop the per-step check.
+    const eager = this.S * this.A <= 2 * horizon * batch;
+    if (eager) for (let s = 0; s < this.S; s++) this.policyRow(theta, s);
     // The generator lives in locals for the whole batch (V8 keeps them in registers).
     let s0 = rng[0]!, s1 = rng[1]!, s2 = rng[2]!, s3 = rng[3]!;
     for (let m = 0; m < batch; m++) {
@@ -113,7 +122,7 @@ export class Sampler {
       let k = x | 0;
       let s = x - k < iProb[k]! ? iHi[k]! : iLo[k]!;
       for (let step = 0; step < horizon; step++) {
-        if (piStamp[s] !== stamp) this.policyRow(theta, s);
+        if (!eager && piStamp[s] !== stamp) this.policyRow(theta, s);
         const base = s * A;
         mm = Math.imul(s1, 5); r1 = Math.imul((mm << 7) | (mm >>> 25), 9) >>> 0;
         t = s1 << 9; s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = (s3 << 11) | (s3 >>> 21);
@@ -153,6 +162,74 @@ export class Sampler {
       }
     }
     rng[0] = s0; rng[1] = s1; rng[2] = s2; rng[3] = s3;
+    for (let j = 0; j < acc.length; j++) out[j] = acc[j]! / batch;
+  }
+
+  /**
+   * The entropy-regularised GPOMDP estimator (regfedpg): the same draws as {@link estimate}, with
+   * g = sum_l grad log pi(a_l|s_l) * sum_{t>=l} gamma^t (r_t - tau log pi(a_t|s_t)), the reward-to-go
+   * form of sum_t gamma^t (r_t - tau log pi_t) sum_{l<=t} grad log pi_l.
+   */
+  estimateRegularized(
+    theta: Float64Array,
+    reward: Float64Array,
+    tau: number,
+    horizon: number,
+    batch: number,
+    rng: Uint32Array,
+    out: Float64Array,
+  ): void {
+    const A = this.A;
+    const gamma = this.gamma;
+    const { pi, logPi, acc } = this;
+    if (this.stamp >= 0x7ffffff0) {
+      this.stamp = 0;
+      this.piStamp.fill(-1);
+    }
+    const stamp = ++this.stamp;
+    acc.fill(0);
+    const states = new Int32Array(horizon);
+    const actions = new Int32Array(horizon);
+    const terms = new Float64Array(horizon);
+    const tStart = this.trans.start, tProb = this.trans.prob, tHi = this.trans.hi, tLo = this.trans.lo;
+    const iN = this.init.start[1]!, iProb = this.init.prob, iHi = this.init.hi, iLo = this.init.lo;
+    const draw = (): number => {
+      const x = nextUint32(rng) >>> 5;
+      const y = nextUint32(rng) >>> 6;
+      return (x * 67108864 + y) * 1.1102230246251565e-16;
+    };
+    for (let m = 0; m < batch; m++) {
+      let x = draw() * iN;
+      let k = x | 0;
+      let s = x - k < iProb[k]! ? iHi[k]! : iLo[k]!;
+      let disc = 1;
+      for (let step = 0; step < horizon; step++) {
+        if (this.piStamp[s] !== stamp) this.policyRow(theta, s);
+        const base = s * A;
+        const u = draw();
+        let a = 0;
+        while (a < A && !(u < this.cum[base + a]!)) a++;
+        if (a === A) a = this.lastPositive[s]!;
+        const sa = base + a;
+        states[step] = s;
+        actions[step] = a;
+        terms[step] = disc * (reward[sa]! - tau * logPi[sa]!);
+        disc *= gamma;
+        if (step + 1 < horizon) {
+          const st = tStart[sa]!;
+          x = draw() * (tStart[sa + 1]! - st);
+          k = x | 0;
+          s = x - k < tProb[st + k]! ? tHi[st + k]! : tLo[st + k]!;
+        }
+      }
+      let togo = 0;
+      for (let l = horizon - 1; l >= 0; l--) {
+        togo += terms[l]!;
+        const base = states[l]! * A;
+        const al = actions[l]!;
+        for (let b = 0; b < A; b++) acc[base + b]! += togo * ((b === al ? 1 : 0) - pi[base + b]!);
+      }
+    }
     for (let j = 0; j < acc.length; j++) out[j] = acc[j]! / batch;
   }
 }
