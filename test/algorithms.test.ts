@@ -137,10 +137,60 @@ describe('training runs (js backend)', () => {
     expect(rounds).toEqual([1, 2]);
   });
 
+  it('regfedpg is FedAvg on J_tau: one round equals H exact regularised steps per agent, averaged', async () => {
+    const { jsBackend } = await import('../src/backends/js/index.js');
+    const { environmentSpec } = await import('../src/mdp/model.js');
+    const env = jsBackend.createEnvironment(environmentSpec(mdp));
+    const tau = 0.2, eta = 0.3, H = 4, SA = 24;
+    const mean = new Float64Array(SA);
+    for (const R of mdp.rewards) {
+      const th = new Float64Array(SA);
+      for (let h = 0; h < H; h++) {
+        const out = { J: new Float64Array(1), V: new Float64Array(8), Q: new Float64Array(SA), grad: new Float64Array(SA), occupancy: new Float64Array(8) };
+        env.evaluateRegularized!(th, R, tau, out);
+        for (let j = 0; j < SA; j++) th[j] = th[j]! + eta * out.grad[j]!;
+      }
+      for (let j = 0; j < SA; j++) mean[j] = mean[j]! + th[j]! / 3;
+    }
+    const r = await train(mdp, { ...base, algorithm: 'regfedpg', gradient: 'exact', entropy: tau, eta, localSteps: H, rounds: 1 });
+    expect(relativeError(r.theta, Array.from({ length: 8 }, (_, s) => Array.from(mean.subarray(s * 3, s * 3 + 3))))).toBeLessThan(1e-13);
+    const plain = await train(mdp, { ...base, algorithm: 'fedavg', gradient: 'exact', eta, localSteps: H, rounds: 1 });
+    expect(relativeError(r.theta, plain.theta)).toBeGreaterThan(1e-3);
+  });
+
+  it('fast-fedpg with entropy converges to a stationary point of the regularised average objective', async () => {
+    const tau = 0.1;
+    const r = await train(mdp, { ...base, algorithm: 'fast-fedpg', gradient: 'exact', entropy: tau, eta: 1, localSteps: 5, rounds: 3000 });
+    const { jsBackend } = await import('../src/backends/js/index.js');
+    const { environmentSpec, averageReward } = await import('../src/mdp/model.js');
+    const env = jsBackend.createEnvironment(environmentSpec(mdp));
+    const out = { J: new Float64Array(1), V: new Float64Array(8), Q: new Float64Array(24), grad: new Float64Array(24), occupancy: new Float64Array(8) };
+    env.evaluateRegularized!(Float64Array.from(r.theta!.flat()), averageReward(mdp), tau, out);
+    const norm = Math.hypot(...out.grad);
+    expect(norm).toBeLessThan(1e-6); // a linear rate: 1.2e-4 after 400 rounds, 1.4e-5 after 1000, 2.8e-8 after 3000
+    // FedAvg-style drift would leave a visible gradient: regfedpg with the same steps does not get there.
+    const drift = await train(mdp, { ...base, algorithm: 'regfedpg', gradient: 'exact', entropy: tau, eta: 1, localSteps: 5, rounds: 3000 });
+    env.evaluateRegularized!(Float64Array.from(drift.theta!.flat()), averageReward(mdp), tau, out);
+    expect(Math.hypot(...out.grad)).toBeGreaterThan(1e-3); // regfedpg stalls at 7.7e-3
+  });
+
+  it('--correction fresh draws one more sample per agent and round than memory', async () => {
+    const fresh = await train(mdp, { ...base, correction: 'fresh' });
+    const memory = await train(mdp, { ...base });
+    fresh.records.forEach((rec, k) => expect(rec.trajectories - memory.records[k]!.trajectories).toBe(3 * 2 * (k + 1)));
+    expect(fresh.theta).not.toEqual(memory.theta);
+    // With exact gradients a fresh sample is the remembered one: identical runs.
+    const fe = await train(mdp, { ...base, gradient: 'exact', correction: 'fresh' });
+    const me = await train(mdp, { ...base, gradient: 'exact' });
+    expect(fe.theta).toEqual(me.theta);
+  });
+
   it('refuses bad settings with the field and the value', async () => {
     await expect(train(mdp, { ...base, eta: -1 })).rejects.toThrow('eta must be a finite number > 0, got -1');
     await expect(train(mdp, { ...base, alphaG: 1.5 })).rejects.toThrow('alphaG must be in (0, 1], got 1.5');
     await expect(train(mdp, { ...base, localSteps: 0 })).rejects.toThrow(/localSteps must be an integer/);
     await expect(train(mdp, { ...base, theta0: new Float64Array(5) })).rejects.toThrow('theta0 has 5 values, expected states*actions = 24');
+    await expect(train(mdp, { ...base, algorithm: 'regfedpg' })).rejects.toThrow('regfedpg needs an entropy weight');
+    await expect(train(mdp, { ...base, algorithm: 'fedavg', entropy: 0.1 })).rejects.toThrow('entropy applies to regfedpg and fast-fedpg only, not fedavg');
   });
 });

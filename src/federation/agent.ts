@@ -25,6 +25,7 @@ export class LocalAgent {
     private readonly reward: Float64Array,
     readonly state: AgentState,
   ) {
+
     this.correction = new Float64Array(reward.length);
     this.scratch = new Float64Array(reward.length);
   }
@@ -38,8 +39,13 @@ export class LocalAgent {
     out.set(start);
     let correction: Float64Array | null = null;
     if (globalMemory) {
-      const mine = this.state.memory;
+      let mine = this.state.memory;
       if (!mine) throw new Error(`agent ${this.id} has no gradient memory yet`);
+      if (s.correction === 'fresh') {
+        // The ablation: a new sample at theta_bar, which the server's g never saw.
+        mine = this.scratch;
+        this.gradientAt(start, s, mine);
+      }
       correction = this.correction;
       for (let j = 0; j < correction.length; j++) correction[j] = globalMemory[j]! - mine[j]!;
     }
@@ -53,17 +59,28 @@ export class LocalAgent {
       horizon: s.horizon,
       batch: s.batch,
       rng: this.state.rng,
+      ...(s.entropy > 0 ? { entropy: s.entropy } : {}),
     });
+  }
+
+  /** g_i(theta): a sample (or the exact gradient) of this agent's objective, J_tau when entropy > 0. */
+  private gradientAt(theta: Float64Array, s: TrainSettings, out: Float64Array): void {
+    const tau = s.entropy;
+    if (s.gradient === 'sampled') {
+      if (tau > 0) this.env.estimateRegularized!(theta, this.reward, tau, s.horizon, s.batch, this.state.rng, out);
+      else this.env.estimateGradient(theta, this.reward, s.horizon, s.batch, this.state.rng, out);
+    } else if (tau > 0) {
+      const S = this.env.states;
+      this.env.evaluateRegularized!(theta, this.reward, tau, { J: new Float64Array(1), V: new Float64Array(S), Q: new Float64Array(this.reward.length), grad: out, occupancy: new Float64Array(S) });
+    } else {
+      exactGradient(this.env, theta, this.reward, out);
+    }
   }
 
   /** Samples g_i(theta), keeps it as the memory and returns it (the second message of a round). */
   sampleMemory(theta: Float64Array, s: TrainSettings): Float64Array {
     const g = this.state.memory ?? new Float64Array(this.reward.length);
-    if (s.gradient === 'sampled') {
-      this.env.estimateGradient(theta, this.reward, s.horizon, s.batch, this.state.rng, g);
-    } else {
-      exactGradient(this.env, theta, this.reward, g, this.scratch);
-    }
+    this.gradientAt(theta, s, g);
     this.state.memory = g;
     return g;
   }

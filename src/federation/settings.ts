@@ -2,8 +2,10 @@ import type { GradientMode } from '../backends/types.js';
 import { InputError } from '../errors.js';
 import { MAX_SEED } from '../rng.js';
 
-export type Algorithm = 'fast-fedpg' | 'fedavg' | 'centralized' | 'local';
-export const ALGORITHMS: readonly Algorithm[] = ['fast-fedpg', 'fedavg', 'centralized', 'local'];
+export type Algorithm = 'fast-fedpg' | 'fedavg' | 'centralized' | 'local' | 'regfedpg';
+export const ALGORITHMS: readonly Algorithm[] = ['fast-fedpg', 'fedavg', 'centralized', 'local', 'regfedpg'];
+/** Fast-FedPG's g_i(theta_bar) in the correction: the remembered sample (Algorithm 1) or a fresh one. */
+export type Correction = 'memory' | 'fresh';
 
 /** The settings of one training run; every field has a documented default (DEFAULT_SETTINGS). */
 export interface TrainSettings {
@@ -23,6 +25,16 @@ export interface TrainSettings {
   batch: number;
   /** The run seed; agent i's stream depends on (seed, i) only. */
   seed: number;
+  /**
+   * Fast-FedPG only: `memory` uses the sample each agent sent to the server (the paper's
+   * Algorithm 1); `fresh` draws a new g_i(theta_bar) at the round's start (an ablation).
+   */
+  correction: Correction;
+  /**
+   * tau >= 0, the weight of the entropy bonus: local steps ascend J_tau (regfedpg needs tau > 0;
+   * with fast-fedpg it combines the correction with regularisation). Reports stay unregularised.
+   */
+  entropy: number;
 }
 
 /** Fixed, documented defaults: outside checks rely on them. */
@@ -36,6 +48,8 @@ export const DEFAULT_SETTINGS: Readonly<TrainSettings> = Object.freeze({
   horizon: 50,
   batch: 1,
   seed: 0,
+  correction: 'memory',
+  entropy: 0,
 });
 
 function int(name: string, v: number, min: number, max = 0x7fffffff): void {
@@ -59,6 +73,11 @@ export function resolveSettings(partial: Partial<TrainSettings> = {}): TrainSett
   int('seed', s.seed, 0, MAX_SEED);
   if (!Number.isFinite(s.eta) || s.eta <= 0) throw new InputError(`eta must be a finite number > 0, got ${s.eta}`);
   if (!Number.isFinite(s.alphaG) || s.alphaG <= 0 || s.alphaG > 1) throw new InputError(`alphaG must be in (0, 1], got ${s.alphaG}`);
+  if (s.correction !== 'memory' && s.correction !== 'fresh') throw new InputError(`correction must be memory or fresh, got ${String(s.correction)}`);
+  if (!Number.isFinite(s.entropy) || s.entropy < 0) throw new InputError(`entropy must be a finite number >= 0, got ${s.entropy}`);
+  if (s.algorithm === 'regfedpg' && !(s.entropy > 0)) throw new InputError('regfedpg needs an entropy weight: entropy (--entropy TAU) must be > 0');
+  if (s.algorithm !== 'regfedpg' && s.algorithm !== 'fast-fedpg' && s.entropy > 0)
+    throw new InputError(`entropy applies to regfedpg and fast-fedpg only, not ${s.algorithm}`);
   return s;
 }
 
@@ -72,10 +91,12 @@ export function costsAfter(s: TrainSettings, N: number, SA: number, t: number): 
   let vectors: number;
   switch (s.algorithm) {
     case 'fast-fedpg':
-      traj = N * M * (1 + t * (H + 1));
+      // `fresh` adds one sample per agent at every round's start.
+      traj = N * M * (1 + t * (H + (s.correction === 'fresh' ? 2 : 1)));
       vectors = N + 4 * N * t;
       break;
     case 'fedavg':
+    case 'regfedpg':
       traj = N * M * H * t;
       vectors = 2 * N * t;
       break;

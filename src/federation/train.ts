@@ -124,6 +124,9 @@ export class Training {
     const backend = typeof options.backend === 'object' ? options.backend : await loadBackend(options.backend);
     const envs = mdp.kernels.map((_, k) => backend.createEnvironment(environmentSpec(mdp, k)));
     try {
+      if (settings.entropy > 0 && envs.some((e) => typeof e.estimateRegularized !== 'function' || typeof e.evaluateRegularized !== 'function')) {
+        throw new InputError(`the ${backend.name} backend has no entropy-regularised kernels yet; use --backend js for --entropy`);
+      }
       const agents = mdp.rewards.map(
         (r, i) => new LocalAgent(i, envs.length === 1 ? envs[0]! : envs[i]!, r, { rng: agentStream(settings.seed, i), memory: null }),
       );

@@ -14,6 +14,8 @@ export interface RunFlags {
   horizon?: string;
   batch?: string;
   seed?: string;
+  correction?: string;
+  entropy?: string;
   backend?: string;
   theta0?: string;
   out?: string;
@@ -33,6 +35,8 @@ export function addRunFlags(cmd: Command, withAlgorithm = true): Command {
     .option('--horizon <K>', `estimator horizon (default ${d.horizon})`)
     .option('--batch <M>', `trajectories per estimate (default ${d.batch})`)
     .option('--seed <n>', `run seed (default ${d.seed})`)
+    .option('--correction <kind>', `fast-fedpg: memory (Algorithm 1) | fresh (a new g_i(theta_bar) each round: an ablation) (default ${d.correction})`)
+    .option('--entropy <tau>', `entropy weight for regfedpg (required there) or fast-fedpg (default ${d.entropy})`)
     .option('--backend <name>', 'auto | native | wasm | js (default: $FEDPG_BACKEND, then auto)')
     .option('--theta0 <file>', 'initial theta: S x A JSON array or an object with "theta" (default zeros)');
 }
@@ -51,6 +55,8 @@ export function settingsFromFlags(o: RunFlags): Partial<TrainSettings> {
   set('horizon', int('horizon', o.horizon, 1));
   set('batch', int('batch', o.batch, 1));
   set('seed', int('seed', o.seed, 0));
+  set('correction', oneOf('correction', o.correction, ['memory', 'fresh'] as const));
+  set('entropy', num('entropy', o.entropy));
   return s;
 }
 
