@@ -174,6 +174,34 @@ describe('training runs (js backend)', () => {
     expect(Math.hypot(...out.grad)).toBeGreaterThan(1e-3); // regfedpg stalls at 7.7e-3
   });
 
+  it('the memory makes the corrections cancel: sum_i (g - g_i) = 0 in every round (not so with fresh samples)', async () => {
+    const { jsBackend } = await import('../src/backends/js/index.js');
+    const seen: Float64Array[] = [];
+    const spy: Backend = {
+      name: 'js',
+      createEnvironment(spec) {
+        const env = jsBackend.createEnvironment(spec);
+        return Object.assign(Object.create(env), {
+          localRound(args: Parameters<typeof env.localRound>[0]) {
+            seen.push(Float64Array.from(args.correction!));
+            env.localRound(args);
+          },
+        });
+      },
+    };
+    const worst = async (correction: 'memory' | 'fresh'): Promise<number> => {
+      seen.length = 0;
+      await train(mdp, { ...base, backend: spy, correction, rounds: 5 });
+      expect(seen).toHaveLength(5 * 3);
+      let w = 0;
+      for (let t = 0; t < 5; t++)
+        for (let j = 0; j < 24; j++) w = Math.max(w, Math.abs(seen[3 * t]![j]! + seen[3 * t + 1]![j]! + seen[3 * t + 2]![j]!));
+      return w;
+    };
+    expect(await worst('memory')).toBeLessThan(1e-13);
+    expect(await worst('fresh')).toBeGreaterThan(1e-3);
+  });
+
   it('--correction fresh draws one more sample per agent and round than memory', async () => {
     const fresh = await train(mdp, { ...base, correction: 'fresh' });
     const memory = await train(mdp, { ...base });
