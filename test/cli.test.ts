@@ -99,7 +99,7 @@ describe('bad input: one line on stderr, exit 1 for bad files and values, 2 for 
     [['evaluate', bad], 1, /^fedpg: error: .*bad\.json: invalid JSON/],
     [['evaluate', join(tmp, 'missing.json')], 1, /^fedpg: error: .*missing\.json: no such file/],
     [['train', fixturePath('random-s6-a3-n4.json'), '--eta', 'fast'], 1, /^fedpg: error: --eta must be a number, got 'fast'/],
-    [['train', fixturePath('random-s6-a3-n4.json'), '--algorithm', 'sgd'], 1, /^fedpg: error: --algorithm must be one of fast-fedpg, fedavg, centralized, local, got 'sgd'/],
+    [['train', fixturePath('random-s6-a3-n4.json'), '--algorithm', 'sgd'], 1, /^fedpg: error: --algorithm must be one of fast-fedpg, fedavg, centralized, local, regfedpg, got 'sgd'/],
     [['train', fixturePath('random-s6-a3-n4.json'), '--alpha-g', '2'], 1, /^fedpg: error: alphaG must be in \(0, 1\], got 2/],
     [['train', fixturePath('random-s6-a3-n4.json'), '--backend', 'gpu'], 1, /^fedpg: error: --backend must be auto, native, wasm or js, got 'gpu'/],
     [['train', fixturePath('random-s6-a3-n4.json'), '--theta0', fixturePath('zeros-s5-a3.json')], 1, /the theta table has 5 entries, expected 6/],

@@ -1,0 +1,96 @@
+// The kernels behind the Environment interface (src/backends/types.ts). Every function checks the
+// sizes it is given (ArgumentError) before touching memory, whatever the N-API layer checked.
+// A Workspace holds one thread's scratch: the JS thread's environment object owns one, and every
+// async job creates its own, so jobs never share mutable memory.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "lu.h"
+#include "model.h"
+
+namespace fedpg {
+
+/** A length-checked view of caller memory. */
+template <class T>
+struct Span {
+  T* p = nullptr;
+  size_t n = 0;
+  Span() = default;
+  Span(T* p_, size_t n_) : p(p_), n(n_) {}
+  T& operator[](size_t i) const { return p[i]; }
+};
+
+using In = Span<const double>;
+using Out = Span<double>;
+
+struct SamplerScratch {
+  std::vector<double> pi, logPi, cum, acc, disc, draws, G, terms;
+  // Visit counts as integers (exact, like the js doubles, and cheaper to increment).
+  std::vector<int32_t> visits, counts;
+  std::vector<int32_t> lastPositive, visited, trajS, trajSa, state;
+  std::vector<uint64_t> piStamp, visitStamp;
+  std::vector<const AliasEntry*> pending;
+  std::vector<double> pendingFrac;
+  uint64_t stamp = 0;
+  uint64_t trajStamp = 0;
+};
+
+struct ExactScratch {
+  std::vector<double> pi, logPi, work, d, v, vNext, q, rhs, next;
+  DenseLU lu;
+  // Rows of a policy's state-to-state kernel (iterative path).
+  std::vector<int64_t> kStart;
+  std::vector<int32_t> kCol;
+  std::vector<double> kVal;
+  std::vector<double> rowAcc;
+  std::vector<int32_t> rowMark, rowCols;
+};
+
+struct Workspace {
+  SamplerScratch s;
+  ExactScratch e;
+  // localRound with exact gradients: one table's evaluation.
+  std::vector<double> oneJ, oneV, oneQ, oneGrad, oneOcc;
+};
+
+/** Rejects a non-finite theta entry, naming it as theta[s][a]. */
+void checkThetaValues(const Model& m, In theta);
+
+/** Rejects an entropy weight that is not a finite number >= 0. */
+void checkEntropy(double tau);
+
+/**
+ * Exact V, Q, J, occupancy and gradient for n = rewards.n / (S*A) reward tables; with tau > 0
+ * those of the entropy-regularised objective J_tau (SPEC.md, regfedpg).
+ */
+void evaluate(const Model& m, Workspace& w, In theta, In rewards, Out J, Out V, Out Q, Out grad, Out occupancy,
+              double tau = 0);
+
+/** J_K and grad_K J for every reward table. */
+void truncated(const Model& m, Workspace& w, In theta, In rewards, int64_t horizon, Out JK, Out gradK);
+
+/** J* of one reward table by policy iteration; V* into vOut. */
+double optimal(const Model& m, Workspace& w, In reward, Out vOut);
+
+/** The Eq. 5 estimator (mean of `batch` truncated REINFORCE estimates) into out; advances rng. */
+void estimateGradient(const Model& m, Workspace& w, In theta, In reward, int64_t horizon, int64_t batch,
+                      Span<uint32_t> rng, Out out);
+
+/**
+ * The entropy-regularised GPOMDP estimator (regfedpg): the draws of estimateGradient, with
+ * g = sum_l grad log pi(a_l|s_l) sum_{t>=l} gamma^t (r_t - tau log pi(a_t|s_t)), mean over the batch.
+ */
+void estimateRegularized(const Model& m, Workspace& w, In theta, In reward, double tau, int64_t horizon,
+                         int64_t batch, Span<uint32_t> rng, Out out);
+
+/**
+ * H steps theta <- theta + eta (g(theta) + correction); correction.p may be null. tau > 0 ascends
+ * J_tau (the regularised estimator or exact gradient).
+ */
+void localRound(const Model& m, Workspace& w, Out theta, In reward, In correction, double eta, int64_t steps,
+                bool sampled, int64_t horizon, int64_t batch, Span<uint32_t> rng, double tau = 0);
+
+}  // namespace fedpg

@@ -1,0 +1,429 @@
+// The Eq. 5 estimator, consuming the random stream exactly as src/backends/js/sampler.ts: per
+// trajectory one double for s_0, then per step one for the action and, except after the last
+// step, one for the next state (4K uint32 outputs per trajectory). Scores are kept as visit
+// counts, g[s, a] += G (c(s, a) - n(s) pi(a|s)) per trajectory in trajectory order, then / M.
+//
+// Two loops produce the same bits. The sequential one follows the js code step by step (M = 1,
+// or very long horizons). The lockstep one pre-draws each lane's 2K doubles sequentially from the
+// stream (so the stream is consumed in the same order), advances L trajectories one step at a time
+// (8 lanes: their dependency chains overlap; with tables larger than the caches, 16 lanes that
+// prefetch each next row and alias column, so their cache and TLB misses overlap too), and then
+// adds the trajectories' contributions in trajectory order. The action draw and the alias choice
+// are branch-free: their outcomes are random, and a mispredicted branch per step cost a third of
+// the step.
+#include <algorithm>
+#include <cmath>
+
+#include "kernels.h"
+#include "rng.h"
+
+namespace fedpg {
+
+namespace detail {
+void checkLen(const char* what, size_t got, size_t want);
+}
+using detail::checkLen;
+
+namespace {
+
+constexpr int64_t kMaxCount = 0x7fffffff;
+
+void checkCount(const char* what, int64_t v) {
+  if (v < 1 || v > kMaxCount) throw ArgumentError(std::string(what) + " must be an integer in [1, 2^31-1], got " + std::to_string(v));
+}
+
+void prepareScratch(const Model& m, SamplerScratch& sc) {
+  const size_t S = size_t(m.S), SA = size_t(m.SA());
+  if (sc.pi.size() != SA) {
+    sc.pi.assign(SA, 0.0);
+    sc.cum.assign(SA, 0.0);
+    sc.counts.assign(SA, 0);
+    sc.acc.assign(SA, 0.0);
+    sc.visits.assign(S, 0);
+    sc.lastPositive.assign(S, 0);
+    sc.visited.assign(S, 0);
+    sc.piStamp.assign(S, 0);
+    sc.visitStamp.assign(S, 0);
+    sc.stamp = 0;
+    sc.trajStamp = 0;
+  }
+}
+
+/**
+ * pi(.|s) by softmax with the max subtracted, its running sum, and its last positive action (and
+ * log pi(.|s) = theta - max - log z for the regularised estimator).
+ */
+template <bool kLog = false>
+inline void policyRow(const double* theta, int A, int s, SamplerScratch& sc) {
+  const int64_t base = int64_t(s) * A;
+  double* pi = sc.pi.data() + base;
+  double* cum = sc.cum.data() + base;
+  const double* th = theta + base;
+  double m = th[0];
+  for (int a = 1; a < A; a++)
+    if (th[a] > m) m = th[a];
+  double z = 0;
+  for (int a = 0; a < A; a++) {
+    const double e = std::exp(th[a] - m);
+    pi[a] = e;
+    z += e;
+  }
+  if (kLog) {
+    const double logZ = std::log(z);
+    double* lp = sc.logPi.data() + base;
+    for (int a = 0; a < A; a++) lp[a] = th[a] - m - logZ;
+  }
+  for (int a = 0; a < A; a++) pi[a] = pi[a] / z;  // separate loop: it vectorises
+  double c = 0;
+  int last = 0;
+  for (int a = 0; a < A; a++) {
+    const double p = pi[a];
+    c += p;
+    cum[a] = c;
+    if (p > 0) last = a;
+  }
+  sc.lastPositive[s] = last;
+  sc.piStamp[s] = sc.stamp;
+}
+
+/** Alias draw: x = u * n, column k = floor(x); hi when x - k < prob[k], else lo. */
+/** hi when take, else lo, without a branch (the outcome is random: a branch mispredicts half the time). */
+inline int select(bool take, int hi, int lo) {
+  const int mask = -int(take);
+  return (hi & mask) | (lo & ~mask);
+}
+
+inline int aliasDraw(const AliasEntry* row, int64_t n, double u) {
+  const double x = u * double(n);
+  int64_t k = int64_t(x);
+  if (k >= n) k = n - 1;  // unreachable for u < 1; keeps the read in bounds regardless
+  const AliasEntry& e = row[k];
+  return select(x - double(k) < e.prob, e.hi, e.lo);
+}
+
+/**
+ * The smallest a with u < cum[a], else the last action with pi > 0. cum is non-decreasing, so
+ * that a is the number of entries with !(u < cum[a]): counted without branches for small A
+ * (one unpredictable loop exit per step is most of a step's cost).
+ */
+inline int pickAction(const double* cum, int A, double u, int lastPositive) {
+  int a = 0;
+  if (A <= 16) {
+    for (int b = 0; b < A; b++) a += !(u < cum[b]);
+  } else {
+    while (a < A && !(u < cum[a])) a++;
+  }
+  return select(a == A, lastPositive, a);
+}
+
+/** acc[s, b] += G (c(s, b) - n(s) pi(b|s)) over the trajectory's visited states (the js arithmetic: counts are exact). */
+inline void addScores(int A, SamplerScratch& sc, int nv, double G) {
+  const double* pi = sc.pi.data();
+  const int32_t* visits = sc.visits.data();
+  const int32_t* counts = sc.counts.data();
+  double* acc = sc.acc.data();
+  for (int v = 0; v < nv; v++) {
+    const int64_t base = int64_t(sc.visited[v]) * A;
+    const double n = double(visits[sc.visited[v]]);
+    for (int b = 0; b < A; b++) acc[base + b] += G * (double(counts[base + b]) - n * pi[base + b]);
+  }
+}
+
+/** Adds one trajectory's G (c(s,.) - n(s) pi(.|s)) to acc, as the js end-of-trajectory loop. */
+void contribute(int A, SamplerScratch& sc, const int32_t* ts, const int32_t* tsa, int64_t K, double G) {
+  const uint64_t traj = ++sc.trajStamp;
+  int nv = 0;
+  int32_t* visits = sc.visits.data();
+  int32_t* counts = sc.counts.data();
+  for (int64_t t = 0; t < K; t++) {
+    const int s = ts[t];
+    if (sc.visitStamp[s] != traj) {
+      sc.visitStamp[s] = traj;
+      sc.visited[nv++] = s;
+      visits[s] = 0;
+      std::fill(counts + int64_t(s) * A, counts + int64_t(s) * A + A, 0);
+    }
+    visits[s] += 1;
+    counts[tsa[t]] += 1;
+  }
+  addScores(A, sc, nv, G);
+}
+
+void sequential(const Model& m, SamplerScratch& sc, const double* theta, const double* R, int64_t K, int64_t M,
+                Xoshiro128& rng) {
+  const int A = m.A;
+  const double gamma = m.gamma;
+  const AliasTable& T = m.transitionAlias();
+  const AliasTable& I = m.initialAlias();
+  const int64_t* tStart = T.start.data();
+  const AliasEntry* tE = T.entries.data();
+  const AliasEntry* iE = I.entries.data();
+  const int64_t iN = I.start[1];
+  const uint64_t stamp = sc.stamp;
+  double* cum = sc.cum.data();
+  int32_t* visits = sc.visits.data();
+  int32_t* counts = sc.counts.data();
+  for (int64_t mm = 0; mm < M; mm++) {
+    const uint64_t traj = ++sc.trajStamp;
+    int nv = 0;
+    double G = 0;
+    double disc = 1;
+    int s = aliasDraw(iE, iN, rng.nextDouble());
+    for (int64_t step = 0; step < K; step++) {
+      if (sc.piStamp[s] != stamp) policyRow(theta, A, s, sc);
+      const int64_t base = int64_t(s) * A;
+      const int a = pickAction(cum + base, A, rng.nextDouble(), sc.lastPositive[s]);
+      const int64_t sa = base + a;
+      G += disc * R[sa];
+      disc *= gamma;
+      if (sc.visitStamp[s] != traj) {
+        sc.visitStamp[s] = traj;
+        sc.visited[nv++] = s;
+        visits[s] = 0;
+        std::fill(counts + base, counts + base + A, 0);
+      }
+      visits[s] += 1;
+      counts[sa] += 1;
+      if (step + 1 < K) {
+        const int64_t st = tStart[sa];
+        s = aliasDraw(tE + st, tStart[sa + 1] - st, rng.nextDouble());
+      }
+    }
+    addScores(A, sc, nv, G);
+  }
+}
+
+template <bool kPrefetch>
+void lockstep(const Model& m, SamplerScratch& sc, const double* theta, const double* R, int64_t K, int64_t M,
+              Xoshiro128& rng, int L) {
+  const int A = m.A;
+  const double gamma = m.gamma;
+  const AliasTable& T = m.transitionAlias();
+  const AliasTable& I = m.initialAlias();
+  const int64_t* tStart = T.start.data();
+  const AliasEntry* tE = T.entries.data();
+  const AliasEntry* iE = I.entries.data();
+  const int64_t iN = I.start[1];
+  const uint64_t stamp = sc.stamp;
+  const int64_t D = 2 * K;  // doubles per trajectory
+  sc.disc.resize(size_t(K));
+  sc.disc[0] = 1;
+  for (int64_t t = 1; t < K; t++) sc.disc[t] = sc.disc[t - 1] * gamma;
+  sc.draws.resize(size_t(L) * D);
+  sc.trajS.resize(size_t(L) * K);
+  sc.trajSa.resize(size_t(L) * K);
+  sc.state.resize(size_t(L));
+  sc.G.resize(size_t(L));
+  sc.pending.resize(size_t(L));
+  sc.pendingFrac.resize(size_t(L));
+  const double* disc = sc.disc.data();
+  double* draws = sc.draws.data();
+  const double* cum = sc.cum.data();
+  for (int64_t m0 = 0; m0 < M; m0 += L) {
+    const int nl = int(std::min<int64_t>(L, M - m0));
+    for (int l = 0; l < nl; l++)
+      for (int64_t i = 0; i < D; i++) draws[l * D + i] = rng.nextDouble();
+    for (int l = 0; l < nl; l++) {
+      sc.state[l] = aliasDraw(iE, iN, draws[l * D]);
+      sc.G[l] = 0;
+    }
+    // Each step runs in three passes over the lanes, each issuing the prefetches the next pass
+    // needs, so every lane's misses overlap with the other lanes' work (group prefetching).
+    for (int64_t t = 0; t < K; t++) {
+      // 1: the state (its alias entry was prefetched one step ago), its policy row.
+      for (int l = 0; l < nl; l++) {
+        int s;
+        if (t == 0) {
+          s = sc.state[l];
+        } else {
+          const AliasEntry* e = sc.pending[l];
+          s = select(sc.pendingFrac[l] < e->prob, e->hi, e->lo);
+        }
+        sc.state[l] = s;
+        if (sc.piStamp[s] != stamp) policyRow(theta, A, s, sc);
+        if (kPrefetch) {
+          const double* c = cum + int64_t(s) * A;
+          __builtin_prefetch(c);
+          __builtin_prefetch(c + A - 1);
+        }
+      }
+      // 2: the action; prefetch the transition row's start and the reward.
+      for (int l = 0; l < nl; l++) {
+        const int s = sc.state[l];
+        const int64_t base = int64_t(s) * A;
+        const int a = pickAction(cum + base, A, draws[l * D + 1 + 2 * t], sc.lastPositive[s]);
+        const int64_t sa = base + a;
+        sc.trajS[l * K + t] = s;
+        sc.trajSa[l * K + t] = int32_t(sa);
+        if (kPrefetch) {
+          __builtin_prefetch(tStart + sa);
+          __builtin_prefetch(R + sa);
+        }
+      }
+      // 3: the return, and the next state's alias column (prefetched for pass 1 of the next step).
+      for (int l = 0; l < nl; l++) {
+        const int64_t sa = sc.trajSa[l * K + t];
+        sc.G[l] += disc[t] * R[sa];
+        if (t + 1 < K) {
+          const int64_t st = tStart[sa];
+          const int64_t n = tStart[sa + 1] - st;
+          const double x = draws[l * D + 2 + 2 * t] * double(n);
+          int64_t k = int64_t(x);
+          if (k >= n) k = n - 1;
+          const AliasEntry* e = tE + st + k;
+          if (kPrefetch) __builtin_prefetch(e);
+          sc.pending[l] = e;
+          sc.pendingFrac[l] = x - double(k);
+        }
+      }
+    }
+    for (int l = 0; l < nl; l++) contribute(A, sc, sc.trajS.data() + l * K, sc.trajSa.data() + l * K, K, sc.G[l]);
+  }
+}
+
+/**
+ * The regularised GPOMDP estimator (the draws of sequential(); reward-to-go accumulation as js).
+ * With tau = 0 it is plain GPOMDP, not the Eq. 5 estimator.
+ */
+void regularized(const Model& m, SamplerScratch& sc, const double* theta, const double* R, double tau, int64_t K,
+                 int64_t M, Xoshiro128& rng) {
+  const int A = m.A;
+  const double gamma = m.gamma;
+  const AliasTable& T = m.transitionAlias();
+  const AliasTable& I = m.initialAlias();
+  const int64_t* tStart = T.start.data();
+  const AliasEntry* tE = T.entries.data();
+  const AliasEntry* iE = I.entries.data();
+  const int64_t iN = I.start[1];
+  const uint64_t stamp = sc.stamp;
+  sc.trajS.resize(size_t(K));
+  sc.trajSa.resize(size_t(K));
+  sc.terms.resize(size_t(K));
+  if (sc.logPi.size() != sc.pi.size()) sc.logPi.assign(sc.pi.size(), 0.0);
+  const double* pi = sc.pi.data();
+  const double* logPi = sc.logPi.data();
+  const double* cum = sc.cum.data();
+  double* acc = sc.acc.data();
+  int32_t* states = sc.trajS.data();
+  int32_t* actions = sc.trajSa.data();
+  double* terms = sc.terms.data();
+  for (int64_t mm = 0; mm < M; mm++) {
+    int s = aliasDraw(iE, iN, rng.nextDouble());
+    double disc = 1;
+    for (int64_t step = 0; step < K; step++) {
+      if (sc.piStamp[s] != stamp) policyRow<true>(theta, A, s, sc);
+      const int64_t base = int64_t(s) * A;
+      const int a = pickAction(cum + base, A, rng.nextDouble(), sc.lastPositive[s]);
+      const int64_t sa = base + a;
+      states[step] = s;
+      actions[step] = a;
+      terms[step] = disc * (R[sa] - tau * logPi[sa]);
+      disc *= gamma;
+      if (step + 1 < K) {
+        const int64_t st = tStart[sa];
+        s = aliasDraw(tE + st, tStart[sa + 1] - st, rng.nextDouble());
+      }
+    }
+    double togo = 0;
+    for (int64_t l = K - 1; l >= 0; l--) {
+      togo += terms[l];
+      const int64_t base = int64_t(states[l]) * A;
+      const int al = actions[l];
+      for (int b = 0; b < A; b++) acc[base + b] += togo * ((b == al ? 1.0 : 0.0) - pi[base + b]);
+    }
+  }
+}
+
+/** The estimator without argument checks (localRound checks once, then calls this H times). */
+void estimateUnchecked(const Model& m, SamplerScratch& sc, const double* theta, const double* R, int64_t K, int64_t M,
+                       uint32_t* rngState, double* out, bool gpomdp = false, double tau = 0) {
+  m.transitionAlias();  // builds the tables (or throws) before anything is touched
+  prepareScratch(m, sc);
+  ++sc.stamp;
+  std::fill(sc.acc.begin(), sc.acc.end(), 0.0);
+  Xoshiro128 rng(rngState);
+  const int L = int(std::min<int64_t>(m.lanesFor(K), M));
+  if (gpomdp) regularized(m, sc, theta, R, tau, K, M, rng);
+  else if (L > 1 && m.bigTables()) lockstep<true>(m, sc, theta, R, K, M, rng, L);
+  else if (L > 1) lockstep<false>(m, sc, theta, R, K, M, rng, L);
+  else sequential(m, sc, theta, R, K, M, rng);
+  rng.store(rngState);
+  const size_t SA = sc.acc.size();
+  for (size_t j = 0; j < SA; j++) out[j] = sc.acc[j] / double(M);
+}
+
+}  // namespace
+
+void estimateGradient(const Model& m, Workspace& w, In theta, In reward, int64_t horizon, int64_t batch,
+                      Span<uint32_t> rng, Out out) {
+  checkThetaValues(m, theta);
+  const size_t SA = size_t(m.SA());
+  checkLen("reward", reward.n, SA);
+  checkLen("gradient output", out.n, SA);
+  checkCount("horizon", horizon);
+  checkCount("batch", batch);
+  checkLen("rng", rng.n, 4);
+  estimateUnchecked(m, w.s, theta.p, reward.p, horizon, batch, rng.p, out.p);
+}
+
+void estimateRegularized(const Model& m, Workspace& w, In theta, In reward, double tau, int64_t horizon,
+                         int64_t batch, Span<uint32_t> rng, Out out) {
+  checkThetaValues(m, theta);
+  const size_t SA = size_t(m.SA());
+  checkLen("reward", reward.n, SA);
+  checkLen("gradient output", out.n, SA);
+  checkEntropy(tau);
+  checkCount("horizon", horizon);
+  checkCount("batch", batch);
+  checkLen("rng", rng.n, 4);
+  estimateUnchecked(m, w.s, theta.p, reward.p, horizon, batch, rng.p, out.p, true, tau);
+}
+
+void localRound(const Model& m, Workspace& w, Out theta, In reward, In correction, double eta, int64_t steps,
+                bool sampled, int64_t horizon, int64_t batch, Span<uint32_t> rng, double tau) {
+  checkEntropy(tau);
+  checkThetaValues(m, In(theta.p, theta.n));
+  const size_t SA = size_t(m.SA());
+  const int S = m.S;
+  checkLen("reward", reward.n, SA);
+  if (correction.p) checkLen("correction", correction.n, SA);
+  if (!std::isfinite(eta)) throw ArgumentError("eta must be finite, got " + str(eta));
+  if (steps < 0) throw ArgumentError("steps must be a non-negative integer, got " + std::to_string(steps));
+  if (sampled) {
+    checkCount("horizon", horizon);
+    checkCount("batch", batch);
+    checkLen("rng", rng.n, 4);
+  }
+  w.oneGrad.resize(SA);
+  double* g = w.oneGrad.data();
+  if (!sampled) {
+    w.oneJ.resize(1);
+    w.oneV.resize(size_t(S));
+    w.oneQ.resize(SA);
+    w.oneOcc.resize(size_t(S));
+  }
+  double* th = theta.p;
+  const double* c = correction.p;
+  for (int64_t h = 0; h < steps; h++) {
+    if (sampled) {
+      estimateUnchecked(m, w.s, th, reward.p, horizon, batch, rng.p, g, tau > 0, tau);
+    } else {
+      // Later steps may see a theta that overflowed (as in js, the result is then NaN, not an error).
+      const In t(th, SA);
+      bool finite = true;
+      for (size_t j = 0; j < SA && finite; j++) finite = std::isfinite(th[j]);
+      if (finite) {
+        evaluate(m, w, t, reward, Out(w.oneJ.data(), 1), Out(w.oneV.data(), S), Out(w.oneQ.data(), SA), Out(g, SA),
+                 Out(w.oneOcc.data(), S), tau);
+      } else {
+        std::fill(g, g + SA, std::nan(""));
+      }
+    }
+    if (c)
+      for (size_t j = 0; j < SA; j++) th[j] = th[j] + eta * (g[j] + c[j]);
+    else
+      for (size_t j = 0; j < SA; j++) th[j] = th[j] + eta * g[j];
+  }
+}
+
+}  // namespace fedpg
