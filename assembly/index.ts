@@ -1,0 +1,111 @@
+/**
+ * fast-fedpg's WebAssembly module: the kernels of the Backend interface (src/backends/types.ts)
+ * over tables held in linear memory. The facade (src/backends/wasm/core.ts) uploads an
+ * environment's shared tables once (envNew + the four table pointers + envFinish), then calls a
+ * kernel per local round or evaluation with pointers to its own input/output blocks.
+ */
+import { Env, envNew as newEnv, envFinish as finishEnv, envFree as freeEnv } from './env';
+import { ldf, stf } from './mem';
+import { sampleBatch, estimate as estimateKernel, allFinite } from './sampler';
+import {
+  evaluate as evaluateKernel,
+  exactGradient,
+  oneGrad,
+  truncated as truncatedKernel,
+  optimal as optimalKernel,
+  status,
+  OK,
+  NON_FINITE_THETA,
+} from './exact';
+import { luFactor as lu, packBytes as luPackBytes } from './lu';
+
+export { status };
+
+/** 1 when this module was built with SIMD. */
+export const simd: i32 = ASC_FEATURE_SIMD ? 1 : 0;
+
+export function alloc(bytes: usize): usize {
+  return heap.alloc(bytes < 16 ? 16 : bytes);
+}
+
+export function free(ptr: usize): void {
+  if (ptr) heap.free(ptr);
+}
+
+export function envNew(S: i32, A: i32, gamma: f64, nnz: i32): usize {
+  return changetype<usize>(newEnv(S, A, gamma, nnz));
+}
+export function envInitial(e: usize): usize {
+  return changetype<Env>(e).initial;
+}
+export function envRowStart(e: usize): usize {
+  return changetype<Env>(e).rowStart;
+}
+export function envNext(e: usize): usize {
+  return changetype<Env>(e).next;
+}
+export function envProb(e: usize): usize {
+  return changetype<Env>(e).prob;
+}
+export function envFinish(e: usize): i32 {
+  return finishEnv(changetype<Env>(e));
+}
+export function envFree(e: usize): void {
+  freeEnv(changetype<Env>(e));
+}
+
+/** The estimator; returns the result's pointer ([S*A], valid until the next call), 0 for a non-finite theta. */
+export function estimate(e: usize, theta: usize, reward: usize, horizon: i32, batch: i32, rng: usize, tau: f64): usize {
+  return estimateKernel(changetype<Env>(e), theta, reward, horizon, batch, rng, tau);
+}
+
+/**
+ * H steps theta <- theta + eta (g(theta) + correction) in place (correction = 0 means none);
+ * sampled = 1 uses the estimator (stream at rng), 0 the exact gradient; tau > 0 ascends the
+ * entropy-regularised objective. Returns a status code.
+ */
+export function localRound(
+  ep: usize, theta: usize, reward: usize, correction: usize, eta: f64, steps: i32,
+  sampled: i32, horizon: i32, batch: i32, rng: usize, tau: f64,
+): i32 {
+  const e = changetype<Env>(ep);
+  const SA = e.SA;
+  if (!allFinite(theta, SA)) return NON_FINITE_THETA;
+  for (let h = 0; h < steps; h++) {
+    let g: usize;
+    if (sampled) {
+      g = sampleBatch(e, theta, reward, horizon, batch, rng, tau);
+    } else {
+      const st = exactGradient(e, theta, reward, tau);
+      if (st != OK) return st;
+      g = oneGrad(e);
+    }
+    if (correction) {
+      for (let j = 0; j < SA; j++) stf(theta, j, ldf(theta, j) + eta * (ldf(g, j) + ldf(correction, j)));
+    } else {
+      for (let j = 0; j < SA; j++) stf(theta, j, ldf(theta, j) + eta * ldf(g, j));
+    }
+  }
+  return OK;
+}
+
+export function evaluate(e: usize, theta: usize, rewards: usize, n: i32, J: usize, V: usize, Q: usize, grad: usize, occ: usize, tau: f64): i32 {
+  return evaluateKernel(changetype<Env>(e), theta, rewards, n, J, V, Q, grad, occ, tau);
+}
+
+export function truncated(e: usize, theta: usize, rewards: usize, n: i32, horizon: i32, JK: usize, gradK: usize): i32 {
+  return truncatedKernel(changetype<Env>(e), theta, rewards, n, horizon, JK, gradK);
+}
+
+export function optimal(e: usize, reward: usize, vOut: usize): f64 {
+  return optimalKernel(changetype<Env>(e), reward, vOut);
+}
+
+/** The blocked LU alone (for benchmarks and tests): a is n x n row-major, piv n ints. */
+export function luFactor(a: usize, piv: usize, n: i32, pack: usize): i32 {
+  return lu(a, piv, n, pack);
+}
+export function packBytes(n: i32): i32 {
+  return luPackBytes(n);
+}
+

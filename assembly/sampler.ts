@@ -1,0 +1,403 @@
+import { Env } from './env';
+import { ldf, stf, ldi, sti, zalloc, release } from './mem';
+
+/**
+ * The Eq. 5 estimator, consuming the random stream exactly as src/backends/js/sampler.ts: the
+ * same alias tables (Vose, built in the documented order), the same xoshiro128** generator and
+ * double construction, the same softmax row and action pick, and the same draw order (per
+ * trajectory one double for s_0, then per step one for the action and, except after the last
+ * step, one for the next state: 4K outputs), so one stream gives the same trajectories and (up to
+ * the last bit of exp) the same estimate as the js reference, with g[s,a] += G (c(s,a) - n(s)
+ * pi(a|s)) added per trajectory in trajectory order and divided by M at the end.
+ *
+ * How it runs: the doubles of up to LANES trajectories are drawn first (in stream order), then the
+ * trajectories advance in lockstep, one step of every lane at a time: their alias-table, policy
+ * and reward reads are independent, so an out-of-order core overlaps their cache misses (large
+ * tables) and their dependency chains (small ones). Each lane records its (s, a) path and return;
+ * the paths are then replayed one trajectory after another to add their scores in order. The
+ * action pick and the alias choice are branch-free (random branches mispredict half the time).
+ */
+
+/** Trajectories advanced together. */
+export const LANES: i32 = 16;
+/** Bytes of one alias column: prob (f64), hi (i32), lo (i32), one cache line per draw. */
+const ENTRY: i32 = 16;
+
+/** Vose's construction of one row into AoS entries, exactly as alias.ts fillRow. */
+function fillRow(outcomes: usize, probs: usize, n: i32, entries: usize, scaled: usize, small: usize, large: usize): void {
+  let ns = 0;
+  let nl = 0;
+  const nf = <f64>n;
+  for (let k = 0; k < n; k++) {
+    const sc = ldf(probs, k) * nf;
+    stf(scaled, k, sc);
+    const o = ldi(outcomes, k);
+    const en = entries + <usize>(k * ENTRY);
+    store<f64>(en, 0);
+    store<i32>(en, o, 8);
+    store<i32>(en, o, 12);
+    if (sc < 1) sti(small, ns++, k);
+    else sti(large, nl++, k);
+  }
+  while (ns > 0 && nl > 0) {
+    const l = ldi(small, --ns);
+    const g = ldi(large, --nl);
+    const el = entries + <usize>(l * ENTRY);
+    store<f64>(el, ldf(scaled, l));
+    store<i32>(el, ldi(outcomes, g), 12);
+    const sg = ldf(scaled, g) + ldf(scaled, l) - 1;
+    stf(scaled, g, sg);
+    if (sg < 1) sti(small, ns++, g);
+    else sti(large, nl++, g);
+  }
+  while (nl > 0) store<f64>(entries + <usize>(ldi(large, --nl) * ENTRY), 1);
+  while (ns > 0) store<f64>(entries + <usize>(ldi(small, --ns) * ENTRY), 1);
+}
+
+function buildSampler(e: Env): void {
+  const S = e.S, SA = e.SA;
+  // Transition rows: only outcomes with p > 0 get a column.
+  let total = 0;
+  let maxRow = 1;
+  for (let r = 0; r < SA; r++) {
+    let n = 0;
+    for (let k = ldi(e.rowStart, r); k < ldi(e.rowStart, r + 1); k++) if (ldf(e.prob, k) > 0) n++;
+    total += n;
+    if (n > maxRow) maxRow = n;
+  }
+  if (S > maxRow) maxRow = S;
+  const outcomes = zalloc(maxRow, 4);
+  const probs = zalloc(maxRow, 8);
+  const scaled = zalloc(maxRow, 8);
+  const small = zalloc(maxRow, 4);
+  const large = zalloc(maxRow, 4);
+  e.aStart = zalloc(SA + 1, 4);
+  e.aEntries = zalloc(total, ENTRY);
+  let off = 0;
+  for (let r = 0; r < SA; r++) {
+    let n = 0;
+    for (let k = ldi(e.rowStart, r); k < ldi(e.rowStart, r + 1); k++) {
+      const p = ldf(e.prob, k);
+      if (p > 0) {
+        sti(outcomes, n, ldi(e.next, k));
+        stf(probs, n++, p);
+      }
+    }
+    sti(e.aStart, r, off);
+    fillRow(outcomes, probs, n, e.aEntries + <usize>off * ENTRY, scaled, small, large);
+    off += n;
+  }
+  sti(e.aStart, SA, off);
+  e.aBytes = <f64>total * ENTRY;
+  // Initial distribution.
+  let n = 0;
+  for (let s = 0; s < S; s++) {
+    const p = ldf(e.initial, s);
+    if (p > 0) {
+      sti(outcomes, n, s);
+      stf(probs, n++, p);
+    }
+  }
+  e.iN = n;
+  e.iEntries = zalloc(n, ENTRY);
+  fillRow(outcomes, probs, n, e.iEntries, scaled, small, large);
+  release(outcomes);
+  release(probs);
+  release(scaled);
+  release(small);
+  release(large);
+  e.pi = zalloc(SA, 8);
+  e.cum = zalloc(SA, 8);
+  e.lastPos = zalloc(S, 4);
+  e.piStamp = zalloc(S, 4);
+  e.visits = zalloc(S, 8);
+  e.counts = zalloc(SA, 8);
+  e.visited = zalloc(S, 4);
+  e.acc = zalloc(SA, 8);
+  e.logPi = zalloc(SA, 8);
+  e.piList = zalloc(S, 4);
+  e.nPi = 0;
+  e.stamp = 0;
+  e.laneCap = 0;
+  e.sampler = 1;
+}
+
+/** Lane buffers for horizon K (kept between calls, grown when K grows). */
+function ensureLanes(e: Env, K: i32): void {
+  if (K <= e.laneCap) return;
+  if (e.laneCap) {
+    release(e.draws);
+    release(e.trajS);
+    release(e.trajSa);
+    release(e.disc);
+    release(e.terms);
+  }
+  e.draws = zalloc(LANES * 2 * K, 8);
+  e.terms = zalloc(LANES * K, 8);
+  e.trajS = zalloc(LANES * K, 4);
+  e.trajSa = zalloc(LANES * K, 4);
+  e.disc = zalloc(K, 8);
+  e.laneCap = K;
+}
+
+/**
+ * pi(.|s) by softmax with the max subtracted, its running sum, and its last positive action;
+ * with `withLog`, also log pi(.|s) = theta - max - log z (exact even where pi underflows).
+ */
+function policyRow(e: Env, theta: usize, s: i32, stamp: i32, withLog: bool): void {
+  const A = e.A;
+  const base = s * A;
+  const th = theta + ((<usize>base) << 3);
+  const pi = e.pi + ((<usize>base) << 3);
+  const cum = e.cum + ((<usize>base) << 3);
+  let m = ldf(th, 0);
+  for (let a = 1; a < A; a++) {
+    const t = ldf(th, a);
+    if (t > m) m = t;
+  }
+  let z: f64 = 0;
+  for (let a = 0; a < A; a++) {
+    const x = Math.exp(ldf(th, a) - m);
+    stf(pi, a, x);
+    z += x;
+  }
+  if (withLog) {
+    const logZ = Math.log(z);
+    const lp = e.logPi + ((<usize>base) << 3);
+    for (let a = 0; a < A; a++) stf(lp, a, ldf(th, a) - m - logZ);
+  }
+  let c: f64 = 0;
+  let last = 0;
+  for (let a = 0; a < A; a++) {
+    const p = ldf(pi, a) / z;
+    stf(pi, a, p);
+    c += p;
+    stf(cum, a, c);
+    if (p > 0) last = a;
+  }
+  sti(e.lastPos, s, last);
+  sti(e.piStamp, s, stamp);
+  sti(e.piList, e.nPi++, s);
+}
+
+/**
+ * The smallest a with u < cum[a] (A when there is none), as a count: cum is non-decreasing (a
+ * running sum of non-negative terms), so the entries with cum <= u are exactly a prefix.
+ */
+// @ts-ignore: decorator
+@inline function pickAction(cum: usize, A: i32, u: f64): i32 {
+  let a = 0;
+  let b = 0;
+  // Vector compares pay off for longer rows only (lane extraction costs more than a few scalar compares).
+  if (ASC_FEATURE_SIMD && A >= 8) {
+    const vu = f64x2.splat(u);
+    let cnt = i64x2.splat(0);
+    for (; b + 2 <= A; b += 2) cnt = i64x2.sub(cnt, f64x2.le(v128.load(cum + ((<usize>b) << 3)), vu));
+    a = <i32>(i64x2.extract_lane(cnt, 0) + i64x2.extract_lane(cnt, 1));
+  }
+  for (; b < A; b++) a += <i32>(ldf(cum, b) <= u);
+  return a;
+}
+
+/** One alias draw from a row of n AoS entries with uniform u. */
+// @ts-ignore: decorator
+@inline function aliasDraw(entries: usize, n: i32, u: f64): i32 {
+  const x = u * <f64>n;
+  const k = <i32>x;
+  const en = entries + <usize>(k * ENTRY);
+  return select<i32>(load<i32>(en, 8), load<i32>(en, 12), x - <f64>k < load<f64>(en));
+}
+
+/**
+ * Runs `batch` trajectories and leaves their estimate (the sum divided by the batch) in e.acc,
+ * whose other rows are zero. Only the rows of states visited in this call are touched: they are
+ * listed in e.piList (the states whose policy row was computed) and zeroed again at the next call,
+ * so a call costs O(visited states), not O(S*A). The stream state is read from and written back
+ * to rng (4 words). Returns e.acc.
+ */
+export function sampleBatch(e: Env, theta: usize, reward: usize, horizon: i32, batch: i32, rng: usize, tau: f64): usize {
+  const reg = tau > 0;
+  if (!e.sampler) buildSampler(e);
+  ensureLanes(e, horizon);
+  const A = e.A;
+  const K = horizon;
+  const D = 2 * K; // doubles per trajectory
+  const pi = e.pi, cum = e.cum, lastPos = e.lastPos, piStamp = e.piStamp;
+  const visits = e.visits, counts = e.counts, visited = e.visited, acc = e.acc;
+  const tStart = e.aStart, tE = e.aEntries;
+  const iN = e.iN, iE = e.iEntries;
+  const draws = e.draws, trajS = e.trajS, trajSa = e.trajSa, disc = e.disc, terms = e.terms, logPi = e.logPi;
+  // Restore the all-zero acc outside the rows the previous call wrote.
+  const piList = e.piList;
+  for (let q = 0, nq = e.nPi; q < nq; q++) {
+    const row = acc + ((<usize>(ldi(piList, q) * A)) << 3);
+    for (let b = 0; b < A; b++) stf(row, b, 0);
+  }
+  e.nPi = 0;
+  if (e.stamp >= 0x7ffffff0) {
+    e.stamp = 0;
+    memory.fill(piStamp, 0xff, (<usize>e.S) << 2);
+  }
+  const stamp = ++e.stamp;
+  // gamma^t by repeated multiplication, as the js loop's disc *= gamma.
+  let dg: f64 = 1;
+  for (let t = 0; t < K; t++) {
+    stf(disc, t, dg);
+    dg *= e.gamma;
+  }
+  // When the batch will visit most states anyway (the js backend's rule), every policy row is
+  // computed up front and the per-step check disappears; the rows are the same either way.
+  const eager = <i64>e.SA <= 2 * <i64>K * <i64>batch;
+  if (eager) for (let s = 0; s < e.S; s++) policyRow(e, theta, s, stamp, reg);
+  const lanes = batch < LANES ? batch : LANES;
+  // Alias tables that fit the caches resolve each lane's next state at once; larger ones (pass B).
+  const inCache = e.aBytes <= 262144;
+  // Lane state: current state and return, in small local arrays.
+  const cur = e.laneState, G = e.laneG, pend = e.lanePend, frac = e.laneFrac;
+  let s0 = load<u32>(rng), s1 = load<u32>(rng, 4), s2 = load<u32>(rng, 8), s3 = load<u32>(rng, 12);
+  for (let m0 = 0; m0 < batch; m0 += lanes) {
+    const nl = min(lanes, batch - m0);
+    // 1. The lanes' doubles, trajectory after trajectory, in stream order.
+    const nd = nl * D;
+    for (let i = 0; i < nd; i++) {
+      let mm = s1 * 5;
+      const r1 = rotl<u32>(mm, 7) * 9;
+      let t = s1 << 9; s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = rotl<u32>(s3, 11);
+      mm = s1 * 5;
+      const r2 = rotl<u32>(mm, 7) * 9;
+      t = s1 << 9; s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = rotl<u32>(s3, 11);
+      stf(draws, i, (<f64>(r1 >>> 5) * 67108864.0 + <f64>(r2 >>> 6)) * 1.1102230246251565e-16);
+    }
+    // 2. s_0 of every lane.
+    for (let l = 0; l < nl; l++) {
+      sti(cur, l, aliasDraw(iE, iN, ldf(draws, l * D)));
+      stf(G, l, 0);
+    }
+    // 3. Lockstep: step t of every lane. Pass A does the policy work of every lane and computes
+    //    where its next state's alias column is; pass B, a tight loop, reads those columns, so
+    //    the lanes' cache misses (the alias table of a large MDP lives in DRAM) are in flight
+    //    together instead of one after another.
+    for (let t = 0; t < K; t++) {
+      const dt = ldf(disc, t);
+      const more = t + 1 < K;
+      for (let l = 0; l < nl; l++) {
+        const s = ldi(cur, l);
+        if (!eager && ldi(piStamp, s) != stamp) policyRow(e, theta, s, stamp, reg);
+        const base = s * A;
+        const ld = draws + ((<usize>(l * D)) << 3);
+        let a = pickAction(cum + ((<usize>base) << 3), A, load<f64>(ld + ((<usize>(1 + 2 * t)) << 3)));
+        a = select<i32>(ldi(lastPos, s), a, a == A);
+        const sa = base + a;
+        if (reg) stf(terms, l * K + t, dt * (ldf(reward, sa) - tau * ldf(logPi, sa)));
+        else stf(G, l, ldf(G, l) + dt * ldf(reward, sa));
+        sti(trajS, l * K + t, s);
+        sti(trajSa, l * K + t, sa);
+        if (more) {
+          const st = ldi(tStart, sa);
+          const x = load<f64>(ld + ((<usize>(2 + 2 * t)) << 3)) * <f64>(ldi(tStart, sa + 1) - st);
+          const k = <i32>x;
+          const en = tE + <usize>(st + k) * ENTRY;
+          if (inCache) {
+            sti(cur, l, select<i32>(load<i32>(en, 8), load<i32>(en, 12), x - <f64>k < load<f64>(en)));
+          } else {
+            store<usize>(pend + ((<usize>l) << 2), en);
+            stf(frac, l, x - <f64>k);
+          }
+        }
+      }
+      if (more && !inCache) {
+        for (let l = 0; l < nl; l++) {
+          const en = load<usize>(pend + ((<usize>l) << 2));
+          sti(cur, l, select<i32>(load<i32>(en, 8), load<i32>(en, 12), ldf(frac, l) < load<f64>(en)));
+        }
+      }
+    }
+    // 4. Scores, trajectory after trajectory.
+    if (reg) {
+      // GPOMDP with the entropy bonus (as js estimateRegularized): reward-to-go from the end,
+      // g[s_l,.] += togo_l (e_{a_l} - pi(.|s_l)).
+      for (let l = 0; l < nl; l++) {
+        const ps = trajS + ((<usize>(l * K)) << 2);
+        const psa = trajSa + ((<usize>(l * K)) << 2);
+        const pt = terms + ((<usize>(l * K)) << 3);
+        let togo: f64 = 0;
+        for (let t = K - 1; t >= 0; t--) {
+          togo += ldf(pt, t);
+          const base = ldi(ps, t) * A;
+          const al = ldi(psa, t) - base;
+          const off = (<usize>base) << 3;
+          const ar = acc + off, pr = pi + off;
+          for (let b = 0; b < A; b++) stf(ar, b, ldf(ar, b) + togo * (<f64>(b == al ? 1 : 0) - ldf(pr, b)));
+        }
+      }
+      continue;
+    }
+    // g[s,.] += G (c(s,.) - n(s) pi(.|s)), visited states in first-visit order (as js); visits
+    // and counts are zero between trajectories.
+    for (let l = 0; l < nl; l++) {
+      const ps = trajS + ((<usize>(l * K)) << 2);
+      const psa = trajSa + ((<usize>(l * K)) << 2);
+      let nv = 0;
+      for (let t = 0; t < K; t++) {
+        const s = ldi(ps, t);
+        const v = ldf(visits, s);
+        sti(visited, nv, s);
+        nv += <i32>(v == 0);
+        stf(visits, s, v + 1);
+        const sa = ldi(psa, t);
+        stf(counts, sa, ldf(counts, sa) + 1);
+      }
+      const Gl = ldf(G, l);
+      for (let v = 0; v < nv; v++) {
+        const vs = ldi(visited, v);
+        const off = (<usize>(vs * A)) << 3;
+        const n = ldf(visits, vs);
+        const ar = acc + off, cr = counts + off, pr = pi + off;
+        for (let b = 0; b < A; b++) {
+          stf(ar, b, ldf(ar, b) + Gl * (ldf(cr, b) - n * ldf(pr, b)));
+          stf(cr, b, 0);
+        }
+        stf(visits, vs, 0);
+      }
+    }
+  }
+  store<u32>(rng, s0);
+  store<u32>(rng, s1, 4);
+  store<u32>(rng, s2, 8);
+  store<u32>(rng, s3, 12);
+  // The mean: the same division as the js estimator, on the visited rows only (the rest are 0).
+  const bf = <f64>batch;
+  for (let q = 0, nq = e.nPi; q < nq; q++) {
+    const row = acc + ((<usize>(ldi(piList, q) * A)) << 3);
+    for (let b = 0; b < A; b++) stf(row, b, ldf(row, b) / bf);
+  }
+  return acc;
+}
+
+/** True when every entry of x [n] is finite (x - x is +0 exactly for finite x, NaN otherwise). */
+export function allFinite(x: usize, n: i32): bool {
+  let j = 0;
+  let bits: u64 = 0;
+  if (ASC_FEATURE_SIMD) {
+    let acc = i64x2.splat(0);
+    for (; j + 2 <= n; j += 2) {
+      const v = v128.load(x + ((<usize>j) << 3));
+      acc = v128.or(acc, f64x2.sub(v, v));
+    }
+    bits = i64x2.extract_lane(acc, 0) | i64x2.extract_lane(acc, 1);
+  }
+  for (; j < n; j++) {
+    const v = ldf(x, j);
+    bits |= reinterpret<u64>(v - v);
+  }
+  return bits == 0;
+}
+
+/**
+ * The estimate at theta (tau > 0: the entropy-regularised GPOMDP estimator): returns the pointer of the [S*A] result (valid until the next call on
+ * this environment), or 0 when theta holds a non-finite entry (nothing sampled then).
+ */
+export function estimate(e: Env, theta: usize, reward: usize, horizon: i32, batch: i32, rng: usize, tau: f64): usize {
+  if (!allFinite(theta, e.SA)) return 0;
+  return sampleBatch(e, theta, reward, horizon, batch, rng, tau);
+}
