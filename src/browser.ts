@@ -31,7 +31,7 @@ export { jsBackend } from './backends/js/index.js';
 export { InputError } from './errors.js';
 export type { Mdp } from './mdp/model.js';
 export { agentCount, averageReward, environmentSpec, hasPerAgentKernels, stackedRewards } from './mdp/model.js';
-export { MDP_FORMAT, mdpToJson, parseJsonText, parseMdp, thetaToJson } from './mdp/format.js';
+export { MDP_FORMAT, mdpToJson, parseJsonText, parseMdp, parseTheta, thetaToJson } from './mdp/parse.js';
 export { chainMdp, gridworldMdp, randomMdp, GRID_MOVES } from './mdp/generate.js';
 export type { ChainOptions, GridworldOptions, RandomMdpOptions } from './mdp/generate.js';
 export { agentStream, nextDouble, nextUint32 } from './rng.js';
@@ -39,7 +39,7 @@ export { ALGORITHMS, DEFAULT_SETTINGS, costsAfter, resolveSettings } from './fed
 export type { Algorithm, TrainSettings } from './federation/settings.js';
 export { Training, train, trainRounds } from './federation/train.js';
 export type { RoundRecord, TrainHeader, TrainOptions, TrainResult } from './federation/train.js';
-export type { AgentPool, RoundContext } from './federation/pool.js';
+export type { AgentPool } from './federation/pool.js';
 export { InProcessPool } from './federation/pool.js';
 export { LocalAgent, exactGradient } from './federation/agent.js';
 export type { AgentState } from './federation/agent.js';

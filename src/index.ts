@@ -4,6 +4,8 @@
  *   import { loadMdp, train } from 'fast-fedpg';
  *   const result = await train(loadMdp('tasks.json'), { algorithm: 'fast-fedpg', rounds: 200 });
  */
+import './node-entry-guard.js';
+
 export type {
   Backend,
   BackendChoice,
@@ -21,7 +23,7 @@ export { jsBackend } from './backends/js/index.js';
 export { InputError, UsageError } from './errors.js';
 export type { Mdp } from './mdp/model.js';
 export { agentCount, averageReward, environmentSpec, hasPerAgentKernels, stackedRewards } from './mdp/model.js';
-export { MDP_FORMAT, loadMdp, loadTheta, mdpToJson, parseMdp, thetaToJson } from './mdp/format.js';
+export { MDP_FORMAT, loadMdp, loadTheta, mdpToJson, parseJsonText, parseMdp, parseTheta, thetaToJson } from './mdp/format.js';
 export { chainMdp, gridworldMdp, randomMdp, GRID_MOVES } from './mdp/generate.js';
 export type { ChainOptions, GridworldOptions, RandomMdpOptions } from './mdp/generate.js';
 export { evaluatePolicy, type PolicyReport } from './evaluate.js';
