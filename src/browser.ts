@@ -39,7 +39,7 @@ export { ALGORITHMS, DEFAULT_SETTINGS, costsAfter, resolveSettings } from './fed
 export type { Algorithm, TrainSettings } from './federation/settings.js';
 export { Training, train, trainRounds } from './federation/train.js';
 export type { RoundRecord, TrainHeader, TrainOptions, TrainResult } from './federation/train.js';
-export type { AgentPool } from './federation/pool.js';
+export type { AgentPool, RoundContext } from './federation/pool.js';
 export { InProcessPool } from './federation/pool.js';
 export { LocalAgent, exactGradient } from './federation/agent.js';
 export type { AgentState } from './federation/agent.js';

@@ -4,9 +4,14 @@ import { createRequire } from 'node:module';
 import { BackendUnavailableError } from '../backends/select.js';
 import { InputError, UsageError } from '../errors.js';
 import { evaluateCommand } from './commands/evaluate.js';
+import { experimentCommand } from './commands/experiment.js';
 import { generateCommand } from './commands/generate.js';
+import { plotCommand } from './commands/plot.js';
 import { runCommand } from './commands/run.js';
 import { trainCommand } from './commands/train.js';
+import { serveCommand } from './commands/serve.js';
+import { agentCommand } from './commands/agent.js';
+import { splitCommand } from './commands/split.js';
 
 /**
  * fedpg: a thin layer over the library. Exit codes: 0 done, 1 bad input (a file, a value, an
@@ -28,6 +33,11 @@ export function buildProgram(): Command {
   evaluateCommand(program);
   trainCommand(program);
   runCommand(program);
+  splitCommand(program);
+  serveCommand(program);
+  agentCommand(program);
+  experimentCommand(program);
+  plotCommand(program);
   for (const c of program.commands) c.exitOverride().showHelpAfterError('(run with --help for usage)');
   return program;
 }

@@ -1,13 +1,19 @@
 import cliProgress from 'cli-progress';
 import type { RoundRecord } from '../federation/train.js';
 
-/** A progress bar on stderr when it is a terminal (round, J, gap, rounds/s, ETA); silent otherwise. */
+/** A progress bar on stderr when it is a terminal (round, J, gap, rounds/s, ETA; cli-progress); silent otherwise (and with --json). */
 export class Progress {
   private bar: cliProgress.SingleBar | null = null;
   private readonly started = Date.now();
 
-  constructor(label: string, total: number, enabled: boolean) {
-    if (!enabled || !process.stderr.isTTY || total === 0) return;
+  /** `start`: rounds already done (a resumed run), so rounds/s counts this session's rounds only. */
+  constructor(
+    label: string,
+    total: number,
+    enabled: boolean,
+    private readonly start = 0,
+  ) {
+    if (!enabled || !process.stderr.isTTY || total === 0 || start >= total) return;
     this.bar = new cliProgress.SingleBar(
       {
         stream: process.stderr,
@@ -17,7 +23,7 @@ export class Progress {
       },
       cliProgress.Presets.shades_classic,
     );
-    this.bar.start(total, 0, { J: '-', gap: '-', rate: '-' });
+    this.bar.start(total, start, { J: '-', gap: '-', rate: '-' });
   }
 
   update(r: RoundRecord): void {
@@ -26,7 +32,7 @@ export class Progress {
     this.bar.update(r.round, {
       J: r.J.toFixed(5),
       gap: r.gap === null ? 'n/a' : r.gap.toExponential(2),
-      rate: secs > 0 ? (r.round / secs).toFixed(1) : '-',
+      rate: secs > 0 ? ((r.round - this.start) / secs).toFixed(1) : '-',
     });
   }
 

@@ -1,40 +1,119 @@
+import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import type { BackendChoice } from '../backends/types.js';
+import { InputError } from '../errors.js';
+import { AgentFailure } from '../federation/faults.js';
 import type { TrainSettings } from '../federation/settings.js';
-import { train, type TrainOptions, type TrainResult } from '../federation/train.js';
+import { train, type RoundRecord, type TrainHeader, type TrainOptions, type TrainResult } from '../federation/train.js';
+import type { WorkersChoice } from '../federation/workers/plan.js';
 import type { Mdp } from '../mdp/model.js';
-import { LineLog } from '../util/atomic.js';
+import { writeFileAtomic } from '../util/atomic.js';
 import { Progress } from './progress.js';
 
 /**
  * One training run as the CLI performs it: the round log (a header line, then one record per
- * finished round, so a partial log is valid), the progress bar, and Ctrl-C, which stops after
- * the current round and keeps every finished one in the log.
+ * finished round, so a partial log is valid), the progress bar, checkpoints, and Ctrl-C, which
+ * stops the run (every worker thread included), keeps every finished round in the log and saves
+ * a checkpoint of the last one when checkpointing.
  */
-export async function trainWithLog(
-  mdp: Mdp,
-  settings: Partial<TrainSettings>,
-  o: { backend?: BackendChoice; theta0?: Float64Array; out?: string; progress: boolean; label: string },
-): Promise<TrainResult> {
-  const log = o.out ? new LineLog(o.out) : null;
+
+export interface RuntimeFlags {
+  workers?: WorkersChoice;
+  retry?: number;
+  roundTimeout?: number;
+  checkpoint?: string;
+  checkpointEvery?: number;
+  fresh?: boolean;
+}
+
+export interface SessionOptions extends RuntimeFlags {
+  backend?: BackendChoice;
+  theta0?: Float64Array;
+  out?: string;
+  progress: boolean;
+  label: string;
+}
+
+export interface SessionResult {
+  result: TrainResult;
+  /** Threads that ran the agents (1: in-process) and why. */
+  workers: number;
+  workersWhy: string;
+  /** The round a checkpoint resumed from, or null. */
+  resumedAt: number | null;
+}
+
+/**
+ * The round log: rewritten whole (atomically) when the run starts or resumes, so it holds
+ * exactly the header and the finished rounds, then appended one fsynced line per round.
+ */
+class RoundLog {
+  private fd = -1;
+  constructor(readonly path: string) {}
+
+  start(header: TrainHeader, records: RoundRecord[]): void {
+    const lines = [JSON.stringify({ type: 'header', format: 'fedpg-log/1', ...header }), ...records.map((r) => JSON.stringify(r))];
+    writeFileAtomic(this.path, lines.join('\n') + '\n');
+    this.fd = openSync(this.path, 'a');
+  }
+
+  write(r: RoundRecord): void {
+    if (this.fd < 0) return;
+    writeSync(this.fd, JSON.stringify(r) + '\n');
+    fsyncSync(this.fd);
+  }
+
+  close(): void {
+    if (this.fd >= 0) closeSync(this.fd);
+    this.fd = -1;
+  }
+}
+
+const info = (m: string): void => {
+  process.stderr.write(`fedpg: ${m}\n`);
+};
+
+export async function trainWithLog(mdp: Mdp, settings: Partial<TrainSettings>, o: SessionOptions): Promise<SessionResult> {
+  const log = o.out ? new RoundLog(o.out) : null;
   const controller = new AbortController();
   const onSigint = (): void => controller.abort(new Error('interrupted (Ctrl-C); the log holds every finished round'));
   process.once('SIGINT', onSigint);
-  const progress = new Progress(o.label, settings.rounds ?? 0, o.progress);
+  let progress: Progress | null = null;
+  let resumedAt: number | null = null;
+  let workers = 1;
+  let workersWhy = 'in-process';
   try {
     const opts: TrainOptions = {
       ...settings,
       signal: controller.signal,
-      onStart: (h) => log?.write({ type: 'header', format: 'fedpg-log/1', ...h }),
+      onInfo: info,
+      onRuntime: (r) => {
+        workers = r.workers;
+        workersWhy = r.why;
+      },
+      onStart: (h, resumed) => {
+        resumedAt = resumed ? resumed.round : null;
+        log?.start(h, resumed ? resumed.records : []);
+        progress = new Progress(o.label, settings.rounds ?? 0, o.progress, resumedAt ?? 0);
+      },
       onRecord: (r) => {
         log?.write(r);
-        progress.update(r);
+        progress?.update(r);
       },
     };
     if (o.backend !== undefined) opts.backend = o.backend;
     if (o.theta0 !== undefined) opts.theta0 = o.theta0;
-    return await train(mdp, opts);
+    if (o.workers !== undefined) opts.workers = o.workers;
+    if (o.retry !== undefined) opts.retry = o.retry;
+    if (o.roundTimeout !== undefined) opts.roundTimeout = o.roundTimeout;
+    if (o.checkpoint) opts.checkpoint = { path: o.checkpoint, every: o.checkpointEvery ?? 10, fresh: o.fresh ?? false };
+    const result = await train(mdp, opts);
+    return { result, workers, workersWhy, resumedAt };
+  } catch (e) {
+    // A failed agent is not a bug of fedpg: one line and exit 1, like bad input.
+    if (e instanceof AgentFailure) throw new InputError(e.message);
+    throw e;
   } finally {
-    progress.stop();
+    (progress as Progress | null)?.stop();
     process.removeListener('SIGINT', onSigint);
     log?.close();
   }

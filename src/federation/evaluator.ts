@@ -10,15 +10,93 @@ export interface PolicyScore {
   perAgent: Float64Array;
 }
 
+/** One batch of agents evaluated with one call: the agents sharing a kernel, or one agent with its own. */
+export interface ScoreGroup {
+  env: Environment;
+  /** Global agent indices, in order. */
+  agents: number[];
+  /** Their reward tables stacked, [agents.length * S*A]. */
+  rewards: Float64Array;
+}
+
+/**
+ * J_i(theta) and grad J_i(theta) exactly, for some agents: the whole federation in the main
+ * thread, or a worker's own agents (worker pools evaluate theta_bar beside the agents, so the
+ * round's evaluation runs in parallel). Every backend evaluates each reward table of a batch on
+ * its own (the factorisation is shared, the arithmetic per table is not), so J_i does not depend
+ * on which agents share the call: the federation's score is the same for any number of workers.
+ */
+export class AgentScorer {
+  private readonly groups: (ScoreGroup & { out: Evaluation })[];
+
+  constructor(
+    groups: ScoreGroup[],
+    S: number,
+    private readonly SA: number,
+  ) {
+    this.groups = groups.map((g) => ({
+      ...g,
+      out: {
+        J: new Float64Array(g.agents.length),
+        V: new Float64Array(g.agents.length * S),
+        Q: new Float64Array(g.agents.length * SA),
+        grad: new Float64Array(g.agents.length * SA),
+        occupancy: new Float64Array(S),
+      },
+    }));
+  }
+
+  /** Writes J_i into J[i] and grad J_i into grad[i*SA ..] for this scorer's agents (global indices). */
+  scoreInto(theta: Float64Array, J: Float64Array, grad: Float64Array): void {
+    const SA = this.SA;
+    for (const g of this.groups) {
+      g.env.evaluate(theta, g.rewards, g.out);
+      g.agents.forEach((i, k) => {
+        J[i] = g.out.J[k]!;
+        grad.set(g.out.grad.subarray(k * SA, (k + 1) * SA), i * SA);
+      });
+    }
+  }
+}
+
+/**
+ * The federation's score from the agents' J_i and gradients, summed in agent order whatever
+ * computed them (so the result is the same in-process and with any number of workers).
+ */
+export function combineScores(perAgent: Float64Array, grad: Float64Array, SA: number, gsum: Float64Array): { J: number; gradNormSq: number } {
+  const N = perAgent.length;
+  let J = 0;
+  for (let i = 0; i < N; i++) J += perAgent[i]!;
+  J /= N;
+  gsum.fill(0);
+  for (let i = 0; i < N; i++) {
+    const off = i * SA;
+    for (let j = 0; j < SA; j++) gsum[j] = gsum[j]! + grad[off + j]!;
+  }
+  let gradNormSq = 0;
+  for (let j = 0; j < SA; j++) {
+    const v = gsum[j]! / N;
+    gradNormSq += v * v;
+  }
+  return { J, gradNormSq };
+}
+
+/** The score groups of some agents of an MDP: one batch per kernel (one when the kernel is shared). */
+export function scoreGroups(mdp: Mdp, envs: Environment[], agents: number[] = mdp.rewards.map((_, i) => i)): ScoreGroup[] {
+  if (envs.length === 1) return agents.length ? [{ env: envs[0]!, agents, rewards: stackedRewards(mdp, agents) }] : [];
+  return agents.map((i) => ({ env: envs[i]!, agents: [i], rewards: stackedRewards(mdp, [i]) }));
+}
+
 /**
  * Exact evaluation of theta for every agent at once: one factorisation per kernel (one when the
  * kernel is shared), all reward tables solved against it.
  */
 export class Evaluator {
-  private readonly groups: { env: Environment; agents: number[]; rewards: Float64Array; out: Evaluation }[];
+  private readonly scorer: AgentScorer;
   private readonly N: number;
   private readonly SA: number;
   private readonly gradSum: Float64Array;
+  private readonly grad: Float64Array;
   /** J* of the average MDP, or null with per-agent kernels. */
   readonly Jstar: number | null;
 
@@ -26,48 +104,15 @@ export class Evaluator {
     this.N = mdp.rewards.length;
     const S = mdp.states;
     this.SA = S * mdp.actions;
-    const groups = envs.length === 1 ? [mdp.rewards.map((_, i) => i)] : envs.map((_, i) => [i]);
-    this.groups = groups.map((agents, k) => ({
-      env: envs[k]!,
-      agents,
-      rewards: stackedRewards(mdp, agents),
-      out: {
-        J: new Float64Array(agents.length),
-        V: new Float64Array(agents.length * S),
-        Q: new Float64Array(agents.length * this.SA),
-        grad: new Float64Array(agents.length * this.SA),
-        occupancy: new Float64Array(S),
-      },
-    }));
+    this.scorer = new AgentScorer(scoreGroups(mdp, envs), S, this.SA);
     this.gradSum = new Float64Array(this.SA);
+    this.grad = new Float64Array(this.N * this.SA);
     this.Jstar = mdp.perAgentKernels ? null : envs[0]!.optimal(averageReward(mdp), new Float64Array(S));
   }
 
   score(theta: Float64Array): PolicyScore {
     const perAgent = new Float64Array(this.N);
-    const gsum = this.gradSum;
-    gsum.fill(0);
-    const SA = this.SA;
-    for (const g of this.groups) {
-      g.env.evaluate(theta, g.rewards, g.out);
-      g.agents.forEach((i, k) => {
-        perAgent[i] = g.out.J[k]!;
-      });
-    }
-    // Sums run in agent order whatever the grouping, so the result does not depend on it.
-    let J = 0;
-    for (let i = 0; i < this.N; i++) J += perAgent[i]!;
-    J /= this.N;
-    for (let i = 0; i < this.N; i++) {
-      const g = this.groups.length === 1 ? this.groups[0]! : this.groups[i]!;
-      const k = this.groups.length === 1 ? i : 0;
-      for (let j = 0; j < SA; j++) gsum[j] = gsum[j]! + g.out.grad[k * SA + j]!;
-    }
-    let gradNormSq = 0;
-    for (let j = 0; j < SA; j++) {
-      const v = gsum[j]! / this.N;
-      gradNormSq += v * v;
-    }
-    return { J, gradNormSq, perAgent };
+    this.scorer.scoreInto(theta, perAgent, this.grad);
+    return { ...combineScores(perAgent, this.grad, this.SA, this.gradSum), perAgent };
   }
 }

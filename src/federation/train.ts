@@ -1,13 +1,18 @@
+import { existsSync } from 'node:fs';
 import type { Backend, BackendChoice, Environment } from '../backends/types.js';
 import { loadBackend } from '../backends/select.js';
 import { InputError } from '../errors.js';
 import type { Mdp } from '../mdp/model.js';
 import { environmentSpec } from '../mdp/model.js';
 import { agentStream } from '../rng.js';
-import { LocalAgent } from './agent.js';
-import { Evaluator } from './evaluator.js';
+import { LocalAgent, type AgentState } from './agent.js';
+import { readCheckpoint, runIdentity, writeCheckpoint, type CheckpointState, type RunIdentity } from './checkpoint.js';
+import { combineScores, Evaluator } from './evaluator.js';
+import { resolveFaults, type FaultSpec } from './faults.js';
 import { InProcessPool, type AgentPool } from './pool.js';
 import { costsAfter, resolveSettings, type TrainSettings } from './settings.js';
+import { evaluationOnWorkers, planWorkers, type WorkersChoice } from './workers/plan.js';
+import { WorkerPool } from './workers/pool.js';
 
 /** One line of the round log. Rounds count from 1; J and gap are after the round, gradNormSq at its start. */
 export interface RoundRecord {
@@ -46,18 +51,62 @@ export interface TrainResult extends Omit<TrainHeader, 'J0'> {
   records: RoundRecord[];
 }
 
+export interface ResumeInfo {
+  path: string;
+  round: number;
+  records: RoundRecord[];
+}
+
+export interface CheckpointOptions {
+  /** The checkpoint file: resumed from when it exists (unless `fresh`), rewritten as the run goes. */
+  path: string;
+  /** Write every this many rounds (default 10), and after the last round, and when the run stops early. */
+  every?: number;
+  /** Ignore an existing checkpoint and start over (it is overwritten at the first write). */
+  fresh?: boolean;
+}
+
 export interface TrainOptions extends Partial<TrainSettings> {
   /** The initial theta [S*A]; zeros by default. */
   theta0?: Float64Array;
   /** A loaded backend, or a choice (default: FEDPG_BACKEND, then auto). */
   backend?: Backend | BackendChoice;
-  /** Stops the run before the next round starts; train() then rejects with the signal's reason. */
+  /**
+   * Stops the run: before the next round, or during one (the unfinished round is dropped, every
+   * finished one was reported); train() then rejects with the signal's reason.
+   */
   signal?: AbortSignal;
   /** Called with every record as its round finishes. */
   onRecord?: (record: RoundRecord) => void;
-  /** Called once before round 1. */
-  onStart?: (header: TrainHeader) => void;
-  /** Builds the agent pool (the worker runtime plugs in here); in-process by default. */
+  /**
+   * Called once before round 1, or for a resumed run before its first new round, with the
+   * checkpoint's path, round and the records of its finished rounds.
+   */
+  onStart?: (header: TrainHeader, resumed: ResumeInfo | null) => void;
+  /** Called once the agents' runtime is chosen: threads running them (1: in-process) and why. */
+  onRuntime?: (runtime: { workers: number; why: string }) => void;
+  /** Notices of the runtime (resuming, a rerun after a failure), one line each. */
+  onInfo?: (message: string) => void;
+  /**
+   * Worker threads: a count (1 = in-process; capped at the number of agents) or 'auto' (the
+   * available cores, in-process when the run is too small to gain). Default 1. Results are
+   * bit-identical for any value.
+   */
+  workers?: WorkersChoice;
+  /** Reruns of a failed agent round (on a fresh worker thread, from the agent's saved state). Default 0. */
+  retry?: number;
+  /**
+   * With worker threads, where each round's exact evaluation (J, gap, |grad J|^2) runs: on the
+   * main thread overlapping the next round's local steps, or on the workers beside their agents.
+   * Default 'auto' (main when it fits inside the local steps). Results are identical either way.
+   */
+  evaluation?: 'auto' | 'main' | 'workers';
+  /** With worker threads: the longest one phase of a round may take, in ms (default 0: no limit). */
+  roundTimeout?: number;
+  checkpoint?: CheckpointOptions;
+  /** Fault injection for tests (see faults.ts); default: the FEDPG_FAULT environment variable. */
+  faults?: FaultSpec[] | string;
+  /** Builds the agent pool (custom runtimes plug in here); otherwise in-process or worker threads per `workers`. */
   pool?: (agents: LocalAgent[], settings: TrainSettings) => AgentPool;
 }
 
@@ -74,20 +123,54 @@ function meanInto(out: Float64Array, vs: Float64Array[]): void {
   for (let j = 0; j < out.length; j++) out[j] = out[j]! / vs.length;
 }
 
+function nonNegInt(name: string, v: number | undefined, min = 0): number | undefined {
+  if (v === undefined) return undefined;
+  if (!Number.isSafeInteger(v) || v < min) throw new InputError(`${name} must be an integer >= ${min}, got ${v}`);
+  return v;
+}
+
+/** The state at the end of the last finished round, minus the append-only histories. */
+type Snapshot = Omit<CheckpointState, 'J' | 'gradNormSq'>;
+
+interface Extra {
+  restored: CheckpointState | null;
+  checkpoint: (CheckpointOptions & { identity: RunIdentity; every: number }) | null;
+  faults: FaultSpec[];
+  workers: number;
+  signal: AbortSignal | undefined;
+  onInfo: ((m: string) => void) | undefined;
+}
+
 /**
  * A training run, round by round. The loop is the aggregator's view of Algorithm 1: it owns
  * theta_bar and the global memory g, and talks to the agents only through the pool.
+ *
+ * With worker threads the round's exact evaluation (J, gap, |grad J|^2 of the new theta_bar) is
+ * done by the agents' threads, each for its own agents, in the same command that starts the next
+ * round's local steps, so it neither serialises the round nor waits for the caller.
  */
 export class Training {
   readonly header: TrainHeader;
   readonly records: RoundRecord[] = [];
+  /** Threads running the agents (1: in-process). */
+  readonly workers: number;
+  /** Where the run resumed from, or null for a fresh run. */
+  readonly resumed: { path: string; round: number } | null;
   private readonly J: number[];
-  private readonly gradNormSq: (number | null)[] = [];
+  private readonly gradNormSq: (number | null)[];
   private lastGradNormSq: number | null;
-  private round = 0;
+  private round: number;
   private readonly outs: Float64Array[];
   private readonly globalMemory: Float64Array | null;
   private readonly thetas: Float64Array[] | null;
+  private readonly evalJ: Float64Array;
+  private readonly evalGrad: Float64Array;
+  private readonly gsum: Float64Array;
+  private pending: Promise<void> | null = null;
+  private snapshot: Snapshot | null = null;
+  private savedRound: number;
+  private closed = false;
+  private lastYield = performance.now();
 
   private constructor(
     private readonly mdp: Mdp,
@@ -97,22 +180,44 @@ export class Training {
     private readonly evaluator: Evaluator,
     private readonly thetaBar: Float64Array,
     backend: Backend,
+    private readonly x: Extra,
   ) {
     const N = mdp.rewards.length;
     const SA = mdp.states * mdp.actions;
+    this.workers = x.workers;
     this.outs = Array.from({ length: N }, () => new Float64Array(SA));
     this.globalMemory = settings.algorithm === 'fast-fedpg' ? new Float64Array(SA) : null;
     this.thetas = settings.algorithm === 'local' ? Array.from({ length: N }, () => Float64Array.from(thetaBar)) : null;
-    const start = evaluator.score(thetaBar);
-    this.J = [start.J];
-    this.lastGradNormSq = settings.algorithm === 'local' ? null : start.gradNormSq;
+    this.evalJ = new Float64Array(N);
+    this.evalGrad = new Float64Array(pool.evaluates && pool.evaluateAndStart ? N * SA : 0);
+    this.gsum = new Float64Array(SA);
+    const r = x.restored;
+    if (r) {
+      thetaBar.set(r.thetaBar);
+      if (this.thetas) r.thetas!.forEach((t, i) => this.thetas![i]!.set(t));
+      if (this.globalMemory) this.globalMemory.set(r.globalMemory!);
+      this.J = r.J.slice();
+      this.gradNormSq = r.gradNormSq.slice();
+      this.lastGradNormSq = r.lastGradNormSq;
+      this.round = r.round;
+      for (let t = 1; t <= r.round; t++) this.records.push(this.makeRecord(t));
+      this.resumed = { path: x.checkpoint!.path, round: r.round };
+    } else {
+      const start = evaluator.score(thetaBar);
+      this.J = [start.J];
+      this.gradNormSq = [];
+      this.lastGradNormSq = settings.algorithm === 'local' ? null : start.gradNormSq;
+      this.round = 0;
+      this.resumed = null;
+    }
+    this.savedRound = this.round;
     this.header = {
       algorithm: settings.algorithm,
       backend: backend.name,
       gradient: settings.gradient,
       settings: { ...settings, agents: N, states: mdp.states, actions: mdp.actions, perAgentKernels: mdp.perAgentKernels },
       Jstar: evaluator.Jstar,
-      J0: start.J,
+      J0: this.J[0]!,
     };
   }
 
@@ -121,28 +226,84 @@ export class Training {
     const SA = mdp.states * mdp.actions;
     const theta0 = options.theta0 ?? new Float64Array(SA);
     if (theta0.length !== SA) throw new InputError(`theta0 has ${theta0.length} values, expected states*actions = ${SA}`);
+    const retry = nonNegInt('retry', options.retry) ?? 0;
+    const roundTimeout = nonNegInt('roundTimeout', options.roundTimeout) ?? 0;
+    const ck = options.checkpoint;
+    if (ck) {
+      if (typeof ck.path !== 'string' || ck.path === '') throw new InputError('checkpoint.path must be a file name');
+      nonNegInt('checkpoint.every', ck.every, 1);
+    }
+    const faults = resolveFaults(options.faults);
+    if (options.evaluation !== undefined && !['auto', 'main', 'workers'].includes(options.evaluation))
+      throw new InputError(`evaluation must be auto, main or workers, got ${String(options.evaluation)}`);
     const backend = typeof options.backend === 'object' ? options.backend : await loadBackend(options.backend);
     const envs = mdp.kernels.map((_, k) => backend.createEnvironment(environmentSpec(mdp, k)));
+    let pool: AgentPool | null = null;
     try {
       if (settings.entropy > 0 && envs.some((e) => typeof e.estimateRegularized !== 'function' || typeof e.evaluateRegularized !== 'function')) {
         throw new InputError(`the ${backend.name} backend has no entropy-regularised kernels yet; use --backend js for --entropy`);
       }
-      const agents = mdp.rewards.map(
-        (r, i) => new LocalAgent(i, envs.length === 1 ? envs[0]! : envs[i]!, r, { rng: agentStream(settings.seed, i), memory: null }),
-      );
-      const pool = options.pool ? options.pool(agents, settings) : new InProcessPool(agents, settings);
-      const t = new Training(mdp, settings, envs, pool, new Evaluator(mdp, envs), Float64Array.from(theta0), backend);
-      if (t.globalMemory) await t.refreshMemory();
+      const evaluator = new Evaluator(mdp, envs);
+      const identity = ck ? runIdentity(mdp, theta0, backend.name, settings) : null;
+      const restored = ck && !ck.fresh && existsSync(ck.path) ? readCheckpoint(ck.path, identity!, settings.rounds) : null;
+      if (restored) {
+        const fast = settings.algorithm === 'fast-fedpg';
+        if (fast && (!restored.globalMemory || restored.agents.some((a) => !a.memory)))
+          throw new InputError(`checkpoint ${ck!.path} refused: it is corrupt (Fast-FedPG's memory is missing); pass --fresh to start over`);
+      }
+      const states: AgentState[] = restored ? restored.agents : mdp.rewards.map((_, i) => ({ rng: agentStream(settings.seed, i), memory: null }));
+      const plan = options.pool ? { workers: 1, why: 'a custom agent pool' } : planWorkers(options.workers, mdp, settings, backend.name);
+      if (plan.workers === 1 && !options.pool) {
+        const f = faults.find((g) => g.kind === 'hang' || g.kind === 'exit');
+        if (f) throw new InputError(`the injected fault '${f.kind}' needs worker threads (workers >= 2)`);
+      }
+      const agents = (): LocalAgent[] => mdp.rewards.map((r, i) => new LocalAgent(i, envs.length === 1 ? envs[0]! : envs[i]!, r, states[i]!));
+      if (options.pool) pool = options.pool(agents(), settings);
+      else if (plan.workers > 1)
+        pool = await WorkerPool.create({
+          mdp,
+          backend: backend.name,
+          settings,
+          workers: plan.workers,
+          states,
+          evaluate:
+            settings.algorithm !== 'local' &&
+            (options.evaluation === 'workers' || (options.evaluation !== 'main' && evaluationOnWorkers(mdp, settings, backend.name, plan.workers))),
+          perAgentStarts: settings.algorithm === 'local',
+          retry,
+          roundTimeout,
+          faults,
+          ...(options.signal ? { signal: options.signal } : {}),
+          ...(options.onInfo ? { onInfo: options.onInfo } : {}),
+        });
+      else pool = new InProcessPool(agents(), settings, { faults, retry, ...(options.onInfo ? { onInfo: options.onInfo } : {}) });
+      if (ck && !pool.states) throw new InputError('checkpoints need an agent pool that reports its agents\' states');
+      const t = new Training(mdp, settings, envs, pool, evaluator, Float64Array.from(theta0), backend, {
+        restored,
+        checkpoint: ck ? { ...ck, identity: identity!, every: ck.every ?? 10 } : null,
+        faults,
+        workers: plan.workers,
+        signal: options.signal,
+        onInfo: options.onInfo,
+      });
+      options.onRuntime?.({ workers: plan.workers, why: plan.why });
+      if (restored) options.onInfo?.(`resuming from checkpoint ${ck!.path} at round ${restored.round} of ${settings.rounds}`);
+      if (!restored && t.globalMemory) await t.refreshMemory(0);
+      if (ck) t.snapshot = t.takeSnapshot();
       return t;
     } catch (e) {
-      envs.forEach((e2) => e2.dispose());
+      try {
+        await pool?.close();
+      } finally {
+        envs.forEach((e2) => e2.dispose());
+      }
       throw e;
     }
   }
 
   /** Fast-FedPG's second message: every agent's g_i(theta_bar), and their mean g. */
-  private async refreshMemory(): Promise<void> {
-    await this.pool.memorySamples(this.thetaBar, this.outs);
+  private async refreshMemory(round: number): Promise<void> {
+    await this.pool.memorySamples(this.thetaBar, this.outs, { round });
     meanInto(this.globalMemory!, this.outs);
   }
 
@@ -150,46 +311,122 @@ export class Training {
     return this.round >= this.settings.rounds;
   }
 
+  /** Rounds finished so far. */
+  get roundsDone(): number {
+    return this.round;
+  }
+
+  private makeRecord(t: number): RoundRecord {
+    const Jstar = this.evaluator.Jstar;
+    const J = this.J[t]!;
+    return {
+      round: t,
+      J,
+      gap: Jstar === null ? null : Jstar - J,
+      gradNormSq: this.gradNormSq[t - 1]!,
+      ...costsAfter(this.settings, this.mdp.rewards.length, this.thetaBar.length, t),
+    };
+  }
+
+  private setPending(p: Promise<void>): void {
+    p.catch(() => {});
+    this.pending = p;
+  }
+
+  private takePending(): Promise<void> | null {
+    const p = this.pending;
+    this.pending = null;
+    return p;
+  }
+
+  /**
+   * Lets the event loop run at least every 20 ms: an in-process round resolves through
+   * microtasks only, so without this a signal handler (Ctrl-C) or a timer would wait for the end.
+   */
+  private async breathe(): Promise<void> {
+    if (performance.now() - this.lastYield < 20) return;
+    await new Promise<void>((r) => setImmediate(r));
+    this.lastYield = performance.now();
+  }
+
   /** Runs one round and returns its record. */
   async step(): Promise<RoundRecord> {
+    if (this.finished) throw new Error(`the run is finished (${this.settings.rounds} rounds)`);
+    if (this.closed) throw new Error('the run is closed');
+    await this.breathe();
+    this.x.signal?.throwIfAborted();
     const s = this.settings;
     const N = this.outs.length;
     const theta = this.thetaBar;
+    const r = this.round + 1;
+    const more = r < s.rounds && !this.x.signal?.aborted;
     let J: number;
     if (this.thetas) {
-      await this.pool.localRounds(this.thetas, null, s.localSteps, this.outs);
+      await (this.takePending() ?? this.pool.localRounds(this.thetas, null, s.localSteps, this.outs, { round: r }));
       this.outs.forEach((o, i) => this.thetas![i]!.set(o));
+      // A concurrent pool starts the next round now (it copies the starts) while this thread evaluates.
+      if (this.pool.concurrent && more) this.setPending(this.pool.localRounds(this.thetas, null, s.localSteps, this.outs, { round: r + 1 }));
       J = 0;
       for (const th of this.thetas) J += this.evaluator.score(th).J;
       J /= N;
+      this.gradNormSq.push(null);
     } else {
       const steps = s.algorithm === 'centralized' ? 1 : s.localSteps;
       const alpha = s.algorithm === 'centralized' ? 1 : s.alphaG;
-      await this.pool.localRounds(theta, this.globalMemory, steps, this.outs);
+      await (this.takePending() ?? this.pool.localRounds(theta, this.globalMemory, steps, this.outs, { round: r }));
       // Eq. 7: theta_bar += (alpha_g / N) sum_i Delta_i, summed in agent order.
       const acc = new Float64Array(theta.length);
       for (const o of this.outs) for (let j = 0; j < acc.length; j++) acc[j] = acc[j]! + (o[j]! - theta[j]!);
       const scale = alpha / N;
       for (let j = 0; j < theta.length; j++) theta[j] = theta[j]! + scale * acc[j]!;
-      if (this.globalMemory) await this.refreshMemory();
-      const score = this.evaluator.score(theta);
+      if (this.globalMemory) await this.refreshMemory(r);
+      let score: { J: number; gradNormSq: number };
+      if (this.pool.evaluates && this.pool.evaluateAndStart) {
+        const h = this.pool.evaluateAndStart(theta, this.evalJ, this.evalGrad, more ? { globalMemory: this.globalMemory, steps, out: this.outs } : null, { round: r });
+        if (h.local) this.setPending(h.local);
+        await h.evaluated;
+        score = combineScores(this.evalJ, this.evalGrad, theta.length, this.gsum);
+      } else {
+        if (this.pool.concurrent && more) this.setPending(this.pool.localRounds(theta, this.globalMemory, steps, this.outs, { round: r + 1 }));
+        score = this.evaluator.score(theta);
+      }
       J = score.J;
       this.gradNormSq.push(this.lastGradNormSq);
       this.lastGradNormSq = score.gradNormSq;
     }
-    if (this.thetas) this.gradNormSq.push(null);
-    this.round++;
+    this.round = r;
     this.J.push(J);
-    const Jstar = this.evaluator.Jstar;
-    const record: RoundRecord = {
-      round: this.round,
-      J,
-      gap: Jstar === null ? null : Jstar - J,
-      gradNormSq: this.gradNormSq[this.gradNormSq.length - 1]!,
-      ...costsAfter(s, N, theta.length, this.round),
-    };
+    const record = this.makeRecord(r);
     this.records.push(record);
+    if (this.x.checkpoint) this.snapshot = this.takeSnapshot();
     return record;
+  }
+
+  private takeSnapshot(): Snapshot {
+    return {
+      round: this.round,
+      thetaBar: this.thetaBar.slice(),
+      thetas: this.thetas ? this.thetas.map((t) => t.slice()) : null,
+      globalMemory: this.globalMemory ? this.globalMemory.slice() : null,
+      lastGradNormSq: this.lastGradNormSq,
+      agents: this.pool.states!(),
+    };
+  }
+
+  /** Writes the checkpoint of the last finished round if it is not on disk yet (`due`: only on the schedule). */
+  saveCheckpoint(due = false): boolean {
+    const ck = this.x.checkpoint;
+    const snap = this.snapshot;
+    if (!ck || !snap || snap.round <= this.savedRound) return false;
+    if (due && snap.round % ck.every !== 0 && snap.round < this.settings.rounds) return false;
+    writeCheckpoint(
+      ck.path,
+      ck.identity,
+      { ...snap, J: this.J.slice(0, snap.round + 1), gradNormSq: this.gradNormSq.slice(0, snap.round) },
+      this.x.faults,
+    );
+    this.savedRound = snap.round;
+    return true;
   }
 
   result(): TrainResult {
@@ -206,8 +443,18 @@ export class Training {
     return out;
   }
 
+  /** Saves what a stopped run has not saved yet (when checkpointing), then ends every thread. */
   async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
     try {
+      if (!this.finished) {
+        try {
+          if (this.saveCheckpoint()) this.x.onInfo?.(`checkpoint ${this.x.checkpoint!.path} saved at round ${this.savedRound}`);
+        } catch (e) {
+          this.x.onInfo?.(`could not save the checkpoint: ${e instanceof Error ? e.message : String(e)}`);
+        }
+      }
       await this.pool.close();
     } finally {
       this.envs.forEach((e) => e.dispose());
@@ -219,11 +466,12 @@ export class Training {
 export async function train(mdp: Mdp, options: TrainOptions = {}): Promise<TrainResult> {
   const t = await Training.create(mdp, options);
   try {
-    options.onStart?.(t.header);
+    options.onStart?.(t.header, t.resumed ? { ...t.resumed, records: [...t.records] } : null);
     while (!t.finished) {
       options.signal?.throwIfAborted();
       const r = await t.step();
       options.onRecord?.(r);
+      t.saveCheckpoint(true);
     }
     return t.result();
   } finally {
@@ -235,10 +483,12 @@ export async function train(mdp: Mdp, options: TrainOptions = {}): Promise<Train
 export async function* trainRounds(mdp: Mdp, options: TrainOptions = {}): AsyncGenerator<RoundRecord, TrainResult, undefined> {
   const t = await Training.create(mdp, options);
   try {
-    options.onStart?.(t.header);
+    options.onStart?.(t.header, t.resumed ? { ...t.resumed, records: [...t.records] } : null);
     while (!t.finished) {
       options.signal?.throwIfAborted();
-      yield await t.step();
+      const r = await t.step();
+      t.saveCheckpoint(true);
+      yield r;
     }
     return t.result();
   } finally {

@@ -1,5 +1,5 @@
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { extname, join } from 'node:path';
 import type { Command } from 'commander';
 import type { Algorithm } from '../../federation/settings.js';
 import type { TrainResult } from '../../federation/train.js';
@@ -7,8 +7,14 @@ import { loadMdp, loadTheta } from '../../mdp/format.js';
 import { gridworldMdp } from '../../mdp/generate.js';
 import type { Mdp } from '../../mdp/model.js';
 import { backendChoice, int, num, printJson } from '../flags.js';
-import { trainWithLog } from '../session.js';
-import { addRunFlags, settingsFromFlags, type RunFlags } from './train.js';
+import { trainWithLog, type SessionOptions } from '../session.js';
+import { addRunFlags, runtimeFromFlags, runtimeLine, settingsFromFlags, type RunFlags } from './train.js';
+
+/** One checkpoint per algorithm: ck.json -> ck.fast-fedpg.json, ck -> ck.fast-fedpg. */
+export function checkpointFor(path: string, algorithm: Algorithm): string {
+  const ext = extname(path);
+  return ext ? `${path.slice(0, -ext.length)}.${algorithm}${ext}` : `${path}.${algorithm}`;
+}
 
 /**
  * The main job: the multi-task gridworld (agents rewarded at different corners), Fast-FedPG
@@ -77,13 +83,18 @@ export function runCommand(program: Command): void {
       const theta0 = o.theta0 ? loadTheta(o.theta0, mdp.states, mdp.actions) : undefined;
       const outDir = o.out ?? RUN_DEFAULTS.out;
       mkdirSync(outDir, { recursive: true });
+      const runtime = runtimeFromFlags(o);
       const results: TrainResult[] = [];
+      const runtimes: string[] = [];
       for (const algorithm of RUN_ALGORITHMS) {
-        const runOpts: Parameters<typeof trainWithLog>[2] = { progress: !o.json, label: algorithm, out: join(outDir, `${algorithm}.jsonl`) };
+        const runOpts: SessionOptions = { progress: !o.json, label: algorithm, out: join(outDir, `${algorithm}.jsonl`), ...runtime };
+        if (runtime.checkpoint) runOpts.checkpoint = checkpointFor(runtime.checkpoint, algorithm);
         const backend = backendChoice(o.backend);
         if (backend) runOpts.backend = backend;
         if (theta0) runOpts.theta0 = theta0;
-        results.push(await trainWithLog(mdp, { ...settings, algorithm }, runOpts));
+        const r = await trainWithLog(mdp, { ...settings, algorithm }, runOpts);
+        results.push(r.result);
+        runtimes.push(`${algorithm} ${runtimeLine(r.workersWhy, r.resumedAt, runOpts.checkpoint)}`);
       }
       if (o.json) return printJson({ mdp: mdp.name ?? o.mdp ?? null, logs: RUN_ALGORITHMS.map((a) => join(outDir, `${a}.jsonl`)), results });
       const first = results[0]!;
@@ -99,6 +110,7 @@ export function runCommand(program: Command): void {
         line(head),
         ...rows.map(line),
         '',
+        ...runtimes,
         `round logs: ${RUN_ALGORITHMS.map((a) => join(outDir, `${a}.jsonl`)).join(', ')}`,
       ];
       process.stdout.write(out.join('\n') + '\n');

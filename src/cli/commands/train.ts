@@ -1,8 +1,14 @@
 import type { Command } from 'commander';
+import { InputError } from '../../errors.js';
 import { ALGORITHMS, DEFAULT_SETTINGS, type TrainSettings } from '../../federation/settings.js';
 import { loadMdp, loadTheta } from '../../mdp/format.js';
+import { parseWorkers } from '../../federation/workers/plan.js';
 import { backendChoice, int, num, oneOf, printJson } from '../flags.js';
-import { trainWithLog } from '../session.js';
+import { trainWithLog, type RuntimeFlags, type SessionOptions } from '../session.js';
+
+/** The CLI's default per-phase limit with worker threads (the library's default is none). */
+export const DEFAULT_ROUND_TIMEOUT_MS = 600_000;
+export const DEFAULT_CHECKPOINT_EVERY = 10;
 
 export interface RunFlags {
   algorithm?: string;
@@ -20,6 +26,12 @@ export interface RunFlags {
   theta0?: string;
   out?: string;
   json?: boolean;
+  workers?: string;
+  retry?: string;
+  roundTimeout?: string;
+  checkpoint?: string;
+  checkpointEvery?: string;
+  fresh?: boolean;
 }
 
 /** The run flags shared by train, run (and later serve). */
@@ -38,7 +50,31 @@ export function addRunFlags(cmd: Command, withAlgorithm = true): Command {
     .option('--correction <kind>', `fast-fedpg: memory (Algorithm 1) | fresh (a new g_i(theta_bar) each round: an ablation) (default ${d.correction})`)
     .option('--entropy <tau>', `entropy weight for regfedpg (required there) or fast-fedpg (default ${d.entropy})`)
     .option('--backend <name>', 'auto | native | wasm | js (default: $FEDPG_BACKEND, then auto)')
-    .option('--theta0 <file>', 'initial theta: S x A JSON array or an object with "theta" (default zeros)');
+    .option('--theta0 <file>', 'initial theta: S x A JSON array or an object with "theta" (default zeros)')
+    .option('--workers <W>', 'threads running the agents: auto (the cores; in-process when too small to gain) or a count, 1 = in-process (default auto)')
+    .option('--checkpoint <file>', 'save the run here as it goes and resume from it when it exists')
+    .option('--checkpoint-every <R>', `rounds between checkpoints (default ${DEFAULT_CHECKPOINT_EVERY}; also after the last round and on Ctrl-C)`)
+    .option('--fresh', 'ignore an existing --checkpoint file and start over')
+    .option('--retry <n>', 'rerun a failed agent round up to n times on a fresh worker from its saved state (default 0)')
+    .option('--round-timeout <ms>', `with worker threads, the longest one phase of a round may take (default ${DEFAULT_ROUND_TIMEOUT_MS}; 0: no limit)`);
+}
+
+/** The runtime flags (--workers, --checkpoint, ...) as session options. */
+export function runtimeFromFlags(o: RunFlags): RuntimeFlags {
+  const r: RuntimeFlags = {};
+  const workers = parseWorkers('workers', o.workers) ?? 'auto';
+  r.workers = workers;
+  r.retry = int('retry', o.retry, 0) ?? 0;
+  r.roundTimeout = int('round-timeout', o.roundTimeout, 0) ?? DEFAULT_ROUND_TIMEOUT_MS;
+  if (o.checkpoint !== undefined) {
+    if (o.checkpoint === '') throw new InputError('--checkpoint needs a file name');
+    r.checkpoint = o.checkpoint;
+  }
+  const every = int('checkpoint-every', o.checkpointEvery, 1);
+  if (every !== undefined && o.checkpoint === undefined) throw new InputError('--checkpoint-every needs --checkpoint <file>');
+  r.checkpointEvery = every ?? DEFAULT_CHECKPOINT_EVERY;
+  if (o.fresh) r.fresh = true;
+  return r;
 }
 
 export function settingsFromFlags(o: RunFlags): Partial<TrainSettings> {
@@ -60,6 +96,11 @@ export function settingsFromFlags(o: RunFlags): Partial<TrainSettings> {
   return s;
 }
 
+/** The runtime line of the text summary: how the agents ran, and where the run resumed from. */
+export function runtimeLine(why: string, resumedAt: number | null, checkpoint?: string): string {
+  return `runtime: ${why}${resumedAt !== null ? `; resumed from ${checkpoint} at round ${resumedAt}` : ''}`;
+}
+
 export function trainCommand(program: Command): void {
   const cmd = program
     .command('train')
@@ -72,12 +113,12 @@ export function trainCommand(program: Command): void {
       const mdp = loadMdp(file);
       const settings = { ...DEFAULT_SETTINGS, ...settingsFromFlags(o) };
       const theta0 = o.theta0 ? loadTheta(o.theta0, mdp.states, mdp.actions) : undefined;
-      const runOpts: Parameters<typeof trainWithLog>[2] = { progress: !o.json, label: settings.algorithm };
+      const runOpts: SessionOptions = { progress: !o.json, label: settings.algorithm, ...runtimeFromFlags(o) };
       const backend = backendChoice(o.backend);
       if (backend) runOpts.backend = backend;
       if (theta0) runOpts.theta0 = theta0;
       if (o.out) runOpts.out = o.out;
-      const result = await trainWithLog(mdp, settings, runOpts);
+      const { result, workersWhy, resumedAt } = await trainWithLog(mdp, settings, runOpts);
       if (o.json) return printJson(result);
       const last = result.records[result.records.length - 1];
       const lines = [
@@ -87,6 +128,8 @@ export function trainCommand(program: Command): void {
       ];
       if (result.Jstar !== null) lines.push(`J*: ${result.Jstar}`, `gap: ${last ? last.gap : result.Jstar - result.J[0]!}`);
       if (last) lines.push(`trajectories ${last.trajectories}, steps ${last.steps}, bytes ${last.bytes}`);
+      lines.push(runtimeLine(workersWhy, resumedAt, runOpts.checkpoint));
+      if (runOpts.checkpoint) lines.push(`checkpoint: ${runOpts.checkpoint}`);
       if (o.out) lines.push(`round log: ${o.out}`);
       process.stdout.write(lines.join('\n') + '\n');
     });

@@ -1,0 +1,97 @@
+import { ConnectError } from '@connectrpc/connect';
+import type { Command } from 'commander';
+import { loadBackend } from '../../backends/select.js';
+import { InputError } from '../../errors.js';
+import { readTextFile } from '../../mdp/format.js';
+import { AgentError, authInterceptor, runAgent } from '../../network/agent.js';
+import { NET_FAULT_ENV, parseNetFaults } from '../../network/faults.js';
+import { parseAgentToken } from '../../network/formats.js';
+import { FileAgentStore, nodeTransport, readJsonFile, WIRE_PROTOCOLS, type WireProtocol } from '../../network/node.js';
+import { backendChoice, int, oneOf, printJson } from '../flags.js';
+
+interface AgentFlags {
+  server: string;
+  agent: string;
+  rewards: string;
+  tokenFile: string;
+  backend?: string;
+  protocol?: string;
+  http2?: boolean;
+  state?: string;
+  reconnect?: string;
+  ca?: string;
+  json?: boolean;
+}
+
+export function agentCommand(program: Command): void {
+  program
+    .command('agent')
+    .description(
+      'one agent of a federation across machines: joins the aggregator (fedpg serve), receives the shared MDP and the settings, and trains on its own reward table, which never leaves it (only Delta_i, g_i and the scalar J_i do)',
+    )
+    .requiredOption('--server <url>', 'the aggregator, e.g. http://10.0.0.5:7440')
+    .requiredOption('--agent <I>', 'this agent\'s index')
+    .requiredOption('--rewards <file>', 'this agent\'s fedpg-rewards/1 file')
+    .requiredOption('--token-file <file>', 'this agent\'s secret: {"agent": I, "token": "..."}')
+    .option('--backend <name>', 'auto | native | wasm | js (default: $FEDPG_BACKEND, then auto)')
+    .option('--protocol <p>', `${WIRE_PROTOCOLS.join(' | ')} (default connect; grpc uses HTTP/2)`)
+    .option('--http2', 'Connect and gRPC-Web over HTTP/2 instead of HTTP/1.1 (always with an https:// server)')
+    .option('--state <file>', 'keep the agent\'s state (random stream, memory, cursor) here after every phase, so a restarted agent continues bit for bit')
+    .option('--ca <file>', 'trust this certificate (PEM) for an https:// aggregator with a self-signed or private-CA certificate')
+    .option('--reconnect <ms>', 'keep retrying an unreachable aggregator this long (default 120000)')
+    .option('--json', 'print a JSON summary at the end')
+    .action(async (o: AgentFlags) => {
+      const agent = int('agent', o.agent, 0)!;
+      let url: URL;
+      try {
+        url = new URL(o.server);
+      } catch {
+        throw new InputError(`--server must be a URL such as http://127.0.0.1:7440, got '${o.server}'`);
+      }
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InputError(`--server must be an http:// or https:// URL, got '${o.server}'`);
+      const protocol: WireProtocol = oneOf('protocol', o.protocol, WIRE_PROTOCOLS) ?? 'connect';
+      const reconnect = int('reconnect', o.reconnect, 0);
+      const tok = parseAgentToken(readJsonFile(o.tokenFile), o.tokenFile);
+      if (tok.agent !== agent) throw new InputError(`${o.tokenFile} is agent ${tok.agent}'s token, not agent ${agent}'s`);
+      const rewards = readJsonFile(o.rewards);
+      const ca = o.ca ? readTextFile(o.ca) : undefined;
+      if (ca && url.protocol !== 'https:') throw new InputError('--ca needs an https:// --server');
+      const backend = await loadBackend(backendChoice(o.backend));
+      const faults = parseNetFaults(process.env[NET_FAULT_ENV]).agent.filter((f) => f.agent === undefined || f.agent === agent);
+      const controller = new AbortController();
+      const onSigint = (): void => controller.abort(new Error('interrupted (Ctrl-C)'));
+      process.once('SIGINT', onSigint);
+      const base = url.href.replace(/\/+$/, '');
+      try {
+        const summary = await runAgent({
+          transport: nodeTransport(base, protocol, [authInterceptor(tok.token)], protocol === 'grpc' || !!o.http2 || url.protocol === 'https:', ca),
+          agent,
+          rewards,
+          rewardsWhere: o.rewards,
+          backend,
+          client: `fedpg agent (node ${process.version}, ${protocol})`,
+          faults,
+          ...(o.state ? { store: new FileAgentStore(o.state) } : {}),
+          ...(reconnect !== undefined ? { reconnectMs: reconnect } : {}),
+          onInfo: (m) => process.stderr.write(`fedpg ${m}\n`),
+          signal: controller.signal,
+          exit: () => process.exit(3),
+        });
+        if (o.json) return printJson(summary);
+        process.stdout.write(
+          `agent ${agent} done (backend ${summary.backend}): ${summary.deltas} deltas and ${summary.gradients} reports accepted, ${summary.refused} refused, last J_i ${summary.lastJ ?? 'n/a'}\n`,
+        );
+      } catch (e) {
+        if (controller.signal.aborted) throw new Error('interrupted (Ctrl-C)');
+        if (e instanceof AgentError) throw new InputError(e.message);
+        if (e instanceof ConnectError) throw new InputError(`the aggregator refused agent ${agent} (${e.code === undefined ? '' : codeName(e)}): ${e.rawMessage}`);
+        throw e;
+      } finally {
+        process.removeListener('SIGINT', onSigint);
+      }
+    });
+}
+
+function codeName(e: ConnectError): string {
+  return ['ok', 'canceled', 'unknown', 'invalid_argument', 'deadline_exceeded', 'not_found', 'already_exists', 'permission_denied', 'resource_exhausted', 'failed_precondition', 'aborted', 'out_of_range', 'unimplemented', 'internal', 'unavailable', 'data_loss', 'unauthenticated'][e.code] ?? String(e.code);
+}

@@ -1,0 +1,146 @@
+import type { Command } from 'commander';
+import { InputError } from '../../errors.js';
+import { ALGORITHMS, DEFAULT_SETTINGS, resolveSettings } from '../../federation/settings.js';
+import { loadTheta, readTextFile } from '../../mdp/format.js';
+import { NET_FAULT_ENV, parseNetFaults } from '../../network/faults.js';
+import { parseAggregatorTokens, parseShared, sharedAgentCount } from '../../network/formats.js';
+import { readJsonFile, startAggregator } from '../../network/node.js';
+import { NETWORK_ALGORITHMS } from '../../network/protocol.js';
+import { int, printJson } from '../flags.js';
+import { settingsFromFlags, type RunFlags } from './train.js';
+
+/** Defaults of `fedpg serve` (documented in --help and docs/NETWORK.md). */
+export const SERVE_DEFAULTS = {
+  host: '127.0.0.1',
+  port: 7440,
+  checkpoint: 'fedpg-aggregator.ckpt',
+};
+
+interface ServeFlags extends Omit<RunFlags, 'checkpoint'> {
+  agents?: string;
+  port?: string;
+  host?: string;
+  tokenFile?: string;
+  quorum?: string;
+  deadline?: string;
+  checkpoint?: string | false;
+  fresh?: boolean;
+  allowOrigin?: string[];
+  hold?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+}
+
+function say(msg: string): void {
+  process.stderr.write(`fedpg serve: ${msg}\n`);
+}
+
+export function serveCommand(program: Command): void {
+  const cmd = program
+    .command('serve')
+    .description(
+      'the aggregator of a federation across machines: serves the round protocol (ConnectRPC: gRPC, Connect, gRPC-Web) to N agents (fedpg agent), never sees a reward table, and learns J only from the agents',
+    )
+    .argument('<shared>', 'a fedpg-shared/1 file (fedpg split writes one)')
+    .requiredOption('--agents <N>', 'number of agents')
+    .requiredOption('--token-file <file>', 'the agents\' secret tokens: {"tokens": {"0": "...", ...}} (fedpg split writes one)')
+    .option('--port <P>', `TCP port; 0 picks a free one (the bound port is printed) (default ${SERVE_DEFAULTS.port})`)
+    .option('--host <addr>', `address to listen on; 0.0.0.0 or :: to accept other machines (default ${SERVE_DEFAULTS.host}: this machine only)`)
+    .option('--quorum <Q>', 'close a phase with the updates it has once Q arrived and the deadline passed (default: every agent; needs --deadline)')
+    .option('--deadline <ms>', 'per-phase deadline in milliseconds (default: none, phases wait for every agent)')
+    .option('--checkpoint <file>', `checkpoint written at every phase change; an existing one of the same run is resumed (default ${SERVE_DEFAULTS.checkpoint})`)
+    .option('--no-checkpoint', 'do not checkpoint (a restart then starts over)')
+    .option('--fresh', 'ignore an existing checkpoint and start the run over')
+    .option('--allow-origin <origin...>', 'page origins allowed to call from a browser (CORS), e.g. http://localhost:5173, or * for any')
+    .option('--tls-cert <file>', 'serve HTTPS with this certificate chain (PEM); agents then use an https:// URL')
+    .option('--tls-key <file>', 'the private key (PEM) of --tls-cert')
+    .option('--hold <ms>', 'how long a poll waits for the next phase before the agent polls again (default 15000)');
+  // train's run flags, declared here (train's runtime flags, --workers and its checkpoints, do not apply).
+  const d = DEFAULT_SETTINGS;
+  cmd
+    .option('--algorithm <name>', `${ALGORITHMS.filter((a) => NETWORK_ALGORITHMS.includes(a)).join(' | ')} (default ${d.algorithm})`)
+    .option('--rounds <T>', `communication rounds (default ${d.rounds})`)
+    .option('--local-steps <H>', `local steps per round (default ${d.localSteps})`)
+    .option('--eta <x>', `local step size (default ${d.eta})`)
+    .option('--alpha-g <x>', `server step size in (0,1] (default ${d.alphaG})`)
+    .option('--gradient <mode>', `exact | sampled (default ${d.gradient})`)
+    .option('--horizon <K>', `estimator horizon (default ${d.horizon})`)
+    .option('--batch <M>', `trajectories per estimate (default ${d.batch})`)
+    .option('--seed <n>', `run seed (default ${d.seed})`)
+    .option('--correction <kind>', `fast-fedpg: memory (Algorithm 1) | fresh (an ablation) (default ${d.correction})`)
+    .option('--entropy <tau>', `entropy weight for regfedpg (required there) or fast-fedpg (default ${d.entropy})`)
+    .option('--theta0 <file>', 'initial theta: S x A JSON array or an object with "theta" (default zeros)')
+    .option('--backend <name>', 'not for serve: the agents compute (fedpg agent --backend)')
+    .option('--out <file>', 'round log (JSONL): a header line, then one record per finished round')
+    .option('--json', 'print one JSON object (the result)')
+    .action(async (sharedFile: string, o: ServeFlags) => {
+      if (o.backend !== undefined) throw new InputError('fedpg serve computes no gradient: choose the backend on each agent (fedpg agent --backend)');
+      const shared = parseShared(readJsonFile(sharedFile), sharedFile);
+      const agents = int('agents', o.agents, 1)!;
+      const fixed = sharedAgentCount(shared);
+      if (fixed !== null && fixed !== agents) throw new InputError(`${sharedFile} has ${fixed} per-agent transition kernels, but --agents is ${agents}`);
+      const settings = resolveSettings({ ...DEFAULT_SETTINGS, ...settingsFromFlags(o as RunFlags) });
+      if (!NETWORK_ALGORITHMS.includes(settings.algorithm)) {
+        throw new InputError(`--algorithm ${settings.algorithm} trains no shared policy, so there is nothing to serve (choose ${NETWORK_ALGORITHMS.join(', ')})`);
+      }
+      const tokens = parseAggregatorTokens(readJsonFile(o.tokenFile!), agents, o.tokenFile);
+      const quorum = int('quorum', o.quorum, 1);
+      const deadline = int('deadline', o.deadline, 1);
+      if (quorum !== undefined && quorum > agents) throw new InputError(`--quorum must be at most --agents (${agents}), got ${quorum}`);
+      if (quorum !== undefined && quorum < agents && deadline === undefined) throw new InputError('--quorum below --agents needs --deadline: a phase closes with a quorum only once its deadline passed');
+      const port = int('port', o.port, 0) ?? SERVE_DEFAULTS.port;
+      if (port > 65535) throw new InputError(`--port must be at most 65535, got ${port}`);
+      const hold = int('hold', o.hold, 1);
+      const theta0 = o.theta0 ? loadTheta(o.theta0, shared.states, shared.actions) : new Float64Array(shared.states * shared.actions);
+      if (!!o.tlsCert !== !!o.tlsKey) throw new InputError('--tls-cert and --tls-key go together');
+      const tls = o.tlsCert && o.tlsKey ? { cert: readTextFile(o.tlsCert), key: readTextFile(o.tlsKey) } : undefined;
+      const faults = parseNetFaults(process.env[NET_FAULT_ENV]);
+      const checkpoint = o.checkpoint === false ? null : (o.checkpoint ?? SERVE_DEFAULTS.checkpoint);
+      const running = await startAggregator({
+        shared,
+        agents,
+        settings,
+        theta0,
+        tokens,
+        host: o.host ?? SERVE_DEFAULTS.host,
+        port,
+        ...(quorum !== undefined ? { quorum } : {}),
+        deadlineMs: deadline ?? null,
+        checkpoint,
+        fresh: !!o.fresh,
+        allowOrigins: o.allowOrigin ?? [],
+        ...(tls ? { tls } : {}),
+        ...(o.out ? { out: o.out } : {}),
+        ...(hold !== undefined ? { holdMs: hold } : {}),
+        ...(faults.crash ? { crash: faults.crash } : {}),
+        onInfo: say,
+        onRecord: (r) => {
+          if (!o.json) say(`round ${r.round}/${settings.rounds}: J ${r.J === null ? 'n/a (not every agent reported)' : r.J} (${r.deltas} deltas, ${r.gradients} reports)`);
+        },
+      });
+      say(`listening on ${running.url} (port ${running.port}) for ${agents} agents: ${settings.algorithm}, ${settings.rounds} rounds`);
+      const onSigint = (): void => {
+        say('interrupted; the checkpoint keeps every finished phase');
+        void running.close().then(() => process.exit(130));
+      };
+      process.once('SIGINT', onSigint);
+      process.once('SIGTERM', onSigint);
+      try {
+        const result = await running.result;
+        if (o.json) return printJson(result);
+        const J = result.J;
+        const lines = [
+          `${result.algorithm} over the network (${agents} agents, backends ${result.agentBackends.map((b) => b ?? '?').join(', ')}, ${result.gradient} gradients)`,
+          `J before: ${J[0] ?? 'n/a'}`,
+          `J after ${result.records.length} rounds: ${J[J.length - 1] ?? 'n/a'}`,
+        ];
+        const last = result.records[result.records.length - 1];
+        if (last) lines.push(`trajectories ${last.trajectories}, steps ${last.steps}, bytes ${last.bytes}`);
+        if (o.out) lines.push(`round log: ${o.out}`);
+        process.stdout.write(lines.join('\n') + '\n');
+      } finally {
+        process.removeListener('SIGINT', onSigint);
+        process.removeListener('SIGTERM', onSigint);
+      }
+    });
+}

@@ -1,0 +1,271 @@
+import { createHash } from 'node:crypto';
+import { closeSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import type { BackendName } from '../backends/types.js';
+import { InputError } from '../errors.js';
+import type { Mdp } from '../mdp/model.js';
+import type { AgentState } from './agent.js';
+import type { FaultSpec } from './faults.js';
+import type { TrainSettings } from './settings.js';
+
+/**
+ * Checkpoints: everything a run needs to continue bit for bit (round, theta_bar or the agents'
+ * thetas, the global memory, every agent's random stream and memory, the J and gradient-norm
+ * histories the log and the result are rebuilt from). Floating-point arrays are stored as the
+ * base64 of their IEEE-754 little-endian bytes, so nothing is rounded (not even -0).
+ *
+ * File format fedpg-checkpoint/1: line 1 is {"format", "sha256", "bytes"} of line 2, the body.
+ * A truncated or altered file fails the checksum and is refused. The body names what the run
+ * was (hashes of the MDP and theta0, the settings, the backend), and a run resumes only from a
+ * checkpoint of the same run: results are only bit-identical for the same backend. `rounds` may
+ * differ (a finished run can be extended), as may the number of workers, which changes nothing.
+ *
+ * Writes are atomic: a temporary file beside the checkpoint, fsync, rename, fsync of the
+ * directory. A process killed at any point leaves the previous checkpoint or the new one.
+ */
+
+export const CHECKPOINT_FORMAT = 'fedpg-checkpoint/1';
+
+export interface CheckpointState {
+  /** Rounds finished. */
+  round: number;
+  thetaBar: Float64Array;
+  /** Algorithm `local`: every agent's theta. */
+  thetas: Float64Array[] | null;
+  globalMemory: Float64Array | null;
+  /** |grad J|^2 at theta_bar (the next round's start); null for `local`. */
+  lastGradNormSq: number | null;
+  /** J before round 1, then after each finished round: round + 1 values. */
+  J: number[];
+  /** round values (null for `local`). */
+  gradNormSq: (number | null)[];
+  agents: AgentState[];
+}
+
+/** What identifies a run: a checkpoint of another run is refused. */
+export interface RunIdentity {
+  mdp: string;
+  theta0: string;
+  backend: BackendName;
+  agents: number;
+  states: number;
+  actions: number;
+  /** The settings except `rounds`. */
+  settings: Omit<TrainSettings, 'rounds'>;
+}
+
+function f64(a: Float64Array): Buffer {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+}
+
+function encode(a: Float64Array): string {
+  return f64(a).toString('base64');
+}
+
+function decode(s: unknown, length: number, what: string): Float64Array {
+  if (typeof s !== 'string') throw new Error(`${what} is missing`);
+  const b = Buffer.from(s, 'base64');
+  if (b.length !== length * 8) throw new Error(`${what} has ${b.length / 8} values, expected ${length}`);
+  const out = new Float64Array(length);
+  f64(out).set(b);
+  return out;
+}
+
+/** sha256 of an MDP's contents (shapes, gamma, rho, kernels, rewards), as bytes. */
+export function mdpDigest(mdp: Mdp): string {
+  const h = createHash('sha256');
+  h.update(JSON.stringify({ states: mdp.states, actions: mdp.actions, agents: mdp.rewards.length, perAgentKernels: mdp.perAgentKernels, kernels: mdp.kernels.map((k) => k.kind) }));
+  h.update(f64(new Float64Array([mdp.gamma])));
+  h.update(f64(mdp.initial));
+  for (const k of mdp.kernels) {
+    if (k.kind === 'dense') h.update(f64(k.p));
+    else {
+      h.update(Buffer.from(k.rowStart.buffer, k.rowStart.byteOffset, k.rowStart.byteLength));
+      h.update(Buffer.from(k.next.buffer, k.next.byteOffset, k.next.byteLength));
+      h.update(f64(k.prob));
+    }
+  }
+  for (const r of mdp.rewards) h.update(f64(r));
+  return h.digest('hex');
+}
+
+export function runIdentity(mdp: Mdp, theta0: Float64Array, backend: BackendName, settings: TrainSettings): RunIdentity {
+  const { rounds: _r, ...rest } = settings;
+  return {
+    mdp: mdpDigest(mdp),
+    theta0: createHash('sha256').update(f64(theta0)).digest('hex'),
+    backend,
+    agents: mdp.rewards.length,
+    states: mdp.states,
+    actions: mdp.actions,
+    settings: rest,
+  };
+}
+
+function serialise(id: RunIdentity, st: CheckpointState): string {
+  const body = {
+    run: id,
+    round: st.round,
+    thetaBar: encode(st.thetaBar),
+    thetas: st.thetas ? st.thetas.map(encode) : null,
+    globalMemory: st.globalMemory ? encode(st.globalMemory) : null,
+    lastGradNormSq: st.lastGradNormSq === null ? null : encode(new Float64Array([st.lastGradNormSq])),
+    J: encode(Float64Array.from(st.J)),
+    gradNormSq: st.gradNormSq.some((g) => g === null) ? null : encode(Float64Array.from(st.gradNormSq as number[])),
+    agents: st.agents.map((a) => ({ rng: Array.from(a.rng), memory: a.memory ? encode(a.memory) : null })),
+  };
+  const text = JSON.stringify(body);
+  const head = { format: CHECKPOINT_FORMAT, sha256: createHash('sha256').update(text).digest('hex'), bytes: Buffer.byteLength(text) };
+  return `${JSON.stringify(head)}\n${text}\n`;
+}
+
+function tempPrefix(path: string): string {
+  return `.${basename(path)}.`;
+}
+
+/** Removes temporary files of earlier writers of `path` that were killed before their rename. */
+function removeStaleTemps(path: string): void {
+  const dir = dirname(path);
+  const prefix = tempPrefix(path);
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    if (!n.startsWith(prefix) || !n.endsWith('.tmp')) continue;
+    const pid = Number(n.slice(prefix.length, -4));
+    if (!Number.isSafeInteger(pid) || pid === process.pid) continue;
+    try {
+      process.kill(pid, 0);
+      continue; // its writer is alive
+    } catch {
+      /* the writer is gone */
+    }
+    try {
+      unlinkSync(join(dir, n));
+    } catch {
+      /* raced with someone else */
+    }
+  }
+}
+
+/**
+ * Writes the checkpoint atomically. `faults` may ask for the process to be killed between the
+ * fsync of the temporary file and the rename (to test that such a kill loses nothing).
+ */
+export function writeCheckpoint(path: string, id: RunIdentity, st: CheckpointState, faults: readonly FaultSpec[] = []): void {
+  const data = Buffer.from(serialise(id, st));
+  const dir = dirname(path);
+  const tmp = join(dir, `${tempPrefix(path)}${process.pid}.tmp`);
+  const fd = openSync(tmp, 'w');
+  try {
+    writeSync(fd, data);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  if (faults.some((f) => f.kind === 'kill-checkpoint' && f.round === st.round)) process.kill(process.pid, 'SIGKILL');
+  try {
+    renameSync(tmp, path);
+  } catch (e) {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* gone */
+    }
+    throw e;
+  }
+  try {
+    const dfd = openSync(dir, 'r');
+    try {
+      fsyncSync(dfd);
+    } finally {
+      closeSync(dfd);
+    }
+  } catch {
+    /* directories cannot be fsynced on every platform; the rename is still atomic */
+  }
+  removeStaleTemps(path);
+}
+
+function describeDifference(want: RunIdentity, got: RunIdentity): string | null {
+  if (got.agents !== want.agents || got.states !== want.states || got.actions !== want.actions)
+    return `it is for ${got.agents} agents, ${got.states} states, ${got.actions} actions (this run: ${want.agents}, ${want.states}, ${want.actions})`;
+  if (got.mdp !== want.mdp) return 'it was made with a different MDP';
+  if (got.backend !== want.backend) return `it was made with the ${got.backend} backend (this run: ${want.backend}; results are bit-identical only on one backend)`;
+  const diffs: string[] = [];
+  for (const k of Object.keys(want.settings) as (keyof RunIdentity['settings'])[]) {
+    if (got.settings?.[k] !== want.settings[k]) diffs.push(`${k} ${String(got.settings?.[k])} (this run: ${String(want.settings[k])})`);
+  }
+  if (diffs.length) return `it was made with other settings: ${diffs.join(', ')}`;
+  if (got.theta0 !== want.theta0) return 'it was made from a different theta0';
+  return null;
+}
+
+/**
+ * Reads and checks a checkpoint of this run; throws InputError (corrupt, other run, or beyond
+ * `rounds`) with a message that says how to start over.
+ */
+export function readCheckpoint(path: string, want: RunIdentity, rounds: number): CheckpointState {
+  const refuse = (why: string): never => {
+    throw new InputError(`checkpoint ${path} refused: ${why}; pass --fresh to start over or choose another --checkpoint file`);
+  };
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    return refuse(`cannot read it (${e instanceof Error ? e.message : String(e)})`);
+  }
+  const nl = text.indexOf('\n');
+  let head: { format?: unknown; sha256?: unknown; bytes?: unknown };
+  try {
+    head = JSON.parse(nl < 0 ? text : text.slice(0, nl)) as typeof head;
+  } catch {
+    return refuse('it is not a fedpg checkpoint (corrupt or another kind of file)');
+  }
+  if (head?.format !== CHECKPOINT_FORMAT) return refuse(`its format is ${JSON.stringify(head?.format)}, not ${CHECKPOINT_FORMAT}`);
+  const body = nl < 0 ? '' : text.slice(nl + 1).replace(/\n$/, '');
+  if (createHash('sha256').update(body).digest('hex') !== head.sha256) return refuse('it is corrupt (checksum mismatch: truncated or altered)');
+  let b: Record<string, unknown>;
+  try {
+    b = JSON.parse(body) as Record<string, unknown>;
+  } catch {
+    return refuse('it is corrupt (its body is not JSON)');
+  }
+  const diff = describeDifference(want, b.run as RunIdentity);
+  if (diff) return refuse(`it belongs to another run: ${diff}`);
+  const round = b.round;
+  if (typeof round !== 'number' || !Number.isSafeInteger(round) || round < 0) return refuse('it is corrupt (bad round)');
+  if (round > rounds) return refuse(`it is at round ${round}, beyond this run's ${rounds} rounds`);
+  try {
+    const SA = want.states * want.actions;
+    const N = want.agents;
+    const local = want.settings.algorithm === 'local';
+    const thetas = b.thetas;
+    if (local && (!Array.isArray(thetas) || thetas.length !== N)) throw new Error('the agents\' thetas are missing');
+    const agents = b.agents;
+    if (!Array.isArray(agents) || agents.length !== N) throw new Error('the agents\' states are missing');
+    const J = decode(b.J, round + 1, 'J');
+    const g = b.gradNormSq === null ? null : decode(b.gradNormSq, round, 'gradNormSq');
+    if (!local && !g) throw new Error('gradNormSq is missing');
+    return {
+      round,
+      thetaBar: decode(b.thetaBar, SA, 'theta_bar'),
+      thetas: local ? (thetas as unknown[]).map((t, i) => decode(t, SA, `theta of agent ${i}`)) : null,
+      globalMemory: b.globalMemory === null ? null : decode(b.globalMemory, SA, 'the global memory'),
+      lastGradNormSq: b.lastGradNormSq === null ? null : decode(b.lastGradNormSq, 1, 'lastGradNormSq')[0]!,
+      J: Array.from(J),
+      gradNormSq: g ? Array.from(g) : new Array<null>(round).fill(null),
+      agents: (agents as { rng?: unknown; memory?: unknown }[]).map((a, i) => {
+        const rng = a.rng;
+        if (!Array.isArray(rng) || rng.length !== 4 || !rng.every((x) => Number.isInteger(x) && x >= 0 && x <= 0xffffffff))
+          throw new Error(`agent ${i}'s random stream is malformed`);
+        return { rng: Uint32Array.from(rng as number[]), memory: a.memory === null || a.memory === undefined ? null : decode(a.memory, SA, `agent ${i}'s memory`) };
+      }),
+    };
+  } catch (e) {
+    return refuse(`it is corrupt (${e instanceof Error ? e.message : String(e)})`);
+  }
+}

@@ -1,0 +1,448 @@
+import { existsSync } from 'node:fs';
+import { sep } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Piscina } from 'piscina';
+import type { BackendName } from '../../backends/types.js';
+import type { Mdp } from '../../mdp/model.js';
+import { environmentSpec } from '../../mdp/model.js';
+import type { AgentState } from '../agent.js';
+import { AgentFailure, type FaultSpec } from '../faults.js';
+import type { AgentPool, NextLocalRounds, RoundContext } from '../pool.js';
+import type { TrainSettings } from '../settings.js';
+import type { HostInit } from './host.js';
+import {
+  allocate,
+  agentsOf,
+  C_KIND,
+  C_ROUND,
+  C_STEPS,
+  C_WAKE,
+  CMD_EXIT,
+  K_EVAL,
+  K_LOCAL,
+  K_MEMORY,
+  K_PER_AGENT_STARTS,
+  K_USE_GMEM,
+  P_EVAL,
+  P_LOCAL,
+  P_MEMORY,
+  readError,
+  views,
+  wake,
+  workerWord,
+  W_ATTEMPT,
+  W_CMD,
+  W_CURRENT,
+  W_DONE,
+  W_EVAL,
+  W_FAILED,
+  W_GEN,
+  W_READY,
+  type LayoutParams,
+  type Views,
+} from './layout.js';
+
+/**
+ * The worker-thread runtime: the N agents of a run on W threads (W <= N), each thread hosting a
+ * fixed contiguous block of agents for the whole run. A round is two commands posted through
+ * one SharedArrayBuffer (Atomics.notify to start, Atomics.waitAsync to collect), never a message:
+ *   1. local steps (with, from round 2 on, the evaluation of theta_bar first, so J and the gradient
+ *      norm are computed by all threads in parallel and the next round starts at once);
+ *   2. (Fast-FedPG) the memory samples at the new theta_bar.
+ * Piscina owns the threads: it starts them, reports a thread that dies, terminates a hung one
+ * (a task's AbortSignal) and destroys them all on close. Every agent's outputs land in its own
+ * slot and the main thread sums in agent order, so results do not depend on W or on timing.
+ */
+
+export interface WorkerPoolOptions {
+  mdp: Mdp;
+  backend: BackendName;
+  settings: TrainSettings;
+  workers: number;
+  /** Every agent's state to start from (fresh streams, or a checkpoint's). */
+  states: AgentState[];
+  /** The agents evaluate theta_bar for the log (evaluateAndStart). */
+  evaluate: boolean;
+  /** Phase 1 takes one start per agent (algorithm `local`). */
+  perAgentStarts: boolean;
+  /** Reruns of a failed worker command on a fresh thread (default 0). */
+  retry?: number;
+  /** The longest a phase may run on a worker, in ms (0 or undefined: no limit). */
+  roundTimeout?: number;
+  faults?: FaultSpec[];
+  signal?: AbortSignal;
+  onInfo?: (message: string) => void;
+}
+
+interface Deferred {
+  promise: Promise<void>;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+  settled: boolean;
+}
+
+function deferred(): Deferred {
+  const d = { settled: false } as Deferred;
+  d.promise = new Promise<void>((res, rej) => {
+    d.resolve = () => {
+      d.settled = true;
+      res();
+    };
+    d.reject = (e) => {
+      d.settled = true;
+      rej(e);
+    };
+  });
+  d.promise.catch(() => {});
+  return d;
+}
+
+interface Command {
+  kind: number;
+  /** C_ROUND: the round of the local or memory phase (an evaluation is of the round before). */
+  round: number;
+  seq: number[];
+  deadline: number[];
+  attempts: number[];
+  evaluated: Deferred;
+}
+
+/** The compiled worker script beside this module (under vitest, which runs src/, the one in dist/). */
+export function hostScript(): string {
+  const here = fileURLToPath(new URL('./host.js', import.meta.url));
+  if (existsSync(here)) return pathToFileURL(here).href;
+  const k = here.lastIndexOf(`${sep}src${sep}`);
+  if (k >= 0) {
+    const built = here.slice(0, k) + `${sep}dist${sep}` + here.slice(k + 5);
+    if (existsSync(built)) return pathToFileURL(built).href;
+  }
+  throw new Error(`the worker script ${here} is missing: build the project (npm run build)`);
+}
+
+/** Atomics.waitAsync (Node >= 16; tsconfig's lib is ES2022, which does not declare it). */
+const waitAsync = (Atomics as unknown as {
+  waitAsync(a: Int32Array, index: number, value: number, timeout?: number): { async: boolean; value: Promise<string> | string };
+}).waitAsync;
+
+const EXIT_GRACE_MS = 250;
+const START_TIMEOUT_MS = 60_000;
+
+export class WorkerPool implements AgentPool {
+  readonly concurrent = true;
+  readonly evaluates: boolean;
+  readonly workers: number;
+  private readonly piscina: Piscina;
+  private readonly layout: LayoutParams;
+  private readonly sab: SharedArrayBuffer;
+  private readonly v: Views;
+  private readonly N: number;
+  private readonly SA: number;
+  private readonly blocks: number[][];
+  private readonly tasks: Promise<void>[] = [];
+  private readonly aborts: AbortController[] = [];
+  private readonly dead: (string | null)[];
+  private readonly hasMemory: boolean[];
+  private generation = 0;
+  private seq = 0;
+  private busy: Command | null = null;
+  private closed = false;
+  private readonly onAbort = (): void => wake(this.v.ctl);
+
+  private constructor(private readonly o: WorkerPoolOptions) {
+    const N = o.mdp.rewards.length;
+    if (!Number.isSafeInteger(o.workers) || o.workers < 1 || o.workers > N) throw new RangeError(`workers must be in [1, ${N}], got ${o.workers}`);
+    this.N = N;
+    this.SA = o.mdp.states * o.mdp.actions;
+    this.workers = o.workers;
+    this.evaluates = o.evaluate;
+    this.layout = { agents: N, size: this.SA, workers: o.workers, perAgentStarts: o.perAgentStarts, evaluate: o.evaluate };
+    this.sab = allocate(this.layout);
+    this.v = views(this.sab, this.layout);
+    this.blocks = Array.from({ length: o.workers }, (_, w) => agentsOf(w, N, o.workers));
+    this.dead = new Array<string | null>(o.workers).fill(null);
+    this.hasMemory = o.states.map((s) => s.memory !== null);
+    o.states.forEach((s, i) => {
+      this.v.rng.set(s.rng, 4 * i);
+      if (s.memory) this.v.memory.set(s.memory, i * this.SA);
+    });
+    this.piscina = new Piscina({ filename: hostScript(), minThreads: o.workers, maxThreads: o.workers, idleTimeout: 60_000, recordTiming: false });
+    o.signal?.addEventListener('abort', this.onAbort);
+  }
+
+  /** Starts the threads and waits until every one has loaded its backend and agents. */
+  static async create(o: WorkerPoolOptions): Promise<WorkerPool> {
+    const p = new WorkerPool(o);
+    try {
+      for (let w = 0; w < p.workers; w++) p.spawn(w);
+      await p.waitReady([...p.blocks.keys()]);
+      return p;
+    } catch (e) {
+      await p.close();
+      throw e;
+    }
+  }
+
+  get size(): number {
+    return this.N;
+  }
+
+  localRounds(starts: Float64Array | Float64Array[], globalMemory: Float64Array | null, steps: number, out: Float64Array[], ctx?: RoundContext): Promise<void> {
+    this.assertIdle();
+    let kind = K_LOCAL;
+    if (Array.isArray(starts)) {
+      if (!this.layout.perAgentStarts) throw new Error('this worker pool was not set up for per-agent starts');
+      kind |= K_PER_AGENT_STARTS;
+      starts.forEach((s, i) => this.v.starts.set(s, i * this.SA));
+    } else this.v.theta.set(starts);
+    if (globalMemory) {
+      kind |= K_USE_GMEM;
+      this.v.gmem.set(globalMemory);
+    }
+    const cmd = this.issue(kind, steps, ctx?.round ?? -1);
+    return this.run(cmd).then(() => this.commitLocal(out));
+  }
+
+  memorySamples(theta: Float64Array, out: Float64Array[], ctx?: RoundContext): Promise<void> {
+    this.assertIdle();
+    this.v.theta.set(theta);
+    const cmd = this.issue(K_MEMORY, 0, ctx?.round ?? -1);
+    return this.run(cmd).then(() => {
+      const { v, SA } = this;
+      for (let i = 0; i < this.N; i++) {
+        const row = v.out.subarray(i * SA, (i + 1) * SA);
+        out[i]!.set(row);
+        v.memory.set(row, i * SA);
+        this.hasMemory[i] = true;
+      }
+      v.rng.set(v.rngNext);
+    });
+  }
+
+  evaluateAndStart(
+    theta: Float64Array,
+    J: Float64Array,
+    grad: Float64Array,
+    next: NextLocalRounds | null,
+    ctx: RoundContext,
+  ): { evaluated: Promise<void>; local: Promise<void> | null } {
+    if (!this.layout.evaluate) throw new Error('this worker pool was not set up to evaluate');
+    this.assertIdle();
+    this.v.theta.set(theta);
+    let kind = K_EVAL;
+    if (next) {
+      kind |= K_LOCAL;
+      if (next.globalMemory) {
+        kind |= K_USE_GMEM;
+        this.v.gmem.set(next.globalMemory);
+      }
+    }
+    const cmd = this.issue(kind, next?.steps ?? 0, ctx.round + 1);
+    const done = this.run(cmd);
+    done.catch(() => {}); // its failures reach the caller through `evaluated` or `local`
+    const evaluated = cmd.evaluated.promise.then(() => {
+      J.set(this.v.evalJ);
+      grad.set(this.v.evalGrad);
+    });
+    if (!next) return { evaluated, local: null };
+    const local = done.then(() => this.commitLocal(next.out));
+    local.catch(() => {});
+    return { evaluated, local };
+  }
+
+  states(): AgentState[] {
+    const { v, SA } = this;
+    return this.hasMemory.map((has, i) => ({ rng: v.rng.slice(4 * i, 4 * i + 4), memory: has ? v.memory.slice(i * SA, (i + 1) * SA) : null }));
+  }
+
+  /** Ends every thread: a polite exit first (so backends free their memory), then termination. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.o.signal?.removeEventListener('abort', this.onAbort);
+    const ctl = this.v.ctl;
+    for (let w = 0; w < this.workers; w++) {
+      Atomics.store(ctl, workerWord(w, W_CMD), CMD_EXIT);
+      Atomics.notify(ctl, workerWord(w, W_CMD));
+    }
+    wake(ctl);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.allSettled(this.tasks), new Promise((r) => (timer = setTimeout(r, EXIT_GRACE_MS)))]);
+    clearTimeout(timer);
+    await this.piscina.destroy();
+  }
+
+  private commitLocal(out: Float64Array[]): void {
+    const { v, SA } = this;
+    for (let i = 0; i < this.N; i++) out[i]!.set(v.out.subarray(i * SA, (i + 1) * SA));
+    v.rng.set(v.rngNext);
+  }
+
+  private spawn(w: number): void {
+    const gen = ++this.generation;
+    const ctl = this.v.ctl;
+    Atomics.store(ctl, workerWord(w, W_GEN), gen);
+    this.dead[w] = null;
+    const ac = new AbortController();
+    this.aborts[w] = ac;
+    const { mdp } = this.o;
+    const agents = this.blocks[w]!;
+    const init: HostInit = {
+      sab: this.sab,
+      layout: this.layout,
+      worker: w,
+      generation: gen,
+      backend: this.o.backend,
+      agents,
+      specs: mdp.kernels.length === 1 ? [environmentSpec(mdp, 0)] : agents.map((i) => environmentSpec(mdp, i)),
+      rewards: agents.map((i) => mdp.rewards[i]!),
+      settings: this.o.settings,
+      faults: this.o.faults ?? [],
+    };
+    const ended = (why: string): void => {
+      if (this.closed || Atomics.load(ctl, workerWord(w, W_GEN)) !== gen) return;
+      this.dead[w] = why;
+      wake(ctl);
+    };
+    this.tasks[w] = this.piscina.run(init, { signal: ac.signal }).then(
+      (r: unknown) => ended(`it returned (${String(r)})`),
+      (e: unknown) => ended(e instanceof Error ? e.message : String(e)),
+    );
+  }
+
+  private agentsLabel(w: number): string {
+    const b = this.blocks[w]!;
+    return b.length === 1 ? `agent ${b[0]}` : `agents ${b[0]}-${b[b.length - 1]}`;
+  }
+
+  private async waitReady(ws: number[]): Promise<void> {
+    const ctl = this.v.ctl;
+    const limit = Math.max(START_TIMEOUT_MS, this.o.roundTimeout ?? 0);
+    const deadline = performance.now() + limit;
+    for (;;) {
+      const v0 = Atomics.load(ctl, C_WAKE);
+      if (this.closed) throw new Error('the worker pool was closed');
+      this.o.signal?.throwIfAborted();
+      let ready = true;
+      for (const w of ws) {
+        if (this.dead[w]) throw new AgentFailure(this.blocks[w]![0]!, 0, 'start-up', `worker ${w} (${this.agentsLabel(w)}) could not start: ${this.dead[w]}`);
+        if (Atomics.load(ctl, workerWord(w, W_READY)) !== Atomics.load(ctl, workerWord(w, W_GEN))) ready = false;
+      }
+      if (ready) return;
+      const left = deadline - performance.now();
+      if (left <= 0) throw new AgentFailure(this.blocks[ws[0]!]![0]!, 0, 'start-up', `worker ${ws[0]} did not start within ${limit} ms`);
+      const r = waitAsync(ctl, C_WAKE, v0, left);
+      if (r.async) await r.value;
+    }
+  }
+
+  /** One command at a time: its inputs live in shared memory until it is done. */
+  private assertIdle(): void {
+    if (this.closed) throw new Error('the worker pool is closed');
+    if (this.busy) throw new Error('internal: a worker command is still running');
+  }
+
+  private issue(kind: number, steps: number, round: number): Command {
+    this.assertIdle();
+    const ctl = this.v.ctl;
+    Atomics.store(ctl, C_KIND, kind);
+    Atomics.store(ctl, C_STEPS, steps);
+    Atomics.store(ctl, C_ROUND, round);
+    const W = this.workers;
+    const cmd: Command = { kind, round, seq: new Array<number>(W).fill(0), deadline: new Array<number>(W).fill(Infinity), attempts: new Array<number>(W).fill(0), evaluated: deferred() };
+    this.busy = cmd;
+    for (let w = 0; w < W; w++) this.post(w, cmd);
+    return cmd;
+  }
+
+  private post(w: number, cmd: Command): void {
+    const ctl = this.v.ctl;
+    const seq = ++this.seq;
+    cmd.seq[w] = seq;
+    const t = this.o.roundTimeout ?? 0;
+    cmd.deadline[w] = t > 0 ? performance.now() + t : Infinity;
+    Atomics.store(ctl, workerWord(w, W_ATTEMPT), cmd.attempts[w]!);
+    Atomics.store(ctl, workerWord(w, W_CMD), seq);
+    Atomics.notify(ctl, workerWord(w, W_CMD));
+  }
+
+  /** Waits for every worker to finish the command, rerunning or failing those that do not. */
+  private async run(cmd: Command): Promise<void> {
+    try {
+      await this.drive(cmd);
+      cmd.evaluated.resolve();
+    } catch (e) {
+      cmd.evaluated.reject(e);
+      throw e;
+    } finally {
+      if (this.busy === cmd) this.busy = null;
+    }
+  }
+
+  private async drive(cmd: Command): Promise<void> {
+    const ctl = this.v.ctl;
+    for (;;) {
+      const v0 = Atomics.load(ctl, C_WAKE);
+      if (this.o.signal?.aborted) throw this.o.signal.reason;
+      if (this.closed) throw new Error('the worker pool was closed');
+      // The evaluation belongs to the round before this command's local steps: settle it first,
+      // so a failure in those local steps cannot take the finished round's record with it.
+      if (cmd.kind & K_EVAL && !cmd.evaluated.settled) {
+        let allEval = true;
+        for (let w = 0; w < this.workers && allEval; w++) allEval = Atomics.load(ctl, workerWord(w, W_EVAL)) === cmd.seq[w];
+        if (allEval) cmd.evaluated.resolve();
+      }
+      const now = performance.now();
+      let allDone = true;
+      let next = Infinity;
+      for (let w = 0; w < this.workers; w++) {
+        const seq = cmd.seq[w]!;
+        if (Atomics.load(ctl, workerWord(w, W_DONE)) === seq) continue;
+        allDone = false;
+        let reason: string | null = null;
+        if (Atomics.load(ctl, workerWord(w, W_FAILED)) === seq) reason = readError(this.v, w);
+        else if (this.dead[w]) reason = `its worker thread died (${this.dead[w]})`;
+        else if (cmd.deadline[w]! <= now) reason = `it did not finish within ${this.o.roundTimeout} ms (the round timeout)`;
+        if (reason !== null) {
+          await this.recover(w, cmd, reason);
+          next = 0;
+        } else next = Math.min(next, cmd.deadline[w]!);
+      }
+      if (allDone) return;
+      const r = waitAsync(ctl, C_WAKE, v0, next === Infinity ? undefined : Math.max(0, next - performance.now()));
+      if (r.async) await r.value;
+    }
+  }
+
+  /** Names the failing agent and phase from what worker w was doing. */
+  private failure(w: number, cmd: Command, reason: string): AgentFailure {
+    const cur = Atomics.load(this.v.ctl, workerWord(w, W_CURRENT));
+    const code = cur & 3;
+    const agent = code === P_LOCAL || code === P_MEMORY ? cur >> 2 : this.blocks[w]![0]!;
+    if (code === P_LOCAL) return new AgentFailure(agent, cmd.round, 'local', reason);
+    if (code === P_MEMORY) return new AgentFailure(agent, cmd.round, 'memory', reason);
+    if (code === P_EVAL) return new AgentFailure(agent, cmd.round - 1, 'evaluation', `on worker ${w} (${this.agentsLabel(w)}): ${reason}`);
+    const phase = cmd.kind & K_MEMORY ? 'memory' : cmd.kind & K_LOCAL ? 'local' : 'evaluation';
+    return new AgentFailure(agent, phase === 'evaluation' ? cmd.round - 1 : cmd.round, phase, `on worker ${w} (${this.agentsLabel(w)}): ${reason}`);
+  }
+
+  private async recover(w: number, cmd: Command, reason: string): Promise<void> {
+    const f = this.failure(w, cmd, reason);
+    const retry = this.o.retry ?? 0;
+    if (cmd.attempts[w]! >= retry) {
+      this.retire(w);
+      throw f;
+    }
+    cmd.attempts[w]!++;
+    this.o.onInfo?.(`${f.message}; rerunning it on a fresh worker thread for ${this.agentsLabel(w)} from their saved state (retry ${cmd.attempts[w]} of ${retry})`);
+    this.retire(w);
+    this.spawn(w);
+    await this.waitReady([w]);
+    this.post(w, cmd);
+  }
+
+  /** Stops worker w's thread (a hung or failed one is terminated by its task's signal). */
+  private retire(w: number): void {
+    Atomics.store(this.v.ctl, workerWord(w, W_GEN), 0);
+    this.aborts[w]?.abort(new Error('replaced'));
+  }
+}

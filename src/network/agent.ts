@@ -1,0 +1,328 @@
+import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from '@connectrpc/connect';
+import type { Backend, Environment, Evaluation } from '../backends/types.js';
+import { InputError } from '../errors.js';
+import { deltaInto } from '../federation/aggregate.js';
+import { LocalAgent } from '../federation/agent.js';
+import type { TrainSettings } from '../federation/settings.js';
+import { agentStream } from '../rng.js';
+import type { PullRoundResponse } from './gen/fedpg/v1/federation_pb.js';
+import { parseRewards, parseShared, sharedEnvironmentSpec } from './formats.js';
+import { AUTH_HEADER, bearer, FederationService, NETWORK_ALGORITHMS, Phase, phaseKey, phaseName, settingsFromProto, Status } from './protocol.js';
+import { packF64, unpackF64 } from './wire.js';
+
+/**
+ * One agent of a federation across machines, over any Connect transport: Node (gRPC, Connect,
+ * gRPC-Web over HTTP/1.1 or HTTP/2), a browser (connect-web over fetch), or in-process
+ * (createRouterTransport). Browser-safe: no Node API.
+ *
+ * The agent computes exactly what LocalAgent computes in-process with the same settings and
+ * stream (agentStream(seed, i)): local rounds from the theta_bar and g it pulls, memory samples
+ * and J_i(theta_bar) on its own reward table. Its reward table, states, actions and rewards never
+ * leave it: it sends only Delta_i, g_i (Fast-FedPG) and the scalar J_i.
+ */
+
+/** Adds the agent's bearer token to every call. */
+export function authInterceptor(token: string): Interceptor {
+  return (next) => async (req) => {
+    req.header.set(AUTH_HEADER, bearer(token));
+    return next(req);
+  };
+}
+
+/** A fault injected into an agent (tests): `stall` withholds round r's delta until that round closed. */
+export interface AgentFault {
+  kind: 'stall' | 'exit';
+  round: number;
+}
+
+/** What an agent persists between phases (fedpg agent --state), so a restarted process continues its stream. */
+export interface AgentSavedState {
+  runId: string;
+  cursor: { round: number; phase: Phase; pushed: boolean };
+  rng: number[];
+  memory: Float64Array | null;
+  memoryRound: number;
+  pending: PendingPush | null;
+}
+
+export interface AgentStore {
+  load(): AgentSavedState | null;
+  save(s: AgentSavedState): void;
+}
+
+/** The last update an agent pushed, kept to push the same bytes again after an aggregator restart. */
+export interface PendingPush {
+  round: number;
+  phase: Phase;
+  delta?: Uint8Array;
+  gradient?: Uint8Array;
+  objective?: number;
+}
+
+export interface RunAgentOptions {
+  transport: Transport;
+  agent: number;
+  /** The agent's fedpg-rewards/1 document (parsed JSON); checked against the shared MDP. */
+  rewards: unknown;
+  /** Where the rewards came from, for messages. */
+  rewardsWhere?: string;
+  backend: Backend;
+  /** Sent to the aggregator's log. */
+  client?: string;
+  faults?: readonly AgentFault[];
+  store?: AgentStore;
+  /** How long to keep retrying an unreachable aggregator (default 120 s). */
+  reconnectMs?: number;
+  /** The long poll's client-side timeout (default 60 s; the aggregator answers within its hold time). */
+  pollTimeoutMs?: number;
+  onInfo?: (message: string) => void;
+  /** Called with each J_i this agent reports (round, J_i). */
+  onReport?: (round: number, J: number) => void;
+  signal?: AbortSignal;
+  /** Called by an `exit` fault: ends the process (Node) without saving. */
+  exit?: () => never;
+}
+
+export interface AgentSummary {
+  agent: number;
+  runId: string;
+  backend: string;
+  rounds: number;
+  settings: TrainSettings;
+  /** Updates the aggregator accepted. */
+  deltas: number;
+  gradients: number;
+  /** Updates refused as late (or for a phase that had moved on). */
+  refused: number;
+  /** LOCAL phases sat out (no accepted memory sample yet). */
+  satOut: number;
+  /** Updates pushed again after the aggregator restarted. */
+  resent: number;
+  /** The last J_i reported. */
+  lastJ: number | null;
+}
+
+/** A failure the agent cannot recover from (the CLI prints it and exits 1). */
+export class AgentError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'AgentError';
+  }
+}
+
+const TRANSIENT = new Set([Code.Unavailable, Code.Unknown, Code.Internal, Code.Aborted, Code.DeadlineExceeded, Code.Canceled]);
+
+/** A TLS verification failure (not worth retrying), or null. */
+function tlsProblem(e: ConnectError): string | null {
+  for (let c: unknown = e.cause, depth = 0; c && depth < 4; c = (c as { cause?: unknown }).cause, depth++) {
+    const code = (c as { code?: unknown }).code;
+    if (typeof code === 'string' && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|ERR_SSL/.test(code)) return `${code}: ${(c as Error).message ?? ''}`.trim();
+  }
+  return /self[- ]signed certificate|unable to verify the first certificate|certificate has expired|altnames/i.test(e.rawMessage) ? e.rawMessage : null;
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done);
+  });
+}
+
+export async function runAgent(o: RunAgentOptions): Promise<AgentSummary> {
+  const client: Client<typeof FederationService> = createClient(FederationService, o.transport);
+  const info = (m: string): void => o.onInfo?.(`agent ${o.agent}: ${m}`);
+  const reconnectMs = o.reconnectMs ?? 120_000;
+  const pollTimeoutMs = o.pollTimeoutMs ?? 60_000;
+  const signal = o.signal;
+
+  /** A call, retried while the aggregator is unreachable (restarting) for up to reconnectMs. */
+  async function call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    let since: number | null = null;
+    let wait = 100;
+    for (;;) {
+      signal?.throwIfAborted();
+      try {
+        const r = await fn();
+        if (since !== null) info(`the aggregator is back (${what})`);
+        return r;
+      } catch (e) {
+        const ce = ConnectError.from(e);
+        if (signal?.aborted) throw signal.reason;
+        const tls = tlsProblem(ce);
+        if (tls) throw new AgentError(`${what}: cannot verify the aggregator's TLS certificate (${tls}); pass its certificate or CA with --ca FILE`);
+        if (!TRANSIENT.has(ce.code)) throw ce;
+        if (since === null) {
+          since = Date.now();
+          info(`${what}: the aggregator is unreachable (${ce.rawMessage}); retrying for up to ${Math.round(reconnectMs / 1000)} s`);
+        } else if (Date.now() - since > reconnectMs) {
+          throw new AgentError(`the aggregator has been unreachable for ${Math.round((Date.now() - since) / 1000)} s (${what}: ${ce.rawMessage})`);
+        }
+        await sleep(wait, signal);
+        wait = Math.min(2 * wait, 2000);
+      }
+    }
+  }
+
+  const reg = await call('Register', () => client.register({ agent: o.agent, backend: o.backend.name, client: o.client ?? '' }));
+  const runId = reg.runId;
+  let sharedJson: unknown;
+  try {
+    sharedJson = JSON.parse(new TextDecoder().decode(reg.sharedMdp));
+  } catch (e) {
+    throw new AgentError(`the aggregator sent a shared MDP that is not JSON (${e instanceof Error ? e.message : String(e)})`);
+  }
+  const shared = parseShared(sharedJson, 'the shared MDP from the aggregator');
+  if (!reg.settings) throw new AgentError('the aggregator sent no run settings');
+  const settings = settingsFromProto(reg.settings);
+  if (!NETWORK_ALGORITHMS.includes(settings.algorithm)) throw new AgentError(`the aggregator runs ${settings.algorithm}, which a federation cannot run`);
+  const S = shared.states;
+  const A = shared.actions;
+  const SA = S * A;
+  const { agent: rewardsAgent, reward } = parseRewards(o.rewards, S, A, o.rewardsWhere ?? 'rewards');
+  if (rewardsAgent !== o.agent) throw new InputError(`${o.rewardsWhere ?? 'rewards'}: it is agent ${rewardsAgent}'s reward table, not agent ${o.agent}'s`);
+  const env: Environment = o.backend.createEnvironment(sharedEnvironmentSpec(shared, o.agent));
+  try {
+    if (settings.entropy > 0 && (typeof env.estimateRegularized !== 'function' || typeof env.evaluateRegularized !== 'function')) {
+      throw new InputError(`the ${o.backend.name} backend has no entropy-regularised kernels yet; use --backend js for --entropy`);
+    }
+    const memoryMode = settings.algorithm === 'fast-fedpg';
+    const stored = o.store?.load() ?? null;
+    if (stored && stored.runId !== runId) throw new InputError(`the agent's state file belongs to another run (${stored.runId}, the aggregator runs ${runId}); delete it to join this run`);
+    let memory: Float64Array | null = stored ? stored.memory : reg.hasMemory ? unpackF64(reg.memory, SA, 'the memory sample from the aggregator') : null;
+    let memoryRound = stored ? stored.memoryRound : reg.memoryRound;
+    const rng = stored ? Uint32Array.from(stored.rng) : agentStream(settings.seed, o.agent);
+    const la = new LocalAgent(o.agent, env, reward, { rng, memory });
+    let cursor = stored ? { ...stored.cursor } : { round: 0, phase: Phase.UNSPECIFIED, pushed: false };
+    let pending: PendingPush | null = stored?.pending ?? null;
+    if (stored) info(`resuming from its state file at ${phaseName(cursor.round, cursor.phase)}`);
+    const ev: Evaluation = { J: new Float64Array(1), V: new Float64Array(S), Q: new Float64Array(SA), grad: new Float64Array(SA), occupancy: new Float64Array(S) };
+    const out = new Float64Array(SA);
+    const delta = new Float64Array(SA);
+    const summary: AgentSummary = { agent: o.agent, runId, backend: o.backend.name, rounds: 0, settings, deltas: 0, gradients: 0, refused: 0, satOut: 0, resent: 0, lastJ: null };
+
+    const save = (): void => {
+      memory = la.state.memory;
+      o.store?.save({ runId, cursor: { ...cursor }, rng: Array.from(la.state.rng), memory: memory ? memory.slice() : null, memoryRound, pending });
+    };
+
+    const pull = (): Promise<PullRoundResponse> =>
+      call('PullRound', () =>
+        client.pullRound(
+          { agent: o.agent, afterRound: cursor.round, afterPhase: cursor.phase, pushed: cursor.pushed, hasMemory: la.state.memory !== null, memoryRound },
+          { timeoutMs: pollTimeoutMs, ...(signal ? { signal } : {}) },
+        ),
+      );
+
+    /** Pushes `pending`; false when the aggregator refused it because its phase had moved on. */
+    const push = async (p: PendingPush): Promise<boolean> => {
+      try {
+        if (p.phase === Phase.LOCAL) await call('PushDelta', () => client.pushDelta({ agent: o.agent, round: p.round, delta: p.delta! }));
+        else await call('PushGradient', () => client.pushGradient({ agent: o.agent, round: p.round, gradient: p.gradient!, objective: p.objective! }));
+        return true;
+      } catch (e) {
+        if (e instanceof ConnectError && e.code === Code.FailedPrecondition) {
+          info(`the aggregator refused its update for ${phaseName(p.round, p.phase)}: ${e.rawMessage}`);
+          summary.refused++;
+          return false;
+        }
+        throw e;
+      }
+    };
+
+    let next: PullRoundResponse | null = null;
+    for (;;) {
+      const r: PullRoundResponse = next ?? (await pull());
+      next = null;
+      if (r.runId !== runId) throw new AgentError(`the aggregator now runs another run (${r.runId}, this agent joined ${runId}); stopping`);
+      switch (r.status) {
+        case Status.WAIT:
+          continue;
+        case Status.DONE:
+          info('the run is over');
+          return summary;
+        case Status.RESEND: {
+          if (!pending || phaseKey(pending.round, pending.phase) !== phaseKey(r.round, r.phase)) {
+            throw new AgentError(`the aggregator asks again for the update of ${phaseName(r.round, r.phase)}, which this agent no longer holds`);
+          }
+          info(`pushing its update for ${phaseName(r.round, r.phase)} again (the aggregator restarted)`);
+          summary.resent++;
+          cursor.pushed = await push(pending);
+          save();
+          continue;
+        }
+        case Status.SIT_OUT:
+          info(`sits out ${phaseName(r.round, r.phase)}: the aggregator holds no memory sample of it yet`);
+          summary.satOut++;
+          cursor = { round: r.round, phase: r.phase, pushed: false };
+          save();
+          continue;
+        case Status.OPEN:
+          break;
+        default:
+          throw new AgentError(`the aggregator answered with an unknown status ${String(r.status)}`);
+      }
+      const theta = unpackF64(r.thetaBar, SA, 'theta_bar from the aggregator', A);
+      if (r.phase === Phase.LOCAL) {
+        let g: Float64Array | null = null;
+        if (memoryMode) {
+          g = unpackF64(r.globalMemory, SA, 'the global memory from the aggregator', A);
+          if (r.memory.length > 0) {
+            la.state.memory = unpackF64(r.memory, SA, 'the memory sample from the aggregator', A);
+            memoryRound = r.memoryRound;
+            info(`took back its memory sample of round ${memoryRound} from the aggregator`);
+          } else if (!la.state.memory || memoryRound !== r.memoryRound) {
+            throw new AgentError(`its memory sample (round ${memoryRound}) differs from the aggregator's (round ${r.memoryRound})`);
+          }
+        }
+        const fault = o.faults?.find((f) => f.round === r.round);
+        if (fault?.kind === 'exit') {
+          info(`injected fault: exits at round ${r.round}`);
+          (o.exit ?? (() => { throw new AgentError('injected exit'); }))();
+        }
+        la.localRound(theta, g, r.steps, settings, out);
+        deltaInto(delta, out, theta);
+        pending = { round: r.round, phase: Phase.LOCAL, delta: packF64(delta) };
+        if (fault?.kind === 'stall') {
+          info(`injected fault: stalls, withholding its delta for round ${r.round} until that round closed`);
+          cursor = { round: r.round, phase: Phase.LOCAL, pushed: false };
+          let later: PullRoundResponse;
+          do later = await pull();
+          while (later.status === Status.WAIT);
+          next = later;
+        }
+        const ok = await push(pending);
+        if (ok) summary.deltas++;
+        cursor = { round: r.round, phase: Phase.LOCAL, pushed: ok };
+      } else if (r.phase === Phase.GRADIENT) {
+        env.evaluate(theta, reward, ev);
+        const J = ev.J[0]!;
+        let gradient: Uint8Array = new Uint8Array(0);
+        const saved = la.state.memory ? la.state.memory.slice() : null;
+        if (memoryMode) gradient = packF64(la.sampleMemory(theta, settings));
+        pending = { round: r.round, phase: Phase.GRADIENT, gradient, objective: J };
+        const ok = await push(pending);
+        if (ok) {
+          summary.gradients++;
+          summary.lastJ = J;
+          summary.rounds = r.round;
+          if (memoryMode) memoryRound = r.round;
+          o.onReport?.(r.round, J);
+        } else if (memoryMode) {
+          // Refused: the aggregator keeps the previous sample, and so must the agent.
+          la.state.memory = saved;
+        }
+        cursor = { round: r.round, phase: Phase.GRADIENT, pushed: ok };
+      } else {
+        throw new AgentError(`the aggregator opened an unknown phase ${String(r.phase)}`);
+      }
+      save();
+    }
+  } finally {
+    env.dispose();
+  }
+}

@@ -1,0 +1,141 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { InputError } from '../errors.js';
+import type { TrainSettings } from '../federation/settings.js';
+import { writeFileAtomic } from '../util/atomic.js';
+import type { AggregatorSnapshot, NetRecord, PhaseKind } from './aggregator.js';
+
+/**
+ * The aggregator's checkpoint (fedpg-aggregator-checkpoint/1), written atomically at every phase
+ * change: line 1 is {"format", "sha256", "bytes"} of line 2, the body. Floating-point arrays are
+ * the base64 of their IEEE-754 little-endian bytes, so nothing is rounded. A checkpoint belongs
+ * to one run (its run id: the shared MDP, the settings except `rounds`, theta0 and N); another
+ * run's is refused.
+ */
+
+export const AGGREGATOR_CHECKPOINT_FORMAT = 'fedpg-aggregator-checkpoint/1';
+
+function f64(a: Float64Array): Buffer {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+}
+
+function enc(a: Float64Array): string {
+  return f64(a).toString('base64');
+}
+
+function dec(s: unknown, length: number, what: string): Float64Array {
+  if (typeof s !== 'string') throw new Error(`${what} is missing`);
+  const b = Buffer.from(s, 'base64');
+  if (b.length !== length * 8) throw new Error(`${what} has ${b.length / 8} values, expected ${length}`);
+  const out = new Float64Array(length);
+  f64(out).set(b);
+  return out;
+}
+
+/** The run id: what must match for a checkpoint (and for agents after a reconnection). */
+export function runIdOf(sharedMdp: Uint8Array, settings: TrainSettings, theta0: Float64Array, agents: number): string {
+  const { rounds: _r, ...rest } = settings;
+  const h = createHash('sha256');
+  h.update(sharedMdp);
+  h.update(JSON.stringify({ settings: rest, agents }));
+  h.update(f64(theta0));
+  return h.digest('hex').slice(0, 32);
+}
+
+/** A nullable double, exactly (JSON would turn -0 into 0). */
+function encNum(v: number | null): string | null {
+  return v === null ? null : enc(new Float64Array([v]));
+}
+
+function decNum(v: unknown, what: string): number | null {
+  return v === null ? null : dec(v, 1, what)[0]!;
+}
+
+export function writeAggregatorCheckpoint(path: string, s: AggregatorSnapshot): void {
+  const body = JSON.stringify({
+    runId: s.runId,
+    round: s.round,
+    phase: s.phase,
+    thetaBar: enc(s.thetaBar),
+    globalMemory: s.globalMemory ? enc(s.globalMemory) : null,
+    memory: s.memory.map((m) => (m ? enc(m) : null)),
+    memoryRound: s.memoryRound,
+    J: s.J.map(encNum),
+    records: s.records.map((r) => ({ ...r, J: encNum(r.J) })),
+    trajectories: s.trajectories,
+    vectors: s.vectors,
+    lastClosed: s.lastClosed,
+    roundDeltas: s.roundDeltas,
+  });
+  const head = { format: AGGREGATOR_CHECKPOINT_FORMAT, sha256: createHash('sha256').update(body).digest('hex'), bytes: Buffer.byteLength(body) };
+  writeFileAtomic(path, `${JSON.stringify(head)}\n${body}\n`);
+}
+
+const int = (v: unknown, what: string): number => {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new Error(`${what} is not an integer >= 0`);
+  return v;
+};
+
+/**
+ * Reads a checkpoint of run `runId` (N agents, SA parameters); throws InputError saying why it
+ * is refused and how to start over.
+ */
+export function readAggregatorCheckpoint(path: string, runId: string, agents: number, SA: number): AggregatorSnapshot {
+  const refuse = (why: string): never => {
+    throw new InputError(`checkpoint ${path} refused: ${why}; pass --fresh to start the run over or choose another --checkpoint file`);
+  };
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    return refuse(`cannot read it (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+  }
+  const nl = text.indexOf('\n');
+  let head: { format?: unknown; sha256?: unknown };
+  try {
+    head = JSON.parse(nl < 0 ? text : text.slice(0, nl)) as typeof head;
+  } catch {
+    return refuse('it is not an aggregator checkpoint');
+  }
+  if (head?.format !== AGGREGATOR_CHECKPOINT_FORMAT) return refuse(`its format is ${JSON.stringify(head?.format)}, not ${AGGREGATOR_CHECKPOINT_FORMAT}`);
+  const body = nl < 0 ? '' : text.slice(nl + 1).replace(/\n$/, '');
+  if (createHash('sha256').update(body).digest('hex') !== head.sha256) return refuse('it is corrupt (checksum mismatch)');
+  let b: Record<string, unknown>;
+  try {
+    b = JSON.parse(body) as Record<string, unknown>;
+  } catch {
+    return refuse('it is corrupt (its body is not JSON)');
+  }
+  if (b.runId !== runId) return refuse('it belongs to another run (another shared MDP, other settings, another theta0 or another number of agents)');
+  try {
+    const phase = b.phase as PhaseKind;
+    if (phase !== 'local' && phase !== 'gradient' && phase !== 'done') throw new Error('bad phase');
+    const memory = b.memory;
+    if (!Array.isArray(memory) || memory.length !== agents) throw new Error('the agents\' memory is missing');
+    const memoryRound = b.memoryRound;
+    if (!Array.isArray(memoryRound) || memoryRound.length !== agents) throw new Error('the memory rounds are missing');
+    const J = b.J;
+    if (!Array.isArray(J)) throw new Error('J is missing');
+    const records = b.records;
+    if (!Array.isArray(records)) throw new Error('the records are missing');
+    const lc = b.lastClosed as { key?: unknown; agents?: unknown } | null;
+    if (lc !== null && (typeof lc !== 'object' || typeof lc.key !== 'number' || !Array.isArray(lc.agents))) throw new Error('bad lastClosed');
+    return {
+      runId,
+      round: int(b.round, 'round'),
+      phase,
+      thetaBar: dec(b.thetaBar, SA, 'theta_bar'),
+      globalMemory: b.globalMemory === null ? null : dec(b.globalMemory, SA, 'the global memory'),
+      memory: memory.map((m, i) => (m === null ? null : dec(m, SA, `agent ${i}'s memory`))),
+      memoryRound: memoryRound.map((r, i) => int(r, `agent ${i}'s memory round`)),
+      J: J.map((v, i) => decNum(v, `J[${i}]`)),
+      records: (records as (NetRecord & { J: unknown })[]).map((r, i) => ({ ...r, J: decNum(r.J, `record ${i}'s J`) })),
+      trajectories: int(b.trajectories, 'trajectories'),
+      vectors: int(b.vectors, 'vectors'),
+      lastClosed: lc === null ? null : { key: lc.key as number, agents: (lc.agents as unknown[]).map((a) => int(a, 'lastClosed agent')) },
+      roundDeltas: int(b.roundDeltas, 'roundDeltas'),
+    };
+  } catch (e) {
+    return refuse(`it is corrupt (${e instanceof Error ? e.message : String(e)})`);
+  }
+}

@@ -1,0 +1,239 @@
+import type { Interceptor, Transport } from '@connectrpc/connect';
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from '@connectrpc/connect-node';
+import { existsSync, readFileSync } from 'node:fs';
+import { InputError } from '../errors.js';
+import type { TrainSettings } from '../federation/settings.js';
+import { parseJsonText, readTextFile } from '../mdp/format.js';
+import { LineLog, writeFileAtomic } from '../util/atomic.js';
+import type { AgentSavedState, AgentStore, PendingPush } from './agent.js';
+import { Aggregator, type AggregatorCrash, type NetRecord } from './aggregator.js';
+import { readAggregatorCheckpoint, runIdOf, writeAggregatorCheckpoint } from './checkpoint.js';
+import { sharedToJson, type SharedMdp } from './formats.js';
+import { Phase } from './protocol.js';
+import { listen } from './server.js';
+import { federationRoutes, TokenAuth } from './service.js';
+
+/** The Node side of the network: transports, the agent's state file, the aggregator process. */
+
+export type WireProtocol = 'connect' | 'grpc' | 'grpc-web';
+export const WIRE_PROTOCOLS: readonly WireProtocol[] = ['connect', 'grpc', 'grpc-web'];
+
+/**
+ * A client transport to the aggregator at `url`. gRPC needs HTTP/2; Connect and gRPC-Web use
+ * HTTP/1.1 unless `http2`.
+ */
+export function nodeTransport(url: string, protocol: WireProtocol, interceptors: Interceptor[], http2 = protocol === 'grpc', ca?: string | Buffer): Transport {
+  const common = { baseUrl: url, interceptors, useBinaryFormat: true };
+  if (protocol === 'grpc') return createGrpcTransport({ ...common, ...(ca ? { nodeOptions: { ca } } : {}) });
+  const version = http2 ? ({ httpVersion: '2', ...(ca ? { nodeOptions: { ca } } : {}) } as const) : ({ httpVersion: '1.1', ...(ca ? { nodeOptions: { ca } } : {}) } as const);
+  return protocol === 'grpc-web' ? createGrpcWebTransport({ ...common, ...version }) : createConnectTransport({ ...common, ...version });
+}
+
+const b64 = (u: Uint8Array): string => Buffer.from(u.buffer, u.byteOffset, u.byteLength).toString('base64');
+const unb64 = (s: unknown, what: string): Uint8Array => {
+  if (typeof s !== 'string') throw new Error(`${what} is missing`);
+  return new Uint8Array(Buffer.from(s, 'base64'));
+};
+
+/** The agent's state file (fedpg agent --state): written atomically after every phase. */
+export class FileAgentStore implements AgentStore {
+  constructor(readonly path: string) {}
+
+  load(): AgentSavedState | null {
+    if (!existsSync(this.path)) return null;
+    let j: Record<string, any>;
+    try {
+      j = JSON.parse(readFileSync(this.path, 'utf8')) as Record<string, any>;
+      if (j.format !== 'fedpg-agent-state/1') throw new Error(`format is ${JSON.stringify(j.format)}`);
+      const p = j.pending as Record<string, unknown> | null;
+      const pending: PendingPush | null = p
+        ? {
+            round: p.round as number,
+            phase: p.phase as Phase,
+            ...(p.delta !== undefined ? { delta: unb64(p.delta, 'pending delta') } : {}),
+            ...(p.gradient !== undefined ? { gradient: unb64(p.gradient, 'pending gradient') } : {}),
+            ...(p.objective !== undefined ? { objective: new Float64Array(unb64(p.objective, 'pending objective').buffer)[0]! } : {}),
+          }
+        : null;
+      const mem = j.memory === null ? null : new Float64Array(unb64(j.memory, 'memory').slice().buffer);
+      const rng = j.rng as unknown;
+      if (!Array.isArray(rng) || rng.length !== 4 || !rng.every((x) => Number.isInteger(x) && x >= 0 && x <= 0xffffffff)) throw new Error('rng is malformed');
+      return { runId: String(j.runId), cursor: j.cursor, rng: rng as number[], memory: mem, memoryRound: j.memoryRound as number, pending };
+    } catch (e) {
+      throw new InputError(`agent state file ${this.path} is unreadable (${e instanceof Error ? e.message : String(e)}); delete it to start the agent afresh`);
+    }
+  }
+
+  save(s: AgentSavedState): void {
+    const p = s.pending;
+    writeFileAtomic(
+      this.path,
+      JSON.stringify({
+        format: 'fedpg-agent-state/1',
+        runId: s.runId,
+        cursor: s.cursor,
+        rng: s.rng,
+        memory: s.memory ? b64(new Uint8Array(s.memory.buffer, s.memory.byteOffset, s.memory.byteLength)) : null,
+        memoryRound: s.memoryRound,
+        pending: p
+          ? {
+              round: p.round,
+              phase: p.phase,
+              ...(p.delta ? { delta: b64(p.delta) } : {}),
+              ...(p.gradient ? { gradient: b64(p.gradient) } : {}),
+              ...(p.objective !== undefined ? { objective: b64(new Uint8Array(new Float64Array([p.objective]).buffer)) } : {}),
+            }
+          : null,
+      }) + '\n',
+    );
+  }
+}
+
+/** Reads a JSON file with one-line errors naming it. */
+export function readJsonFile(path: string): unknown {
+  return parseJsonText(readTextFile(path), path);
+}
+
+export interface AggregatorRunOptions {
+  shared: SharedMdp;
+  agents: number;
+  settings: TrainSettings;
+  theta0: Float64Array;
+  tokens: string[];
+  host?: string;
+  port: number;
+  quorum?: number;
+  deadlineMs?: number | null;
+  /** Checkpoint file (null: none). */
+  checkpoint: string | null;
+  /** Ignore an existing checkpoint and start over. */
+  fresh?: boolean;
+  allowOrigins?: string[];
+  /** HTTPS with this certificate chain and key (PEM). */
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  /** Round log (JSONL): a header line, then one record per finished round. */
+  out?: string;
+  holdMs?: number;
+  lingerMs?: number;
+  crash?: AggregatorCrash;
+  onInfo?: (message: string) => void;
+  onRecord?: (r: NetRecord) => void;
+}
+
+/** The aggregator's result: train's result, with what an aggregator cannot know left null. */
+export interface AggregatorResult {
+  algorithm: TrainSettings['algorithm'];
+  /** The aggregator computes nothing itself; agentBackends says what each agent used. */
+  backend: null;
+  agentBackends: (string | null)[];
+  gradient: TrainSettings['gradient'];
+  settings: TrainSettings & { agents: number; states: number; actions: number; perAgentKernels: boolean };
+  Jstar: null;
+  J: (number | null)[];
+  gradNormSq: null[];
+  theta: number[][];
+  records: NetRecord[];
+  network: { url: string; quorum: number; deadlineMs: number | null; resumedAt: number | null };
+}
+
+export interface RunningAggregator {
+  url: string;
+  port: number;
+  aggregator: Aggregator;
+  /** Resolves with the result once the run is over and the listener closed. */
+  result: Promise<AggregatorResult>;
+  /** Stops at once (the checkpoint keeps every finished phase). */
+  close(): Promise<void>;
+}
+
+export async function startAggregator(o: AggregatorRunOptions): Promise<RunningAggregator> {
+  const S = o.shared.states;
+  const A = o.shared.actions;
+  const SA = S * A;
+  const sharedMdp = new TextEncoder().encode(JSON.stringify(sharedToJson(o.shared)));
+  const runId = runIdOf(sharedMdp, o.settings, o.theta0, o.agents);
+  const info = o.onInfo ?? (() => {});
+  const resume = o.checkpoint && !o.fresh && existsSync(o.checkpoint) ? readAggregatorCheckpoint(o.checkpoint, runId, o.agents, SA) : undefined;
+  if (resume) info(`resuming from checkpoint ${o.checkpoint} (${resume.phase === 'done' ? `finished after round ${resume.round}` : `round ${resume.round}, ${resume.phase} phase`})`);
+  const log = o.out ? new LineLog(o.out) : null;
+  const settingsOut = { ...o.settings, agents: o.agents, states: S, actions: A, perAgentKernels: o.shared.perAgentKernels };
+  const writeHeader = (J0: number | null): void =>
+    log?.write({ type: 'header', format: 'fedpg-log/1', algorithm: o.settings.algorithm, backend: null, gradient: o.settings.gradient, settings: settingsOut, Jstar: null, J0 });
+  if (resume && resume.J.length > 0) {
+    writeHeader(resume.J[0]!);
+    for (const r of resume.records) log?.write(r);
+  }
+  const shutdown = new AbortController();
+  const aggregator = new Aggregator({
+    runId,
+    agents: o.agents,
+    states: S,
+    actions: A,
+    settings: o.settings,
+    sharedMdp,
+    theta0: o.theta0,
+    ...(o.quorum !== undefined ? { quorum: o.quorum } : {}),
+    deadlineMs: o.deadlineMs ?? null,
+    ...(o.holdMs !== undefined ? { holdMs: o.holdMs } : {}),
+    ...(o.lingerMs !== undefined ? { lingerMs: o.lingerMs } : {}),
+    ...(resume ? { resume } : {}),
+    ...(o.checkpoint ? { save: (s) => writeAggregatorCheckpoint(o.checkpoint!, s) } : {}),
+    onHeader: writeHeader,
+    onRecord: (r) => {
+      log?.write(r);
+      o.onRecord?.(r);
+    },
+    onInfo: info,
+    ...(o.crash ? { crash: { at: o.crash, kill: () => process.kill(process.pid, 'SIGKILL') } } : {}),
+  });
+  const auth = new TokenAuth(o.tokens, info);
+  let listening;
+  try {
+    listening = await listen({
+      routes: federationRoutes(aggregator, auth),
+      host: o.host ?? '127.0.0.1',
+      port: o.port,
+      allowOrigins: o.allowOrigins ?? [],
+      shutdownSignal: shutdown.signal,
+      ...(o.tls ? { tls: o.tls } : {}),
+    });
+  } catch (e) {
+    aggregator.stop();
+    log?.close();
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') throw new InputError(`port ${o.port} on ${o.host ?? '127.0.0.1'} is in use (choose another --port, or 0 for a free one)`);
+    if (code === 'EADDRNOTAVAIL' || code === 'EACCES') throw new InputError(`cannot listen on ${o.host ?? '127.0.0.1'}:${o.port} (${code})`);
+    throw e;
+  }
+  const l = listening;
+  let closed = false;
+  const close = async (): Promise<void> => {
+    if (closed) return;
+    closed = true;
+    aggregator.stop();
+    await l.close();
+    shutdown.abort();
+    log?.close();
+  };
+  const result = aggregator.finished.then(async (): Promise<AggregatorResult> => {
+    await close();
+    const theta = aggregator.theta();
+    const rows: number[][] = [];
+    for (let s = 0; s < S; s++) rows.push(Array.from(theta.subarray(s * A, (s + 1) * A)));
+    const records = aggregator.allRecords();
+    return {
+      algorithm: o.settings.algorithm,
+      backend: null,
+      agentBackends: aggregator.agentBackends(),
+      gradient: o.settings.gradient,
+      settings: settingsOut,
+      Jstar: null,
+      J: aggregator.history(),
+      gradNormSq: records.map(() => null),
+      theta: rows,
+      records,
+      network: { url: l.url, quorum: aggregator.quorum, deadlineMs: aggregator.deadlineMs, resumedAt: resume ? resume.round : null },
+    };
+  });
+  return { url: l.url, port: l.port, aggregator, result, close };
+}

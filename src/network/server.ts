@@ -1,0 +1,213 @@
+import { cors } from '@connectrpc/connect';
+import { connectNodeAdapter } from '@connectrpc/connect-node';
+import type { ConnectRouter } from '@connectrpc/connect';
+import * as http from 'node:http';
+import * as http2 from 'node:http2';
+import * as net from 'node:net';
+import { Duplex } from 'node:stream';
+
+/**
+ * The aggregator's listener: one TCP port that speaks HTTP/1.1 (Connect and gRPC-Web, what a
+ * browser's fetch can use) and cleartext HTTP/2 (gRPC, Connect and gRPC-Web from Node agents).
+ * Each connection is routed by its first bytes: the HTTP/2 client preface starts with "PRI ",
+ * anything else is HTTP/1.1. Browsers get CORS answers for the allowed origins only.
+ */
+
+export interface ListenOptions {
+  routes: (router: ConnectRouter) => void;
+  /** Default 127.0.0.1: only this machine can connect unless you choose otherwise. */
+  host?: string;
+  /** 0 picks a free port. */
+  port: number;
+  /** Page origins allowed to call from a browser (exact, e.g. "https://lab.example:8443"), or "*". */
+  allowOrigins?: readonly string[];
+  /** Aborted when the server closes, so long polls end at once. */
+  shutdownSignal?: AbortSignal;
+  /** Serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with this certificate chain and key (PEM). */
+  tls?: { cert: string | Buffer; key: string | Buffer };
+}
+
+export interface Listening {
+  host: string;
+  port: number;
+  /** The base URL agents use, e.g. http://127.0.0.1:7440. */
+  url: string;
+  /** Stops accepting, lets answers in flight finish for up to graceMs (default 2 s), then drops every connection. */
+  close(graceMs?: number): Promise<void>;
+}
+
+type Handler = ReturnType<typeof connectNodeAdapter>;
+
+/**
+ * A socket seen through a plain Duplex. Node's HTTP/2 server reads a net.Socket's handle
+ * directly, past the bytes the router already read and put back (unshift); given a Duplex it
+ * reads through the stream instead, those bytes included.
+ */
+class SocketStream extends Duplex {
+  constructor(private readonly sock: net.Socket) {
+    super();
+    sock.on('data', (d: Buffer) => {
+      if (!this.push(d)) sock.pause();
+    });
+    sock.on('end', () => this.push(null));
+    sock.on('error', (e) => this.destroy(e));
+    sock.on('close', () => this.destroy());
+  }
+  override _read(): void {
+    this.sock.resume();
+  }
+  override _write(chunk: Buffer, encoding: BufferEncoding, cb: (e?: Error | null) => void): void {
+    this.sock.write(chunk, encoding, cb);
+  }
+  override _final(cb: (e?: Error | null) => void): void {
+    this.sock.end();
+    cb();
+  }
+  override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
+    this.sock.destroy();
+    cb(err);
+  }
+}
+
+const ALLOWED_HEADERS = [...new Set([...cors.allowedHeaders, 'Authorization'])].join(', ');
+
+/** Wraps the Connect handler with CORS for browser agents. */
+function withCors(handler: Handler, origins: readonly string[]): Handler {
+  const any = origins.includes('*');
+  const allowed = new Set(origins);
+  return ((req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
+    const origin = req.headers.origin;
+    if (typeof origin === 'string') {
+      if (!any && !allowed.has(origin)) {
+        if (req.method === 'OPTIONS') {
+          res.writeHead(403, { 'content-type': 'text/plain' });
+          res.end(`origin ${origin} is not allowed (fedpg serve --allow-origin)\n`);
+          return;
+        }
+        // No CORS headers: the browser withholds the answer from the page.
+      } else {
+        res.setHeader('Access-Control-Allow-Origin', origin);
+        res.setHeader('Vary', 'Origin');
+        if (req.method === 'OPTIONS') {
+          res.writeHead(204, {
+            'Access-Control-Allow-Methods': cors.allowedMethods.join(', '),
+            'Access-Control-Allow-Headers': ALLOWED_HEADERS,
+            'Access-Control-Max-Age': '7200',
+          });
+          res.end();
+          return;
+        }
+        res.setHeader('Access-Control-Expose-Headers', cors.exposedHeaders.join(', '));
+      }
+    }
+    return (handler as (a: unknown, b: unknown) => void)(req, res);
+  }) as Handler;
+}
+
+export async function listen(o: ListenOptions): Promise<Listening> {
+  const host = o.host ?? '127.0.0.1';
+  const adapterOptions: Parameters<typeof connectNodeAdapter>[0] = { routes: o.routes };
+  if (o.shutdownSignal) adapterOptions.shutdownSignal = o.shutdownSignal;
+  const handler = withCors(connectNodeAdapter(adapterOptions), o.allowOrigins ?? []);
+  if (o.tls) return listenTls(o, host, handler);
+  const h1 = http.createServer(handler as http.RequestListener);
+  // Long polls hold a request for a while; keep idle keep-alive connections a little longer.
+  h1.keepAliveTimeout = 30_000;
+  const h2 = http2.createServer({}, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
+  const sockets = new Set<net.Socket>();
+  const sessions = new Set<http2.Http2Session>();
+  h2.on('session', (s) => {
+    sessions.add(s);
+    s.on('close', () => sessions.delete(s));
+  });
+  const PREFACE = Buffer.from('PRI ');
+  // Small request/response messages: send at once (no Nagle), as Node's HTTP servers do.
+  const server = net.createServer({ noDelay: true }, (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+    let head = Buffer.alloc(0);
+    const onData = (chunk: Buffer): void => {
+      head = Buffer.concat([head, chunk]);
+      if (head.length < PREFACE.length && PREFACE.subarray(0, head.length).equals(head)) return; // need more bytes
+      socket.removeListener('data', onData);
+      socket.pause();
+      socket.unshift(head);
+      if (head.subarray(0, PREFACE.length).equals(PREFACE)) h2.emit('connection', new SocketStream(socket));
+      else {
+        h1.emit('connection', socket);
+        socket.resume();
+      }
+    };
+    socket.on('data', onData);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(o.port, host, () => {
+      server.removeListener('error', reject);
+      resolve();
+    });
+  });
+  const addr = server.address() as net.AddressInfo;
+  const urlHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  return {
+    host: addr.address,
+    port: addr.port,
+    url: `http://${urlHost}:${addr.port}`,
+    close: (graceMs = 2000) =>
+      new Promise<void>((resolve) => {
+        // Stop accepting; let answers in flight (the DONE of the last polls) reach their agents.
+        server.close(() => resolve());
+        h1.closeIdleConnections();
+        for (const s of sessions) s.close();
+        const force = (): void => {
+          for (const s of sessions) s.destroy();
+          for (const s of sockets) s.destroy();
+          h1.closeAllConnections();
+        };
+        if (graceMs <= 0) force();
+        else setTimeout(force, graceMs).unref();
+      }),
+  };
+}
+
+/** HTTPS: one secure server negotiates HTTP/2 or HTTP/1.1 by ALPN (no sniffing needed). */
+async function listenTls(o: ListenOptions, host: string, handler: Handler): Promise<Listening> {
+  const server = http2.createSecureServer({ cert: o.tls!.cert, key: o.tls!.key, allowHTTP1: true, noDelay: true }, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
+  const sockets = new Set<net.Socket>();
+  const sessions = new Set<http2.Http2Session>();
+  server.on('secureConnection', (s: net.Socket) => {
+    s.setNoDelay(true);
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  server.on('session', (s) => {
+    sessions.add(s);
+    s.on('close', () => sessions.delete(s));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(o.port, host, () => {
+      server.removeListener('error', reject);
+      resolve();
+    });
+  });
+  const addr = server.address() as net.AddressInfo;
+  const urlHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  return {
+    host: addr.address,
+    port: addr.port,
+    url: `https://${urlHost}:${addr.port}`,
+    close: (graceMs = 2000) =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const s of sessions) s.close();
+        const force = (): void => {
+          for (const s of sessions) s.destroy();
+          for (const s of sockets) s.destroy();
+        };
+        if (graceMs <= 0) force();
+        else setTimeout(force, graceMs).unref();
+      }),
+  };
+}
