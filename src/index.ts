@@ -35,3 +35,11 @@ export type { RoundRecord, TrainHeader, TrainOptions, TrainResult } from './fede
 export type { AgentPool } from './federation/pool.js';
 export { InProcessPool } from './federation/pool.js';
 export { LocalAgent, exactGradient } from './federation/agent.js';
+export { applyDeltas, applyThetas, meanInto } from './federation/aggregate.js';
+// The federation across machines (ConnectRPC): see README, "A federation across machines".
+export { startAggregator, nodeTransport, WIRE_PROTOCOLS } from './network/node.js';
+export type { AggregatorRunOptions, AggregatorResult, RunningAggregator, WireProtocol } from './network/node.js';
+export { runAgent, authInterceptor } from './network/agent.js';
+export type { RunAgentOptions, AgentSummary } from './network/agent.js';
+export { runInProcessFederation } from './network/inprocess.js';
+export { parseShared, parseRewards, sharedToJson, rewardsToJson, SHARED_FORMAT, REWARDS_FORMAT } from './network/formats.js';

@@ -10,6 +10,7 @@ import { readCheckpoint, runIdentity, writeCheckpoint, type CheckpointState, typ
 import { combineScores, Evaluator } from './evaluator.js';
 import { resolveFaults, type FaultSpec } from './faults.js';
 import { InProcessPool, type AgentPool } from './pool.js';
+import { meanInto, serverStep } from './server.js';
 import { costsAfter, resolveSettings, type TrainSettings } from './settings.js';
 import { evaluationOnWorkers, planWorkers, type WorkersChoice } from './workers/plan.js';
 import { WorkerPool } from './workers/pool.js';
@@ -116,13 +117,6 @@ function rowsOf(t: Float64Array, A: number): number[][] {
   return out;
 }
 
-/** Mean of vectors in index order: the server's aggregation. */
-function meanInto(out: Float64Array, vs: Float64Array[]): void {
-  out.fill(0);
-  for (const v of vs) for (let j = 0; j < out.length; j++) out[j] = out[j]! + v[j]!;
-  for (let j = 0; j < out.length; j++) out[j] = out[j]! / vs.length;
-}
-
 function nonNegInt(name: string, v: number | undefined, min = 0): number | undefined {
   if (v === undefined) return undefined;
   if (!Number.isSafeInteger(v) || v < min) throw new InputError(`${name} must be an integer >= ${min}, got ${v}`);
@@ -166,7 +160,9 @@ export class Training {
   private readonly evalJ: Float64Array;
   private readonly evalGrad: Float64Array;
   private readonly gsum: Float64Array;
+  private readonly acc: Float64Array;
   private pending: Promise<void> | null = null;
+  private runStarted = false;
   private snapshot: Snapshot | null = null;
   private savedRound: number;
   private closed = false;
@@ -191,6 +187,7 @@ export class Training {
     this.evalJ = new Float64Array(N);
     this.evalGrad = new Float64Array(pool.evaluates && pool.evaluateAndStart ? N * SA : 0);
     this.gsum = new Float64Array(SA);
+    this.acc = new Float64Array(SA);
     const r = x.restored;
     if (r) {
       thetaBar.set(r.thetaBar);
@@ -370,15 +367,32 @@ export class Training {
       for (const th of this.thetas) J += this.evaluator.score(th).J;
       J /= N;
       this.gradNormSq.push(null);
+    } else if (this.pool instanceof WorkerPool && this.pool.runs) {
+      // Run mode: the workers run whole rounds (server step included) and may be one round
+      // ahead; this thread collects theta_bar(r), evaluates it (or collects the workers'
+      // evaluation) and reports, while round r + 1 runs.
+      const pool = this.pool;
+      if (!this.runStarted) {
+        pool.startRun(r, theta, this.globalMemory, s.algorithm === 'centralized' ? 1 : s.alphaG, s.algorithm === 'centralized' ? 1 : s.localSteps);
+        this.runStarted = true;
+        pool.permit(r);
+      }
+      if (more) pool.permit(r + 1);
+      await pool.roundDone(r, theta, this.globalMemory);
+      let score: { J: number; gradNormSq: number };
+      if (pool.evaluates) {
+        await pool.roundEvaluation(r, this.evalJ, this.evalGrad);
+        score = combineScores(this.evalJ, this.evalGrad, theta.length, this.gsum);
+      } else score = this.evaluator.score(theta);
+      J = score.J;
+      this.gradNormSq.push(this.lastGradNormSq);
+      this.lastGradNormSq = score.gradNormSq;
     } else {
       const steps = s.algorithm === 'centralized' ? 1 : s.localSteps;
       const alpha = s.algorithm === 'centralized' ? 1 : s.alphaG;
       await (this.takePending() ?? this.pool.localRounds(theta, this.globalMemory, steps, this.outs, { round: r }));
       // Eq. 7: theta_bar += (alpha_g / N) sum_i Delta_i, summed in agent order.
-      const acc = new Float64Array(theta.length);
-      for (const o of this.outs) for (let j = 0; j < acc.length; j++) acc[j] = acc[j]! + (o[j]! - theta[j]!);
-      const scale = alpha / N;
-      for (let j = 0; j < theta.length; j++) theta[j] = theta[j]! + scale * acc[j]!;
+      serverStep(theta, this.outs, alpha, this.acc);
       if (this.globalMemory) await this.refreshMemory(r);
       let score: { J: number; gradNormSq: number };
       if (this.pool.evaluates && this.pool.evaluateAndStart) {

@@ -31,13 +31,21 @@ export const K_MEMORY = 4;
 export const K_USE_GMEM = 8;
 /** Phase 1 starts every agent from its own theta (algorithm `local`). */
 export const K_PER_AGENT_STARTS = 16;
+/** Run mode: whole rounds from round C_ROUND on, as far as C_GO permits (see host.ts). */
+export const K_RUN = 32;
+/** Run mode, a restarted worker: evaluate theta_bar(C_ROUND - 1) before its first round. */
+export const K_EVAL_FIRST = 64;
 
 export const C_WAKE = 0;
 export const C_KIND = 1;
 export const C_STEPS = 2;
 export const C_ROUND = 3;
+/** Run mode: the last round the workers may run (-1: stop). */
+export const C_GO = 4;
+/** Run mode: bumped and notified at every barrier arrival. */
+export const C_BAR = 5;
 const WORKER_BASE = 8;
-export const WORKER_STRIDE = 10;
+export const WORKER_STRIDE = 14;
 export const W_CMD = 0;
 export const W_DONE = 1;
 export const W_EVAL = 2;
@@ -47,6 +55,13 @@ export const W_GEN = 5;
 export const W_READY = 6;
 export const W_ERRLEN = 7;
 export const W_ATTEMPT = 8;
+/** Run mode: the last round w finished (its agents' state committed), its last evaluation, its barrier epoch, the round it failed in. */
+export const W_ROUND = 9;
+export const W_EVALROUND = 10;
+export const W_ARRIVE = 11;
+export const W_FAILROUND = 12;
+/** Run mode: the round w starts at (set by the main thread before posting a run command). */
+export const W_START = 13;
 /** Phase codes in the low bits of CURRENT: agent * 4 + phase. */
 export const P_IDLE = 0;
 export const P_EVAL = 1;
@@ -64,6 +79,8 @@ export interface LayoutParams {
   perAgentStarts: boolean;
   /** The agents evaluate J_i and grad J_i at theta_bar. */
   evaluate: boolean;
+  /** Run mode buffers (every algorithm but `local`). */
+  run: boolean;
 }
 
 export interface Views {
@@ -72,7 +89,7 @@ export interface Views {
   gmem: Float64Array;
   /** [N*SA] or empty. */
   starts: Float64Array;
-  /** [N*SA]: phase outputs (final local theta, or g_i). */
+  /** [N*SA] (run mode: [2*N*SA], by round parity): phase outputs (final local theta, or g_i). */
   out: Float64Array;
   /** [N*SA]: the agents' committed memories g_i. */
   memory: Float64Array;
@@ -84,11 +101,22 @@ export interface Views {
   rngNext: Uint32Array;
   /** [W*ERR_BYTES]. */
   err: Uint8Array;
+  /** Run mode, by round parity (index r % 2 holds round r): theta_bar [2*SA], g [2*SA], g_i [2*N*SA], streams [2*N*4], J_i [2*N], grad J_i [2*N*SA]. */
+  thetaP: Float64Array;
+  gmemP: Float64Array;
+  memP: Float64Array;
+  rngP: Uint32Array;
+  evalJP: Float64Array;
+  evalGradP: Float64Array;
+  /** [1]: alpha_g of the run. */
+  params: Float64Array;
 }
 
 export function workerWord(w: number, field: number): number {
   return WORKER_BASE + w * WORKER_STRIDE + field;
 }
+
+type F64Key = 'theta' | 'gmem' | 'starts' | 'out' | 'memory' | 'evalJ' | 'evalGrad' | 'thetaP' | 'gmemP' | 'memP' | 'evalJP' | 'evalGradP' | 'params';
 
 function plan(p: LayoutParams): { bytes: number; at: Record<keyof Omit<Views, 'ctl'>, [number, number]>; ctlWords: number } {
   const N = p.agents, SA = p.size;
@@ -103,11 +131,18 @@ function plan(p: LayoutParams): { bytes: number; at: Record<keyof Omit<Views, 'c
     theta: f64(SA),
     gmem: f64(SA),
     starts: f64(p.perAgentStarts ? N * SA : 0),
-    out: f64(N * SA),
+    out: f64((p.run ? 2 : 1) * N * SA),
     memory: f64(N * SA),
     evalJ: f64(p.evaluate ? N : 0),
     evalGrad: f64(p.evaluate ? N * SA : 0),
+    thetaP: f64(p.run ? 2 * SA : 0),
+    gmemP: f64(p.run ? 2 * SA : 0),
+    memP: f64(p.run ? 2 * N * SA : 0),
+    evalJP: f64(p.run && p.evaluate ? 2 * N : 0),
+    evalGradP: f64(p.run && p.evaluate ? 2 * N * SA : 0),
+    params: f64(1),
     rng: [0, 0] as [number, number],
+    rngP: [0, 0] as [number, number],
     rngNext: [0, 0] as [number, number],
     err: [0, 0] as [number, number],
   };
@@ -115,6 +150,8 @@ function plan(p: LayoutParams): { bytes: number; at: Record<keyof Omit<Views, 'c
   off += N * 16;
   at.rngNext = [off, N * 4];
   off += N * 16;
+  at.rngP = [off, p.run ? 2 * N * 4 : 0];
+  off += p.run ? 2 * N * 16 : 0;
   at.err = [off, p.workers * ERR_BYTES];
   off += p.workers * ERR_BYTES;
   return { bytes: off, at, ctlWords };
@@ -126,7 +163,7 @@ export function allocate(p: LayoutParams): SharedArrayBuffer {
 
 export function views(sab: SharedArrayBuffer, p: LayoutParams): Views {
   const { at, ctlWords } = plan(p);
-  const f = (k: 'theta' | 'gmem' | 'starts' | 'out' | 'memory' | 'evalJ' | 'evalGrad'): Float64Array => new Float64Array(sab, at[k][0], at[k][1]);
+  const f = (k: F64Key): Float64Array => new Float64Array(sab, at[k][0], at[k][1]);
   return {
     ctl: new Int32Array(sab, 0, ctlWords),
     theta: f('theta'),
@@ -139,6 +176,13 @@ export function views(sab: SharedArrayBuffer, p: LayoutParams): Views {
     rng: new Uint32Array(sab, at.rng[0], at.rng[1]),
     rngNext: new Uint32Array(sab, at.rngNext[0], at.rngNext[1]),
     err: new Uint8Array(sab, at.err[0], at.err[1]),
+    thetaP: f('thetaP'),
+    gmemP: f('gmemP'),
+    memP: f('memP'),
+    rngP: new Uint32Array(sab, at.rngP[0], at.rngP[1]),
+    evalJP: f('evalJP'),
+    evalGradP: f('evalGradP'),
+    params: f('params'),
   };
 }
 

@@ -13,17 +13,20 @@ import type { HostInit } from './host.js';
 import {
   allocate,
   agentsOf,
+  C_GO,
   C_KIND,
   C_ROUND,
   C_STEPS,
   C_WAKE,
   CMD_EXIT,
   K_EVAL,
+  K_RUN,
   K_LOCAL,
   K_MEMORY,
   K_PER_AGENT_STARTS,
   K_USE_GMEM,
   P_EVAL,
+  P_IDLE,
   P_LOCAL,
   P_MEMORY,
   readError,
@@ -35,9 +38,12 @@ import {
   W_CURRENT,
   W_DONE,
   W_EVAL,
+  W_EVALROUND,
   W_FAILED,
   W_GEN,
   W_READY,
+  W_ROUND,
+  W_START,
   type LayoutParams,
   type Views,
 } from './layout.js';
@@ -63,7 +69,7 @@ export interface WorkerPoolOptions {
   states: AgentState[];
   /** The agents evaluate theta_bar for the log (evaluateAndStart). */
   evaluate: boolean;
-  /** Phase 1 takes one start per agent (algorithm `local`). */
+  /** Phase 1 takes one start per agent (algorithm `local`); every other algorithm can use run mode. */
   perAgentStarts: boolean;
   /** Reruns of a failed worker command on a fresh thread (default 0). */
   retry?: number;
@@ -146,6 +152,8 @@ export class WorkerPool implements AgentPool {
   private seq = 0;
   private busy: Command | null = null;
   private closed = false;
+  private running: { useMemory: boolean; consumed: number; attempts: Map<string, number> } | null = null;
+  private runCmd: Command | null = null;
   private readonly onAbort = (): void => wake(this.v.ctl);
 
   private constructor(private readonly o: WorkerPoolOptions) {
@@ -155,7 +163,7 @@ export class WorkerPool implements AgentPool {
     this.SA = o.mdp.states * o.mdp.actions;
     this.workers = o.workers;
     this.evaluates = o.evaluate;
-    this.layout = { agents: N, size: this.SA, workers: o.workers, perAgentStarts: o.perAgentStarts, evaluate: o.evaluate };
+    this.layout = { agents: N, size: this.SA, workers: o.workers, perAgentStarts: o.perAgentStarts, evaluate: o.evaluate, run: !o.perAgentStarts };
     this.sab = allocate(this.layout);
     this.v = views(this.sab, this.layout);
     this.blocks = Array.from({ length: o.workers }, (_, w) => agentsOf(w, N, o.workers));
@@ -249,8 +257,158 @@ export class WorkerPool implements AgentPool {
     return { evaluated, local };
   }
 
-  states(): AgentState[] {
+  // ---- Run mode: whole rounds on the workers (every algorithm but `local`). ----
+
+  /** Run mode is available (the pool was built for an algorithm with a server step). */
+  get runs(): boolean {
+    return this.layout.run;
+  }
+
+  /**
+   * Starts run mode at round r0 from theta_bar(r0 - 1), g (Fast-FedPG) and the agents' committed
+   * states; rounds then run as far as permit() allows. The pool evaluates after every round when
+   * built with `evaluate`.
+   */
+  startRun(r0: number, thetaBar: Float64Array, globalMemory: Float64Array | null, alpha: number, steps: number): void {
+    this.assertIdle();
+    if (!this.layout.run) throw new Error('this worker pool was not set up for run mode');
+    const { v, SA, N } = this;
+    const p = (r0 - 1) & 1;
+    v.thetaP.set(thetaBar, p * SA);
+    if (globalMemory) v.gmemP.set(globalMemory, p * SA);
+    v.rngP.set(v.rng, p * N * 4);
+    v.memP.set(v.memory, p * N * SA);
+    v.params[0] = alpha;
+    const ctl = v.ctl;
+    Atomics.store(ctl, C_GO, r0 - 1);
+    Atomics.store(ctl, C_KIND, K_RUN | (globalMemory ? K_USE_GMEM : 0) | (this.layout.evaluate ? K_EVAL : 0));
+    Atomics.store(ctl, C_STEPS, steps);
+    Atomics.store(ctl, C_ROUND, r0);
+    this.running = { useMemory: globalMemory !== null, consumed: r0 - 1, attempts: new Map() };
+    const cmd: Command = { kind: K_RUN, round: r0, seq: new Array<number>(this.workers).fill(0), deadline: [], attempts: [], evaluated: deferred() };
+    this.runCmd = cmd;
+    for (let w = 0; w < this.workers; w++) {
+      Atomics.store(ctl, workerWord(w, W_ROUND), r0 - 1);
+      Atomics.store(ctl, workerWord(w, W_EVALROUND), r0 - 1);
+      Atomics.store(ctl, workerWord(w, W_START), r0);
+      cmd.attempts[w] = 0;
+      this.post(w, cmd);
+    }
+  }
+
+  /** Lets the workers run rounds up to r. */
+  permit(r: number): void {
+    const ctl = this.v.ctl;
+    if (Atomics.load(ctl, C_GO) < r) {
+      Atomics.store(ctl, C_GO, r);
+      Atomics.notify(ctl, C_GO);
+    }
+  }
+
+  /** Waits for round r on every worker; copies theta_bar(r) (and g) out. */
+  async roundDone(r: number, thetaBar: Float64Array, globalMemory: Float64Array | null): Promise<void> {
+    await this.awaitRun(r, W_ROUND);
     const { v, SA } = this;
+    const p = r & 1;
+    thetaBar.set(v.thetaP.subarray(p * SA, (p + 1) * SA));
+    if (globalMemory) globalMemory.set(v.gmemP.subarray(p * SA, (p + 1) * SA));
+    this.running!.consumed = r;
+  }
+
+  /** Waits for the workers' evaluation of theta_bar(r) (pools built with `evaluate`); J_i into J, grad J_i into grad. */
+  async roundEvaluation(r: number, J: Float64Array, grad: Float64Array): Promise<void> {
+    await this.awaitRun(r, W_EVALROUND);
+    const { v, N, SA } = this;
+    const p = r & 1;
+    J.set(v.evalJP.subarray(p * N, (p + 1) * N));
+    grad.set(v.evalGradP.subarray(p * N * SA, (p + 1) * N * SA));
+  }
+
+  private async awaitRun(r: number, field: number): Promise<void> {
+    const cmd = this.runCmd;
+    if (!cmd || !this.running) throw new Error('internal: run mode has not started');
+    const ctl = this.v.ctl;
+    const t = this.o.roundTimeout ?? 0;
+    const since = new Array<number>(this.workers).fill(performance.now());
+    for (;;) {
+      const v0 = Atomics.load(ctl, C_WAKE);
+      if (this.o.signal?.aborted) throw this.o.signal.reason;
+      if (this.closed) throw new Error('the worker pool was closed');
+      const now = performance.now();
+      let all = true;
+      let next = Infinity;
+      const late: number[] = [];
+      for (let w = 0; w < this.workers; w++) {
+        if (Atomics.load(ctl, workerWord(w, field)) >= r) continue;
+        all = false;
+        let reason: string | null = null;
+        if (Atomics.load(ctl, workerWord(w, W_FAILED)) === cmd.seq[w]) reason = readError(this.v, w);
+        else if (this.dead[w]) reason = `its worker thread died (${this.dead[w]})`;
+        else if (t > 0 && since[w]! + t <= now) late.push(w);
+        else if (t > 0) next = Math.min(next, since[w]! + t);
+        if (reason !== null) {
+          await this.recoverRun(w, cmd, reason);
+          since.fill(performance.now());
+          next = 0;
+        }
+      }
+      // Out of time: blame the workers that are busy, not those waiting at a barrier for them
+      // (if every late worker waits, which should not happen, the first one).
+      const busy = late.filter((w) => (Atomics.load(ctl, workerWord(w, W_CURRENT)) & 3) !== P_IDLE);
+      for (const w of busy.length ? busy : late.slice(0, 1)) {
+        await this.recoverRun(w, cmd, `it did not finish within ${t} ms (the round timeout)`);
+        since.fill(performance.now());
+        next = 0;
+      }
+      if (all) return;
+      const res = waitAsync(ctl, C_WAKE, v0, next === Infinity ? undefined : Math.max(0, next - performance.now()));
+      if (res.async) await res.value;
+    }
+  }
+
+  /** Restarts worker w's share of the run on a fresh thread from the last round it committed. */
+  private async recoverRun(w: number, cmd: Command, reason: string): Promise<void> {
+    const ctl = this.v.ctl;
+    const done = Atomics.load(ctl, workerWord(w, W_ROUND));
+    const cur = Atomics.load(ctl, workerWord(w, W_CURRENT));
+    const code = cur & 3;
+    const agent = code === P_LOCAL || code === P_MEMORY ? cur >> 2 : this.blocks[w]![0]!;
+    const f =
+      code === P_LOCAL
+        ? new AgentFailure(agent, done + 1, 'local', reason)
+        : code === P_MEMORY
+          ? new AgentFailure(agent, done + 1, 'memory', reason)
+          : code === P_EVAL
+            ? new AgentFailure(agent, done, 'evaluation', `on worker ${w} (${this.agentsLabel(w)}): ${reason}`)
+            : new AgentFailure(agent, done + 1, 'local', `on worker ${w} (${this.agentsLabel(w)}): ${reason}`);
+    const key = `${w}:${done}`;
+    const used = this.running!.attempts.get(key) ?? 0;
+    const retry = this.o.retry ?? 0;
+    if (used >= retry) {
+      this.retire(w);
+      throw f;
+    }
+    this.running!.attempts.set(key, used + 1);
+    this.o.onInfo?.(`${f.message}; rerunning it on a fresh worker thread for ${this.agentsLabel(w)} from their saved state (retry ${used + 1} of ${retry})`);
+    this.retire(w);
+    this.spawn(w);
+    await this.waitReady([w]);
+    const evalFirst = this.layout.evaluate && Atomics.load(ctl, workerWord(w, W_EVALROUND)) < done;
+    Atomics.store(ctl, workerWord(w, W_START), done + 1);
+    cmd.attempts[w] = (used + 1) | (evalFirst ? 0x10000 : 0);
+    this.post(w, cmd);
+  }
+
+  states(): AgentState[] {
+    const { v, SA, N } = this;
+    if (this.running) {
+      const p = this.running.consumed & 1;
+      const mem = this.running.useMemory;
+      return this.hasMemory.map((_, i) => ({
+        rng: v.rngP.slice((p * N + i) * 4, (p * N + i + 1) * 4),
+        memory: mem ? v.memP.slice((p * N + i) * SA, (p * N + i + 1) * SA) : null,
+      }));
+    }
     return this.hasMemory.map((has, i) => ({ rng: v.rng.slice(4 * i, 4 * i + 4), memory: has ? v.memory.slice(i * SA, (i + 1) * SA) : null }));
   }
 
@@ -260,6 +418,8 @@ export class WorkerPool implements AgentPool {
     this.closed = true;
     this.o.signal?.removeEventListener('abort', this.onAbort);
     const ctl = this.v.ctl;
+    Atomics.store(ctl, C_GO, -1);
+    Atomics.notify(ctl, C_GO);
     for (let w = 0; w < this.workers; w++) {
       Atomics.store(ctl, workerWord(w, W_CMD), CMD_EXIT);
       Atomics.notify(ctl, workerWord(w, W_CMD));
@@ -339,6 +499,7 @@ export class WorkerPool implements AgentPool {
   private assertIdle(): void {
     if (this.closed) throw new Error('the worker pool is closed');
     if (this.busy) throw new Error('internal: a worker command is still running');
+    if (this.running) throw new Error('internal: the pool is in run mode');
   }
 
   private issue(kind: number, steps: number, round: number): Command {
