@@ -1,6 +1,7 @@
 /**
- * The server's arithmetic, shared by the in-process loop (train.ts) and the networked aggregator
- * (src/network). Pure functions over Float64Arrays; every sum runs in agent order (the order of
+ * The server's arithmetic, in one place for every runtime: the in-process loop (train.ts), every
+ * worker thread in run mode (workers/host.ts, so all of them hold theta_bar(t+1) and g without a
+ * trip through the main thread), and the networked aggregator (src/network). Pure functions over Float64Arrays; every sum runs in agent order (the order of
  * the arrays given), element by element, with the same expressions as train.ts, so the two give
  * bit-identical results whatever computed the agents' vectors.
  */
@@ -15,7 +16,7 @@ export function deltaInto(out: Float64Array, theta: Float64Array, start: Float64
  * Eq. 7 from the agents' deltas: thetaBar += (alphaG / n) * sum_i deltas[i], with n =
  * deltas.length and the sum accumulated in the order given. `acc` is scratch of thetaBar's length.
  */
-export function applyDeltas(thetaBar: Float64Array, deltas: readonly Float64Array[], alphaG: number, acc = new Float64Array(thetaBar.length)): void {
+export function applyDeltas(thetaBar: Float64Array, deltas: readonly Float64Array[], alphaG: number, acc: Float64Array = new Float64Array(thetaBar.length)): void {
   if (deltas.length === 0) throw new RangeError('applyDeltas needs at least one delta');
   acc.fill(0);
   for (const d of deltas) for (let j = 0; j < acc.length; j++) acc[j] = acc[j]! + d[j]!;
@@ -27,7 +28,7 @@ export function applyDeltas(thetaBar: Float64Array, deltas: readonly Float64Arra
  * Eq. 7 from the agents' final thetas (train.ts's form): the same result as applyDeltas on
  * deltaInto(theta_i, thetaBar), bit for bit.
  */
-export function applyThetas(thetaBar: Float64Array, thetas: readonly Float64Array[], alphaG: number, acc = new Float64Array(thetaBar.length)): void {
+export function applyThetas(thetaBar: Float64Array, thetas: readonly Float64Array[], alphaG: number, acc: Float64Array = new Float64Array(thetaBar.length)): void {
   if (thetas.length === 0) throw new RangeError('applyThetas needs at least one theta');
   acc.fill(0);
   for (const o of thetas) for (let j = 0; j < acc.length; j++) acc[j] = acc[j]! + (o[j]! - thetaBar[j]!);

@@ -10,7 +10,7 @@ import { readCheckpoint, runIdentity, writeCheckpoint, type CheckpointState, typ
 import { combineScores, Evaluator } from './evaluator.js';
 import { resolveFaults, type FaultSpec } from './faults.js';
 import { InProcessPool, type AgentPool } from './pool.js';
-import { meanInto, serverStep } from './server.js';
+import { applyThetas, meanInto } from './aggregate.js';
 import { costsAfter, resolveSettings, type TrainSettings } from './settings.js';
 import { evaluationOnWorkers, planWorkers, type WorkersChoice } from './workers/plan.js';
 import { WorkerPool } from './workers/pool.js';
@@ -392,7 +392,7 @@ export class Training {
       const alpha = s.algorithm === 'centralized' ? 1 : s.alphaG;
       await (this.takePending() ?? this.pool.localRounds(theta, this.globalMemory, steps, this.outs, { round: r }));
       // Eq. 7: theta_bar += (alpha_g / N) sum_i Delta_i, summed in agent order.
-      serverStep(theta, this.outs, alpha, this.acc);
+      applyThetas(theta, this.outs, alpha, this.acc);
       if (this.globalMemory) await this.refreshMemory(r);
       let score: { J: number; gradNormSq: number };
       if (this.pool.evaluates && this.pool.evaluateAndStart) {

@@ -1,7 +1,7 @@
 import { loadBackendByName } from '../../backends/select.js';
 import type { BackendName, EnvironmentSpec } from '../../backends/types.js';
 import { LocalAgent } from '../agent.js';
-import { meanInto, serverStep } from '../server.js';
+import { applyThetas, meanInto } from '../aggregate.js';
 import { AgentScorer } from '../evaluator.js';
 import { agentFault, describeFault, sleepSync, type FaultPhase, type FaultSpec } from '../faults.js';
 import type { TrainSettings } from '../settings.js';
@@ -190,7 +190,7 @@ export default async function host(init: HostInit): Promise<string> {
       if (!mine()) return 'replaced';
       if (stopped()) return 'stopped';
       thetaNew.set(theta);
-      serverStep(thetaNew, outRows[cur]!, alpha, acc);
+      applyThetas(thetaNew, outRows[cur]!, alpha, acc);
       if (w === 0) v.thetaP.set(thetaNew, cur * SA);
       for (const a of agents) {
         const i = a.id;
