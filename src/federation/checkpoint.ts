@@ -1,12 +1,13 @@
 import { createHash } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import type { BackendName } from '../backends/types.js';
 import { InputError } from '../errors.js';
 import type { Mdp } from '../mdp/model.js';
 import type { AgentState } from './agent.js';
 import type { FaultSpec } from './faults.js';
 import type { TrainSettings } from './settings.js';
+import { writeFileAtomic } from '../util/atomic.js';
+import { decodeFloat64, encodeFloat64, float64Bytes } from '../util/float64.js';
 
 /**
  * Checkpoints: everything a run needs to continue bit for bit (round, theta_bar or the agents'
@@ -54,38 +55,21 @@ export interface RunIdentity {
   settings: Omit<TrainSettings, 'rounds'>;
 }
 
-function f64(a: Float64Array): Buffer {
-  return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
-}
-
-function encode(a: Float64Array): string {
-  return f64(a).toString('base64');
-}
-
-function decode(s: unknown, length: number, what: string): Float64Array {
-  if (typeof s !== 'string') throw new Error(`${what} is missing`);
-  const b = Buffer.from(s, 'base64');
-  if (b.length !== length * 8) throw new Error(`${what} has ${b.length / 8} values, expected ${length}`);
-  const out = new Float64Array(length);
-  f64(out).set(b);
-  return out;
-}
-
 /** sha256 of an MDP's contents (shapes, gamma, rho, kernels, rewards), as bytes. */
 export function mdpDigest(mdp: Mdp): string {
   const h = createHash('sha256');
   h.update(JSON.stringify({ states: mdp.states, actions: mdp.actions, agents: mdp.rewards.length, perAgentKernels: mdp.perAgentKernels, kernels: mdp.kernels.map((k) => k.kind) }));
-  h.update(f64(new Float64Array([mdp.gamma])));
-  h.update(f64(mdp.initial));
+  h.update(float64Bytes(new Float64Array([mdp.gamma])));
+  h.update(float64Bytes(mdp.initial));
   for (const k of mdp.kernels) {
-    if (k.kind === 'dense') h.update(f64(k.p));
+    if (k.kind === 'dense') h.update(float64Bytes(k.p));
     else {
       h.update(Buffer.from(k.rowStart.buffer, k.rowStart.byteOffset, k.rowStart.byteLength));
       h.update(Buffer.from(k.next.buffer, k.next.byteOffset, k.next.byteLength));
-      h.update(f64(k.prob));
+      h.update(float64Bytes(k.prob));
     }
   }
-  for (const r of mdp.rewards) h.update(f64(r));
+  for (const r of mdp.rewards) h.update(float64Bytes(r));
   return h.digest('hex');
 }
 
@@ -93,7 +77,7 @@ export function runIdentity(mdp: Mdp, theta0: Float64Array, backend: BackendName
   const { rounds: _r, ...rest } = settings;
   return {
     mdp: mdpDigest(mdp),
-    theta0: createHash('sha256').update(f64(theta0)).digest('hex'),
+    theta0: createHash('sha256').update(float64Bytes(theta0)).digest('hex'),
     backend,
     agents: mdp.rewards.length,
     states: mdp.states,
@@ -106,49 +90,17 @@ function serialise(id: RunIdentity, st: CheckpointState): string {
   const body = {
     run: id,
     round: st.round,
-    thetaBar: encode(st.thetaBar),
-    thetas: st.thetas ? st.thetas.map(encode) : null,
-    globalMemory: st.globalMemory ? encode(st.globalMemory) : null,
-    lastGradNormSq: st.lastGradNormSq === null ? null : encode(new Float64Array([st.lastGradNormSq])),
-    J: encode(Float64Array.from(st.J)),
-    gradNormSq: st.gradNormSq.some((g) => g === null) ? null : encode(Float64Array.from(st.gradNormSq as number[])),
-    agents: st.agents.map((a) => ({ rng: Array.from(a.rng), memory: a.memory ? encode(a.memory) : null })),
+    thetaBar: encodeFloat64(st.thetaBar),
+    thetas: st.thetas ? st.thetas.map(encodeFloat64) : null,
+    globalMemory: st.globalMemory ? encodeFloat64(st.globalMemory) : null,
+    lastGradNormSq: st.lastGradNormSq === null ? null : encodeFloat64(new Float64Array([st.lastGradNormSq])),
+    J: encodeFloat64(Float64Array.from(st.J)),
+    gradNormSq: st.gradNormSq.some((g) => g === null) ? null : encodeFloat64(Float64Array.from(st.gradNormSq as number[])),
+    agents: st.agents.map((a) => ({ rng: Array.from(a.rng), memory: a.memory ? encodeFloat64(a.memory) : null })),
   };
   const text = JSON.stringify(body);
   const head = { format: CHECKPOINT_FORMAT, sha256: createHash('sha256').update(text).digest('hex'), bytes: Buffer.byteLength(text) };
   return `${JSON.stringify(head)}\n${text}\n`;
-}
-
-function tempPrefix(path: string): string {
-  return `.${basename(path)}.`;
-}
-
-/** Removes temporary files of earlier writers of `path` that were killed before their rename. */
-function removeStaleTemps(path: string): void {
-  const dir = dirname(path);
-  const prefix = tempPrefix(path);
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return;
-  }
-  for (const n of names) {
-    if (!n.startsWith(prefix) || !n.endsWith('.tmp')) continue;
-    const pid = Number(n.slice(prefix.length, -4));
-    if (!Number.isSafeInteger(pid) || pid === process.pid) continue;
-    try {
-      process.kill(pid, 0);
-      continue; // its writer is alive
-    } catch {
-      /* the writer is gone */
-    }
-    try {
-      unlinkSync(join(dir, n));
-    } catch {
-      /* raced with someone else */
-    }
-  }
 }
 
 /**
@@ -156,38 +108,11 @@ function removeStaleTemps(path: string): void {
  * fsync of the temporary file and the rename (to test that such a kill loses nothing).
  */
 export function writeCheckpoint(path: string, id: RunIdentity, st: CheckpointState, faults: readonly FaultSpec[] = []): void {
-  const data = Buffer.from(serialise(id, st));
-  const dir = dirname(path);
-  const tmp = join(dir, `${tempPrefix(path)}${process.pid}.tmp`);
-  const fd = openSync(tmp, 'w');
-  try {
-    writeSync(fd, data);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  if (faults.some((f) => f.kind === 'kill-checkpoint' && f.round === st.round)) process.kill(process.pid, 'SIGKILL');
-  try {
-    renameSync(tmp, path);
-  } catch (e) {
-    try {
-      unlinkSync(tmp);
-    } catch {
-      /* gone */
-    }
-    throw e;
-  }
-  try {
-    const dfd = openSync(dir, 'r');
-    try {
-      fsyncSync(dfd);
-    } finally {
-      closeSync(dfd);
-    }
-  } catch {
-    /* directories cannot be fsynced on every platform; the rename is still atomic */
-  }
-  removeStaleTemps(path);
+  writeFileAtomic(path, serialise(id, st), {
+    beforeRename: () => {
+      if (faults.some((f) => f.kind === 'kill-checkpoint' && f.round === st.round)) process.kill(process.pid, 'SIGKILL');
+    },
+  });
 }
 
 function describeDifference(want: RunIdentity, got: RunIdentity): string | null {
@@ -247,22 +172,22 @@ export function readCheckpoint(path: string, want: RunIdentity, rounds: number):
     if (local && (!Array.isArray(thetas) || thetas.length !== N)) throw new Error('the agents\' thetas are missing');
     const agents = b.agents;
     if (!Array.isArray(agents) || agents.length !== N) throw new Error('the agents\' states are missing');
-    const J = decode(b.J, round + 1, 'J');
-    const g = b.gradNormSq === null ? null : decode(b.gradNormSq, round, 'gradNormSq');
+    const J = decodeFloat64(b.J, round + 1, 'J');
+    const g = b.gradNormSq === null ? null : decodeFloat64(b.gradNormSq, round, 'gradNormSq');
     if (!local && !g) throw new Error('gradNormSq is missing');
     return {
       round,
-      thetaBar: decode(b.thetaBar, SA, 'theta_bar'),
-      thetas: local ? (thetas as unknown[]).map((t, i) => decode(t, SA, `theta of agent ${i}`)) : null,
-      globalMemory: b.globalMemory === null ? null : decode(b.globalMemory, SA, 'the global memory'),
-      lastGradNormSq: b.lastGradNormSq === null ? null : decode(b.lastGradNormSq, 1, 'lastGradNormSq')[0]!,
+      thetaBar: decodeFloat64(b.thetaBar, SA, 'theta_bar'),
+      thetas: local ? (thetas as unknown[]).map((t, i) => decodeFloat64(t, SA, `theta of agent ${i}`)) : null,
+      globalMemory: b.globalMemory === null ? null : decodeFloat64(b.globalMemory, SA, 'the global memory'),
+      lastGradNormSq: b.lastGradNormSq === null ? null : decodeFloat64(b.lastGradNormSq, 1, 'lastGradNormSq')[0]!,
       J: Array.from(J),
       gradNormSq: g ? Array.from(g) : new Array<null>(round).fill(null),
       agents: (agents as { rng?: unknown; memory?: unknown }[]).map((a, i) => {
         const rng = a.rng;
         if (!Array.isArray(rng) || rng.length !== 4 || !rng.every((x) => Number.isInteger(x) && x >= 0 && x <= 0xffffffff))
           throw new Error(`agent ${i}'s random stream is malformed`);
-        return { rng: Uint32Array.from(rng as number[]), memory: a.memory === null || a.memory === undefined ? null : decode(a.memory, SA, `agent ${i}'s memory`) };
+        return { rng: Uint32Array.from(rng as number[]), memory: a.memory === null || a.memory === undefined ? null : decodeFloat64(a.memory, SA, `agent ${i}'s memory`) };
       }),
     };
   } catch (e) {

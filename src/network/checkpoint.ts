@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { InputError } from '../errors.js';
 import type { TrainSettings } from '../federation/settings.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import { decodeFloat64, encodeFloat64, float64Bytes } from '../util/float64.js';
 import type { AggregatorSnapshot, NetRecord, PhaseKind } from './aggregator.js';
 
 /**
@@ -15,40 +16,23 @@ import type { AggregatorSnapshot, NetRecord, PhaseKind } from './aggregator.js';
 
 export const AGGREGATOR_CHECKPOINT_FORMAT = 'fedpg-aggregator-checkpoint/1';
 
-function f64(a: Float64Array): Buffer {
-  return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
-}
-
-function enc(a: Float64Array): string {
-  return f64(a).toString('base64');
-}
-
-function dec(s: unknown, length: number, what: string): Float64Array {
-  if (typeof s !== 'string') throw new Error(`${what} is missing`);
-  const b = Buffer.from(s, 'base64');
-  if (b.length !== length * 8) throw new Error(`${what} has ${b.length / 8} values, expected ${length}`);
-  const out = new Float64Array(length);
-  f64(out).set(b);
-  return out;
-}
-
 /** The run id: what must match for a checkpoint (and for agents after a reconnection). */
 export function runIdOf(sharedMdp: Uint8Array, settings: TrainSettings, theta0: Float64Array, agents: number): string {
   const { rounds: _r, ...rest } = settings;
   const h = createHash('sha256');
   h.update(sharedMdp);
   h.update(JSON.stringify({ settings: rest, agents }));
-  h.update(f64(theta0));
+  h.update(float64Bytes(theta0));
   return h.digest('hex').slice(0, 32);
 }
 
 /** A nullable double, exactly (JSON would turn -0 into 0). */
 function encNum(v: number | null): string | null {
-  return v === null ? null : enc(new Float64Array([v]));
+  return v === null ? null : encodeFloat64(new Float64Array([v]));
 }
 
 function decNum(v: unknown, what: string): number | null {
-  return v === null ? null : dec(v, 1, what)[0]!;
+  return v === null ? null : decodeFloat64(v, 1, what)[0]!;
 }
 
 export function writeAggregatorCheckpoint(path: string, s: AggregatorSnapshot): void {
@@ -56,9 +40,9 @@ export function writeAggregatorCheckpoint(path: string, s: AggregatorSnapshot): 
     runId: s.runId,
     round: s.round,
     phase: s.phase,
-    thetaBar: enc(s.thetaBar),
-    globalMemory: s.globalMemory ? enc(s.globalMemory) : null,
-    memory: s.memory.map((m) => (m ? enc(m) : null)),
+    thetaBar: encodeFloat64(s.thetaBar),
+    globalMemory: s.globalMemory ? encodeFloat64(s.globalMemory) : null,
+    memory: s.memory.map((m) => (m ? encodeFloat64(m) : null)),
     memoryRound: s.memoryRound,
     J: s.J.map(encNum),
     records: s.records.map((r) => ({ ...r, J: encNum(r.J) })),
@@ -124,9 +108,9 @@ export function readAggregatorCheckpoint(path: string, runId: string, agents: nu
       runId,
       round: int(b.round, 'round'),
       phase,
-      thetaBar: dec(b.thetaBar, SA, 'theta_bar'),
-      globalMemory: b.globalMemory === null ? null : dec(b.globalMemory, SA, 'the global memory'),
-      memory: memory.map((m, i) => (m === null ? null : dec(m, SA, `agent ${i}'s memory`))),
+      thetaBar: decodeFloat64(b.thetaBar, SA, 'theta_bar'),
+      globalMemory: b.globalMemory === null ? null : decodeFloat64(b.globalMemory, SA, 'the global memory'),
+      memory: memory.map((m, i) => (m === null ? null : decodeFloat64(m, SA, `agent ${i}'s memory`))),
       memoryRound: memoryRound.map((r, i) => int(r, `agent ${i}'s memory round`)),
       J: J.map((v, i) => decNum(v, `J[${i}]`)),
       records: (records as (NetRecord & { J: unknown })[]).map((r, i) => ({ ...r, J: decNum(r.J, `record ${i}'s J`) })),

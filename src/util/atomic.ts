@@ -1,36 +1,84 @@
-import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readdirSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
+/** Temporary files of `path` are named `.<name>.<pid>.tmp` beside it. */
+function tempPrefix(path: string): string {
+  return `.${basename(path)}.`;
+}
+
+function unlinkQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    /* already gone, or raced with another cleaner */
+  }
+}
+
+/** Removes temporary files of earlier writers of `path` that were killed before their rename. */
+function removeStaleTemps(path: string): void {
+  const dir = dirname(path);
+  const prefix = tempPrefix(path);
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    if (!n.startsWith(prefix) || !n.endsWith('.tmp')) continue;
+    const pid = Number(n.slice(prefix.length, -4));
+    if (!Number.isSafeInteger(pid) || pid === process.pid) continue;
+    try {
+      process.kill(pid, 0);
+      continue; // its writer is alive
+    } catch {
+      /* the writer is gone */
+    }
+    unlinkQuietly(join(dir, n));
+  }
+}
+
+export interface AtomicWriteOptions {
+  /** Runs after the temporary file is fsynced and before the rename (fault injection in tests). */
+  beforeRename?: () => void;
+}
+
 /**
- * Writes a whole file atomically: a temporary file beside it, fsync, then rename, so a reader
- * (or a crash) sees either the old file or the new one, never half of it.
+ * Writes a whole file atomically: a temporary file beside it, fsync, rename, then an fsync of the
+ * directory, so a reader (or a crash at any point) sees either the old file or the new one, never
+ * half of it. Temporary files left by killed writers are removed.
  */
-export function writeFileAtomic(path: string, data: string | Uint8Array): void {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now()}.tmp`);
+export function writeFileAtomic(path: string, data: string | Uint8Array, options: AtomicWriteOptions = {}): void {
+  const dir = dirname(path);
+  const tmp = join(dir, `${tempPrefix(path)}${process.pid}.tmp`);
   const fd = openSync(tmp, 'w');
   try {
     writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
     fsyncSync(fd);
   } catch (e) {
     closeSync(fd);
-    try {
-      unlinkSync(tmp);
-    } catch {
-      /* already gone */
-    }
+    unlinkQuietly(tmp);
     throw e;
   }
   closeSync(fd);
+  options.beforeRename?.();
   try {
     renameSync(tmp, path);
   } catch (e) {
-    try {
-      unlinkSync(tmp);
-    } catch {
-      /* already gone */
-    }
+    unlinkQuietly(tmp);
     throw e;
   }
+  try {
+    const dfd = openSync(dir, 'r');
+    try {
+      fsyncSync(dfd);
+    } finally {
+      closeSync(dfd);
+    }
+  } catch {
+    /* directories cannot be fsynced on every platform; the rename is still atomic */
+  }
+  removeStaleTemps(path);
 }
 
 /**
