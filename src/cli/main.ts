@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { createRequire } from 'node:module';
 import { BackendUnavailableError } from '../backends/select.js';
 import { InputError, UsageError } from '../errors.js';
+import { AgentFailure } from '../federation/faults.js';
 import { evaluateCommand } from './commands/evaluate.js';
 import { experimentCommand } from './commands/experiment.js';
 import { generateCommand } from './commands/generate.js';
@@ -55,7 +56,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`fedpg: ${e.message}\n`);
       return 2;
     }
-    if (e instanceof InputError || e instanceof BackendUnavailableError) {
+    if (e instanceof InputError || e instanceof BackendUnavailableError || e instanceof AgentFailure) {
       process.stderr.write(`fedpg: error: ${e.message}\n`);
       return 1;
     }
