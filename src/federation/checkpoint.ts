@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { BackendName } from '../backends/types.js';
 import { InputError } from '../errors.js';
 import type { Mdp } from '../mdp/model.js';
@@ -107,6 +107,11 @@ function serialise(id: RunIdentity, st: CheckpointState): string {
  * Writes the checkpoint atomically. `faults` may ask for the process to be killed between the
  * fsync of the temporary file and the rename (to test that such a kill loses nothing).
  */
+/** True when a checkpoint file exists at path (a run then resumes from it). */
+export function checkpointExists(path: string): boolean {
+  return existsSync(path);
+}
+
 export function writeCheckpoint(path: string, id: RunIdentity, st: CheckpointState, faults: readonly FaultSpec[] = []): void {
   writeFileAtomic(path, serialise(id, st), {
     beforeRename: () => {

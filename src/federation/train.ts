@@ -1,4 +1,3 @@
-import { existsSync } from 'node:fs';
 import type { Backend, BackendChoice, Environment } from '../backends/types.js';
 import { loadBackend } from '../backends/select.js';
 import { InputError } from '../errors.js';
@@ -6,14 +5,23 @@ import type { Mdp } from '../mdp/model.js';
 import { environmentSpec } from '../mdp/model.js';
 import { agentStream } from '../rng.js';
 import { LocalAgent, type AgentState } from './agent.js';
-import { readCheckpoint, runIdentity, writeCheckpoint, type CheckpointState, type RunIdentity } from './checkpoint.js';
+// Checkpoints and worker threads are Node-only: loaded on demand, so the browser entry (which
+// imports this module) pulls in neither fs, crypto nor worker_threads.
+import type { CheckpointState, RunIdentity } from './checkpoint.js';
 import { combineScores, Evaluator } from './evaluator.js';
 import { resolveFaults, type FaultSpec } from './faults.js';
 import { InProcessPool, type AgentPool } from './pool.js';
 import { applyThetas, meanInto } from './aggregate.js';
 import { costsAfter, resolveSettings, type TrainSettings } from './settings.js';
-import { evaluationOnWorkers, planWorkers, type WorkersChoice } from './workers/plan.js';
-import { WorkerPool } from './workers/pool.js';
+import type { WorkersChoice } from './workers/plan.js';
+import type { WorkerPool } from './workers/pool.js';
+
+type CheckpointIO = typeof import('./checkpoint.js');
+
+/** A worker pool that runs whole rounds itself (the server step included). */
+function runsRounds(pool: AgentPool): pool is WorkerPool {
+  return (pool as Partial<WorkerPool>).runs === true;
+}
 
 /** One line of the round log. Rounds count from 1; J and gap are after the round, gradNormSq at its start. */
 export interface RoundRecord {
@@ -128,7 +136,7 @@ type Snapshot = Omit<CheckpointState, 'J' | 'gradNormSq'>;
 
 interface Extra {
   restored: CheckpointState | null;
-  checkpoint: (CheckpointOptions & { identity: RunIdentity; every: number }) | null;
+  checkpoint: (CheckpointOptions & { identity: RunIdentity; every: number; io: CheckpointIO }) | null;
   faults: FaultSpec[];
   workers: number;
   signal: AbortSignal | undefined;
@@ -241,15 +249,21 @@ export class Training {
         throw new InputError(`the ${backend.name} backend has no entropy-regularised kernels yet; use --backend js for --entropy`);
       }
       const evaluator = new Evaluator(mdp, envs);
-      const identity = ck ? runIdentity(mdp, theta0, backend.name, settings) : null;
-      const restored = ck && !ck.fresh && existsSync(ck.path) ? readCheckpoint(ck.path, identity!, settings.rounds) : null;
+      const io = ck ? await import('./checkpoint.js') : null;
+      const identity = io ? io.runIdentity(mdp, theta0, backend.name, settings) : null;
+      const restored = io && ck && !ck.fresh && io.checkpointExists(ck.path) ? io.readCheckpoint(ck.path, identity!, settings.rounds) : null;
       if (restored) {
         const fast = settings.algorithm === 'fast-fedpg';
         if (fast && (!restored.globalMemory || restored.agents.some((a) => !a.memory)))
           throw new InputError(`checkpoint ${ck!.path} refused: it is corrupt (Fast-FedPG's memory is missing); pass --fresh to start over`);
       }
       const states: AgentState[] = restored ? restored.agents : mdp.rewards.map((_, i) => ({ rng: agentStream(settings.seed, i), memory: null }));
-      const plan = options.pool ? { workers: 1, why: 'a custom agent pool' } : planWorkers(options.workers, mdp, settings, backend.name);
+      const planner = options.pool || options.workers === undefined || options.workers === 1 ? null : await import('./workers/plan.js');
+      const plan = options.pool
+        ? { workers: 1, why: 'a custom agent pool' }
+        : planner
+          ? planner.planWorkers(options.workers, mdp, settings, backend.name)
+          : { workers: 1, why: options.workers === 1 ? 'in-process' : 'in-process (the library default; pass workers to use threads)' };
       if (plan.workers === 1 && !options.pool) {
         const f = faults.find((g) => g.kind === 'hang' || g.kind === 'exit');
         if (f) throw new InputError(`the injected fault '${f.kind}' needs worker threads (workers >= 2)`);
@@ -257,7 +271,7 @@ export class Training {
       const agents = (): LocalAgent[] => mdp.rewards.map((r, i) => new LocalAgent(i, envs.length === 1 ? envs[0]! : envs[i]!, r, states[i]!));
       if (options.pool) pool = options.pool(agents(), settings);
       else if (plan.workers > 1)
-        pool = await WorkerPool.create({
+        pool = await (await import('./workers/pool.js')).WorkerPool.create({
           mdp,
           backend: backend.name,
           settings,
@@ -265,7 +279,7 @@ export class Training {
           states,
           evaluate:
             settings.algorithm !== 'local' &&
-            (options.evaluation === 'workers' || (options.evaluation !== 'main' && evaluationOnWorkers(mdp, settings, backend.name, plan.workers))),
+            (options.evaluation === 'workers' || (options.evaluation !== 'main' && planner!.evaluationOnWorkers(mdp, settings, backend.name, plan.workers))),
           perAgentStarts: settings.algorithm === 'local',
           retry,
           roundTimeout,
@@ -277,7 +291,7 @@ export class Training {
       if (ck && !pool.states) throw new InputError('checkpoints need an agent pool that reports its agents\' states');
       const t = new Training(mdp, settings, envs, pool, evaluator, Float64Array.from(theta0), backend, {
         restored,
-        checkpoint: ck ? { ...ck, identity: identity!, every: ck.every ?? 10 } : null,
+        checkpoint: ck ? { ...ck, identity: identity!, every: ck.every ?? 10, io: io! } : null,
         faults,
         workers: plan.workers,
         signal: options.signal,
@@ -342,7 +356,8 @@ export class Training {
    */
   private async breathe(): Promise<void> {
     if (performance.now() - this.lastYield < 20) return;
-    await new Promise<void>((r) => setImmediate(r));
+    // setImmediate where there is one (Node); a zero timeout in browsers.
+    await new Promise<void>((r) => (typeof setImmediate === 'function' ? setImmediate(r) : setTimeout(r, 0)));
     this.lastYield = performance.now();
   }
 
@@ -367,7 +382,7 @@ export class Training {
       for (const th of this.thetas) J += this.evaluator.score(th).J;
       J /= N;
       this.gradNormSq.push(null);
-    } else if (this.pool instanceof WorkerPool && this.pool.runs) {
+    } else if (runsRounds(this.pool)) {
       // Run mode: the workers run whole rounds (server step included) and may be one round
       // ahead; this thread collects theta_bar(r), evaluates it (or collects the workers'
       // evaluation) and reports, while round r + 1 runs.
@@ -433,7 +448,7 @@ export class Training {
     const snap = this.snapshot;
     if (!ck || !snap || snap.round <= this.savedRound) return false;
     if (due && snap.round % ck.every !== 0 && snap.round < this.settings.rounds) return false;
-    writeCheckpoint(
+    ck.io.writeCheckpoint(
       ck.path,
       ck.identity,
       { ...snap, J: this.J.slice(0, snap.round + 1), gradNormSq: this.gradNormSq.slice(0, snap.round) },
