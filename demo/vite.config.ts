@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import { createLogger, defineConfig, type Plugin } from 'vite';
+import { createLogger, defineConfig } from 'vite';
 
 /**
  * The browser demo: `npm run demo` builds it into build/demo and serves it on 127.0.0.1:4173
@@ -9,30 +9,6 @@ import { createLogger, defineConfig, type Plugin } from 'vite';
  */
 const root = fileURLToPath(new URL('.', import.meta.url));
 
-/**
- * Node-only packages that the federation modules import for their Node runtimes (worker_threads
- * pools). The page never uses those paths (it passes its own Web Worker pool), but a package
- * that subclasses a Node class at load time would break the bundle, so it is replaced by a stub
- * that throws if it is ever constructed. Node builtins (node:fs, ...) need no stub: vite's
- * browser-external modules only fail when called.
- */
-const NODE_ONLY = new Set(['piscina']);
-function nodeOnlyStubs(): Plugin {
-  const prefix = '\0fedpg-node-only:';
-  return {
-    name: 'fedpg-node-only-stubs',
-    enforce: 'pre',
-    resolveId(id) {
-      return NODE_ONLY.has(id) ? prefix + id : null;
-    },
-    load(id) {
-      if (!id.startsWith(prefix)) return null;
-      const name = id.slice(prefix.length);
-      const msg = JSON.stringify(`${name} is Node-only; in a browser, pass a pool of Web Workers (see demo/pool.ts)`);
-      return `export class Piscina { constructor() { throw new Error(${msg}); } }\nexport default { Piscina };\n`;
-    },
-  };
-}
 const repo = fileURLToPath(new URL('..', import.meta.url));
 
 /**
@@ -58,14 +34,14 @@ export default defineConfig({
   root,
   base: './',
   customLogger: quietLogger(),
-  plugins: [nodeOnlyStubs()],
+  plugins: [],
   build: {
     outDir: fileURLToPath(new URL('../build/demo', import.meta.url)),
     emptyOutDir: true,
     target: 'es2022',
     chunkSizeWarningLimit: 1024,
   },
-  worker: { format: 'es', plugins: () => [nodeOnlyStubs()] },
+  worker: { format: 'es', plugins: () => [] },
   server: { host: '127.0.0.1', port: 5173, strictPort: false, fs: { allow: [repo] } },
   preview: { host: '127.0.0.1', port: 4173, strictPort: false },
 });

@@ -45,32 +45,6 @@ export { LocalAgent, exactGradient } from './federation/agent.js';
 export type { AgentState } from './federation/agent.js';
 
 /**
- * The federation loop (src/federation/train.ts) yields to the event loop with setImmediate, which
- * browsers lack: where it is missing, a MessageChannel-based equivalent is installed (macrotask,
- * no 4 ms timer clamping). Nothing is replaced where setImmediate exists.
- */
-function installSetImmediate(): void {
-  const g = globalThis as unknown as { setImmediate?: unknown; MessageChannel?: new () => { port1: { onmessage: unknown }; port2: { postMessage(v: unknown): void } } };
-  if (typeof g.setImmediate === 'function') return;
-  const queue: (() => void)[] = [];
-  let post: () => void = () => setTimeout(flush, 0);
-  function flush(): void {
-    const batch = queue.splice(0);
-    for (const f of batch) f();
-  }
-  if (typeof g.MessageChannel === 'function') {
-    const ch = new g.MessageChannel();
-    ch.port1.onmessage = flush;
-    post = () => ch.port2.postMessage(0);
-  }
-  g.setImmediate = (fn: (...args: unknown[]) => void, ...args: unknown[]) => {
-    if (queue.push(() => fn(...args)) === 1) post();
-    return 0;
-  };
-}
-installSetImmediate();
-
-/**
  * The URL of the module build for this engine (SIMD where WebAssembly.validate accepts SIMD).
  * Both URLs are literal `new URL(..., import.meta.url)` expressions, so bundlers (vite, webpack,
  * parcel, esbuild with its file loader) find and emit both files.

@@ -4,6 +4,7 @@ import { InputError } from '../errors.js';
 import type { Mdp } from '../mdp/model.js';
 import { environmentSpec } from '../mdp/model.js';
 import { agentStream } from '../rng.js';
+import { yieldToEventLoop } from '../util/yield.js';
 import { LocalAgent, type AgentState } from './agent.js';
 // Checkpoints and worker threads are Node-only: loaded on demand, so the browser entry (which
 // imports this module) pulls in neither fs, crypto nor worker_threads.
@@ -356,8 +357,7 @@ export class Training {
    */
   private async breathe(): Promise<void> {
     if (performance.now() - this.lastYield < 20) return;
-    // setImmediate where there is one (Node); a zero timeout in browsers.
-    await new Promise<void>((r) => (typeof setImmediate === 'function' ? setImmediate(r) : setTimeout(r, 0)));
+    await yieldToEventLoop();
     this.lastYield = performance.now();
   }
 
