@@ -78,6 +78,18 @@ export class Sampler {
     this.piStamp[s] = this.stamp;
   }
 
+  /**
+   * A new stamp for this call's policy rows (a row is current when its stamp is). Stamps wrap
+   * after 2^31 calls: the arrays are reset rather than let an old stamp alias a new one.
+   */
+  private nextStamp(): number {
+    if (this.stamp >= 0x7ffffff0) {
+      this.stamp = 0;
+      this.piStamp.fill(-1);
+    }
+    return ++this.stamp;
+  }
+
   estimate(
     theta: Float64Array,
     reward: Float64Array,
@@ -91,16 +103,11 @@ export class Sampler {
     const { pi, cum, lastPositive, piStamp, visitStamp, visits, counts, visited, acc } = this;
     const tStart = this.trans.start, tProb = this.trans.prob, tHi = this.trans.hi, tLo = this.trans.lo;
     const iN = this.init.start[1]!, iProb = this.init.prob, iHi = this.init.hi, iLo = this.init.lo;
-    // Stamps wrap after 2^31 calls; reset the arrays rather than alias an old stamp.
-    if (this.stamp >= 0x7ffffff0) {
-      this.stamp = 0;
-      piStamp.fill(-1);
-    }
     if (this.trajStamp > 0x7fffffff - batch - 1) {
       this.trajStamp = 0;
       visitStamp.fill(-1);
     }
-    const stamp = ++this.stamp;
+    const stamp = this.nextStamp();
     acc.fill(0);
     // When a batch will visit most states anyway, compute every row now and drop the per-step check.
     const eager = this.S * this.A <= 2 * horizon * batch;
@@ -182,11 +189,7 @@ export class Sampler {
     const A = this.A;
     const gamma = this.gamma;
     const { pi, logPi, acc } = this;
-    if (this.stamp >= 0x7ffffff0) {
-      this.stamp = 0;
-      this.piStamp.fill(-1);
-    }
-    const stamp = ++this.stamp;
+    const stamp = this.nextStamp();
     acc.fill(0);
     const states = new Int32Array(horizon);
     const actions = new Int32Array(horizon);
