@@ -7,7 +7,7 @@ import { parseAggregatorTokens, parseShared, sharedAgentCount } from '../../netw
 import { readJsonFile, startAggregator } from '../../network/node.js';
 import { NETWORK_ALGORITHMS } from '../../network/protocol.js';
 import { int, printJson } from '../flags.js';
-import { settingsFromFlags, type RunFlags } from './train.js';
+import { addSettingsFlags, settingsFromFlags, type RunFlags } from './train.js';
 
 /** Defaults of `fedpg serve` (documented in --help and docs/NETWORK.md). */
 export const SERVE_DEFAULTS = {
@@ -55,21 +55,11 @@ export function serveCommand(program: Command): void {
     .option('--tls-cert <file>', 'serve HTTPS with this certificate chain (PEM); agents then use an https:// URL')
     .option('--tls-key <file>', 'the private key (PEM) of --tls-cert')
     .option('--hold <ms>', 'how long a poll waits for the next phase before the agent polls again (default 15000)');
-  // train's run flags, declared here (train's runtime flags, --workers and its checkpoints, do not apply).
-  const d = DEFAULT_SETTINGS;
-  cmd
-    .option('--algorithm <name>', `${ALGORITHMS.filter((a) => NETWORK_ALGORITHMS.includes(a)).join(' | ')} (default ${d.algorithm})`)
-    .option('--rounds <T>', `communication rounds (default ${d.rounds})`)
-    .option('--local-steps <H>', `local steps per round (default ${d.localSteps})`)
-    .option('--eta <x>', `local step size (default ${d.eta})`)
-    .option('--alpha-g <x>', `server step size in (0,1] (default ${d.alphaG})`)
-    .option('--gradient <mode>', `exact | sampled (default ${d.gradient})`)
-    .option('--horizon <K>', `estimator horizon (default ${d.horizon})`)
-    .option('--batch <M>', `trajectories per estimate (default ${d.batch})`)
-    .option('--seed <n>', `run seed (default ${d.seed})`)
-    .option('--correction <kind>', `fast-fedpg: memory (Algorithm 1) | fresh (an ablation) (default ${d.correction})`)
-    .option('--entropy <tau>', `entropy weight for regfedpg (required there) or fast-fedpg (default ${d.entropy})`)
-    .option('--theta0 <file>', 'initial theta: S x A JSON array or an object with "theta" (default zeros)')
+  // train's settings flags (its runtime flags, --workers and its checkpoints, do not apply here).
+  addSettingsFlags(
+    cmd,
+    ALGORITHMS.filter((a) => NETWORK_ALGORITHMS.includes(a)),
+  )
     .option('--backend <name>', 'not for serve: the agents compute (fedpg agent --backend)')
     .option('--out <file>', 'round log (JSONL): a header line, then one record per finished round')
     .option('--json', 'print one JSON object (the result)')

@@ -34,10 +34,13 @@ export interface RunFlags {
   fresh?: boolean;
 }
 
-/** The run flags shared by train, run (and later serve). */
-export function addRunFlags(cmd: Command, withAlgorithm = true): Command {
+/**
+ * The training settings' flags, shared by train, run and serve. `algorithms`: the choices this
+ * command takes (null: the command fixes the algorithm itself).
+ */
+export function addSettingsFlags(cmd: Command, algorithms: readonly string[] | null = ALGORITHMS): Command {
   const d = DEFAULT_SETTINGS;
-  if (withAlgorithm) cmd.option('--algorithm <name>', `${ALGORITHMS.join(' | ')} (default ${d.algorithm})`);
+  if (algorithms) cmd.option('--algorithm <name>', `${algorithms.join(' | ')} (default ${d.algorithm})`);
   return cmd
     .option('--rounds <T>', `communication rounds (default ${d.rounds})`)
     .option('--local-steps <H>', `local steps per round (default ${d.localSteps})`)
@@ -49,8 +52,13 @@ export function addRunFlags(cmd: Command, withAlgorithm = true): Command {
     .option('--seed <n>', `run seed (default ${d.seed})`)
     .option('--correction <kind>', `fast-fedpg: memory (Algorithm 1) | fresh (a new g_i(theta_bar) each round: an ablation) (default ${d.correction})`)
     .option('--entropy <tau>', `entropy weight for regfedpg (required there) or fast-fedpg (default ${d.entropy})`)
+    .option('--theta0 <file>', 'initial theta: S x A JSON array or an object with "theta" (default zeros)');
+}
+
+/** The run flags of train and run: the settings, plus the backend and the in-process runtime's. */
+export function addRunFlags(cmd: Command, withAlgorithm = true): Command {
+  return addSettingsFlags(cmd, withAlgorithm ? ALGORITHMS : null)
     .option('--backend <name>', 'auto | native | wasm | js (default: $FEDPG_BACKEND, then auto)')
-    .option('--theta0 <file>', 'initial theta: S x A JSON array or an object with "theta" (default zeros)')
     .option('--workers <W>', 'threads running the agents: auto (the cores; in-process when too small to gain) or a count, 1 = in-process (default auto)')
     .option('--checkpoint <file>', 'save the run here as it goes and resume from it when it exists')
     .option('--checkpoint-every <R>', `rounds between checkpoints (default ${DEFAULT_CHECKPOINT_EVERY}; also after the last round and on Ctrl-C)`)
