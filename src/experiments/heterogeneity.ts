@@ -1,5 +1,5 @@
 import { CHART_CONFIG, DEFAULT_PARAMS, fmt, groupRuns, loadSources, methodColours, methodName, num, runSettings, SCHEMA, seedsOf, spread } from './common.js';
-import { firstAgents, scaleHeterogeneity } from './mdps.js';
+import { agentsOrSkip, scaleHeterogeneity } from './mdps.js';
 import { single } from './speedup.js';
 import { logLogFit } from './stats.js';
 import type { Experiment, Fit, PlannedTask, Row } from './types.js';
@@ -35,11 +35,8 @@ export const heterogeneity: Experiment = {
     const tasks: PlannedTask[] = [];
     const notes: string[] = [];
     for (const src of loadSources(p.mdp)) {
-      if (N > src.mdp.rewards.length) {
-        notes.push(`${src.label} has ${src.mdp.rewards.length} agents: N = ${N} skipped.`);
-        continue;
-      }
-      const base = firstAgents(src.mdp, N);
+      const base = agentsOrSkip(src, N, notes);
+      if (!base) continue;
       for (const gradient of p.gradient)
         for (const h of p.heterogeneity) {
           const mdp = scaleHeterogeneity(base, h);

@@ -1,5 +1,5 @@
 import { CHART_CONFIG, DEFAULT_PARAMS, inOrder, fmt, groupRuns, loadSources, methodColours, methodName, num, runSettings, SCHEMA, seedsOf, spread } from './common.js';
-import { firstAgents } from './mdps.js';
+import { agentsOrSkip } from './mdps.js';
 import { single } from './speedup.js';
 import { logLogFit, mean, semiLogFit, type LineFit } from './stats.js';
 import type { Experiment, Fit, PlannedTask, Row } from './types.js';
@@ -35,15 +35,12 @@ export const horizon: Experiment = {
     const tasks: PlannedTask[] = [];
     const notes: string[] = [];
     for (const src of loadSources(p.mdp)) {
-      if (N > src.mdp.rewards.length) {
-        notes.push(`${src.label} has ${src.mdp.rewards.length} agents: N = ${N} skipped.`);
-        continue;
-      }
+      const mdp = agentsOrSkip(src, N, notes);
+      if (!mdp) continue;
       if (src.mdp.perAgentKernels) {
         notes.push(`${src.label} has per-agent kernels (no J*): skipped.`);
         continue;
       }
-      const mdp = firstAgents(src.mdp, N);
       for (const K of p.horizon)
         for (const algorithm of p.algorithms)
           for (const seed of seedsOf('sampled', p.seeds))

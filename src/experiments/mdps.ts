@@ -149,6 +149,16 @@ export function firstAgents(mdp: Mdp, N: number): Mdp {
   return { ...mdp, rewards: mdp.rewards.slice(0, N), kernels: mdp.perAgentKernels ? mdp.kernels.slice(0, N) : mdp.kernels };
 }
 
+/** The source's first N agents (see firstAgents), or null, with a note, when it has fewer. */
+export function agentsOrSkip(src: { label: string; mdp: Mdp }, N: number, notes: string[]): Mdp | null {
+  const total = src.mdp.rewards.length;
+  if (N > total) {
+    notes.push(`${src.label} has ${total} agents: N = ${N} skipped.`);
+    return null;
+  }
+  return firstAgents(src.mdp, N);
+}
+
 /**
  * The heterogeneity knob on any MDP: every agent's deviation from the average reward scaled by
  * h, R_i(h) = (1 - h) R_bar + h R_i. h = 1 is the MDP itself, h = 0 makes all agents equal; the

@@ -1,6 +1,6 @@
 import { CHART_CONFIG, DEFAULT_PARAMS, inOrder, fmt, groupRuns, loadSources, methodColours, methodName, runSettings, SCHEMA, seedsOf } from './common.js';
 import { meanCurve } from './curves.js';
-import { firstAgents } from './mdps.js';
+import { agentsOrSkip } from './mdps.js';
 import { GAP_ROW_COLUMNS, gapAgainstN, gapAgainstNLayers, single } from './speedup.js';
 import type { Experiment, PlannedTask } from './types.js';
 
@@ -37,11 +37,8 @@ export const memory: Experiment = {
     const notes: string[] = [];
     for (const src of loadSources(p.mdp)) {
       for (const N of p.agents) {
-        if (N > src.mdp.rewards.length) {
-          notes.push(`${src.label} has ${src.mdp.rewards.length} agents: N = ${N} skipped.`);
-          continue;
-        }
-        const mdp = firstAgents(src.mdp, N);
+        const mdp = agentsOrSkip(src, N, notes);
+        if (!mdp) continue;
         for (const algorithm of p.algorithms)
           for (const correction of algorithm === 'fast-fedpg' ? p.correction : (['memory'] as const))
             for (const seed of seedsOf('sampled', p.seeds))

@@ -1,6 +1,6 @@
 import { CHART_CONFIG, DEFAULT_PARAMS, inOrder, fmt, groupRuns, loadSources, methodColours, methodName, num, SCHEMA, seedsOf, spread } from './common.js';
 import { meanCurve } from './curves.js';
-import { firstAgents } from './mdps.js';
+import { agentsOrSkip } from './mdps.js';
 import { single } from './speedup.js';
 import { bootstrapSlope, logLogFit } from './stats.js';
 import type { Experiment, Fit, PlannedTask, Row } from './types.js';
@@ -51,11 +51,8 @@ export const nonidentical: Experiment = {
     const notes: string[] = [];
     for (const src of loadSources(p.mdp)) {
       for (const N of p.agents) {
-        if (N > src.mdp.rewards.length) {
-          notes.push(`${src.label} has ${src.mdp.rewards.length} agents: N = ${N} skipped.`);
-          continue;
-        }
-        const mdp = firstAgents(src.mdp, N);
+        const mdp = agentsOrSkip(src, N, notes);
+        if (!mdp) continue;
         for (const T of budgets)
           for (const algorithm of p.algorithms)
             for (const seed of seedsOf('sampled', p.seeds)) {

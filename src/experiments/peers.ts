@@ -1,7 +1,7 @@
 import type { Algorithm } from '../federation/settings.js';
 import { CHART_CONFIG, DEFAULT_PARAMS, inOrder, fmt, groupRuns, loadSources, methodColours, methodName, num, runSettings, SCHEMA, seedsOf, spread } from './common.js';
 import { curveFit, meanCurve } from './curves.js';
-import { firstAgents } from './mdps.js';
+import { agentsOrSkip } from './mdps.js';
 import { single } from './speedup.js';
 import { semiLogFit } from './stats.js';
 import type { RunResult } from './task.js';
@@ -52,11 +52,8 @@ export const peers: Experiment = {
         notes.push(`${src.label} has per-agent kernels (no J*, no J_tau*): skipped.`);
         continue;
       }
-      if (N > src.mdp.rewards.length) {
-        notes.push(`${src.label} has ${src.mdp.rewards.length} agents: N = ${N} skipped.`);
-        continue;
-      }
-      const mdp = firstAgents(src.mdp, N);
+      const mdp = agentsOrSkip(src, N, notes);
+      if (!mdp) continue;
       const variants: { algorithm: Algorithm; tau: number }[] = [];
       for (const algorithm of p.algorithms) {
         if (algorithm === 'regfedpg') for (const tau of p.entropy) variants.push({ algorithm, tau });

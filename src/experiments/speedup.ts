@@ -1,6 +1,6 @@
 import { InputError } from '../errors.js';
 import { CHART_CONFIG, DEFAULT_PARAMS, inOrder, fmt, groupRuns, loadSources, methodColours, methodName, num, runSettings, SCHEMA, seedsOf, spread } from './common.js';
-import { firstAgents } from './mdps.js';
+import { agentsOrSkip } from './mdps.js';
 import { bootstrapSlope, logLogFit } from './stats.js';
 import type { RunResult } from './task.js';
 import type { Experiment, ExperimentParams, Fit, PlannedTask, Row } from './types.js';
@@ -199,13 +199,9 @@ export const speedup: Experiment = {
     const tasks: PlannedTask[] = [];
     const notes: string[] = [];
     for (const src of loadSources(p.mdp)) {
-      const total = src.mdp.rewards.length;
       for (const N of p.agents) {
-        if (N > total) {
-          notes.push(`${src.label} has ${total} agents: N = ${N} skipped.`);
-          continue;
-        }
-        const mdp = firstAgents(src.mdp, N);
+        const mdp = agentsOrSkip(src, N, notes);
+        if (!mdp) continue;
         for (const algorithm of p.algorithms)
           for (const seed of seedsOf('sampled', p.seeds))
             tasks.push({

@@ -141,19 +141,8 @@ export async function listen(o: ListenOptions): Promise<Listening> {
     };
     socket.on('data', onData);
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(o.port, host, () => {
-      server.removeListener('error', reject);
-      resolve();
-    });
-  });
-  const addr = server.address() as net.AddressInfo;
-  const urlHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   return {
-    host: addr.address,
-    port: addr.port,
-    url: `http://${urlHost}:${addr.port}`,
+    ...(await bind(server, o.port, host, 'http')),
     close: (graceMs = 2000) =>
       new Promise<void>((resolve) => {
         // Stop accepting; let answers in flight (the DONE of the last polls) reach their agents.
@@ -171,6 +160,20 @@ export async function listen(o: ListenOptions): Promise<Listening> {
   };
 }
 
+/** Listens on host:port (0: a free port) and reports the address actually bound, as a URL too. */
+async function bind(server: net.Server, port: number, host: string, scheme: 'http' | 'https'): Promise<{ host: string; port: number; url: string }> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.removeListener('error', reject);
+      resolve();
+    });
+  });
+  const addr = server.address() as net.AddressInfo;
+  const urlHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  return { host: addr.address, port: addr.port, url: `${scheme}://${urlHost}:${addr.port}` };
+}
+
 /** HTTPS: one secure server negotiates HTTP/2 or HTTP/1.1 by ALPN (no sniffing needed). */
 async function listenTls(o: ListenOptions, host: string, handler: Handler): Promise<Listening> {
   const server = http2.createSecureServer({ cert: o.tls!.cert, key: o.tls!.key, allowHTTP1: true, noDelay: true }, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
@@ -185,19 +188,8 @@ async function listenTls(o: ListenOptions, host: string, handler: Handler): Prom
     sessions.add(s);
     s.on('close', () => sessions.delete(s));
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(o.port, host, () => {
-      server.removeListener('error', reject);
-      resolve();
-    });
-  });
-  const addr = server.address() as net.AddressInfo;
-  const urlHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   return {
-    host: addr.address,
-    port: addr.port,
-    url: `https://${urlHost}:${addr.port}`,
+    ...(await bind(server, o.port, host, 'https')),
     close: (graceMs = 2000) =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
