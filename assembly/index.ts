@@ -109,3 +109,5 @@ export function packBytes(n: i32): i32 {
   return luPackBytes(n);
 }
 
+
+export { mapMath } from './detmath';

@@ -1,5 +1,6 @@
 import { Env } from './env';
 import { ldf, stf, ldi, sti, zalloc, release } from './mem';
+import { detExp, detLog } from './detmath';
 
 /**
  * The Eq. 5 estimator, consuming the random stream exactly as src/backends/js/sampler.ts: the
@@ -157,12 +158,12 @@ function policyRow(e: Env, theta: usize, s: i32, stamp: i32, withLog: bool): voi
   }
   let z: f64 = 0;
   for (let a = 0; a < A; a++) {
-    const x = Math.exp(ldf(th, a) - m);
+    const x = detExp(ldf(th, a) - m);
     stf(pi, a, x);
     z += x;
   }
   if (withLog) {
-    const logZ = Math.log(z);
+    const logZ = detLog(z);
     const lp = e.logPi + ((<usize>base) << 3);
     for (let a = 0; a < A; a++) stf(lp, a, ldf(th, a) - m - logZ);
   }

@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "detmath.h"
 #include "kernels.h"
 
 namespace fedpg {
@@ -623,10 +624,36 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceValue("Environment", EnvWrap::Define(env), napi_enumerable),
                              InstanceValue("abiVersion", Napi::Number::New(env, kAbiVersion), napi_enumerable),
                              InstanceMethod("info", &Addon::Info, napi_enumerable),
+                             InstanceMethod("mapMath", &Addon::MapMath, napi_enumerable),
                          });
   }
 
  private:
+  /**
+   * mapMath(name, x, out): out[i] = f(x[i]) with f one of exp, log, cos (ours, native/src/detmath.h)
+   * or std.exp, std.log, std.cos (this machine's libm). For the cross-backend tests and the bench.
+   */
+  Napi::Value MapMath(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const Napi::Value nameV = arg(info, 0);
+    if (!nameV.IsString()) throw Napi::TypeError::New(env, "mapMath name must be a string, got " + typeName(nameV));
+    const std::string name = nameV.As<Napi::String>().Utf8Value();
+    Napi::Float64Array x = f64(env, arg(info, 1), "x");
+    Napi::Float64Array out = f64(env, arg(info, 2), "out");
+    expectLength(env, out, x.ElementLength(), "out");
+    const size_t n = x.ElementLength();
+    const double* in = n ? x.Data() : nullptr;
+    double* o = n ? out.Data() : nullptr;
+    if (name == "exp") for (size_t i = 0; i < n; i++) o[i] = det::exp(in[i]);
+    else if (name == "log") for (size_t i = 0; i < n; i++) o[i] = det::log(in[i]);
+    else if (name == "cos") for (size_t i = 0; i < n; i++) o[i] = det::cos(in[i]);
+    else if (name == "std.exp") for (size_t i = 0; i < n; i++) o[i] = std::exp(in[i]);
+    else if (name == "std.log") for (size_t i = 0; i < n; i++) o[i] = std::log(in[i]);
+    else if (name == "std.cos") for (size_t i = 0; i < n; i++) o[i] = std::cos(in[i]);
+    else throw Napi::RangeError::New(env, "mapMath name must be exp, log, cos, std.exp, std.log or std.cos, got '" + name + "'");
+    return env.Undefined();
+  }
+
   Napi::Value Info(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Object o = Napi::Object::New(env);

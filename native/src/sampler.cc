@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "detmath.h"
 #include "kernels.h"
 #include "rng.h"
 
@@ -51,7 +52,8 @@ void prepareScratch(const Model& m, SamplerScratch& sc) {
 
 /**
  * pi(.|s) by softmax with the max subtracted, its running sum, and its last positive action (and
- * log pi(.|s) = theta - max - log z for the regularised estimator).
+ * log pi(.|s) = theta - max - log z for the regularised estimator). det::exp and det::log, z summed
+ * in action order: the same bits as the js and wasm rows.
  */
 template <bool kLog = false>
 inline void policyRow(const double* theta, int A, int s, SamplerScratch& sc) {
@@ -64,12 +66,12 @@ inline void policyRow(const double* theta, int A, int s, SamplerScratch& sc) {
     if (th[a] > m) m = th[a];
   double z = 0;
   for (int a = 0; a < A; a++) {
-    const double e = std::exp(th[a] - m);
+    const double e = det::exp(th[a] - m);
     pi[a] = e;
     z += e;
   }
   if (kLog) {
-    const double logZ = std::log(z);
+    const double logZ = det::log(z);
     double* lp = sc.logPi.data() + base;
     for (int a = 0; a < A; a++) lp[a] = th[a] - m - logZ;
   }

@@ -1,6 +1,8 @@
 import type { EnvironmentSpec } from '../types.js';
 import type { AliasTables } from './alias.js';
 import { nextUint32 } from '../../rng.js';
+import { detExp } from '../../math/exp.js';
+import { detLog } from '../../math/log.js';
 
 /**
  * The Eq. 5 estimator, g_hat = (sum_{t<K} gamma^t r_t) * (sum_{k<K} grad log pi(a_k|s_k)), as a
@@ -50,7 +52,11 @@ export class Sampler {
     this.acc = new Float64Array(SA);
   }
 
-  /** pi(.|s) by softmax with the max subtracted, its running sum, and its last positive action. */
+  /**
+   * pi(.|s) by softmax with the max subtracted, its running sum, and its last positive action.
+   * exp and log are our own (src/math) and z is summed in action order, as in the native and wasm
+   * samplers, so a row has the same bits on every backend.
+   */
   private policyRow(theta: Float64Array, s: number): void {
     const A = this.A;
     const base = s * A;
@@ -58,13 +64,13 @@ export class Sampler {
     for (let a = 1; a < A; a++) if (theta[base + a]! > m) m = theta[base + a]!;
     let z = 0;
     for (let a = 0; a < A; a++) {
-      const e = Math.exp(theta[base + a]! - m);
+      const e = detExp(theta[base + a]! - m);
       this.pi[base + a] = e;
       z += e;
     }
     let c = 0;
     let last = 0;
-    const logZ = Math.log(z);
+    const logZ = detLog(z);
     for (let a = 0; a < A; a++) {
       // log pi from theta directly: exact even where pi underflows.
       this.logPi[base + a] = theta[base + a]! - m - logZ;

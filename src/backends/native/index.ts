@@ -87,6 +87,8 @@ export interface RawEnvironment {
 export interface NativeAddon {
   abiVersion: number;
   info(): NativeInfo;
+  /** out[i] = f(x[i]): exp, log, cos (native/src/detmath.h) or std.exp, std.log, std.cos (libm); tests and benches. */
+  mapMath(name: string, x: Float64Array, out: Float64Array): void;
   Environment: new (spec: EnvironmentSpec, options?: NativeEnvironmentOptions) => RawEnvironment;
 }
 

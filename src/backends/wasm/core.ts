@@ -79,11 +79,12 @@ interface Exports {
   status(): number;
   luFactor(a: number, piv: number, n: number, pack: number): number;
   packBytes(n: number): number;
+  mapMath(which: number, x: number, out: number, n: number): void;
 }
 
 const EXPORTS: (keyof Exports)[] = [
   'memory', 'simd', 'alloc', 'free', 'envNew', 'envInitial', 'envRowStart', 'envNext', 'envProb', 'envFinish',
-  'envFree', 'estimate', 'localRound', 'evaluate', 'truncated', 'optimal', 'status', 'luFactor', 'packBytes',
+  'envFree', 'estimate', 'localRound', 'evaluate', 'truncated', 'optimal', 'status', 'luFactor', 'packBytes', 'mapMath',
 ];
 
 /** Error statuses returned by the kernels (assembly/exact.ts). */
@@ -539,6 +540,27 @@ export class WasmBackend implements Backend {
   /** Bytes of linear memory the module holds now (it grows, never shrinks). */
   memoryBytes(): number {
     return this.k.buf.byteLength;
+  }
+
+  /**
+   * out[i] = f(x[i]) in the module, for tests and benches: exp, log, cos are ours
+   * (assembly/detmath.ts, the bits of src/math), as.exp, as.log, as.cos AssemblyScript's Math.
+   */
+  mapMath(name: 'exp' | 'log' | 'cos' | 'as.exp' | 'as.log' | 'as.cos', x: Float64Array, out: Float64Array): void {
+    const which = ['exp', 'log', 'cos', 'as.exp', 'as.log', 'as.cos'].indexOf(name);
+    if (which < 0) throw new RangeError(`mapMath name must be exp, log, cos, as.exp, as.log or as.cos, got '${String(name)}'`);
+    checkLen('out', out, x.length);
+    const k = this.k;
+    const px = k.alloc(x.length * 8);
+    const po = k.alloc(x.length * 8);
+    try {
+      k.views().f64.set(x, px >>> 3);
+      k.x.mapMath(which, px, po, x.length);
+      out.set(k.views().f64.subarray(po >>> 3, (po >>> 3) + x.length));
+    } finally {
+      k.x.free(px);
+      k.x.free(po);
+    }
   }
 
   /**
