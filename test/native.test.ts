@@ -92,7 +92,7 @@ describe('the native loader', () => {
     writeFileSync(join(pre, 'fast-fedpg.napi.node'), readFileSync(native.path));
     const got = loadNativeAddon(root);
     expect(got.path).toBe(join(pre, 'fast-fedpg.napi.node'));
-    expect(got.addon.abiVersion).toBe(1);
+    expect(got.addon.abiVersion).toBe(2);
   });
 });
 
@@ -104,7 +104,7 @@ describe.runIf(!!native)('the native backend', () => {
   const R = mdp.rewards[0]!;
 
   it('reports the CPU path it chose and accepts every path the CPU supports', () => {
-    expect(nb.info.abiVersion).toBe(1);
+    expect(nb.info.abiVersion).toBe(2);
     expect(nb.info.napiVersion).toBe(8);
     expect(nb.info.simdSupported).toContain('generic');
     expect(nb.info.simdSupported).toContain(nb.info.simd);
@@ -148,7 +148,22 @@ describe.runIf(!!native)('the native backend', () => {
         expect(() => raw.estimateGradient(ok, R, 5, 1, v as Uint32Array, ok)).toThrow(/rng must be a Uint32Array/);
       }
       expect(() => raw.estimateGradient(ok, R, '5' as unknown as number, 1, rng(), ok)).toThrow(/horizon must be a number, got a string/);
-      expect(() => raw.localRound(ok, R, null, 0.1, 1, 'yes' as unknown as boolean, 5, 1, rng())).toThrow(/sampled must be a boolean/);
+      // localRound takes one options object, read by name: a missing or mistyped field is named.
+      const round = { theta: ok, reward: R, correction: null, eta: 0.1, steps: 1, gradient: 'sampled' as const, horizon: 5, batch: 1, rng: rng() };
+      const call = (o: unknown) => () => raw.localRound(o as typeof round);
+      expect(call(undefined)).toThrow(/localRound takes one options object, got undefined/);
+      expect(call(ok)).toThrow(/localRound takes one options object, got a Float64Array/);
+      expect(call({ ...round, gradient: 'yes' })).toThrow(/options\.gradient must be 'exact' or 'sampled', got a string 'yes'/);
+      expect(call({ ...round, gradient: undefined })).toThrow(/options\.gradient must be 'exact' or 'sampled', got undefined/);
+      for (const field of ['theta', 'reward', 'rng', 'eta', 'steps', 'horizon', 'batch'] as const) {
+        const { [field]: _gone, ...rest } = round;
+        expect(call(rest), field).toThrow(TypeError);
+        expect(call(rest), field).toThrow(new RegExp(`options\\.${field} must be .*, got undefined`));
+        expect(call({ ...round, [field]: 'x' }), field).toThrow(new RegExp(`options\\.${field} must be .*, got a string`));
+      }
+      expect(call({ ...round, correction: [1, 2] })).toThrow(/options\.correction must be a Float64Array, got an Array/);
+      expect(call({ ...round, entropy: '0.1' })).toThrow(/options\.entropy must be a number, got a string/);
+      expect(call({ ...round, gradient: 'exact', rng: undefined, horizon: undefined })).not.toThrow(); // exact reads no stream
       expect(() => (raw.evaluate as (...a: unknown[]) => void)()).toThrow(/theta must be a Float64Array, got undefined/);
     });
 
@@ -161,10 +176,11 @@ describe.runIf(!!native)('the native backend', () => {
       const nan = new Float64Array(SA);
       nan[4] = NaN;
       expect(() => raw.estimateGradient(nan, R, 5, 1, rng(), ok)).toThrow(/theta\[1\]\[1\] is NaN, not a finite number/);
-      expect(() => raw.localRound(nan, R, null, 0.1, 1, false, 0, 0, rng())).toThrow(RangeError);
+      expect(() => raw.localRound({ theta: nan, reward: R, correction: null, eta: 0.1, steps: 1, gradient: 'exact', horizon: 0, batch: 0, rng: rng() })).toThrow(RangeError);
       expect(() => raw.evaluate(ok, new Float64Array(0), out.J, out.V, out.Q, out.grad, out.occupancy)).toThrow(/rewards has length 0/);
       expect(() => raw.truncated(ok, R, -1, out.J, out.grad)).toThrow(/horizon/);
-      expect(() => raw.localRound(ok, R, null, 0.1, -1, false, 0, 0, rng())).toThrow(/steps/);
+      expect(() => raw.localRound({ theta: ok, reward: R, correction: null, eta: 0.1, steps: -1, gradient: 'exact', horizon: 0, batch: 0, rng: rng() })).toThrow(/options\.steps must be an integer/);
+      expect(() => raw.localRound({ theta: ok, reward: R, correction: new Float64Array(3), eta: 0.1, steps: 1, gradient: 'exact', horizon: 0, batch: 0, rng: rng() })).toThrow(/options\.correction has length 3, expected 18/);
       // A detached buffer has length 0: a length error, not a read of freed memory.
       const t = new Float64Array(SA);
       structuredClone(t.buffer, { transfer: [t.buffer] });

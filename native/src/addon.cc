@@ -18,7 +18,7 @@ namespace fedpg {
 namespace {
 
 /** Bumped when the JS <-> C++ calling convention changes; the loader rejects a stale build. */
-constexpr int kAbiVersion = 1;
+constexpr int kAbiVersion = 2;  // 2: localRound takes one options object
 constexpr double kMaxInt = 9007199254740991.0;  // 2^53 - 1
 
 std::string typeName(const Napi::Value& v) {
@@ -447,32 +447,49 @@ class EnvWrap : public Napi::ObjectWrap<EnvWrap> {
     Napi::Uint32Array rng;
     double tau = 0;
   };
+  /**
+   * localRound's one argument: an options object read by name (LocalRoundArgs in
+   * src/backends/types.ts): { theta, reward, correction (Float64Array or null), eta, steps,
+   * gradient ('exact' | 'sampled'), horizon, batch, rng (sampled only), entropy (optional) }.
+   * A missing or wrongly typed field is a TypeError naming it (options.<field>).
+   */
   RoundArgs roundArgs(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const Model& m = live(env);
+    const Napi::Value ov = arg(info, 0);
+    if (!ov.IsObject() || ov.IsTypedArray() || ov.IsArray() || ov.IsFunction())
+      throw Napi::TypeError::New(env, "localRound takes one options object, got " + typeName(ov));
+    const Napi::Object o = ov.As<Napi::Object>();
     RoundArgs a;
-    a.theta = f64(env, arg(info, 0), "theta");
-    a.reward = f64(env, arg(info, 1), "reward");
-    const Napi::Value c = arg(info, 2);
+    a.theta = f64(env, o.Get("theta"), "options.theta");
+    a.reward = f64(env, o.Get("reward"), "options.reward");
+    const Napi::Value c = o.Get("correction");
     if (!c.IsNull() && !c.IsUndefined()) {
-      a.correction = f64(env, c, "correction");
+      a.correction = f64(env, c, "options.correction");
       a.hasCorrection = true;
-      expectLength(env, a.correction, SA(), "correction");
+      expectLength(env, a.correction, SA(), "options.correction");
     }
-    a.eta = number(env, arg(info, 3), "eta");
-    a.steps = integer(env, arg(info, 4), "steps", 0, kMaxInt, "[0, 2^53-1]");
-    const Napi::Value sv = arg(info, 5);
-    if (!sv.IsBoolean()) throw Napi::TypeError::New(env, "sampled must be a boolean, got " + typeName(sv));
-    a.sampled = sv.As<Napi::Boolean>().Value();
-    expectLength(env, a.theta, SA(), "theta");
-    expectLength(env, a.reward, SA(), "reward");
+    a.eta = number(env, o.Get("eta"), "options.eta");
+    a.steps = integer(env, o.Get("steps"), "options.steps", 0, kMaxInt, "[0, 2^53-1]");
+    const Napi::Value gv = o.Get("gradient");
+    const std::string gradient = gv.IsString() ? gv.As<Napi::String>().Utf8Value() : "";
+    if (gradient != "exact" && gradient != "sampled")
+      throw Napi::TypeError::New(env, "options.gradient must be 'exact' or 'sampled', got " + typeName(gv) +
+                                          (gv.IsString() ? " '" + gradient + "'" : ""));
+    a.sampled = gradient == "sampled";
+    expectLength(env, a.theta, SA(), "options.theta");
+    expectLength(env, a.reward, SA(), "options.reward");
     if (a.sampled) {
-      a.K = count(env, arg(info, 6), "horizon");
-      a.M = count(env, arg(info, 7), "batch");
-      a.rng = u32(env, arg(info, 8), "rng");
-      expectLength(env, a.rng, 4, "rng");
+      a.K = count(env, o.Get("horizon"), "options.horizon");
+      a.M = count(env, o.Get("batch"), "options.batch");
+      a.rng = u32(env, o.Get("rng"), "options.rng");
+      expectLength(env, a.rng, 4, "options.rng");
     }
-    a.tau = entropyArg(env, arg(info, 9));
+    const Napi::Value tv = o.Get("entropy");
+    if (!tv.IsUndefined()) {
+      if (!tv.IsNumber()) throw Napi::TypeError::New(env, "options.entropy must be a number, got " + typeName(tv));
+      a.tau = entropyArg(env, tv);
+    }
     guarded(env, [&] { checkThetaValues(m, cspan(a.theta)); });
     return a;
   }

@@ -16,7 +16,7 @@ import { InputError } from '../../errors.js';
  */
 
 /** The calling convention this facade speaks; the addon exports the one it was built with. */
-export const NATIVE_ABI_VERSION = 1;
+export const NATIVE_ABI_VERSION = 2;
 
 /** The package root: dist/backends/native/index.js (or src/backends/native/index.ts) is three levels down. */
 export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -51,35 +51,14 @@ export interface RawEnvironment {
   optimal(reward: Float64Array, vOut: Float64Array): number;
   estimateGradient(theta: Float64Array, reward: Float64Array, horizon: number, batch: number, rng: Uint32Array, out: Float64Array): void;
   estimateRegularized(theta: Float64Array, reward: Float64Array, tau: number, horizon: number, batch: number, rng: Uint32Array, out: Float64Array): void;
-  localRound(
-    theta: Float64Array,
-    reward: Float64Array,
-    correction: Float64Array | null,
-    eta: number,
-    steps: number,
-    sampled: boolean,
-    horizon: number,
-    batch: number,
-    rng: Uint32Array,
-    entropy?: number,
-  ): void;
+  /** One options object read by name (a missing or mistyped field: a TypeError naming it). */
+  localRound(options: LocalRoundArgs): void;
   evaluateAsync(theta: Float64Array, rewards: Float64Array, J: Float64Array, V: Float64Array, Q: Float64Array, grad: Float64Array, occupancy: Float64Array, tau?: number): Promise<void>;
   truncatedAsync(theta: Float64Array, rewards: Float64Array, horizon: number, JK: Float64Array, gradK: Float64Array): Promise<void>;
   optimalAsync(reward: Float64Array, vOut: Float64Array): Promise<number>;
   estimateGradientAsync(theta: Float64Array, reward: Float64Array, horizon: number, batch: number, rng: Uint32Array, out: Float64Array): Promise<void>;
   estimateRegularizedAsync(theta: Float64Array, reward: Float64Array, tau: number, horizon: number, batch: number, rng: Uint32Array, out: Float64Array): Promise<void>;
-  localRoundAsync(
-    theta: Float64Array,
-    reward: Float64Array,
-    correction: Float64Array | null,
-    eta: number,
-    steps: number,
-    sampled: boolean,
-    horizon: number,
-    batch: number,
-    rng: Uint32Array,
-    entropy?: number,
-  ): Promise<void>;
+  localRoundAsync(options: LocalRoundArgs): Promise<void>;
   dispose(): void;
 }
 
@@ -249,8 +228,7 @@ export class NativeEnvironment implements Environment {
     checkLocalRound(this, args);
     const tau = args.entropy ?? 0;
     checkEntropy(tau);
-    const sampled = args.gradient === 'sampled';
-    this.handle().localRound(args.theta, args.reward, args.correction, args.eta, args.steps, sampled, args.horizon, args.batch, args.rng, tau);
+    this.handle().localRound(args);
   }
 
   /** Exact J_tau, V_tau, Q_tau and the gradient of J_tau (entropy-regularised objective, regfedpg). */
@@ -296,8 +274,7 @@ export class NativeEnvironment implements Environment {
     checkLocalRound(this, args);
     const tau = args.entropy ?? 0;
     checkEntropy(tau);
-    const sampled = args.gradient === 'sampled';
-    await this.handle().localRoundAsync(args.theta, args.reward, args.correction, args.eta, args.steps, sampled, args.horizon, args.batch, args.rng, tau);
+    await this.handle().localRoundAsync(args);
   }
 
   async evaluateRegularizedAsync(theta: Float64Array, rewards: Float64Array, tau: number, out: Evaluation): Promise<void> {
