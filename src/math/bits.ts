@@ -1,16 +1,18 @@
 /**
- * The exact bit-level helpers the deterministic functions need (src/math/exp.ts, log.ts): the
- * high and low 32-bit words of a double, a double from words, and 2^k. Every operation here is
+ * The exact bit-level helpers the deterministic functions need (src/math/exp.ts, log.ts, cos.ts):
+ * the 32-bit words of a double, and 2^k. Every operation here is
  * exact (no rounding), so the same helpers in C++ (native/src/detmath.h, memcpy) and
  * AssemblyScript (assembly/detmath.ts, reinterpret) give the same bits.
  */
 
-const f64 = new Float64Array(1);
-const u32 = new Uint32Array(f64.buffer);
+/** One double and its two 32-bit words, for the functions that work on words in place (log.ts). */
+export const f64 = new Float64Array(1);
+export const u32 = new Uint32Array(f64.buffer);
 /** Word order of a double in a typed array on this platform (every JS engine we run on is little-endian). */
 const LE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-const HI = LE ? 1 : 0;
-const LO = LE ? 0 : 1;
+/** Indices of the high and low words in u32. */
+export const HI = LE ? 1 : 0;
+export const LO = LE ? 0 : 1;
 
 /** The high word (sign, exponent, 20 mantissa bits) of x, as a signed int32 (fdlibm's __HI). */
 export function highWord(x: number): number {
@@ -18,18 +20,6 @@ export function highWord(x: number): number {
   return u32[HI]! | 0;
 }
 
-/** The low word (32 mantissa bits) of x, as an unsigned int32 (fdlibm's __LO). */
-export function lowWord(x: number): number {
-  f64[0] = x;
-  return u32[LO]!;
-}
-
-/** The double whose words are hi and lo. */
-export function fromWords(hi: number, lo: number): number {
-  u32[HI] = hi >>> 0;
-  u32[LO] = lo >>> 0;
-  return f64[0]!;
-}
 
 /** 2^k for k in [-1022, 1023], built by exact doubling and halving. */
 const POW2 = (() => {

@@ -55,9 +55,10 @@ export class Sampler {
   /**
    * pi(.|s) by softmax with the max subtracted, its running sum, and its last positive action.
    * exp and log are our own (src/math) and z is summed in action order, as in the native and wasm
-   * samplers, so a row has the same bits on every backend.
+   * samplers, so a row has the same bits on every backend. With `withLog`, also log pi(.|s)
+   * (the GPOMDP estimators need it; Eq. 5 does not, and skips the log).
    */
-  private policyRow(theta: Float64Array, s: number): void {
+  private policyRow(theta: Float64Array, s: number, withLog = false): void {
     const A = this.A;
     const base = s * A;
     let m = theta[base]!;
@@ -68,12 +69,14 @@ export class Sampler {
       this.pi[base + a] = e;
       z += e;
     }
+    if (withLog) {
+      // log pi from theta directly: exact even where pi underflows.
+      const logZ = detLog(z);
+      for (let a = 0; a < A; a++) this.logPi[base + a] = theta[base + a]! - m - logZ;
+    }
     let c = 0;
     let last = 0;
-    const logZ = detLog(z);
     for (let a = 0; a < A; a++) {
-      // log pi from theta directly: exact even where pi underflows.
-      this.logPi[base + a] = theta[base + a]! - m - logZ;
       const p = this.pi[base + a]! / z;
       this.pi[base + a] = p;
       c += p;
@@ -213,7 +216,7 @@ export class Sampler {
       let s = x - k < iProb[k]! ? iHi[k]! : iLo[k]!;
       let disc = 1;
       for (let step = 0; step < horizon; step++) {
-        if (this.piStamp[s] !== stamp) this.policyRow(theta, s);
+        if (this.piStamp[s] !== stamp) this.policyRow(theta, s, true);
         const base = s * A;
         const u = draw();
         let a = 0;
