@@ -209,6 +209,26 @@ function policyRow(e: Env, theta: usize, s: i32, stamp: i32, withLog: bool): voi
   return select<i32>(load<i32>(en, 8), load<i32>(en, 12), x - <f64>k < load<f64>(en));
 }
 
+/** Restores the all-zero acc outside the rows the previous call wrote, and empties piList. */
+function resetAcc(e: Env): void {
+  const A = e.A, acc = e.acc, piList = e.piList;
+  for (let q = 0, nq = e.nPi; q < nq; q++) {
+    const row = acc + ((<usize>(ldi(piList, q) * A)) << 3);
+    for (let b = 0; b < A; b++) stf(row, b, 0);
+  }
+  e.nPi = 0;
+}
+
+/** A new stamp for this call's policy rows; stamps wrap by resetting the stamp arrays. */
+function nextStamp(e: Env): i32 {
+  if (e.stamp >= 0x7ffffff0) {
+    e.stamp = 0;
+    memory.fill(e.piStamp, 0xff, (<usize>e.S) << 2);
+    if (e.svrpg) memory.fill(e.prevStamp, 0xff, (<usize>e.S) << 2);
+  }
+  return ++e.stamp;
+}
+
 /**
  * Runs `batch` trajectories and leaves their estimate (the sum divided by the batch) in e.acc,
  * whose other rows are zero. Only the rows of states visited in this call are touched: they are
@@ -228,18 +248,9 @@ export function sampleBatch(e: Env, theta: usize, reward: usize, horizon: i32, b
   const tStart = e.aStart, tE = e.aEntries;
   const iN = e.iN, iE = e.iEntries;
   const draws = e.draws, trajS = e.trajS, trajSa = e.trajSa, disc = e.disc, terms = e.terms, logPi = e.logPi;
-  // Restore the all-zero acc outside the rows the previous call wrote.
+  resetAcc(e);
+  const stamp = nextStamp(e);
   const piList = e.piList;
-  for (let q = 0, nq = e.nPi; q < nq; q++) {
-    const row = acc + ((<usize>(ldi(piList, q) * A)) << 3);
-    for (let b = 0; b < A; b++) stf(row, b, 0);
-  }
-  e.nPi = 0;
-  if (e.stamp >= 0x7ffffff0) {
-    e.stamp = 0;
-    memory.fill(piStamp, 0xff, (<usize>e.S) << 2);
-  }
-  const stamp = ++e.stamp;
   // gamma^t by repeated multiplication, as the js loop's disc *= gamma.
   let dg: f64 = 1;
   for (let t = 0; t < K; t++) {
@@ -401,4 +412,115 @@ export function allFinite(x: usize, n: i32): bool {
 export function estimate(e: Env, theta: usize, reward: usize, horizon: i32, batch: i32, rng: usize, tau: f64): usize {
   if (!allFinite(theta, e.SA)) return 0;
   return sampleBatch(e, theta, reward, horizon, batch, rng, tau);
+}
+
+/** pi_thetaPrev(.|s) and its log with policyRow's arithmetic (FedSVRPG-M's second policy). */
+function prevRow(e: Env, thetaPrev: usize, s: i32, stamp: i32): void {
+  const A = e.A;
+  const off = (<usize>(s * A)) << 3;
+  const th = thetaPrev + off, pi = e.piPrev + off, lp = e.logPiPrev + off;
+  let m = ldf(th, 0);
+  for (let a = 1; a < A; a++) {
+    const t = ldf(th, a);
+    if (t > m) m = t;
+  }
+  let z: f64 = 0;
+  for (let a = 0; a < A; a++) {
+    const x = detExp(ldf(th, a) - m);
+    stf(pi, a, x);
+    z += x;
+  }
+  const logZ = detLog(z);
+  for (let a = 0; a < A; a++) stf(lp, a, ldf(th, a) - m - logZ);
+  for (let a = 0; a < A; a++) stf(pi, a, ldf(pi, a) / z);
+  sti(e.prevStamp, s, stamp);
+}
+
+/**
+ * FedSVRPG-M's batch (src/backends/js/sampler.ts estimateSvrpg, operation for operation): each
+ * trajectory's 2K doubles drawn first, in stream order (as the lockstep lanes do); per trajectory
+ * lw = sum_h (log pi_prev - log pi)(a_h|s_h) in step order, w = detExp(lw) clipped when clip > 0;
+ * from the last step back togo += gamma^l r_l, svCur += togo (e_a - pi), svPrev += (w togo)
+ * (e_a - pi_prev); both divided by the batch. Leaves the means in e.svCur and e.svPrev.
+ */
+export function svrpgBatch(e: Env, theta: usize, thetaPrev: usize, reward: usize, K: i32, batch: i32, clip: f64, rng: usize): void {
+  if (!e.sampler) buildSampler(e);
+  ensureLanes(e, K);
+  if (!e.svrpg) {
+    e.piPrev = zalloc(e.SA, 8);
+    e.logPiPrev = zalloc(e.SA, 8);
+    e.prevStamp = zalloc(e.S, 4);
+    e.svCur = zalloc(e.SA, 8);
+    e.svPrev = zalloc(e.SA, 8);
+    e.svrpg = 1;
+  }
+  resetAcc(e);
+  const stamp = nextStamp(e);
+  const A = e.A, SA = e.SA;
+  const gamma = e.gamma;
+  const cum = e.cum, lastPos = e.lastPos, piStamp = e.piStamp, pi = e.pi, logPi = e.logPi;
+  const piPrev = e.piPrev, logPiPrev = e.logPiPrev, prevStamp = e.prevStamp;
+  const acc = e.svCur, accPrev = e.svPrev;
+  const tStart = e.aStart, tE = e.aEntries, iN = e.iN, iE = e.iEntries;
+  const draws = e.draws, states = e.trajS, actions = e.trajSa, terms = e.terms;
+  memory.fill(acc, 0, (<usize>SA) << 3);
+  memory.fill(accPrev, 0, (<usize>SA) << 3);
+  const lo: f64 = clip > 0 ? 1 / clip : 0;
+  const D = 2 * K;
+  let s0 = load<u32>(rng), s1 = load<u32>(rng, 4), s2 = load<u32>(rng, 8), s3 = load<u32>(rng, 12);
+  for (let m = 0; m < batch; m++) {
+    for (let i = 0; i < D; i++) {
+      let mm = s1 * 5;
+      const r1 = rotl<u32>(mm, 7) * 9;
+      let t = s1 << 9; s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = rotl<u32>(s3, 11);
+      mm = s1 * 5;
+      const r2 = rotl<u32>(mm, 7) * 9;
+      t = s1 << 9; s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = rotl<u32>(s3, 11);
+      stf(draws, i, (<f64>(r1 >>> 5) * 67108864.0 + <f64>(r2 >>> 6)) * 1.1102230246251565e-16);
+    }
+    let s = aliasDraw(iE, iN, ldf(draws, 0));
+    let disc: f64 = 1;
+    let lw: f64 = 0;
+    for (let t = 0; t < K; t++) {
+      if (ldi(piStamp, s) != stamp) policyRow(e, theta, s, stamp, true);
+      if (ldi(prevStamp, s) != stamp) prevRow(e, thetaPrev, s, stamp);
+      const base = s * A;
+      let a = pickAction(cum + ((<usize>base) << 3), A, ldf(draws, 1 + 2 * t));
+      a = select<i32>(ldi(lastPos, s), a, a == A);
+      const sa = base + a;
+      sti(states, t, s);
+      sti(actions, t, a);
+      stf(terms, t, disc * ldf(reward, sa));
+      disc *= gamma;
+      lw += ldf(logPiPrev, sa) - ldf(logPi, sa);
+      if (t + 1 < K) {
+        const st = ldi(tStart, sa);
+        s = aliasDraw(tE + <usize>st * ENTRY, ldi(tStart, sa + 1) - st, ldf(draws, 2 + 2 * t));
+      }
+    }
+    let w = detExp(lw);
+    if (clip > 0) w = w > clip ? clip : w < lo ? lo : w;
+    let togo: f64 = 0;
+    for (let l = K - 1; l >= 0; l--) {
+      togo += ldf(terms, l);
+      const wt = w * togo;
+      const off = (<usize>(ldi(states, l) * A)) << 3;
+      const al = ldi(actions, l);
+      const ar = acc + off, pr = accPrev + off, p1 = pi + off, p2 = piPrev + off;
+      for (let b = 0; b < A; b++) {
+        const ind: f64 = b == al ? 1 : 0;
+        stf(ar, b, ldf(ar, b) + togo * (ind - ldf(p1, b)));
+        stf(pr, b, ldf(pr, b) + wt * (ind - ldf(p2, b)));
+      }
+    }
+  }
+  store<u32>(rng, s0);
+  store<u32>(rng, s1, 4);
+  store<u32>(rng, s2, 8);
+  store<u32>(rng, s3, 12);
+  const bf = <f64>batch;
+  for (let j = 0; j < SA; j++) {
+    stf(acc, j, ldf(acc, j) / bf);
+    stf(accPrev, j, ldf(accPrev, j) / bf);
+  }
 }

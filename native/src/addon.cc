@@ -245,6 +245,7 @@ class EnvWrap : public Napi::ObjectWrap<EnvWrap> {
                            InstanceMethod("optimal", &EnvWrap::Optimal),
                            InstanceMethod("estimateGradient", &EnvWrap::EstimateGradient),
                            InstanceMethod("estimateRegularized", &EnvWrap::EstimateRegularized),
+                           InstanceMethod("estimateSvrpg", &EnvWrap::EstimateSvrpg),
                            InstanceMethod("localRound", &EnvWrap::LocalRound),
                            InstanceMethod("evaluateAsync", &EnvWrap::EvaluateAsync),
                            InstanceMethod("truncatedAsync", &EnvWrap::TruncatedAsync),
@@ -446,11 +447,15 @@ class EnvWrap : public Napi::ObjectWrap<EnvWrap> {
     int64_t K = 0, M = 0;
     Napi::Uint32Array rng;
     double tau = 0;
+    bool hasSvrpg = false;
+    Napi::Float64Array thetaPrev, u;
+    double beta = 0, clip = 0;
   };
   /**
    * localRound's one argument: an options object read by name (LocalRoundArgs in
    * src/backends/types.ts): { theta, reward, correction (Float64Array or null), eta, steps,
-   * gradient ('exact' | 'sampled'), horizon, batch, rng (sampled only), entropy (optional) }.
+   * gradient ('exact' | 'sampled'), horizon, batch, rng (sampled only), entropy (optional),
+   * svrpg (optional: { thetaPrev, u, beta, clip }, FedSVRPG-M) }.
    * A missing or wrongly typed field is a TypeError naming it (options.<field>).
    */
   RoundArgs roundArgs(const Napi::CallbackInfo& info) {
@@ -490,8 +495,60 @@ class EnvWrap : public Napi::ObjectWrap<EnvWrap> {
       if (!tv.IsNumber()) throw Napi::TypeError::New(env, "options.entropy must be a number, got " + typeName(tv));
       a.tau = entropyArg(env, tv);
     }
+    const Napi::Value sv = o.Get("svrpg");
+    if (!sv.IsUndefined() && !sv.IsNull()) {
+      if (!sv.IsObject() || sv.IsTypedArray() || sv.IsArray())
+        throw Napi::TypeError::New(env, "options.svrpg must be an object, got " + typeName(sv));
+      const Napi::Object so = sv.As<Napi::Object>();
+      a.hasSvrpg = true;
+      a.thetaPrev = f64(env, so.Get("thetaPrev"), "options.svrpg.thetaPrev");
+      a.u = f64(env, so.Get("u"), "options.svrpg.u");
+      expectLength(env, a.thetaPrev, SA(), "options.svrpg.thetaPrev");
+      expectLength(env, a.u, SA(), "options.svrpg.u");
+      a.beta = number(env, so.Get("beta"), "options.svrpg.beta");
+      a.clip = number(env, so.Get("clip"), "options.svrpg.clip");
+    }
     guarded(env, [&] { checkThetaValues(m, cspan(a.theta)); });
     return a;
+  }
+
+  struct SvrpgEstArgs {
+    Napi::Float64Array theta, thetaPrev, reward, outCur, outPrev;
+    Napi::Uint32Array rng;
+    int64_t K = 0, M = 0;
+    double clip = 0;
+  };
+  /** (theta, thetaPrev, reward, K, M, clip, rng, outCur, outPrevWeighted), as Environment.estimateSvrpg. */
+  SvrpgEstArgs svrpgEstArgs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const Model& m = live(env);
+    SvrpgEstArgs a;
+    a.theta = f64(env, arg(info, 0), "theta");
+    a.thetaPrev = f64(env, arg(info, 1), "thetaPrev");
+    a.reward = f64(env, arg(info, 2), "reward");
+    a.K = count(env, arg(info, 3), "horizon");
+    a.M = count(env, arg(info, 4), "batch");
+    a.clip = number(env, arg(info, 5), "clip");
+    a.rng = u32(env, arg(info, 6), "rng");
+    a.outCur = f64(env, arg(info, 7), "gradient output");
+    a.outPrev = f64(env, arg(info, 8), "gradient output (weighted)");
+    expectLength(env, a.theta, SA(), "theta");
+    expectLength(env, a.thetaPrev, SA(), "thetaPrev");
+    expectLength(env, a.reward, SA(), "reward");
+    expectLength(env, a.rng, 4, "rng");
+    expectLength(env, a.outCur, SA(), "gradient output");
+    expectLength(env, a.outPrev, SA(), "gradient output (weighted)");
+    guarded(env, [&] { checkThetaValues(m, cspan(a.theta)); });
+    return a;
+  }
+
+  Napi::Value EstimateSvrpg(const Napi::CallbackInfo& info) {
+    SvrpgEstArgs a = svrpgEstArgs(info);
+    guarded(info.Env(), [&] {
+      estimateSvrpg(*model_, *ws_, cspan(a.theta), cspan(a.thetaPrev), cspan(a.reward), a.K, a.M, a.clip, span(a.rng),
+                    span(a.outCur), span(a.outPrev));
+    });
+    return info.Env().Undefined();
   }
 
   // ---- sync ----
@@ -533,8 +590,11 @@ class EnvWrap : public Napi::ObjectWrap<EnvWrap> {
   Napi::Value LocalRound(const Napi::CallbackInfo& info) {
     RoundArgs a = roundArgs(info);
     guarded(info.Env(), [&] {
+      SvrpgArgs sv;
+      if (a.hasSvrpg) sv = SvrpgArgs{cspan(a.thetaPrev), cspan(a.u), a.beta, a.clip};
       localRound(*model_, *ws_, span(a.theta), cspan(a.reward), a.hasCorrection ? cspan(a.correction) : In(), a.eta,
-                 a.steps, a.sampled, a.K, a.M, a.sampled ? span(a.rng) : Span<uint32_t>(), a.tau);
+                 a.steps, a.sampled, a.K, a.M, a.sampled ? span(a.rng) : Span<uint32_t>(), a.tau,
+                 a.hasSvrpg ? &sv : nullptr);
     });
     return info.Env().Undefined();
   }
@@ -620,10 +680,15 @@ class EnvWrap : public Napi::ObjectWrap<EnvWrap> {
     const int64_t steps = a.steps, K = a.K, M = a.M;
     const bool sampled = a.sampled;
     const double tau = a.tau;
+    const std::vector<double>* thetaPrev = a.hasSvrpg ? &job->input(a.thetaPrev) : nullptr;
+    const std::vector<double>* u = a.hasSvrpg ? &job->input(a.u) : nullptr;
+    const double beta = a.beta, clip = a.clip;
     job->setWork(
         [=](const Model& m, Workspace& w) {
+          SvrpgArgs sv;
+          if (thetaPrev) sv = SvrpgArgs{in(thetaPrev), in(u), beta, clip};
           localRound(m, w, out(theta), in(reward), corr ? in(corr) : In(), eta, steps, sampled, K, M,
-                     rng ? Span<uint32_t>(rng->data(), rng->size()) : Span<uint32_t>(), tau);
+                     rng ? Span<uint32_t>(rng->data(), rng->size()) : Span<uint32_t>(), tau, thetaPrev ? &sv : nullptr);
           return 0.0;
         },
         false);

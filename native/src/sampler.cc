@@ -336,6 +336,121 @@ void regularized(const Model& m, SamplerScratch& sc, const double* theta, const 
   }
 }
 
+/** pi_thetaPrev(.|s) and its log with policyRow's arithmetic (FedSVRPG-M's second policy). */
+inline void prevRow(const double* thetaPrev, int A, int s, SamplerScratch& sc) {
+  const int64_t base = int64_t(s) * A;
+  double* pi = sc.piPrev.data() + base;
+  double* lp = sc.logPiPrev.data() + base;
+  const double* th = thetaPrev + base;
+  double m = th[0];
+  for (int a = 1; a < A; a++)
+    if (th[a] > m) m = th[a];
+  double z = 0;
+  for (int a = 0; a < A; a++) {
+    const double e = det::exp(th[a] - m);
+    pi[a] = e;
+    z += e;
+  }
+  const double logZ = det::log(z);
+  for (int a = 0; a < A; a++) lp[a] = th[a] - m - logZ;
+  for (int a = 0; a < A; a++) pi[a] = pi[a] / z;
+  sc.prevStamp[s] = sc.stamp;
+}
+
+/**
+ * FedSVRPG-M's batch (the js Sampler.estimateSvrpg, operation for operation): the draws of
+ * sequential(); per trajectory lw = sum_h (log pi_prev - log pi)(a_h|s_h) in step order, w =
+ * det::exp(lw) clipped when clip > 0; from the last step back togo += gamma^l r_l,
+ * acc += togo (e_a - pi), accPrev += (w togo) (e_a - pi_prev). Leaves the sums in acc, accPrev.
+ */
+void svrpgBatch(const Model& m, SamplerScratch& sc, const double* theta, const double* thetaPrev, const double* R,
+                int64_t K, int64_t M, double clip, Xoshiro128& rng) {
+  const int A = m.A;
+  const double gamma = m.gamma;
+  const AliasTable& T = m.transitionAlias();
+  const AliasTable& I = m.initialAlias();
+  const int64_t* tStart = T.start.data();
+  const AliasEntry* tE = T.entries.data();
+  const AliasEntry* iE = I.entries.data();
+  const int64_t iN = I.start[1];
+  const uint64_t stamp = sc.stamp;
+  const size_t SA = sc.pi.size();
+  if (sc.logPi.size() != SA) sc.logPi.assign(SA, 0.0);
+  if (sc.piPrev.size() != SA) {
+    sc.piPrev.assign(SA, 0.0);
+    sc.logPiPrev.assign(SA, 0.0);
+    sc.accPrev.assign(SA, 0.0);
+    sc.prevStamp.assign(size_t(m.S), 0);
+  }
+  std::fill(sc.accPrev.begin(), sc.accPrev.end(), 0.0);
+  sc.trajS.resize(size_t(K));
+  sc.trajSa.resize(size_t(K));
+  sc.terms.resize(size_t(K));
+  const double* pi = sc.pi.data();
+  const double* logPi = sc.logPi.data();
+  const double* piPrev = sc.piPrev.data();
+  const double* logPiPrev = sc.logPiPrev.data();
+  const double* cum = sc.cum.data();
+  double* acc = sc.acc.data();
+  double* accPrev = sc.accPrev.data();
+  int32_t* states = sc.trajS.data();
+  int32_t* actions = sc.trajSa.data();
+  double* terms = sc.terms.data();
+  const double lo = clip > 0 ? 1 / clip : 0;
+  for (int64_t mm = 0; mm < M; mm++) {
+    int s = aliasDraw(iE, iN, rng.nextDouble());
+    double disc = 1;
+    double lw = 0;
+    for (int64_t step = 0; step < K; step++) {
+      if (sc.piStamp[s] != stamp) policyRow<true>(theta, A, s, sc);
+      if (sc.prevStamp[s] != stamp) prevRow(thetaPrev, A, s, sc);
+      const int64_t base = int64_t(s) * A;
+      const int a = pickAction(cum + base, A, rng.nextDouble(), sc.lastPositive[s]);
+      const int64_t sa = base + a;
+      states[step] = s;
+      actions[step] = a;
+      terms[step] = disc * R[sa];
+      disc *= gamma;
+      lw += logPiPrev[sa] - logPi[sa];
+      if (step + 1 < K) {
+        const int64_t st = tStart[sa];
+        s = aliasDraw(tE + st, tStart[sa + 1] - st, rng.nextDouble());
+      }
+    }
+    double w = det::exp(lw);
+    if (clip > 0) w = w > clip ? clip : w < lo ? lo : w;
+    double togo = 0;
+    for (int64_t l = K - 1; l >= 0; l--) {
+      togo += terms[l];
+      const double wt = w * togo;
+      const int64_t base = int64_t(states[l]) * A;
+      const int al = actions[l];
+      for (int b = 0; b < A; b++) {
+        const double ind = b == al ? 1.0 : 0.0;
+        acc[base + b] += togo * (ind - pi[base + b]);
+        accPrev[base + b] += wt * (ind - piPrev[base + b]);
+      }
+    }
+  }
+}
+
+/** estimateSvrpg without argument checks: both means into outCur and outPrev. */
+void svrpgUnchecked(const Model& m, SamplerScratch& sc, const double* theta, const double* thetaPrev, const double* R,
+                    int64_t K, int64_t M, double clip, uint32_t* rngState, double* outCur, double* outPrev) {
+  m.transitionAlias();
+  prepareScratch(m, sc);
+  ++sc.stamp;
+  std::fill(sc.acc.begin(), sc.acc.end(), 0.0);
+  Xoshiro128 rng(rngState);
+  svrpgBatch(m, sc, theta, thetaPrev, R, K, M, clip, rng);
+  rng.store(rngState);
+  const size_t SA = sc.acc.size();
+  for (size_t j = 0; j < SA; j++) {
+    outCur[j] = sc.acc[j] / double(M);
+    outPrev[j] = sc.accPrev[j] / double(M);
+  }
+}
+
 /** The estimator without argument checks (localRound checks once, then calls this H times). */
 void estimateUnchecked(const Model& m, SamplerScratch& sc, const double* theta, const double* R, int64_t K, int64_t M,
                        uint32_t* rngState, double* out, bool gpomdp = false, double tau = 0) {
@@ -381,8 +496,30 @@ void estimateRegularized(const Model& m, Workspace& w, In theta, In reward, doub
   estimateUnchecked(m, w.s, theta.p, reward.p, horizon, batch, rng.p, out.p, true, tau);
 }
 
+void checkClip(double clip) {
+  if (!(clip == 0 || (std::isfinite(clip) && clip >= 1)))
+    throw ArgumentError("clip must be 0 (no clipping) or a finite number >= 1, got " + str(clip));
+}
+
+void estimateSvrpg(const Model& m, Workspace& w, In theta, In thetaPrev, In reward, int64_t horizon, int64_t batch,
+                   double clip, Span<uint32_t> rng, Out outCur, Out outPrev) {
+  checkThetaValues(m, theta);
+  const size_t SA = size_t(m.SA());
+  checkLen("thetaPrev", thetaPrev.n, SA);
+  for (size_t j = 0; j < SA; j++)
+    if (!std::isfinite(thetaPrev.p[j])) throw ArgumentError("thetaPrev holds a non-finite entry, got " + str(thetaPrev.p[j]));
+  checkLen("reward", reward.n, SA);
+  checkLen("gradient output", outCur.n, SA);
+  checkLen("gradient output (weighted)", outPrev.n, SA);
+  checkClip(clip);
+  checkCount("horizon", horizon);
+  checkCount("batch", batch);
+  checkLen("rng", rng.n, 4);
+  svrpgUnchecked(m, w.s, theta.p, thetaPrev.p, reward.p, horizon, batch, clip, rng.p, outCur.p, outPrev.p);
+}
+
 void localRound(const Model& m, Workspace& w, Out theta, In reward, In correction, double eta, int64_t steps,
-                bool sampled, int64_t horizon, int64_t batch, Span<uint32_t> rng, double tau) {
+                bool sampled, int64_t horizon, int64_t batch, Span<uint32_t> rng, double tau, const SvrpgArgs* svrpg) {
   checkEntropy(tau);
   checkThetaValues(m, In(theta.p, theta.n));
   const size_t SA = size_t(m.SA());
@@ -406,6 +543,30 @@ void localRound(const Model& m, Workspace& w, Out theta, In reward, In correctio
   }
   double* th = theta.p;
   const double* c = correction.p;
+  if (svrpg) {
+    if (!sampled) throw ArgumentError("svrpg is sampled only");
+    if (c) throw ArgumentError("svrpg cannot be combined with a correction");
+    if (tau != 0) throw ArgumentError("svrpg cannot be combined with entropy, got " + str(tau));
+    checkLen("svrpg.thetaPrev", svrpg->thetaPrev.n, SA);
+    checkLen("svrpg.u", svrpg->u.n, SA);
+    for (size_t j = 0; j < SA; j++)
+      if (!std::isfinite(svrpg->thetaPrev.p[j]))
+        throw ArgumentError("svrpg.thetaPrev holds a non-finite entry, got " + str(svrpg->thetaPrev.p[j]));
+    if (!std::isfinite(svrpg->beta)) throw ArgumentError("svrpg.beta must be finite, got " + str(svrpg->beta));
+    checkClip(svrpg->clip);
+    w.oneGradPrev.resize(SA);
+    double* gw = w.oneGradPrev.data();
+    const double* u = svrpg->u.p;
+    const double beta = svrpg->beta;
+    for (int64_t h = 0; h < steps; h++) {
+      svrpgUnchecked(m, w.s, th, svrpg->thetaPrev.p, reward.p, horizon, batch, svrpg->clip, rng.p, g, gw);
+      for (size_t j = 0; j < SA; j++) {
+        const double d = beta * g[j] + (1 - beta) * ((u[j] + g[j]) - gw[j]);
+        th[j] = th[j] + eta * d;
+      }
+    }
+    return;
+  }
   for (int64_t h = 0; h < steps; h++) {
     if (sampled) {
       estimateUnchecked(m, w.s, th, reward.p, horizon, batch, rng.p, g, tau > 0, tau);

@@ -1,6 +1,6 @@
 import type { EnvironmentSpec } from '../types.js';
 import type { AliasTables } from './alias.js';
-import { nextUint32 } from '../../rng.js';
+import { nextDouble, nextUint32 } from '../../rng.js';
 import { detExp } from '../../math/exp.js';
 import { detLog } from '../../math/log.js';
 
@@ -28,8 +28,14 @@ export class Sampler {
   private readonly counts: Float64Array;
   private readonly visited: Int32Array;
   private readonly acc: Float64Array;
+  /** FedSVRPG-M: rows of pi_thetaPrev (and their logs), current when prevStamp[s] is the call's stamp. */
+  private svrpg: { piPrev: Float64Array; logPiPrev: Float64Array; prevStamp: Int32Array; accPrev: Float64Array } | null = null;
   private stamp = 0;
   private trajStamp = 0;
+  /** One trajectory's states, actions and discounted rewards (FedSVRPG-M), grown to the horizon. */
+  private trajS: Int32Array | null = null;
+  private trajA: Int32Array | null = null;
+  private terms: Float64Array | null = null;
 
   constructor(
     spec: EnvironmentSpec,
@@ -95,6 +101,7 @@ export class Sampler {
     if (this.stamp >= 0x7ffffff0) {
       this.stamp = 0;
       this.piStamp.fill(-1);
+      this.svrpg?.prevStamp.fill(-1);
     }
     return ++this.stamp;
   }
@@ -243,5 +250,114 @@ export class Sampler {
       }
     }
     for (let j = 0; j < acc.length; j++) out[j] = acc[j]! / batch;
+  }
+
+  /**
+   * FedSVRPG-M's estimates on one batch (Environment.estimateSvrpg): the draws of estimate(); per
+   * trajectory the log-weight lw = sum_h (log pi_prev(a_h|s_h) - log pi(a_h|s_h)) in step order,
+   * w = detExp(lw) clipped to [1/clip, clip] (clip > 0); then from the last step back,
+   * togo += gamma^l r_l, outCur[s_l,.] += togo (e_{a_l} - pi(.|s_l)) and
+   * outPrev[s_l,.] += (w togo) (e_{a_l} - pi_prev(.|s_l)); both divided by the batch at the end.
+   * The native and wasm kernels do exactly these operations in this order.
+   */
+  estimateSvrpg(
+    theta: Float64Array,
+    thetaPrev: Float64Array,
+    reward: Float64Array,
+    horizon: number,
+    batch: number,
+    clip: number,
+    rng: Uint32Array,
+    outCur: Float64Array,
+    outPrev: Float64Array,
+  ): void {
+    const A = this.A;
+    const gamma = this.gamma;
+    const SA = this.S * A;
+    const sv = (this.svrpg ??= {
+      piPrev: new Float64Array(SA),
+      logPiPrev: new Float64Array(SA),
+      prevStamp: new Int32Array(this.S).fill(-1),
+      accPrev: new Float64Array(SA),
+    });
+    const { pi, logPi, cum, lastPositive, piStamp, acc } = this;
+    const { piPrev, logPiPrev, prevStamp, accPrev } = sv;
+    const stamp = this.nextStamp();
+    acc.fill(0);
+    accPrev.fill(0);
+    if (this.trajS === null || this.trajS.length < horizon) {
+      this.trajS = new Int32Array(horizon);
+      this.trajA = new Int32Array(horizon);
+      this.terms = new Float64Array(horizon);
+    }
+    const states = this.trajS, actions = this.trajA!, terms = this.terms!;
+    const tStart = this.trans.start, tProb = this.trans.prob, tHi = this.trans.hi, tLo = this.trans.lo;
+    const iN = this.init.start[1]!, iProb = this.init.prob, iHi = this.init.hi, iLo = this.init.lo;
+    const lo = clip > 0 ? 1 / clip : 0;
+    for (let m = 0; m < batch; m++) {
+      let x = nextDouble(rng) * iN;
+      let k = x | 0;
+      let s = x - k < iProb[k]! ? iHi[k]! : iLo[k]!;
+      let disc = 1;
+      let lw = 0;
+      for (let step = 0; step < horizon; step++) {
+        if (piStamp[s] !== stamp) this.policyRow(theta, s, true);
+        if (prevStamp[s] !== stamp) this.prevRow(thetaPrev, s, stamp);
+        const base = s * A;
+        const u = nextDouble(rng);
+        let a = 0;
+        while (a < A && !(u < cum[base + a]!)) a++;
+        if (a === A) a = lastPositive[s]!;
+        const sa = base + a;
+        states[step] = s;
+        actions[step] = a;
+        terms[step] = disc * reward[sa]!;
+        disc *= gamma;
+        lw += logPiPrev[sa]! - logPi[sa]!;
+        if (step + 1 < horizon) {
+          const st = tStart[sa]!;
+          x = nextDouble(rng) * (tStart[sa + 1]! - st);
+          k = x | 0;
+          s = x - k < tProb[st + k]! ? tHi[st + k]! : tLo[st + k]!;
+        }
+      }
+      let w = detExp(lw);
+      if (clip > 0) w = w > clip ? clip : w < lo ? lo : w;
+      let togo = 0;
+      for (let l = horizon - 1; l >= 0; l--) {
+        togo += terms[l]!;
+        const wt = w * togo;
+        const base = states[l]! * A;
+        const al = actions[l]!;
+        for (let b = 0; b < A; b++) {
+          const ind = b === al ? 1 : 0;
+          acc[base + b]! += togo * (ind - pi[base + b]!);
+          accPrev[base + b]! += wt * (ind - piPrev[base + b]!);
+        }
+      }
+    }
+    for (let j = 0; j < SA; j++) {
+      outCur[j] = acc[j]! / batch;
+      outPrev[j] = accPrev[j]! / batch;
+    }
+  }
+
+  /** pi_thetaPrev(.|s) and its log, with the arithmetic of policyRow (FedSVRPG-M's second policy). */
+  private prevRow(thetaPrev: Float64Array, s: number, stamp: number): void {
+    const A = this.A;
+    const base = s * A;
+    const { piPrev, logPiPrev, prevStamp } = this.svrpg!;
+    let m = thetaPrev[base]!;
+    for (let a = 1; a < A; a++) if (thetaPrev[base + a]! > m) m = thetaPrev[base + a]!;
+    let z = 0;
+    for (let a = 0; a < A; a++) {
+      const e = detExp(thetaPrev[base + a]! - m);
+      piPrev[base + a] = e;
+      z += e;
+    }
+    const logZ = detLog(z);
+    for (let a = 0; a < A; a++) logPiPrev[base + a] = thetaPrev[base + a]! - m - logZ;
+    for (let a = 0; a < A; a++) piPrev[base + a] = piPrev[base + a]! / z;
+    prevStamp[s] = stamp;
   }
 }

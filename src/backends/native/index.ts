@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Backend, Environment, EnvironmentSpec, Evaluation, LocalRoundArgs, TruncatedEvaluation } from '../types.js';
-import { checkEntropy, checkKernelArgs, checkLocalRound, checkTheta } from '../checks.js';
+import { checkEntropy, checkKernelArgs, checkLocalRound, checkSvrpgEstimate, checkTheta } from '../checks.js';
 import { BackendUnavailableError } from '../select.js';
 import { InputError } from '../../errors.js';
 
@@ -51,6 +51,7 @@ export interface RawEnvironment {
   optimal(reward: Float64Array, vOut: Float64Array): number;
   estimateGradient(theta: Float64Array, reward: Float64Array, horizon: number, batch: number, rng: Uint32Array, out: Float64Array): void;
   estimateRegularized(theta: Float64Array, reward: Float64Array, tau: number, horizon: number, batch: number, rng: Uint32Array, out: Float64Array): void;
+  estimateSvrpg(theta: Float64Array, thetaPrev: Float64Array, reward: Float64Array, horizon: number, batch: number, clip: number, rng: Uint32Array, outCur: Float64Array, outPrevWeighted: Float64Array): void;
   /** One options object read by name (a missing or mistyped field: a TypeError naming it). */
   localRound(options: LocalRoundArgs): void;
   evaluateAsync(theta: Float64Array, rewards: Float64Array, J: Float64Array, V: Float64Array, Q: Float64Array, grad: Float64Array, occupancy: Float64Array, tau?: number): Promise<void>;
@@ -229,6 +230,15 @@ export class NativeEnvironment implements Environment {
     const tau = args.entropy ?? 0;
     checkEntropy(tau);
     this.handle().localRound(args);
+  }
+
+  /** FedSVRPG-M's two estimates on one batch (Environment.estimateSvrpg). */
+  estimateSvrpg(
+    theta: Float64Array, thetaPrev: Float64Array, reward: Float64Array, horizon: number, batch: number, clip: number,
+    rng: Uint32Array, outCur: Float64Array, outPrevWeighted: Float64Array,
+  ): void {
+    checkSvrpgEstimate(this, theta, thetaPrev, reward, horizon, batch, clip, rng, outCur, outPrevWeighted);
+    this.handle().estimateSvrpg(theta, thetaPrev, reward, horizon, batch, clip, rng, outCur, outPrevWeighted);
   }
 
   /** Exact J_tau, V_tau, Q_tau and the gradient of J_tau (entropy-regularised objective, regfedpg). */

@@ -6,7 +6,7 @@ import type {
   LocalRoundArgs,
   TruncatedEvaluation,
 } from '../types.js';
-import { checkEntropy, checkKernelArgs, checkLocalRound, checkTheta } from '../checks.js';
+import { checkEntropy, checkKernelArgs, checkLocalRound, checkSvrpgEstimate, checkTheta } from '../checks.js';
 import {
   isWasmModule,
   requireWebAssembly,
@@ -80,11 +80,16 @@ interface Exports {
   luFactor(a: number, piv: number, n: number, pack: number): number;
   packBytes(n: number): number;
   mapMath(which: number, x: number, out: number, n: number): void;
+  estimateSvrpg(e: number, theta: number, thetaPrev: number, reward: number, horizon: number, batch: number, clip: number, rng: number, outCur: number, outPrev: number): number;
+  localRoundSvrpg(
+    e: number, theta: number, reward: number, thetaPrev: number, u: number, beta: number, clip: number, eta: number,
+    steps: number, horizon: number, batch: number, rng: number,
+  ): number;
 }
 
 const EXPORTS: (keyof Exports)[] = [
   'memory', 'simd', 'alloc', 'free', 'envNew', 'envInitial', 'envRowStart', 'envNext', 'envProb', 'envFinish',
-  'envFree', 'estimate', 'localRound', 'evaluate', 'truncated', 'optimal', 'status', 'luFactor', 'packBytes', 'mapMath',
+  'envFree', 'estimate', 'localRound', 'evaluate', 'truncated', 'optimal', 'status', 'luFactor', 'packBytes', 'mapMath', 'estimateSvrpg', 'localRoundSvrpg',
 ];
 
 /** Error statuses returned by the kernels (assembly/exact.ts). */
@@ -209,6 +214,8 @@ class WasmEnvironment implements Environment {
   private cap = 0;
   private batch = { rewards: 0, J: 0, V: 0, Q: 0, grad: 0, occ: 0 };
   private vecTmp = 0;
+  /** FedSVRPG-M's extra blocks (thetaPrev, u, the weighted output), allocated on first use. */
+  private sv: { thetaPrev: number; u: number; outPrev: number } | null = null;
 
   constructor(
     private readonly k: Kernels,
@@ -479,8 +486,65 @@ class WasmEnvironment implements Environment {
     rng.set(this.vRng);
   }
 
+  private svrpgBlocks(): { thetaPrev: number; u: number; outPrev: number } {
+    if (!this.sv) {
+      const k = this.k, SA = this.SA;
+      const b = { thetaPrev: k.alloc(SA * 8), u: k.alloc(SA * 8), outPrev: k.alloc(SA * 8) };
+      this.held.blocks.push(b.thetaPrev, b.u, b.outPrev);
+      this.sv = b;
+    }
+    return this.sv;
+  }
+
+  estimateSvrpg(
+    theta: Float64Array, thetaPrev: Float64Array, reward: Float64Array, horizon: number, batch: number, clip: number,
+    rng: Uint32Array, outCur: Float64Array, outPrevWeighted: Float64Array,
+  ): void {
+    this.live();
+    checkSvrpgEstimate(this, theta, thetaPrev, reward, horizon, batch, clip, rng, outCur, outPrevWeighted);
+    const b = this.svrpgBlocks();
+    const io = this.io;
+    const v = this.k.views().f64;
+    v.set(theta, io.theta >>> 3);
+    v.set(thetaPrev, b.thetaPrev >>> 3);
+    v.set(reward, io.reward >>> 3);
+    this.vRng.set(rng);
+    const st = this.k.x.estimateSvrpg(this.held.env, io.theta, b.thetaPrev, io.reward, horizon, batch, clip, io.rng, io.out, b.outPrev);
+    if (st !== 0) throw statusError(st, 'wasm estimateSvrpg');
+    const w = this.k.views().f64;
+    outCur.set(w.subarray(io.out >>> 3, (io.out >>> 3) + this.SA));
+    outPrevWeighted.set(w.subarray(b.outPrev >>> 3, (b.outPrev >>> 3) + this.SA));
+    if (this.vRng.byteLength === 0) this.refresh(); // the call may have grown memory
+    rng.set(this.vRng);
+  }
+
+  /** FedSVRPG-M's local round (checked by localRound). */
+  private localRoundSvrpg(args: LocalRoundArgs): void {
+    const sv = args.svrpg!;
+    const b = this.svrpgBlocks();
+    const io = this.io;
+    const v = this.k.views().f64;
+    v.set(args.theta, io.theta >>> 3);
+    v.set(args.reward, io.reward >>> 3);
+    v.set(sv.thetaPrev, b.thetaPrev >>> 3);
+    v.set(sv.u, b.u >>> 3);
+    this.vRng.set(args.rng);
+    const st = this.k.x.localRoundSvrpg(
+      this.held.env, io.theta, io.reward, b.thetaPrev, b.u, sv.beta, sv.clip, args.eta, args.steps, args.horizon, args.batch, io.rng,
+    );
+    if (st !== 0) throw statusError(st, 'wasm localRound (svrpg)');
+    if (this.vRng.byteLength === 0) this.refresh(); // the call may have grown memory
+    args.theta.set(this.vTheta);
+    args.rng.set(this.vRng);
+  }
+
   localRound(args: LocalRoundArgs): void {
     this.live();
+    if (args.svrpg) {
+      checkLocalRound(this, args);
+      this.localRoundSvrpg(args);
+      return;
+    }
     const SA = this.SA;
     const quick =
       args.theta instanceof Float64Array && args.theta.length === SA &&
