@@ -57,7 +57,9 @@ export class Env {
   svrpg: i32;
   piPrev: usize; // f64[SA]
   logPiPrev: usize; // f64[SA]
-  prevStamp: usize; // i32[S]
+  prevStamp: usize; // i32[S]: the prevGen a row was computed for
+  prevGen: i32;
+  svMark: usize; // i32[S]: 1 while a state is on the current trajectory's visited list
   svCur: usize; // f64[SA]: GPOMDP at theta
   svPrev: usize; // f64[SA]: w-weighted GPOMDP at thetaPrev
 
@@ -179,6 +181,7 @@ export function envFree(e: Env): void {
     release(e.piPrev);
     release(e.logPiPrev);
     release(e.prevStamp);
+    release(e.svMark);
     release(e.svCur);
     release(e.svPrev);
   }

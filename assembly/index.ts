@@ -99,7 +99,7 @@ export function estimateSvrpg(
 ): i32 {
   const e = changetype<Env>(ep);
   if (!allFinite(theta, e.SA) || !allFinite(thetaPrev, e.SA)) return NON_FINITE_THETA;
-  svrpgBatch(e, theta, thetaPrev, reward, horizon, batch, clip, rng);
+  svrpgBatch(e, theta, thetaPrev, reward, horizon, batch, clip, rng, false);
   memory.copy(outCur, e.svCur, (<usize>e.SA) << 3);
   memory.copy(outPrev, e.svPrev, (<usize>e.SA) << 3);
   return OK;
@@ -118,7 +118,7 @@ export function localRoundSvrpg(
   if (!allFinite(theta, SA) || !allFinite(thetaPrev, SA)) return NON_FINITE_THETA;
   const omb = 1 - beta;
   for (let h = 0; h < steps; h++) {
-    svrpgBatch(e, theta, thetaPrev, reward, horizon, batch, clip, rng);
+    svrpgBatch(e, theta, thetaPrev, reward, horizon, batch, clip, rng, h > 0);
     const gc = e.svCur, gw = e.svPrev;
     for (let j = 0; j < SA; j++) {
       const d = beta * ldf(gc, j) + omb * ((ldf(u, j) + ldf(gc, j)) - ldf(gw, j));

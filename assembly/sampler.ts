@@ -224,7 +224,6 @@ function nextStamp(e: Env): i32 {
   if (e.stamp >= 0x7ffffff0) {
     e.stamp = 0;
     memory.fill(e.piStamp, 0xff, (<usize>e.S) << 2);
-    if (e.svrpg) memory.fill(e.prevStamp, 0xff, (<usize>e.S) << 2);
   }
   return ++e.stamp;
 }
@@ -415,7 +414,7 @@ export function estimate(e: Env, theta: usize, reward: usize, horizon: i32, batc
 }
 
 /** pi_thetaPrev(.|s) and its log with policyRow's arithmetic (FedSVRPG-M's second policy). */
-function prevRow(e: Env, thetaPrev: usize, s: i32, stamp: i32): void {
+function prevRow(e: Env, thetaPrev: usize, s: i32): void {
   const A = e.A;
   const off = (<usize>(s * A)) << 3;
   const th = thetaPrev + off, pi = e.piPrev + off, lp = e.logPiPrev + off;
@@ -433,36 +432,49 @@ function prevRow(e: Env, thetaPrev: usize, s: i32, stamp: i32): void {
   const logZ = detLog(z);
   for (let a = 0; a < A; a++) stf(lp, a, ldf(th, a) - m - logZ);
   for (let a = 0; a < A; a++) stf(pi, a, ldf(pi, a) / z);
-  sti(e.prevStamp, s, stamp);
+  sti(e.prevStamp, s, e.prevGen);
 }
 
 /**
  * FedSVRPG-M's batch (src/backends/js/sampler.ts estimateSvrpg, operation for operation): each
  * trajectory's 2K doubles drawn first, in stream order (as the lockstep lanes do); per trajectory
  * lw = sum_h (log pi_prev - log pi)(a_h|s_h) in step order, w = detExp(lw) clipped when clip > 0;
- * from the last step back togo += gamma^l r_l, svCur += togo (e_a - pi), svPrev += (w togo)
- * (e_a - pi_prev); both divided by the batch. Leaves the means in e.svCur and e.svPrev.
+ * backward togo += gamma^l r_l, T(s_l) += togo, C(s_l, a_l) += togo (in e.visits and e.counts,
+ * zero again afterwards); per visited state svCur += C - T pi, svPrev += w (C - T pi_prev); both
+ * divided by the batch. Leaves the means in e.svCur and e.svPrev. keepPrev: thetaPrev is the
+ * previous call's, so its rows stay valid (the steps of one local round compute each once).
  */
-export function svrpgBatch(e: Env, theta: usize, thetaPrev: usize, reward: usize, K: i32, batch: i32, clip: f64, rng: usize): void {
+export function svrpgBatch(e: Env, theta: usize, thetaPrev: usize, reward: usize, K: i32, batch: i32, clip: f64, rng: usize, keepPrev: bool): void {
   if (!e.sampler) buildSampler(e);
   ensureLanes(e, K);
   if (!e.svrpg) {
     e.piPrev = zalloc(e.SA, 8);
     e.logPiPrev = zalloc(e.SA, 8);
     e.prevStamp = zalloc(e.S, 4);
+    e.svMark = zalloc(e.S, 4);
     e.svCur = zalloc(e.SA, 8);
     e.svPrev = zalloc(e.SA, 8);
+    e.prevGen = 0;
     e.svrpg = 1;
+  }
+  if (!keepPrev) {
+    if (e.prevGen >= 0x7ffffff0) {
+      e.prevGen = 0;
+      memory.fill(e.prevStamp, 0xff, (<usize>e.S) << 2);
+    }
+    e.prevGen++;
   }
   resetAcc(e);
   const stamp = nextStamp(e);
+  const prevGen = e.prevGen;
   const A = e.A, SA = e.SA;
   const gamma = e.gamma;
   const cum = e.cum, lastPos = e.lastPos, piStamp = e.piStamp, pi = e.pi, logPi = e.logPi;
   const piPrev = e.piPrev, logPiPrev = e.logPiPrev, prevStamp = e.prevStamp;
   const acc = e.svCur, accPrev = e.svPrev;
+  const Ts = e.visits, Cs = e.counts, mark = e.svMark, visited = e.visited;
   const tStart = e.aStart, tE = e.aEntries, iN = e.iN, iE = e.iEntries;
-  const draws = e.draws, states = e.trajS, actions = e.trajSa, terms = e.terms;
+  const draws = e.draws, states = e.trajS, sas = e.trajSa, terms = e.terms;
   memory.fill(acc, 0, (<usize>SA) << 3);
   memory.fill(accPrev, 0, (<usize>SA) << 3);
   const lo: f64 = clip > 0 ? 1 / clip : 0;
@@ -483,13 +495,13 @@ export function svrpgBatch(e: Env, theta: usize, thetaPrev: usize, reward: usize
     let lw: f64 = 0;
     for (let t = 0; t < K; t++) {
       if (ldi(piStamp, s) != stamp) policyRow(e, theta, s, stamp, true);
-      if (ldi(prevStamp, s) != stamp) prevRow(e, thetaPrev, s, stamp);
+      if (ldi(prevStamp, s) != prevGen) prevRow(e, thetaPrev, s);
       const base = s * A;
       let a = pickAction(cum + ((<usize>base) << 3), A, ldf(draws, 1 + 2 * t));
       a = select<i32>(ldi(lastPos, s), a, a == A);
       const sa = base + a;
       sti(states, t, s);
-      sti(actions, t, a);
+      sti(sas, t, sa);
       stf(terms, t, disc * ldf(reward, sa));
       disc *= gamma;
       lw += ldf(logPiPrev, sa) - ldf(logPi, sa);
@@ -500,18 +512,32 @@ export function svrpgBatch(e: Env, theta: usize, thetaPrev: usize, reward: usize
     }
     let w = detExp(lw);
     if (clip > 0) w = w > clip ? clip : w < lo ? lo : w;
+    let nv = 0;
     let togo: f64 = 0;
     for (let l = K - 1; l >= 0; l--) {
       togo += ldf(terms, l);
-      const wt = w * togo;
-      const off = (<usize>(ldi(states, l) * A)) << 3;
-      const al = ldi(actions, l);
-      const ar = acc + off, pr = accPrev + off, p1 = pi + off, p2 = piPrev + off;
-      for (let b = 0; b < A; b++) {
-        const ind: f64 = b == al ? 1 : 0;
-        stf(ar, b, ldf(ar, b) + togo * (ind - ldf(p1, b)));
-        stf(pr, b, ldf(pr, b) + wt * (ind - ldf(p2, b)));
+      const sl = ldi(states, l);
+      if (!ldi(mark, sl)) {
+        sti(mark, sl, 1);
+        sti(visited, nv++, sl);
       }
+      stf(Ts, sl, ldf(Ts, sl) + togo);
+      const sa = ldi(sas, l);
+      stf(Cs, sa, ldf(Cs, sa) + togo);
+    }
+    for (let v = 0; v < nv; v++) {
+      const vs = ldi(visited, v);
+      const off = (<usize>(vs * A)) << 3;
+      const t = ldf(Ts, vs);
+      const ar = acc + off, pr = accPrev + off, cr = Cs + off, p1 = pi + off, p2 = piPrev + off;
+      for (let b = 0; b < A; b++) {
+        const c = ldf(cr, b);
+        stf(ar, b, ldf(ar, b) + (c - t * ldf(p1, b)));
+        stf(pr, b, ldf(pr, b) + w * (c - t * ldf(p2, b)));
+        stf(cr, b, 0);
+      }
+      stf(Ts, vs, 0);
+      sti(mark, vs, 0);
     }
   }
   store<u32>(rng, s0);

@@ -30,8 +30,12 @@ struct SamplerScratch {
   std::vector<double> pi, logPi, cum, acc, disc, draws, G, terms;
   // FedSVRPG-M: rows of pi_thetaPrev and their logs (current when prevStamp[s] == stamp), and the
   // weighted estimate's accumulator.
+  // Rows of pi_thetaPrev stay valid across the steps of one round (prevGen changes per call).
   std::vector<double> piPrev, logPiPrev, accPrev;
   std::vector<uint64_t> prevStamp;
+  uint64_t prevGen = 0;
+  // Per trajectory, per visited state: T(s) = sum of its reward-to-go, C(s, a) the same per action.
+  std::vector<double> togoS, togoSa;
   // Visit counts as integers (exact, like the js doubles, and cheaper to increment).
   std::vector<int32_t> visits, counts;
   std::vector<int32_t> lastPositive, visited, trajS, trajSa, state;

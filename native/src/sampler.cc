@@ -354,14 +354,15 @@ inline void prevRow(const double* thetaPrev, int A, int s, SamplerScratch& sc) {
   const double logZ = det::log(z);
   for (int a = 0; a < A; a++) lp[a] = th[a] - m - logZ;
   for (int a = 0; a < A; a++) pi[a] = pi[a] / z;
-  sc.prevStamp[s] = sc.stamp;
+  sc.prevStamp[s] = sc.prevGen;
 }
 
 /**
  * FedSVRPG-M's batch (the js Sampler.estimateSvrpg, operation for operation): the draws of
  * sequential(); per trajectory lw = sum_h (log pi_prev - log pi)(a_h|s_h) in step order, w =
- * det::exp(lw) clipped when clip > 0; from the last step back togo += gamma^l r_l,
- * acc += togo (e_a - pi), accPrev += (w togo) (e_a - pi_prev). Leaves the sums in acc, accPrev.
+ * det::exp(lw) clipped when clip > 0; backward togo += gamma^l r_l, T(s_l) += togo,
+ * C(s_l, a_l) += togo; per visited state acc += C - T pi, accPrev += w (C - T pi_prev).
+ * Leaves the sums in acc and accPrev. Rows of pi_thetaPrev stay valid while sc.prevGen does.
  */
 void svrpgBatch(const Model& m, SamplerScratch& sc, const double* theta, const double* thetaPrev, const double* R,
                 int64_t K, int64_t M, double clip, Xoshiro128& rng) {
@@ -374,18 +375,15 @@ void svrpgBatch(const Model& m, SamplerScratch& sc, const double* theta, const d
   const AliasEntry* iE = I.entries.data();
   const int64_t iN = I.start[1];
   const uint64_t stamp = sc.stamp;
-  const size_t SA = sc.pi.size();
-  if (sc.logPi.size() != SA) sc.logPi.assign(SA, 0.0);
-  if (sc.piPrev.size() != SA) {
-    sc.piPrev.assign(SA, 0.0);
-    sc.logPiPrev.assign(SA, 0.0);
-    sc.accPrev.assign(SA, 0.0);
-    sc.prevStamp.assign(size_t(m.S), 0);
-  }
+  const uint64_t prevGen = sc.prevGen;
   std::fill(sc.accPrev.begin(), sc.accPrev.end(), 0.0);
   sc.trajS.resize(size_t(K));
   sc.trajSa.resize(size_t(K));
   sc.terms.resize(size_t(K));
+  if (sc.togoS.size() != sc.visits.size()) {
+    sc.togoS.assign(sc.visits.size(), 0.0);
+    sc.togoSa.assign(sc.pi.size(), 0.0);
+  }
   const double* pi = sc.pi.data();
   const double* logPi = sc.logPi.data();
   const double* piPrev = sc.piPrev.data();
@@ -393,8 +391,10 @@ void svrpgBatch(const Model& m, SamplerScratch& sc, const double* theta, const d
   const double* cum = sc.cum.data();
   double* acc = sc.acc.data();
   double* accPrev = sc.accPrev.data();
+  double* Ts = sc.togoS.data();
+  double* Cs = sc.togoSa.data();
   int32_t* states = sc.trajS.data();
-  int32_t* actions = sc.trajSa.data();
+  int32_t* sas = sc.trajSa.data();
   double* terms = sc.terms.data();
   const double lo = clip > 0 ? 1 / clip : 0;
   for (int64_t mm = 0; mm < M; mm++) {
@@ -403,12 +403,12 @@ void svrpgBatch(const Model& m, SamplerScratch& sc, const double* theta, const d
     double lw = 0;
     for (int64_t step = 0; step < K; step++) {
       if (sc.piStamp[s] != stamp) policyRow<true>(theta, A, s, sc);
-      if (sc.prevStamp[s] != stamp) prevRow(thetaPrev, A, s, sc);
+      if (sc.prevStamp[s] != prevGen) prevRow(thetaPrev, A, s, sc);
       const int64_t base = int64_t(s) * A;
       const int a = pickAction(cum + base, A, rng.nextDouble(), sc.lastPositive[s]);
       const int64_t sa = base + a;
       states[step] = s;
-      actions[step] = a;
+      sas[step] = int32_t(sa);
       terms[step] = disc * R[sa];
       disc *= gamma;
       lw += logPiPrev[sa] - logPi[sa];
@@ -419,32 +419,54 @@ void svrpgBatch(const Model& m, SamplerScratch& sc, const double* theta, const d
     }
     double w = det::exp(lw);
     if (clip > 0) w = w > clip ? clip : w < lo ? lo : w;
+    const uint64_t traj = ++sc.trajStamp;
+    int nv = 0;
     double togo = 0;
     for (int64_t l = K - 1; l >= 0; l--) {
       togo += terms[l];
-      const double wt = w * togo;
-      const int64_t base = int64_t(states[l]) * A;
-      const int al = actions[l];
+      const int sl = states[l];
+      if (sc.visitStamp[sl] != traj) {
+        sc.visitStamp[sl] = traj;
+        sc.visited[nv++] = sl;
+        Ts[sl] = 0;
+        std::fill(Cs + int64_t(sl) * A, Cs + int64_t(sl) * A + A, 0.0);
+      }
+      Ts[sl] += togo;
+      Cs[sas[l]] += togo;
+    }
+    for (int v = 0; v < nv; v++) {
+      const int vs = sc.visited[v];
+      const int64_t base = int64_t(vs) * A;
+      const double t = Ts[vs];
       for (int b = 0; b < A; b++) {
-        const double ind = b == al ? 1.0 : 0.0;
-        acc[base + b] += togo * (ind - pi[base + b]);
-        accPrev[base + b] += wt * (ind - piPrev[base + b]);
+        const double c = Cs[base + b];
+        acc[base + b] += c - t * pi[base + b];
+        accPrev[base + b] += w * (c - t * piPrev[base + b]);
       }
     }
   }
 }
 
-/** estimateSvrpg without argument checks: both means into outCur and outPrev. */
+/** estimateSvrpg without argument checks: both means into outCur and outPrev (keepPrev: thetaPrev unchanged since the last call). */
 void svrpgUnchecked(const Model& m, SamplerScratch& sc, const double* theta, const double* thetaPrev, const double* R,
-                    int64_t K, int64_t M, double clip, uint32_t* rngState, double* outCur, double* outPrev) {
+                    int64_t K, int64_t M, double clip, uint32_t* rngState, double* outCur, double* outPrev,
+                    bool keepPrev) {
   m.transitionAlias();
   prepareScratch(m, sc);
+  const size_t SA = sc.acc.size();
+  if (sc.logPi.size() != SA) sc.logPi.assign(SA, 0.0);
+  if (sc.piPrev.size() != SA) {
+    sc.piPrev.assign(SA, 0.0);
+    sc.logPiPrev.assign(SA, 0.0);
+    sc.accPrev.assign(SA, 0.0);
+    sc.prevStamp.assign(size_t(m.S), 0);
+  }
+  if (!keepPrev) ++sc.prevGen;
   ++sc.stamp;
   std::fill(sc.acc.begin(), sc.acc.end(), 0.0);
   Xoshiro128 rng(rngState);
   svrpgBatch(m, sc, theta, thetaPrev, R, K, M, clip, rng);
   rng.store(rngState);
-  const size_t SA = sc.acc.size();
   for (size_t j = 0; j < SA; j++) {
     outCur[j] = sc.acc[j] / double(M);
     outPrev[j] = sc.accPrev[j] / double(M);
@@ -515,7 +537,7 @@ void estimateSvrpg(const Model& m, Workspace& w, In theta, In thetaPrev, In rewa
   checkCount("horizon", horizon);
   checkCount("batch", batch);
   checkLen("rng", rng.n, 4);
-  svrpgUnchecked(m, w.s, theta.p, thetaPrev.p, reward.p, horizon, batch, clip, rng.p, outCur.p, outPrev.p);
+  svrpgUnchecked(m, w.s, theta.p, thetaPrev.p, reward.p, horizon, batch, clip, rng.p, outCur.p, outPrev.p, false);
 }
 
 void localRound(const Model& m, Workspace& w, Out theta, In reward, In correction, double eta, int64_t steps,
@@ -559,7 +581,7 @@ void localRound(const Model& m, Workspace& w, Out theta, In reward, In correctio
     const double* u = svrpg->u.p;
     const double beta = svrpg->beta;
     for (int64_t h = 0; h < steps; h++) {
-      svrpgUnchecked(m, w.s, th, svrpg->thetaPrev.p, reward.p, horizon, batch, svrpg->clip, rng.p, g, gw);
+      svrpgUnchecked(m, w.s, th, svrpg->thetaPrev.p, reward.p, horizon, batch, svrpg->clip, rng.p, g, gw, h > 0);
       for (size_t j = 0; j < SA; j++) {
         const double d = beta * g[j] + (1 - beta) * ((u[j] + g[j]) - gw[j]);
         th[j] = th[j] + eta * d;

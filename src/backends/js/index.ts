@@ -88,7 +88,7 @@ class JsEnvironment implements Environment {
       const sampler = this.getSampler();
       const gw = this.gradPrev;
       for (let h = 0; h < steps; h++) {
-        sampler.estimateSvrpg(theta, thetaPrev, reward, args.horizon, args.batch, clip, args.rng, g, gw);
+        sampler.estimateSvrpg(theta, thetaPrev, reward, args.horizon, args.batch, clip, args.rng, g, gw, h > 0);
         for (let j = 0; j < theta.length; j++) {
           const d = beta * g[j]! + (1 - beta) * (u[j]! + g[j]! - gw[j]!);
           theta[j] = theta[j]! + eta * d;

@@ -28,11 +28,11 @@ export class Sampler {
   private readonly counts: Float64Array;
   private readonly visited: Int32Array;
   private readonly acc: Float64Array;
-  /** FedSVRPG-M: rows of pi_thetaPrev (and their logs), current when prevStamp[s] is the call's stamp. */
-  private svrpg: { piPrev: Float64Array; logPiPrev: Float64Array; prevStamp: Int32Array; accPrev: Float64Array } | null = null;
+  /** FedSVRPG-M: rows of pi_thetaPrev (and their logs), current when prevStamp[s] is prevGen. */
+  private svrpg: { piPrev: Float64Array; logPiPrev: Float64Array; prevStamp: Int32Array; accPrev: Float64Array; prevGen: number } | null = null;
   private stamp = 0;
   private trajStamp = 0;
-  /** One trajectory's states, actions and discounted rewards (FedSVRPG-M), grown to the horizon. */
+  /** One trajectory's states, (s, a) indices and discounted rewards (FedSVRPG-M), grown to the horizon. */
   private trajS: Int32Array | null = null;
   private trajA: Int32Array | null = null;
   private terms: Float64Array | null = null;
@@ -101,7 +101,6 @@ export class Sampler {
     if (this.stamp >= 0x7ffffff0) {
       this.stamp = 0;
       this.piStamp.fill(-1);
-      this.svrpg?.prevStamp.fill(-1);
     }
     return ++this.stamp;
   }
@@ -253,12 +252,17 @@ export class Sampler {
   }
 
   /**
-   * FedSVRPG-M's estimates on one batch (Environment.estimateSvrpg): the draws of estimate(); per
-   * trajectory the log-weight lw = sum_h (log pi_prev(a_h|s_h) - log pi(a_h|s_h)) in step order,
-   * w = detExp(lw) clipped to [1/clip, clip] (clip > 0); then from the last step back,
-   * togo += gamma^l r_l, outCur[s_l,.] += togo (e_{a_l} - pi(.|s_l)) and
-   * outPrev[s_l,.] += (w togo) (e_{a_l} - pi_prev(.|s_l)); both divided by the batch at the end.
-   * The native and wasm kernels do exactly these operations in this order.
+   * FedSVRPG-M's estimates on one batch (Environment.estimateSvrpg), with the draws of estimate().
+   * The native and wasm kernels do exactly these operations in this order:
+   *  - forward, per step: the action from pi_theta; terms_h = gamma^h r_h (disc *= gamma);
+   *    lw += log pi_prev(a_h|s_h) - log pi(a_h|s_h);
+   *  - w = detExp(lw), clipped to [1/clip, clip] when clip > 0;
+   *  - backward, l = K-1 .. 0: togo += terms_l; T(s_l) += togo; C(s_l, a_l) += togo;
+   *  - per visited state s and action b: outCur += C - T pi(b|s); outPrev += w (C - T pi_prev(b|s))
+   *    (= sum_l togo_l (e_{a_l} - pi(.|s_l)) over the visits of s: the GPOMDP sum, per state);
+   *  - both divided by the batch.
+   * Rows of pi_thetaPrev are kept between calls while `keepPrev` (thetaPrev unchanged: the steps of
+   * one local round), so a round computes each of them once.
    */
   estimateSvrpg(
     theta: Float64Array,
@@ -270,6 +274,7 @@ export class Sampler {
     rng: Uint32Array,
     outCur: Float64Array,
     outPrev: Float64Array,
+    keepPrev = false,
   ): void {
     const A = this.A;
     const gamma = this.gamma;
@@ -279,10 +284,23 @@ export class Sampler {
       logPiPrev: new Float64Array(SA),
       prevStamp: new Int32Array(this.S).fill(-1),
       accPrev: new Float64Array(SA),
+      prevGen: 0,
     });
-    const { pi, logPi, cum, lastPositive, piStamp, acc } = this;
+    if (!keepPrev) {
+      if (sv.prevGen >= 0x7ffffff0) {
+        sv.prevGen = 0;
+        sv.prevStamp.fill(-1);
+      }
+      sv.prevGen++;
+    }
+    const prevGen = sv.prevGen;
+    const { pi, logPi, cum, lastPositive, piStamp, acc, visitStamp, visits, counts, visited } = this;
     const { piPrev, logPiPrev, prevStamp, accPrev } = sv;
     const stamp = this.nextStamp();
+    if (this.trajStamp > 0x7fffffff - batch - 1) {
+      this.trajStamp = 0;
+      visitStamp.fill(-1);
+    }
     acc.fill(0);
     accPrev.fill(0);
     if (this.trajS === null || this.trajS.length < horizon) {
@@ -302,7 +320,7 @@ export class Sampler {
       let lw = 0;
       for (let step = 0; step < horizon; step++) {
         if (piStamp[s] !== stamp) this.policyRow(theta, s, true);
-        if (prevStamp[s] !== stamp) this.prevRow(thetaPrev, s, stamp);
+        if (prevStamp[s] !== prevGen) this.prevRow(thetaPrev, s, prevGen);
         const base = s * A;
         const u = nextDouble(rng);
         let a = 0;
@@ -310,7 +328,7 @@ export class Sampler {
         if (a === A) a = lastPositive[s]!;
         const sa = base + a;
         states[step] = s;
-        actions[step] = a;
+        actions[step] = sa;
         terms[step] = disc * reward[sa]!;
         disc *= gamma;
         lw += logPiPrev[sa]! - logPi[sa]!;
@@ -323,16 +341,30 @@ export class Sampler {
       }
       let w = detExp(lw);
       if (clip > 0) w = w > clip ? clip : w < lo ? lo : w;
+      // T(s) in visits, C(s, a) in counts, both zeroed at a state's first visit of this trajectory.
+      const traj = ++this.trajStamp;
+      let nv = 0;
       let togo = 0;
       for (let l = horizon - 1; l >= 0; l--) {
         togo += terms[l]!;
-        const wt = w * togo;
-        const base = states[l]! * A;
-        const al = actions[l]!;
+        const sl = states[l]!;
+        if (visitStamp[sl] !== traj) {
+          visitStamp[sl] = traj;
+          visited[nv++] = sl;
+          visits[sl] = 0;
+          counts.fill(0, sl * A, sl * A + A);
+        }
+        visits[sl]! += togo;
+        counts[actions[l]!]! += togo;
+      }
+      for (let v = 0; v < nv; v++) {
+        const vs = visited[v]!;
+        const base = vs * A;
+        const t = visits[vs]!;
         for (let b = 0; b < A; b++) {
-          const ind = b === al ? 1 : 0;
-          acc[base + b]! += togo * (ind - pi[base + b]!);
-          accPrev[base + b]! += wt * (ind - piPrev[base + b]!);
+          const c = counts[base + b]!;
+          acc[base + b]! += c - t * pi[base + b]!;
+          accPrev[base + b]! += w * (c - t * piPrev[base + b]!);
         }
       }
     }
@@ -343,7 +375,7 @@ export class Sampler {
   }
 
   /** pi_thetaPrev(.|s) and its log, with the arithmetic of policyRow (FedSVRPG-M's second policy). */
-  private prevRow(thetaPrev: Float64Array, s: number, stamp: number): void {
+  private prevRow(thetaPrev: Float64Array, s: number, gen: number): void {
     const A = this.A;
     const base = s * A;
     const { piPrev, logPiPrev, prevStamp } = this.svrpg!;
@@ -358,6 +390,6 @@ export class Sampler {
     const logZ = detLog(z);
     for (let a = 0; a < A; a++) logPiPrev[base + a] = thetaPrev[base + a]! - m - logZ;
     for (let a = 0; a < A; a++) piPrev[base + a] = piPrev[base + a]! / z;
-    prevStamp[s] = stamp;
+    prevStamp[s] = gen;
   }
 }
