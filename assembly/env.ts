@@ -62,6 +62,8 @@ export class Env {
   svMark: usize; // i32[S]: 1 while a state is on the current trajectory's visited list
   svCur: usize; // f64[SA]: GPOMDP at theta
   svPrev: usize; // f64[SA]: w-weighted GPOMDP at thetaPrev
+  svList: usize; // i32[S]: the states whose svCur/svPrev rows the last call wrote (zero elsewhere)
+  nSv: i32;
 
   // Exact solver (lazy).
   exact: i32;
@@ -184,6 +186,7 @@ export function envFree(e: Env): void {
     release(e.svMark);
     release(e.svCur);
     release(e.svPrev);
+    release(e.svList);
   }
   release(e.laneState);
   release(e.laneG);

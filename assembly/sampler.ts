@@ -235,8 +235,13 @@ function nextStamp(e: Env): i32 {
  * so a call costs O(visited states), not O(S*A). The stream state is read from and written back
  * to rng (4 words). Returns e.acc.
  */
-export function sampleBatch(e: Env, theta: usize, reward: usize, horizon: i32, batch: i32, rng: usize, tau: f64): usize {
+export function sampleBatch(
+  e: Env, theta: usize, reward: usize, horizon: i32, batch: i32, rng: usize, tau: f64, thetaPrev: usize = 0, clip: f64 = 0,
+): usize {
   const reg = tau > 0;
+  // thetaPrev != 0: FedSVRPG-M (svrpgBatch) - the lanes' paths feed svrpgTrajectory, rows carry logs.
+  const svr = thetaPrev != 0;
+  const withLog = reg || svr;
   if (!e.sampler) buildSampler(e);
   ensureLanes(e, horizon);
   const A = e.A;
@@ -259,7 +264,7 @@ export function sampleBatch(e: Env, theta: usize, reward: usize, horizon: i32, b
   // When the batch will visit most states anyway (the js backend's rule), every policy row is
   // computed up front and the per-step check disappears; the rows are the same either way.
   const eager = <i64>e.SA <= 2 * <i64>K * <i64>batch;
-  if (eager) for (let s = 0; s < e.S; s++) policyRow(e, theta, s, stamp, reg);
+  if (eager) for (let s = 0; s < e.S; s++) policyRow(e, theta, s, stamp, withLog);
   const lanes = batch < LANES ? batch : LANES;
   // Alias tables that fit the caches resolve each lane's next state at once; larger ones (pass B).
   const inCache = e.aBytes <= 262144;
@@ -293,7 +298,7 @@ export function sampleBatch(e: Env, theta: usize, reward: usize, horizon: i32, b
       const more = t + 1 < K;
       for (let l = 0; l < nl; l++) {
         const s = ldi(cur, l);
-        if (!eager && ldi(piStamp, s) != stamp) policyRow(e, theta, s, stamp, reg);
+        if (!eager && ldi(piStamp, s) != stamp) policyRow(e, theta, s, stamp, withLog);
         const base = s * A;
         const ld = draws + ((<usize>(l * D)) << 3);
         let a = pickAction(cum + ((<usize>base) << 3), A, load<f64>(ld + ((<usize>(1 + 2 * t)) << 3)));
@@ -324,6 +329,12 @@ export function sampleBatch(e: Env, theta: usize, reward: usize, horizon: i32, b
       }
     }
     // 4. Scores, trajectory after trajectory.
+    if (svr) {
+      for (let l = 0; l < nl; l++) {
+        svrpgTrajectory(e, thetaPrev, reward, trajS + ((<usize>(l * K)) << 2), trajSa + ((<usize>(l * K)) << 2), K, clip);
+      }
+      continue;
+    }
     if (reg) {
       // GPOMDP with the entropy bonus (as js estimateRegularized): reward-to-go from the end,
       // g[s_l,.] += togo_l (e_{a_l} - pi(.|s_l)).
@@ -376,6 +387,7 @@ export function sampleBatch(e: Env, theta: usize, reward: usize, horizon: i32, b
   store<u32>(rng, s1, 4);
   store<u32>(rng, s2, 8);
   store<u32>(rng, s3, 12);
+  if (svr) return acc; // svrpgBatch divides its own sums
   // The mean: the same division as the js estimator, on the visited rows only (the rest are 0).
   const bf = <f64>batch;
   for (let q = 0, nq = e.nPi; q < nq; q++) {
@@ -436,17 +448,63 @@ function prevRow(e: Env, thetaPrev: usize, s: i32): void {
 }
 
 /**
- * FedSVRPG-M's batch (src/backends/js/sampler.ts estimateSvrpg, operation for operation): each
- * trajectory's 2K doubles drawn first, in stream order (as the lockstep lanes do); per trajectory
- * lw = sum_h (log pi_prev - log pi)(a_h|s_h) in step order, w = detExp(lw) clipped when clip > 0;
+ * One trajectory's FedSVRPG-M contribution from its recorded path (src/backends/js/sampler.ts
+ * estimateSvrpg, operation for operation): lw = sum_t (log pi_prev - log pi)(a_t|s_t) in step
+ * order (rows of pi_thetaPrev computed here when missing), w = detExp(lw) clipped when clip > 0;
  * backward togo += gamma^l r_l, T(s_l) += togo, C(s_l, a_l) += togo (in e.visits and e.counts,
- * zero again afterwards); per visited state svCur += C - T pi, svPrev += w (C - T pi_prev); both
- * divided by the batch. Leaves the means in e.svCur and e.svPrev. keepPrev: thetaPrev is the
- * previous call's, so its rows stay valid (the steps of one local round compute each once).
+ * zero again afterwards); per visited state svCur += C - T pi, svPrev += w (C - T pi_prev).
+ */
+function svrpgTrajectory(e: Env, thetaPrev: usize, reward: usize, ps: usize, psa: usize, K: i32, clip: f64): void {
+  const A = e.A;
+  const prevGen = e.prevGen, prevStamp = e.prevStamp;
+  const logPi = e.logPi, logPiPrev = e.logPiPrev, disc = e.disc;
+  const Ts = e.visits, Cs = e.counts, mark = e.svMark, visited = e.visited;
+  let lw: f64 = 0;
+  for (let t = 0; t < K; t++) {
+    const s = ldi(ps, t);
+    if (ldi(prevStamp, s) != prevGen) prevRow(e, thetaPrev, s);
+    const sa = ldi(psa, t);
+    lw += ldf(logPiPrev, sa) - ldf(logPi, sa);
+  }
+  let w = detExp(lw);
+  if (clip > 0) w = w > clip ? clip : w < 1 / clip ? 1 / clip : w;
+  let nv = 0;
+  let togo: f64 = 0;
+  for (let l = K - 1; l >= 0; l--) {
+    const sa = ldi(psa, l);
+    togo += ldf(disc, l) * ldf(reward, sa);
+    const sl = ldi(ps, l);
+    if (!ldi(mark, sl)) {
+      sti(mark, sl, 1);
+      sti(visited, nv++, sl);
+    }
+    stf(Ts, sl, ldf(Ts, sl) + togo);
+    stf(Cs, sa, ldf(Cs, sa) + togo);
+  }
+  const acc = e.svCur, accPrev = e.svPrev, pi = e.pi, piPrev = e.piPrev;
+  for (let v = 0; v < nv; v++) {
+    const vs = ldi(visited, v);
+    const off = (<usize>(vs * A)) << 3;
+    const t = ldf(Ts, vs);
+    const ar = acc + off, pr = accPrev + off, cr = Cs + off, p1 = pi + off, p2 = piPrev + off;
+    for (let b = 0; b < A; b++) {
+      const c = ldf(cr, b);
+      stf(ar, b, ldf(ar, b) + (c - t * ldf(p1, b)));
+      stf(pr, b, ldf(pr, b) + w * (c - t * ldf(p2, b)));
+      stf(cr, b, 0);
+    }
+    stf(Ts, vs, 0);
+    sti(mark, vs, 0);
+  }
+}
+
+/**
+ * FedSVRPG-M's batch: the lanes of sampleBatch draw the paths (the stream contract of the
+ * estimator), svrpgTrajectory adds each trajectory in order; the means land in e.svCur and
+ * e.svPrev. keepPrev: thetaPrev is the previous call's, so its rows stay valid (the steps of one
+ * local round compute each row once).
  */
 export function svrpgBatch(e: Env, theta: usize, thetaPrev: usize, reward: usize, K: i32, batch: i32, clip: f64, rng: usize, keepPrev: bool): void {
-  if (!e.sampler) buildSampler(e);
-  ensureLanes(e, K);
   if (!e.svrpg) {
     e.piPrev = zalloc(e.SA, 8);
     e.logPiPrev = zalloc(e.SA, 8);
@@ -454,6 +512,8 @@ export function svrpgBatch(e: Env, theta: usize, thetaPrev: usize, reward: usize
     e.svMark = zalloc(e.S, 4);
     e.svCur = zalloc(e.SA, 8);
     e.svPrev = zalloc(e.SA, 8);
+    e.svList = zalloc(e.S, 4);
+    e.nSv = 0;
     e.prevGen = 0;
     e.svrpg = 1;
   }
@@ -464,89 +524,26 @@ export function svrpgBatch(e: Env, theta: usize, thetaPrev: usize, reward: usize
     }
     e.prevGen++;
   }
-  resetAcc(e);
-  const stamp = nextStamp(e);
-  const prevGen = e.prevGen;
-  const A = e.A, SA = e.SA;
-  const gamma = e.gamma;
-  const cum = e.cum, lastPos = e.lastPos, piStamp = e.piStamp, pi = e.pi, logPi = e.logPi;
-  const piPrev = e.piPrev, logPiPrev = e.logPiPrev, prevStamp = e.prevStamp;
-  const acc = e.svCur, accPrev = e.svPrev;
-  const Ts = e.visits, Cs = e.counts, mark = e.svMark, visited = e.visited;
-  const tStart = e.aStart, tE = e.aEntries, iN = e.iN, iE = e.iEntries;
-  const draws = e.draws, states = e.trajS, sas = e.trajSa, terms = e.terms;
-  memory.fill(acc, 0, (<usize>SA) << 3);
-  memory.fill(accPrev, 0, (<usize>SA) << 3);
-  const lo: f64 = clip > 0 ? 1 / clip : 0;
-  const D = 2 * K;
-  let s0 = load<u32>(rng), s1 = load<u32>(rng, 4), s2 = load<u32>(rng, 8), s3 = load<u32>(rng, 12);
-  for (let m = 0; m < batch; m++) {
-    for (let i = 0; i < D; i++) {
-      let mm = s1 * 5;
-      const r1 = rotl<u32>(mm, 7) * 9;
-      let t = s1 << 9; s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = rotl<u32>(s3, 11);
-      mm = s1 * 5;
-      const r2 = rotl<u32>(mm, 7) * 9;
-      t = s1 << 9; s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = rotl<u32>(s3, 11);
-      stf(draws, i, (<f64>(r1 >>> 5) * 67108864.0 + <f64>(r2 >>> 6)) * 1.1102230246251565e-16);
-    }
-    let s = aliasDraw(iE, iN, ldf(draws, 0));
-    let disc: f64 = 1;
-    let lw: f64 = 0;
-    for (let t = 0; t < K; t++) {
-      if (ldi(piStamp, s) != stamp) policyRow(e, theta, s, stamp, true);
-      if (ldi(prevStamp, s) != prevGen) prevRow(e, thetaPrev, s);
-      const base = s * A;
-      let a = pickAction(cum + ((<usize>base) << 3), A, ldf(draws, 1 + 2 * t));
-      a = select<i32>(ldi(lastPos, s), a, a == A);
-      const sa = base + a;
-      sti(states, t, s);
-      sti(sas, t, sa);
-      stf(terms, t, disc * ldf(reward, sa));
-      disc *= gamma;
-      lw += ldf(logPiPrev, sa) - ldf(logPi, sa);
-      if (t + 1 < K) {
-        const st = ldi(tStart, sa);
-        s = aliasDraw(tE + <usize>st * ENTRY, ldi(tStart, sa + 1) - st, ldf(draws, 2 + 2 * t));
-      }
-    }
-    let w = detExp(lw);
-    if (clip > 0) w = w > clip ? clip : w < lo ? lo : w;
-    let nv = 0;
-    let togo: f64 = 0;
-    for (let l = K - 1; l >= 0; l--) {
-      togo += ldf(terms, l);
-      const sl = ldi(states, l);
-      if (!ldi(mark, sl)) {
-        sti(mark, sl, 1);
-        sti(visited, nv++, sl);
-      }
-      stf(Ts, sl, ldf(Ts, sl) + togo);
-      const sa = ldi(sas, l);
-      stf(Cs, sa, ldf(Cs, sa) + togo);
-    }
-    for (let v = 0; v < nv; v++) {
-      const vs = ldi(visited, v);
-      const off = (<usize>(vs * A)) << 3;
-      const t = ldf(Ts, vs);
-      const ar = acc + off, pr = accPrev + off, cr = Cs + off, p1 = pi + off, p2 = piPrev + off;
-      for (let b = 0; b < A; b++) {
-        const c = ldf(cr, b);
-        stf(ar, b, ldf(ar, b) + (c - t * ldf(p1, b)));
-        stf(pr, b, ldf(pr, b) + w * (c - t * ldf(p2, b)));
-        stf(cr, b, 0);
-      }
-      stf(Ts, vs, 0);
-      sti(mark, vs, 0);
-    }
+  // Only the rows of the states a call visits are touched (they are the states whose policy row
+  // it computed, e.piList): the previous call's rows are zeroed and this call's divided, so a call
+  // costs O(visited states), not O(S*A), and the rest stays 0 as a full pass would leave it.
+  const A = e.A, acc = e.svCur, accPrev = e.svPrev, svList = e.svList;
+  for (let q = 0, nq = e.nSv; q < nq; q++) {
+    const off = (<usize>(ldi(svList, q) * A)) << 3;
+    memory.fill(acc + off, 0, (<usize>A) << 3);
+    memory.fill(accPrev + off, 0, (<usize>A) << 3);
   }
-  store<u32>(rng, s0);
-  store<u32>(rng, s1, 4);
-  store<u32>(rng, s2, 8);
-  store<u32>(rng, s3, 12);
+  sampleBatch(e, theta, reward, K, batch, rng, 0, thetaPrev, clip);
   const bf = <f64>batch;
-  for (let j = 0; j < SA; j++) {
-    stf(acc, j, ldf(acc, j) / bf);
-    stf(accPrev, j, ldf(accPrev, j) / bf);
+  const nq = e.nPi;
+  memory.copy(svList, e.piList, (<usize>nq) << 2);
+  e.nSv = nq;
+  for (let q = 0; q < nq; q++) {
+    const off = (<usize>(ldi(svList, q) * A)) << 3;
+    const ar = acc + off, pr = accPrev + off;
+    for (let b = 0; b < A; b++) {
+      stf(ar, b, ldf(ar, b) / bf);
+      stf(pr, b, ldf(pr, b) / bf);
+    }
   }
 }

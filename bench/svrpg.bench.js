@@ -1,7 +1,8 @@
 // FedSVRPG-M's sampled kernel (issue 12 item 2): the cost per trajectory step of a local round
 // with `svrpg` (GPOMDP at theta and the w-weighted GPOMDP at thetaPrev on one batch) against
 // today's Eq. 5 estimator per trajectory step, backend by backend, in one run. Target: within
-// 1.5x. Also shown: a plain sampled local round (Eq. 5) per step.
+// 1.5x. Also shown: a plain sampled local round (Eq. 5) per step. H = 10 (the CLI default): the
+// rows of pi_thetaPrev are computed once per round, not per step.
 // Usage: npm run build && node bench/svrpg.bench.js   (FEDPG_BENCH_QUICK=1: short times)
 import { Bench } from 'tinybench';
 import { BACKEND_NAMES, loadBackendByName } from '../dist/backends/select.js';
@@ -21,7 +22,7 @@ for (const name of BACKEND_NAMES) {
 }
 
 const rows = [];
-for (const [S, A, K, M, H] of [[6, 3, 30, 100, 2], [100, 10, 50, 10, 5], [1000, 20, 30, 10, 2]]) {
+for (const [S, A, K, M, H] of [[6, 3, 30, 100, 10], [100, 10, 50, 10, 10], [1000, 20, 30, 10, 10]]) {
   const mdp = randomMdp({ states: S, actions: A, agents: 1, seed: 1 });
   const SA = S * A;
   const theta = Float64Array.from({ length: SA }, (_, j) => Math.sin(j));

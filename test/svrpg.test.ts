@@ -134,11 +134,15 @@ describe.each(backends.map((b) => [b.name, b] as const))('FedSVRPG-M kernel on t
       for (let k = 0; k < m.kernels.length; k++) {
         const mine = backend.createEnvironment(environmentSpec(m, k)), ref = jsBackend.createEnvironment(environmentSpec(m, k));
         const r = m.rewards[k % m.rewards.length]!;
-        const a = [new Float64Array(n), new Float64Array(n)], b = [new Float64Array(n), new Float64Array(n)];
-        const ra = agentStream(3, k), rb = agentStream(3, k);
-        mine.estimateSvrpg(t0, tp, r, 15, 9, 0, ra, a[0]!, a[1]!);
-        ref.estimateSvrpg(t0, tp, r, 15, 9, 0, rb, b[0]!, b[1]!);
-        expect(sameBits(a[0]!, b[0]!) && sameBits(a[1]!, b[1]!), `${name} kernel ${k}`).toBe(true);
+        // batch 1 takes the backends' one-trajectory paths, 9 and 40 their lockstep lanes.
+        for (const batch of [1, 9, 40]) {
+          const a = [new Float64Array(n), new Float64Array(n)], b = [new Float64Array(n), new Float64Array(n)];
+          const ra = agentStream(3, k), rb = agentStream(3, k);
+          mine.estimateSvrpg(t0, tp, r, 15, batch, 0, ra, a[0]!, a[1]!);
+          ref.estimateSvrpg(t0, tp, r, 15, batch, 0, rb, b[0]!, b[1]!);
+          expect(sameBits(a[0]!, b[0]!) && sameBits(a[1]!, b[1]!), `${name} kernel ${k} batch ${batch}`).toBe(true);
+          expect(Array.from(ra)).toEqual(Array.from(rb));
+        }
         for (const clip of [0, 3]) {
           const ta = Float64Array.from(t0), tb = Float64Array.from(t0);
           const sa = agentStream(4, k), sb = agentStream(4, k);

@@ -195,9 +195,17 @@ void sequential(const Model& m, SamplerScratch& sc, const double* theta, const d
   }
 }
 
-template <bool kPrefetch>
+struct SvrpgCtx;
+void svrpgTrajectory(int A, SamplerScratch& sc, const SvrpgCtx& cx, const int32_t* ts, const int32_t* tsa, int64_t K,
+                     const double* disc);
+
+/**
+ * kSvrpg: the paths feed FedSVRPG-M's per-trajectory contribution (svrpgTrajectory, in trajectory
+ * order) instead of Eq. 5's; the rows then carry log pi.
+ */
+template <bool kPrefetch, bool kSvrpg = false>
 void lockstep(const Model& m, SamplerScratch& sc, const double* theta, const double* R, int64_t K, int64_t M,
-              Xoshiro128& rng, int L) {
+              Xoshiro128& rng, int L, const SvrpgCtx* cx = nullptr) {
   const int A = m.A;
   const double gamma = m.gamma;
   const AliasTable& T = m.transitionAlias();
@@ -242,7 +250,7 @@ void lockstep(const Model& m, SamplerScratch& sc, const double* theta, const dou
           s = select(sc.pendingFrac[l] < e->prob, e->hi, e->lo);
         }
         sc.state[l] = s;
-        if (sc.piStamp[s] != stamp) policyRow(theta, A, s, sc);
+        if (sc.piStamp[s] != stamp) policyRow<kSvrpg>(theta, A, s, sc);
         if (kPrefetch) {
           const double* c = cum + int64_t(s) * A;
           __builtin_prefetch(c);
@@ -279,7 +287,10 @@ void lockstep(const Model& m, SamplerScratch& sc, const double* theta, const dou
         }
       }
     }
-    for (int l = 0; l < nl; l++) contribute(A, sc, sc.trajS.data() + l * K, sc.trajSa.data() + l * K, K, sc.G[l]);
+    for (int l = 0; l < nl; l++) {
+      if (kSvrpg) svrpgTrajectory(A, sc, *cx, sc.trajS.data() + l * K, sc.trajSa.data() + l * K, K, disc);
+      else contribute(A, sc, sc.trajS.data() + l * K, sc.trajSa.data() + l * K, K, sc.G[l]);
+    }
   }
 }
 
@@ -357,17 +368,70 @@ inline void prevRow(const double* thetaPrev, int A, int s, SamplerScratch& sc) {
   sc.prevStamp[s] = sc.prevGen;
 }
 
+/** What FedSVRPG-M's per-trajectory contribution needs besides the path. */
+struct SvrpgCtx {
+  const double* thetaPrev;
+  const double* R;
+  double clip, lo;  // lo = 1/clip
+};
+
 /**
- * FedSVRPG-M's batch (the js Sampler.estimateSvrpg, operation for operation): the draws of
- * sequential(); per trajectory lw = sum_h (log pi_prev - log pi)(a_h|s_h) in step order, w =
- * det::exp(lw) clipped when clip > 0; backward togo += gamma^l r_l, T(s_l) += togo,
- * C(s_l, a_l) += togo; per visited state acc += C - T pi, accPrev += w (C - T pi_prev).
- * Leaves the sums in acc and accPrev. Rows of pi_thetaPrev stay valid while sc.prevGen does.
+ * One trajectory's FedSVRPG-M contribution from its recorded path (the js Sampler.estimateSvrpg,
+ * operation for operation): lw = sum_t (log pi_prev - log pi)(a_t|s_t) in step order (rows of
+ * pi_thetaPrev computed here when missing), w = det::exp(lw) clipped when clip > 0; backward
+ * togo += gamma^l r_l, T(s_l) += togo, C(s_l, a_l) += togo; per visited state
+ * acc += C - T pi, accPrev += w (C - T pi_prev).
  */
-void svrpgBatch(const Model& m, SamplerScratch& sc, const double* theta, const double* thetaPrev, const double* R,
-                int64_t K, int64_t M, double clip, Xoshiro128& rng) {
+void svrpgTrajectory(int A, SamplerScratch& sc, const SvrpgCtx& cx, const int32_t* ts, const int32_t* tsa, int64_t K,
+                     const double* disc) {
+  const uint64_t prevGen = sc.prevGen;
+  const double* pi = sc.pi.data();
+  const double* logPi = sc.logPi.data();
+  const double* piPrev = sc.piPrev.data();
+  const double* logPiPrev = sc.logPiPrev.data();
+  double* acc = sc.acc.data();
+  double* accPrev = sc.accPrev.data();
+  double* Ts = sc.togoS.data();
+  double* Cs = sc.togoSa.data();
+  double lw = 0;
+  for (int64_t t = 0; t < K; t++) {
+    const int s = ts[t];
+    if (sc.prevStamp[s] != prevGen) prevRow(cx.thetaPrev, A, s, sc);
+    lw += logPiPrev[tsa[t]] - logPi[tsa[t]];
+  }
+  double w = det::exp(lw);
+  if (cx.clip > 0) w = w > cx.clip ? cx.clip : w < cx.lo ? cx.lo : w;
+  const uint64_t traj = ++sc.trajStamp;
+  int nv = 0;
+  double togo = 0;
+  for (int64_t l = K - 1; l >= 0; l--) {
+    togo += disc[l] * cx.R[tsa[l]];
+    const int sl = ts[l];
+    if (sc.visitStamp[sl] != traj) {
+      sc.visitStamp[sl] = traj;
+      sc.visited[nv++] = sl;
+      Ts[sl] = 0;
+      std::fill(Cs + int64_t(sl) * A, Cs + int64_t(sl) * A + A, 0.0);
+    }
+    Ts[sl] += togo;
+    Cs[tsa[l]] += togo;
+  }
+  for (int v = 0; v < nv; v++) {
+    const int vs = sc.visited[v];
+    const int64_t base = int64_t(vs) * A;
+    const double t = Ts[vs];
+    for (int b = 0; b < A; b++) {
+      const double c = Cs[base + b];
+      acc[base + b] += c - t * pi[base + b];
+      accPrev[base + b] += w * (c - t * piPrev[base + b]);
+    }
+  }
+}
+
+/** FedSVRPG-M's batch one trajectory at a time (the draws of sequential()), for L = 1. */
+void svrpgSequential(const Model& m, SamplerScratch& sc, const double* theta, const SvrpgCtx& cx, int64_t K, int64_t M,
+                     Xoshiro128& rng) {
   const int A = m.A;
-  const double gamma = m.gamma;
   const AliasTable& T = m.transitionAlias();
   const AliasTable& I = m.initialAlias();
   const int64_t* tStart = T.start.data();
@@ -375,75 +439,24 @@ void svrpgBatch(const Model& m, SamplerScratch& sc, const double* theta, const d
   const AliasEntry* iE = I.entries.data();
   const int64_t iN = I.start[1];
   const uint64_t stamp = sc.stamp;
-  const uint64_t prevGen = sc.prevGen;
-  std::fill(sc.accPrev.begin(), sc.accPrev.end(), 0.0);
-  sc.trajS.resize(size_t(K));
-  sc.trajSa.resize(size_t(K));
-  sc.terms.resize(size_t(K));
-  if (sc.togoS.size() != sc.visits.size()) {
-    sc.togoS.assign(sc.visits.size(), 0.0);
-    sc.togoSa.assign(sc.pi.size(), 0.0);
-  }
-  const double* pi = sc.pi.data();
-  const double* logPi = sc.logPi.data();
-  const double* piPrev = sc.piPrev.data();
-  const double* logPiPrev = sc.logPiPrev.data();
   const double* cum = sc.cum.data();
-  double* acc = sc.acc.data();
-  double* accPrev = sc.accPrev.data();
-  double* Ts = sc.togoS.data();
-  double* Cs = sc.togoSa.data();
   int32_t* states = sc.trajS.data();
   int32_t* sas = sc.trajSa.data();
-  double* terms = sc.terms.data();
-  const double lo = clip > 0 ? 1 / clip : 0;
   for (int64_t mm = 0; mm < M; mm++) {
     int s = aliasDraw(iE, iN, rng.nextDouble());
-    double disc = 1;
-    double lw = 0;
     for (int64_t step = 0; step < K; step++) {
       if (sc.piStamp[s] != stamp) policyRow<true>(theta, A, s, sc);
-      if (sc.prevStamp[s] != prevGen) prevRow(thetaPrev, A, s, sc);
       const int64_t base = int64_t(s) * A;
       const int a = pickAction(cum + base, A, rng.nextDouble(), sc.lastPositive[s]);
       const int64_t sa = base + a;
       states[step] = s;
       sas[step] = int32_t(sa);
-      terms[step] = disc * R[sa];
-      disc *= gamma;
-      lw += logPiPrev[sa] - logPi[sa];
       if (step + 1 < K) {
         const int64_t st = tStart[sa];
         s = aliasDraw(tE + st, tStart[sa + 1] - st, rng.nextDouble());
       }
     }
-    double w = det::exp(lw);
-    if (clip > 0) w = w > clip ? clip : w < lo ? lo : w;
-    const uint64_t traj = ++sc.trajStamp;
-    int nv = 0;
-    double togo = 0;
-    for (int64_t l = K - 1; l >= 0; l--) {
-      togo += terms[l];
-      const int sl = states[l];
-      if (sc.visitStamp[sl] != traj) {
-        sc.visitStamp[sl] = traj;
-        sc.visited[nv++] = sl;
-        Ts[sl] = 0;
-        std::fill(Cs + int64_t(sl) * A, Cs + int64_t(sl) * A + A, 0.0);
-      }
-      Ts[sl] += togo;
-      Cs[sas[l]] += togo;
-    }
-    for (int v = 0; v < nv; v++) {
-      const int vs = sc.visited[v];
-      const int64_t base = int64_t(vs) * A;
-      const double t = Ts[vs];
-      for (int b = 0; b < A; b++) {
-        const double c = Cs[base + b];
-        acc[base + b] += c - t * pi[base + b];
-        accPrev[base + b] += w * (c - t * piPrev[base + b]);
-      }
-    }
+    svrpgTrajectory(A, sc, cx, states, sas, K, sc.disc.data());
   }
 }
 
@@ -464,8 +477,24 @@ void svrpgUnchecked(const Model& m, SamplerScratch& sc, const double* theta, con
   if (!keepPrev) ++sc.prevGen;
   ++sc.stamp;
   std::fill(sc.acc.begin(), sc.acc.end(), 0.0);
+  std::fill(sc.accPrev.begin(), sc.accPrev.end(), 0.0);
+  if (sc.togoS.size() != sc.visits.size()) {
+    sc.togoS.assign(sc.visits.size(), 0.0);
+    sc.togoSa.assign(SA, 0.0);
+  }
+  sc.disc.resize(size_t(K));
+  sc.disc[0] = 1;
+  for (int64_t t = 1; t < K; t++) sc.disc[t] = sc.disc[t - 1] * m.gamma;  // gamma^t as js's disc *= gamma
+  const SvrpgCtx cx{thetaPrev, R, clip, clip > 0 ? 1 / clip : 0};
   Xoshiro128 rng(rngState);
-  svrpgBatch(m, sc, theta, thetaPrev, R, K, M, clip, rng);
+  const int L = int(std::min<int64_t>(m.lanesFor(K), M));
+  if (L > 1 && m.bigTables()) lockstep<true, true>(m, sc, theta, R, K, M, rng, L, &cx);
+  else if (L > 1) lockstep<false, true>(m, sc, theta, R, K, M, rng, L, &cx);
+  else {
+    sc.trajS.resize(size_t(K));
+    sc.trajSa.resize(size_t(K));
+    svrpgSequential(m, sc, theta, cx, K, M, rng);
+  }
   rng.store(rngState);
   for (size_t j = 0; j < SA; j++) {
     outCur[j] = sc.acc[j] / double(M);
