@@ -142,15 +142,11 @@ function ensureLanes(e: Env, K: i32): void {
 }
 
 /**
- * pi(.|s) by softmax with the max subtracted, its running sum, and its last positive action;
- * with `withLog`, also log pi(.|s) = theta - max - log z (exact even where pi underflows).
+ * pi = softmax(th) over A actions with the max subtracted; with `withLog`, also lp = log pi =
+ * th - max - log z (exact even where pi underflows). detExp and detLog, z summed in action order:
+ * the same bits as the js and native rows.
  */
-function policyRow(e: Env, theta: usize, s: i32, stamp: i32, withLog: bool): void {
-  const A = e.A;
-  const base = s * A;
-  const th = theta + ((<usize>base) << 3);
-  const pi = e.pi + ((<usize>base) << 3);
-  const cum = e.cum + ((<usize>base) << 3);
+function softmaxRow(th: usize, A: i32, pi: usize, lp: usize, withLog: bool): void {
   let m = ldf(th, 0);
   for (let a = 1; a < A; a++) {
     const t = ldf(th, a);
@@ -164,14 +160,22 @@ function policyRow(e: Env, theta: usize, s: i32, stamp: i32, withLog: bool): voi
   }
   if (withLog) {
     const logZ = detLog(z);
-    const lp = e.logPi + ((<usize>base) << 3);
     for (let a = 0; a < A; a++) stf(lp, a, ldf(th, a) - m - logZ);
   }
+  for (let a = 0; a < A; a++) stf(pi, a, ldf(pi, a) / z);
+}
+
+/** pi(.|s) (softmaxRow), its running sum, and its last positive action; log pi with `withLog`. */
+function policyRow(e: Env, theta: usize, s: i32, stamp: i32, withLog: bool): void {
+  const A = e.A;
+  const off = (<usize>(s * A)) << 3;
+  const pi = e.pi + off;
+  const cum = e.cum + off;
+  softmaxRow(theta + off, A, pi, e.logPi + off, withLog);
   let c: f64 = 0;
   let last = 0;
   for (let a = 0; a < A; a++) {
-    const p = ldf(pi, a) / z;
-    stf(pi, a, p);
+    const p = ldf(pi, a);
     c += p;
     stf(cum, a, c);
     if (p > 0) last = a;
@@ -425,25 +429,10 @@ export function estimate(e: Env, theta: usize, reward: usize, horizon: i32, batc
   return sampleBatch(e, theta, reward, horizon, batch, rng, tau);
 }
 
-/** pi_thetaPrev(.|s) and its log with policyRow's arithmetic (FedSVRPG-M's second policy). */
+/** pi_thetaPrev(.|s) and its log (FedSVRPG-M's second policy), valid while e.prevGen is. */
 function prevRow(e: Env, thetaPrev: usize, s: i32): void {
-  const A = e.A;
-  const off = (<usize>(s * A)) << 3;
-  const th = thetaPrev + off, pi = e.piPrev + off, lp = e.logPiPrev + off;
-  let m = ldf(th, 0);
-  for (let a = 1; a < A; a++) {
-    const t = ldf(th, a);
-    if (t > m) m = t;
-  }
-  let z: f64 = 0;
-  for (let a = 0; a < A; a++) {
-    const x = detExp(ldf(th, a) - m);
-    stf(pi, a, x);
-    z += x;
-  }
-  const logZ = detLog(z);
-  for (let a = 0; a < A; a++) stf(lp, a, ldf(th, a) - m - logZ);
-  for (let a = 0; a < A; a++) stf(pi, a, ldf(pi, a) / z);
+  const off = (<usize>(s * e.A)) << 3;
+  softmaxRow(thetaPrev + off, e.A, e.piPrev + off, e.logPiPrev + off, true);
   sti(e.prevStamp, s, e.prevGen);
 }
 

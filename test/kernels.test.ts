@@ -6,6 +6,7 @@ import { randomMdp } from '../src/mdp/generate.js';
 import { agentStream } from '../src/rng.js';
 import { jsBackend } from '../src/backends/js/index.js';
 import { testedBackends } from './helpers/backends.js';
+import { worstZ } from './helpers/stats.js';
 import { expectedFixtures, fixturePath, readExpect, relativeError, table } from './helpers/fixtures.js';
 
 /**
@@ -130,15 +131,7 @@ describe.each(backends.map((b) => [b.name, b] as const))('kernels on the %s back
         sumSq[j]! += g[j]! * g[j]!;
       }
     }
-    const zScores = (target: Float64Array): number => {
-      let worst = 0;
-      for (let j = 0; j < SA; j++) {
-        const mean = sum[j]! / n;
-        const variance = (sumSq[j]! - n * mean * mean) / (n - 1);
-        worst = Math.max(worst, Math.abs(mean - target[j]!) / Math.sqrt(variance / n));
-      }
-      return worst;
-    };
+    const zScores = (target: Float64Array): number => worstZ(sum, sumSq, n, target);
     const truth = { JK: new Float64Array(1), gradK: new Float64Array(SA) };
     env.truncated(theta, R, K, truth);
     // 18 coordinates: P(max |z| > 5) < 18 * 5.7e-7 for a correct estimator.

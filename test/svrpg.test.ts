@@ -6,6 +6,7 @@ import { environmentSpec } from '../src/mdp/model.js';
 import { agentStream } from '../src/rng.js';
 import { fixturePath } from './helpers/fixtures.js';
 import { testedBackends } from './helpers/backends.js';
+import { worstZ } from './helpers/stats.js';
 
 /**
  * FedSVRPG-M's sampled kernel (SPEC.md, "The two closest rivals"; issue 12 item 2), on every
@@ -46,17 +47,6 @@ function moments(env: Environment, n: number, B: number, clip: number) {
     }
   }
   return m;
-}
-
-/** The largest |mean - target| / standard error over the coordinates. */
-function worstZ(sum: Float64Array, sumSq: Float64Array, n: number, target: Float64Array): number {
-  let worst = 0;
-  for (let j = 0; j < SA; j++) {
-    const mean = sum[j]! / n;
-    const variance = (sumSq[j]! - n * mean * mean) / (n - 1);
-    worst = Math.max(worst, Math.abs(mean - target[j]!) / Math.sqrt(variance / n));
-  }
-  return worst;
 }
 
 function sameBits(a: Float64Array, b: Float64Array): boolean {

@@ -51,16 +51,12 @@ void prepareScratch(const Model& m, SamplerScratch& sc) {
 }
 
 /**
- * pi(.|s) by softmax with the max subtracted, its running sum, and its last positive action (and
- * log pi(.|s) = theta - max - log z for the regularised estimator). det::exp and det::log, z summed
- * in action order: the same bits as the js and wasm rows.
+ * pi = softmax(th) over A actions with the max subtracted (and, with kLog, lp = log pi = th - max -
+ * log z, exact even where pi underflows). det::exp and det::log, z summed in action order: the
+ * same bits as the js and wasm rows.
  */
-template <bool kLog = false>
-inline void policyRow(const double* theta, int A, int s, SamplerScratch& sc) {
-  const int64_t base = int64_t(s) * A;
-  double* pi = sc.pi.data() + base;
-  double* cum = sc.cum.data() + base;
-  const double* th = theta + base;
+template <bool kLog>
+inline void softmaxRow(const double* th, int A, double* pi, double* lp) {
   double m = th[0];
   for (int a = 1; a < A; a++)
     if (th[a] > m) m = th[a];
@@ -72,10 +68,18 @@ inline void policyRow(const double* theta, int A, int s, SamplerScratch& sc) {
   }
   if (kLog) {
     const double logZ = det::log(z);
-    double* lp = sc.logPi.data() + base;
     for (int a = 0; a < A; a++) lp[a] = th[a] - m - logZ;
   }
   for (int a = 0; a < A; a++) pi[a] = pi[a] / z;  // separate loop: it vectorises
+}
+
+/** pi(.|s) (softmaxRow), its running sum and its last positive action; log pi with kLog. */
+template <bool kLog = false>
+inline void policyRow(const double* theta, int A, int s, SamplerScratch& sc) {
+  const int64_t base = int64_t(s) * A;
+  double* pi = sc.pi.data() + base;
+  double* cum = sc.cum.data() + base;
+  softmaxRow<kLog>(theta + base, A, pi, kLog ? sc.logPi.data() + base : nullptr);
   double c = 0;
   int last = 0;
   for (int a = 0; a < A; a++) {
@@ -347,24 +351,10 @@ void regularized(const Model& m, SamplerScratch& sc, const double* theta, const 
   }
 }
 
-/** pi_thetaPrev(.|s) and its log with policyRow's arithmetic (FedSVRPG-M's second policy). */
+/** pi_thetaPrev(.|s) and its log (FedSVRPG-M's second policy), valid while sc.prevGen is. */
 inline void prevRow(const double* thetaPrev, int A, int s, SamplerScratch& sc) {
   const int64_t base = int64_t(s) * A;
-  double* pi = sc.piPrev.data() + base;
-  double* lp = sc.logPiPrev.data() + base;
-  const double* th = thetaPrev + base;
-  double m = th[0];
-  for (int a = 1; a < A; a++)
-    if (th[a] > m) m = th[a];
-  double z = 0;
-  for (int a = 0; a < A; a++) {
-    const double e = det::exp(th[a] - m);
-    pi[a] = e;
-    z += e;
-  }
-  const double logZ = det::log(z);
-  for (int a = 0; a < A; a++) lp[a] = th[a] - m - logZ;
-  for (int a = 0; a < A; a++) pi[a] = pi[a] / z;
+  softmaxRow<true>(thetaPrev + base, A, sc.piPrev.data() + base, sc.logPiPrev.data() + base);
   sc.prevStamp[s] = sc.prevGen;
 }
 

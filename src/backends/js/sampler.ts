@@ -59,32 +59,40 @@ export class Sampler {
   }
 
   /**
-   * pi(.|s) by softmax with the max subtracted, its running sum, and its last positive action.
-   * exp and log are our own (src/math) and z is summed in action order, as in the native and wasm
-   * samplers, so a row has the same bits on every backend. With `withLog`, also log pi(.|s)
-   * (the GPOMDP estimators need it; Eq. 5 does not, and skips the log).
+   * pi = softmax over the A actions of theta's row at `base`, max subtracted, into pi (and, with
+   * logPi, log pi = theta - max - log z: exact even where pi underflows). exp and log are our own
+   * (src/math) and z is summed in action order, as in the native and wasm samplers, so a row has
+   * the same bits on every backend.
    */
-  private policyRow(theta: Float64Array, s: number, withLog = false): void {
+  private softmaxRow(theta: Float64Array, base: number, pi: Float64Array, logPi: Float64Array | null): void {
     const A = this.A;
-    const base = s * A;
     let m = theta[base]!;
     for (let a = 1; a < A; a++) if (theta[base + a]! > m) m = theta[base + a]!;
     let z = 0;
     for (let a = 0; a < A; a++) {
       const e = detExp(theta[base + a]! - m);
-      this.pi[base + a] = e;
+      pi[base + a] = e;
       z += e;
     }
-    if (withLog) {
-      // log pi from theta directly: exact even where pi underflows.
+    if (logPi) {
       const logZ = detLog(z);
-      for (let a = 0; a < A; a++) this.logPi[base + a] = theta[base + a]! - m - logZ;
+      for (let a = 0; a < A; a++) logPi[base + a] = theta[base + a]! - m - logZ;
     }
+    for (let a = 0; a < A; a++) pi[base + a] = pi[base + a]! / z;
+  }
+
+  /**
+   * pi(.|s) (softmaxRow), its running sum, and its last positive action. With `withLog`, also
+   * log pi(.|s) (the GPOMDP estimators need it; Eq. 5 does not, and skips the log).
+   */
+  private policyRow(theta: Float64Array, s: number, withLog = false): void {
+    const A = this.A;
+    const base = s * A;
+    this.softmaxRow(theta, base, this.pi, withLog ? this.logPi : null);
     let c = 0;
     let last = 0;
     for (let a = 0; a < A; a++) {
-      const p = this.pi[base + a]! / z;
-      this.pi[base + a] = p;
+      const p = this.pi[base + a]!;
       c += p;
       this.cum[base + a] = c;
       if (p > 0) last = a;
@@ -374,22 +382,10 @@ export class Sampler {
     }
   }
 
-  /** pi_thetaPrev(.|s) and its log, with the arithmetic of policyRow (FedSVRPG-M's second policy). */
+  /** pi_thetaPrev(.|s) and its log (FedSVRPG-M's second policy), valid while prevGen is. */
   private prevRow(thetaPrev: Float64Array, s: number, gen: number): void {
-    const A = this.A;
-    const base = s * A;
-    const { piPrev, logPiPrev, prevStamp } = this.svrpg!;
-    let m = thetaPrev[base]!;
-    for (let a = 1; a < A; a++) if (thetaPrev[base + a]! > m) m = thetaPrev[base + a]!;
-    let z = 0;
-    for (let a = 0; a < A; a++) {
-      const e = detExp(thetaPrev[base + a]! - m);
-      piPrev[base + a] = e;
-      z += e;
-    }
-    const logZ = detLog(z);
-    for (let a = 0; a < A; a++) logPiPrev[base + a] = thetaPrev[base + a]! - m - logZ;
-    for (let a = 0; a < A; a++) piPrev[base + a] = piPrev[base + a]! / z;
-    prevStamp[s] = gen;
+    const sv = this.svrpg!;
+    this.softmaxRow(thetaPrev, s * this.A, sv.piPrev, sv.logPiPrev);
+    sv.prevStamp[s] = gen;
   }
 }
