@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { detCos, detExp, detLog } from '../src/math/index.js';
+import { T_HI, T_LO } from '../src/math/exp-table.js';
 import { loadNativeAddon } from '../src/backends/native/index.js';
 import { loadWasmBackend } from '../src/backends/wasm/index.js';
 import { agentStream, nextDouble } from '../src/rng.js';
@@ -48,6 +49,34 @@ const ARGS = {
 const OURS = { exp: detExp, log: detLog, cos: detCos };
 const SPECIAL = [0, -0, 1, -1, Infinity, -Infinity, NaN, 5e-324, -5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, 709.782712893384, 709.79, -745.1332191019411, -745.14, 0.34657359027997264, 1.0397207708399179];
 
+/** x as an exact rational m 2^e (m a BigInt). */
+function exact(x: number): { m: bigint; e: number } {
+  bits[0] = x;
+  const w = words[0]!;
+  const biased = Number((w >> 52n) & 0x7ffn);
+  const frac = w & 0xfffffffffffffn;
+  const m = biased === 0 ? frac : frac | (1n << 52n);
+  return { m: w < 0n ? -m : m, e: (biased === 0 ? 1 : biased) - 1075 };
+}
+
+describe('the table of detExp', () => {
+  it('holds 2^(j/64) to 2^-104: (T_HI + T_LO)^64 = 2^j in exact integer arithmetic', () => {
+    for (let j = 0; j < 64; j++) {
+      const h = exact(T_HI[j]!), l = exact(T_LO[j]!);
+      // v = T_HI + T_LO as M 2^E exactly.
+      const E = Math.min(h.e, l.e);
+      const M = (h.m << BigInt(h.e - E)) + (l.m << BigInt(l.e - E));
+      // v^64 / 2^j - 1, scaled by 2^110: must be below 64 * 2^-104 * 2^110 = 4096 in magnitude.
+      const num = M ** 64n, shift = -(E * 64) + j; // v^64 = num 2^(64E); compare with 2^j
+      const diff = shift >= 0 ? num - (1n << BigInt(shift)) : num;
+      const rel = (diff << 110n) / (1n << BigInt(shift));
+      expect(rel < 0n ? -rel : rel, `j = ${j}`).toBeLessThan(4096n);
+      // T_HI is the nearest double: |T_LO| <= ulp(T_HI) / 2.
+      expect(Math.abs(T_LO[j]!)).toBeLessThanOrEqual(2 ** -53 * (T_HI[j]! >= 2 ? 2 : 1));
+    }
+  });
+});
+
 describe('detExp, detLog, detCos against Math', () => {
   for (const f of ['exp', 'log', 'cos'] as const) {
     it(`${f}: within 1 ulp of Math.${f} over ${ARGS[f].length} arguments`, () => {
@@ -74,7 +103,7 @@ describe('detExp, detLog, detCos against Math', () => {
     expect(detExp(-745.1332191019411)).toBe(5e-324);
     expect(detExp(-740)).toBeGreaterThan(0);
     expect(detExp(-740)).toBeLessThan(2.2250738585072014e-308);
-    expect(ulps(detExp(1), Math.E)).toBe(1); // fdlibm's exp(1), as V8's Math.exp(1): 0.5 < error < 1 ulp
+    expect(detExp(1)).toBe(Math.E); // correctly rounded here (V8's fdlibm Math.exp(1) is 1 ulp off)
   });
 
   it('log: log(0) = -Infinity, negative arguments NaN, subnormals, exact powers of two', () => {
