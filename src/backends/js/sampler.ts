@@ -1,6 +1,6 @@
 import type { EnvironmentSpec } from '../types.js';
 import type { AliasTables } from './alias.js';
-import { nextDouble, nextUint32 } from '../../rng.js';
+import { nextUint32 } from '../../rng.js';
 import { detExp } from '../../math/exp.js';
 import { detLog } from '../../math/log.js';
 
@@ -320,8 +320,15 @@ export class Sampler {
     const tStart = this.trans.start, tProb = this.trans.prob, tHi = this.trans.hi, tLo = this.trans.lo;
     const iN = this.init.start[1]!, iProb = this.init.prob, iHi = this.init.hi, iLo = this.init.lo;
     const lo = clip > 0 ? 1 / clip : 0;
+    // The generator in locals for the whole batch, as in estimate() (the same draws as nextDouble).
+    let s0 = rng[0]!, s1 = rng[1]!, s2 = rng[2]!, s3 = rng[3]!;
+    let r1: number, r2: number, mm: number, t: number;
     for (let m = 0; m < batch; m++) {
-      let x = nextDouble(rng) * iN;
+      mm = Math.imul(s1, 5); r1 = Math.imul((mm << 7) | (mm >>> 25), 9) >>> 0;
+      t = s1 << 9; s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = (s3 << 11) | (s3 >>> 21);
+      mm = Math.imul(s1, 5); r2 = Math.imul((mm << 7) | (mm >>> 25), 9) >>> 0;
+      t = s1 << 9; s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = (s3 << 11) | (s3 >>> 21);
+      let x = ((r1 >>> 5) * 67108864 + (r2 >>> 6)) * 1.1102230246251565e-16 * iN;
       let k = x | 0;
       let s = x - k < iProb[k]! ? iHi[k]! : iLo[k]!;
       let disc = 1;
@@ -330,7 +337,11 @@ export class Sampler {
         if (piStamp[s] !== stamp) this.policyRow(theta, s, true);
         if (prevStamp[s] !== prevGen) this.prevRow(thetaPrev, s, prevGen);
         const base = s * A;
-        const u = nextDouble(rng);
+        mm = Math.imul(s1, 5); r1 = Math.imul((mm << 7) | (mm >>> 25), 9) >>> 0;
+        t = s1 << 9; s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = (s3 << 11) | (s3 >>> 21);
+        mm = Math.imul(s1, 5); r2 = Math.imul((mm << 7) | (mm >>> 25), 9) >>> 0;
+        t = s1 << 9; s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = (s3 << 11) | (s3 >>> 21);
+        const u = ((r1 >>> 5) * 67108864 + (r2 >>> 6)) * 1.1102230246251565e-16;
         let a = 0;
         while (a < A && !(u < cum[base + a]!)) a++;
         if (a === A) a = lastPositive[s]!;
@@ -342,7 +353,11 @@ export class Sampler {
         lw += logPiPrev[sa]! - logPi[sa]!;
         if (step + 1 < horizon) {
           const st = tStart[sa]!;
-          x = nextDouble(rng) * (tStart[sa + 1]! - st);
+          mm = Math.imul(s1, 5); r1 = Math.imul((mm << 7) | (mm >>> 25), 9) >>> 0;
+          t = s1 << 9; s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = (s3 << 11) | (s3 >>> 21);
+          mm = Math.imul(s1, 5); r2 = Math.imul((mm << 7) | (mm >>> 25), 9) >>> 0;
+          t = s1 << 9; s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = (s3 << 11) | (s3 >>> 21);
+          x = ((r1 >>> 5) * 67108864 + (r2 >>> 6)) * 1.1102230246251565e-16 * (tStart[sa + 1]! - st);
           k = x | 0;
           s = x - k < tProb[st + k]! ? tHi[st + k]! : tLo[st + k]!;
         }
@@ -376,6 +391,7 @@ export class Sampler {
         }
       }
     }
+    rng[0] = s0; rng[1] = s1; rng[2] = s2; rng[3] = s3;
     for (let j = 0; j < SA; j++) {
       outCur[j] = acc[j]! / batch;
       outPrev[j] = accPrev[j]! / batch;
