@@ -1,5 +1,5 @@
 /**
- * Deterministic elementary functions: exp, log and cos with the same bits on every backend
+ * Deterministic elementary functions: exp (Tang), log and cos (fdlibm) with the same bits on every backend
  * (js, native C++, wasm AssemblyScript) and every machine. See README "Equivalence".
  */
 export { detExp } from './exp.js';
