@@ -56,7 +56,7 @@ export function runCommand(program: Command): void {
     .option('--width <W>', `gridworld width (default ${RUN_DEFAULTS.width})`)
     .option('--height <H>', `gridworld height (default ${RUN_DEFAULTS.height})`)
     .option('--agents <N>', `gridworld agents (default ${RUN_DEFAULTS.agents})`);
-  addRunFlags(cmd, false)
+  addRunFlags(cmd, false, { gradient: RUN_DEFAULTS.gradient, rounds: RUN_DEFAULTS.rounds, localSteps: RUN_DEFAULTS.localSteps, eta: RUN_DEFAULTS.eta })
     .option('--out <dir>', `directory for the round logs (default ${RUN_DEFAULTS.out})`)
     .option('--json', 'print one JSON object with both results (no progress bar, no table)')
     .action(async (o: RunFlags & { mdp?: string; width?: string; height?: string; agents?: string }) => {

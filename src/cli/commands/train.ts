@@ -38,8 +38,9 @@ export interface RunFlags {
  * The training settings' flags, shared by train, run and serve. `algorithms`: the choices this
  * command takes (null: the command fixes the algorithm itself).
  */
-export function addSettingsFlags(cmd: Command, algorithms: readonly string[] | null = ALGORITHMS): Command {
-  const d = DEFAULT_SETTINGS;
+export function addSettingsFlags(cmd: Command, algorithms: readonly string[] | null = ALGORITHMS, defaults: Partial<TrainSettings> = {}): Command {
+  // A command with its own defaults (run) shows them, not the library's.
+  const d = { ...DEFAULT_SETTINGS, ...defaults };
   if (algorithms) cmd.option('--algorithm <name>', `${algorithms.join(' | ')} (default ${d.algorithm})`);
   return cmd
     .option('--rounds <T>', `communication rounds (default ${d.rounds})`)
@@ -56,8 +57,8 @@ export function addSettingsFlags(cmd: Command, algorithms: readonly string[] | n
 }
 
 /** The run flags of train and run: the settings, plus the backend and the in-process runtime's. */
-export function addRunFlags(cmd: Command, withAlgorithm = true): Command {
-  return addSettingsFlags(cmd, withAlgorithm ? ALGORITHMS : null)
+export function addRunFlags(cmd: Command, withAlgorithm = true, defaults: Partial<TrainSettings> = {}): Command {
+  return addSettingsFlags(cmd, withAlgorithm ? ALGORITHMS : null, defaults)
     .option('--backend <name>', 'auto | native | wasm | js (default: $FEDPG_BACKEND, then auto)')
     .option('--workers <W>', 'threads running the agents: auto (the cores; in-process when too small to gain) or a count, 1 = in-process (default auto)')
     .option('--checkpoint <file>', 'save the run here as it goes and resume from it when it exists')
