@@ -35,18 +35,18 @@ export function toCsv(columns: string[], rows: Row[]): string {
   return lines.join('\n') + '\n';
 }
 
-function esc(s: string): string {
+export function esc(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 }
 
-function cell(v: unknown): string {
+export function cell(v: unknown): string {
   if (v === null || v === undefined) return '';
   if (typeof v === 'number') return Number.isInteger(v) ? String(v) : Math.abs(v) < 1e-3 || Math.abs(v) >= 1e5 ? v.toExponential(3) : v.toPrecision(4);
   if (Array.isArray(v)) return v.map((x) => cell(x)).join(', ');
   return String(v);
 }
 
-function table(columns: string[], rows: Row[]): string {
+export function table(columns: string[], rows: Row[]): string {
   const head = `<tr>${columns.map((c) => `<th>${esc(c)}</th>`).join('')}</tr>`;
   const body = rows.map((r) => `<tr>${columns.map((c) => `<td>${esc(cell(r[c]))}</td>`).join('')}</tr>`).join('\n');
   return `<table>\n<thead>${head}</thead>\n<tbody>\n${body}\n</tbody>\n</table>`;
