@@ -53,8 +53,10 @@ export function runChart(series: Series[], title: string): Record<string, unknow
   const labels = series.map((s) => s.label);
   let colours = methodColours(labels);
   if (new Set(colours.range).size < colours.range.length) colours = { domain: labels, range: labels.map((_, i) => PALETTE[i % PALETTE.length]!) };
-  const color = { field: 'series', type: 'nominal', scale: colours, title: 'series', sort: labels };
-  const strokeDash = { field: 'series', type: 'nominal', scale: { domain: labels, range: labels.map((_, i) => DASHES[i % DASHES.length]) }, title: 'series', sort: labels };
+  // One legend (colour and dash merged), drawn as line samples so it shows the dash patterns.
+  const legend = { symbolType: 'stroke', symbolStrokeWidth: 2, symbolSize: 400 };
+  const color = { field: 'series', type: 'nominal', scale: colours, title: 'series', sort: labels, legend };
+  const strokeDash = { field: 'series', type: 'nominal', scale: { domain: labels, range: labels.map((_, i) => DASHES[i % DASHES.length]) }, title: 'series', sort: labels, legend };
   const xs = X_AXES.filter((x) => rows.some((r) => (r[x.field] as number) > 0));
   const hasGap = rows.some((r) => r.gap !== null && (r.gap as number) > 0);
   const banded = series.some((s) => s.logs.length > 1);
@@ -83,7 +85,7 @@ export function runChart(series: Series[], title: string): Record<string, unknow
       layer.push({
         transform: [{ filter: `${filter} && isValid(datum.${metric}Lo)` }],
         mark: { type: 'area', opacity: 0.18 },
-        encoding: { x: xEnc, y: { field: `${metric}Lo`, type: 'quantitative', scale: yScale, title: yTitle }, y2: { field: `${metric}Hi` }, color: { ...color, legend: null } },
+        encoding: { x: xEnc, y: { field: `${metric}Lo`, type: 'quantitative', scale: yScale, title: yTitle }, y2: { field: `${metric}Hi` }, color },
       });
     }
     layer.push({
