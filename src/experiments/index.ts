@@ -71,15 +71,19 @@ export function taskCost(t: RunTask): number {
 export interface PlannedExperiment {
   experiment: Experiment;
   params: ExperimentParams;
+  /** The --quick configuration was applied. */
+  quick: boolean;
   tasks: RunTask[];
   notes: string[];
   backend: BackendName;
 }
 
 /** Resolves the parameters, builds every run and checks it before anything runs (bad values: InputError). */
-export async function planExperiment(name: string, overrides: Partial<ExperimentParams> = {}): Promise<PlannedExperiment> {
+export async function planExperiment(name: string, overrides: Partial<ExperimentParams> = {}, o: { quick?: boolean } = {}): Promise<PlannedExperiment> {
   const experiment = getExperiment(name);
-  const params = experimentParams(experiment, overrides);
+  const quick = !!o.quick;
+  const given = Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined));
+  const params = experimentParams(experiment, quick ? { ...experiment.quick, ...given } : overrides);
   const backend = await loadBackend(params.backend);
   const { tasks: planned, notes } = experiment.plan(params);
   if (!planned.length) throw new InputError(`the ${name} experiment has no runs with these settings${notes.length ? ` (${notes.join(' ')})` : ''}`);
@@ -91,7 +95,7 @@ export async function planExperiment(name: string, overrides: Partial<Experiment
     env.dispose();
     if (!ok) throw new InputError(`the ${backend.name} backend has no entropy-regularised kernels yet: run ${name} with --backend js`);
   }
-  return { experiment, params, tasks, notes, backend: backend.name };
+  return { experiment, params, quick, tasks, notes, backend: backend.name };
 }
 
 export interface RunExperimentOptions {
@@ -122,11 +126,14 @@ export async function runPlanned(plan: PlannedExperiment, o: RunExperimentOption
     notes: plan.notes,
   };
   if (o.command !== undefined) header.command = o.command;
+  if (plan.quick) header.quick = true;
   const out = o.logPath ? new LineLog(o.logPath) : null;
   const costs = new Map(plan.tasks.map((t) => [t.index, taskCost(t)]));
   let doneRuns = 0, doneCost = 0;
   try {
-    out?.write(header);
+    // The log lists only the settings the experiment reads (readExperimentLog fills in the rest
+    // from its defaults, so the summary is the same).
+    out?.write({ ...header, params: usedParams(plan.experiment, plan.params) });
     const runOpts: Parameters<typeof runTasks>[1] = {
       threads: o.threads,
       cost: (t) => costs.get(t.index)!,
@@ -152,9 +159,14 @@ export async function runPlanned(plan: PlannedExperiment, o: RunExperimentOption
 export async function runExperiment(
   name: string,
   overrides: Partial<ExperimentParams>,
-  o: RunExperimentOptions,
+  o: RunExperimentOptions & { quick?: boolean },
 ): Promise<{ log: ExperimentLog; summary: ExperimentSummary }> {
-  return runPlanned(await planExperiment(name, overrides), o);
+  return runPlanned(await planExperiment(name, overrides, { quick: !!o.quick }), o);
+}
+
+/** The parameters an experiment reads (its flags), without the defaults it never uses. */
+export function usedParams(e: Experiment, p: ExperimentParams): ExperimentParams {
+  return Object.fromEntries(e.params.map((k) => [k, p[k]])) as unknown as ExperimentParams;
 }
 
 /**
@@ -179,7 +191,8 @@ export function readExperimentLog(path: string): ExperimentLog {
   });
   const header = parsed[0] as unknown as ExperimentHeader | undefined;
   if (!header || header.type !== 'header' || header.format !== LOG_FORMAT) throw new InputError(`${path} is not a ${LOG_FORMAT} log (its first line must be the header)`);
-  getExperiment(header.experiment);
+  // A header lists the settings the experiment reads; the others are its (unused) defaults.
+  header.params = { ...getExperiment(header.experiment).defaults, ...header.params };
   const runs: RunResult[] = [];
   let end: ExperimentLog['end'] = null;
   for (const [i, l] of parsed.slice(1).entries()) {
@@ -233,7 +246,7 @@ export async function drawExperiment(log: ExperimentLog, summary: ExperimentSumm
   const files: DrawnFiles = { csv: join(dir, `${base}.csv`), svg: join(dir, `${base}.svg`), html: join(dir, `${base}.html`) };
   writeFileAtomic(files.csv, toCsv(summary.columns, summary.rows));
   writeFileAtomic(files.svg, svg);
-  writeFileAtomic(files.html, htmlPage(summary, log, svg));
+  writeFileAtomic(files.html, htmlPage(summary, log, svg, getExperiment(summary.experiment).params));
   return files;
 }
 

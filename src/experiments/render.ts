@@ -53,11 +53,15 @@ export function table(columns: string[], rows: Row[]): string {
 }
 
 /** The HTML page: title, claim, plot, findings, settings, fits and tables. Self-contained. */
-export function htmlPage(summary: ExperimentSummary, log: ExperimentLog, svg: string): string {
+export function htmlPage(summary: ExperimentSummary, log: ExperimentLog, svg: string, reads: readonly string[]): string {
   const h = log.header;
   const settings: Row[] = [
     { setting: 'experiment', value: summary.experiment },
-    ...Object.entries(summary.params).map(([k, v]) => ({ setting: k, value: Array.isArray(v) ? v.join(', ') : String(v) })),
+    // The settings the experiment reads (the others are unused defaults).
+    ...Object.entries(summary.params)
+      .filter(([k]) => reads.includes(k))
+      .map(([k, v]) => ({ setting: k, value: Array.isArray(v) ? v.join(', ') : String(v) })),
+    ...(h.quick ? [{ setting: 'configuration', value: '--quick (the smaller configuration: direction, not final numbers)' }] : []),
     ...Object.entries(summary.fixed).map(([k, v]) => ({ setting: `${k} (fixed)`, value: String(v) })),
     { setting: 'backend', value: summary.backend },
     { setting: 'threads', value: h.threads },
