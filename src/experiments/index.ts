@@ -13,7 +13,7 @@ import { horizon } from './horizon.js';
 import { memory } from './memory.js';
 import { nonidentical } from './nonidentical.js';
 import { peers } from './peers.js';
-import { htmlPage, renderSvg, toCsv } from './render.js';
+import { finishChart, htmlPage, renderSvg, toCsv } from './render.js';
 import { runTasks } from './runner.js';
 import { speedup } from './speedup.js';
 import type { RunResult, RunTask } from './task.js';
@@ -241,7 +241,7 @@ export interface DrawnFiles {
 /** Writes NAME.csv, NAME.svg and NAME.html (atomically) into dir, where NAME is `base`. */
 export async function drawExperiment(log: ExperimentLog, summary: ExperimentSummary, dir: string, base: string): Promise<DrawnFiles> {
   mkdirSync(dir, { recursive: true });
-  const spec = getExperiment(summary.experiment).chart(summary, log);
+  const spec = finishChart(getExperiment(summary.experiment).chart(summary, log), { partial: summary.partial, ...summary.runs });
   const svg = await renderSvg(spec);
   const files: DrawnFiles = { csv: join(dir, `${base}.csv`), svg: join(dir, `${base}.svg`), html: join(dir, `${base}.html`) };
   writeFileAtomic(files.csv, toCsv(summary.columns, summary.rows));
