@@ -24,7 +24,7 @@ export type { RunCurve, RunResult, RunTask } from './task.js';
 export { runTask, checkpointRounds, softOptimalValue } from './task.js';
 export { runTasks, workerScript } from './runner.js';
 export { BUILTIN_MDPS, firstAgents, mirroredMdp, perAgentKernelMdp, resolveMdpSource, scaleHeterogeneity } from './mdps.js';
-export { renderSvg, htmlPage, toCsv } from './render.js';
+export { renderSvg, htmlPage, toCsv, finishChart } from './render.js';
 
 /** Every experiment, by name, in the order of SPEC.md's claims and the issue. */
 export const EXPERIMENTS: Readonly<Record<string, Experiment>> = Object.freeze({ bias, speedup, horizon, heterogeneity, nonidentical, memory, peers });

@@ -68,8 +68,8 @@ export function runChart(series: Series[], title: string): Record<string, unknow
     const J = r.J as number | null, Jse = r.Jse as number | null, gap = r.gap as number | null, gapSe = r.gapSe as number | null;
     return {
       ...r,
-      Jlo: J !== null && Jse !== null ? J - Jse : null,
-      Jhi: J !== null && Jse !== null ? J + Jse : null,
+      JLo: J !== null && Jse !== null ? J - Jse : null,
+      JHi: J !== null && Jse !== null ? J + Jse : null,
       gapLo: gap !== null && gapSe !== null ? Math.max(gap - gapSe, floor) : null,
       gapHi: gap !== null && gapSe !== null ? gap + gapSe : null,
     };
