@@ -154,7 +154,9 @@ export interface MeanSe {
 function meanSe(xs: (number | null)[]): MeanSe {
   if (!xs.length || xs.some((x) => x === null)) return { mean: null, se: null };
   const v = xs as number[];
-  return { mean: mean(v), se: v.length > 1 ? stderr(v) : null };
+  // Equal values have no spread (the formula would leave rounding noise of 1e-17).
+  const se = v.length > 1 ? (v.every((x) => x === v[0]) ? 0 : stderr(v)) : null;
+  return { mean: mean(v), se };
 }
 
 /** What --json's `summary` holds per algorithm: final J and gap, mean and standard error over the seeds. */

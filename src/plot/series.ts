@@ -66,7 +66,8 @@ function costsAtStart(log: RunLog): { trajectories: number; bytes: number } {
 function value(xs: (number | null)[]): { m: number | null; se: number | null } {
   if (xs.some((x) => x === null) || !xs.length) return { m: null, se: null };
   const v = xs as number[];
-  return { m: mean(v), se: v.length > 1 ? stderr(v) : null };
+  // Equal values have no spread (the formula would leave rounding noise of 1e-17).
+  return { m: mean(v), se: v.length > 1 ? (v.every((x) => x === v[0]) ? 0 : stderr(v)) : null };
 }
 
 function seriesOf(logs: RunLog[]): Omit<Series, 'label'> {
