@@ -165,6 +165,9 @@ describe('experiment plots', () => {
     expect((spec.spec.encoding as any).strokeDash).toBeUndefined();
     const other = finishChart({ layer: [{ mark: 'line', encoding: { color: { field: 'method' }, strokeDash: { field: 'tau' } } }, { mark: 'line', encoding: { color: { field: 'bias' } } }] }, { partial: false, completed: 1, planned: 1 }) as any;
     expect(other.layer[1].encoding.strokeDash).toBeUndefined();
+    // ... and the one whose dashes tell another field apart gets widths by its colour field.
+    expect(other.layer[0].encoding.strokeWidth).toMatchObject({ field: 'method' });
+    expect(other.layer[0].encoding.strokeDash).toEqual({ field: 'tau' });
   });
 
   it('the speedup plot is as wide as its two panels and legend, not twice that', () => {

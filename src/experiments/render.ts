@@ -75,6 +75,9 @@ function isLineMark(mark: unknown): boolean {
   return mark === 'line' || (typeof mark === 'object' && mark !== null && (mark as { type?: unknown }).type === 'line' && (mark as { strokeDash?: unknown }).strokeDash === undefined);
 }
 
+/** Line widths by method where dash patterns are taken by another field. */
+const WIDTHS = [3.2, 1.4, 2.2, 1, 2.6, 1.2, 1.8];
+
 /** Every unit spec (an object with a mark and an encoding) under `node`. */
 function visitUnits(node: unknown, f: (unit: { mark: unknown; encoding: Record<string, Record<string, unknown> | undefined> }) => void): void {
   if (Array.isArray(node)) return node.forEach((n) => visitUnits(n, f));
@@ -99,7 +102,7 @@ export function finishChart(spec: Record<string, unknown>, o: { partial: boolean
     if (isLineMark(u.mark) && u.encoding.color?.field !== undefined) fields.add(u.encoding.color.field);
     if (u.encoding.strokeDash !== undefined) fields.add(null);
   });
-  let dashed = false;
+  let dashed = false, widened = false;
   visitUnits(out, (u) => {
     const x = u.encoding.x;
     const scale = x?.scale as Record<string, unknown> | undefined;
@@ -109,12 +112,18 @@ export function finishChart(spec: Record<string, unknown>, o: { partial: boolean
       const colourScale = color.scale as { domain?: unknown } | undefined;
       u.encoding.strokeDash = { field: color.field, type: 'nominal', title: color.title ?? null, ...(colourScale?.domain ? { scale: { domain: colourScale.domain } } : {}), ...(color.legend !== undefined ? { legend: color.legend } : {}) };
       dashed = true;
+    } else if (isLineMark(u.mark) && color && typeof color.field === 'string' && u.encoding.strokeDash !== undefined && u.encoding.strokeWidth === undefined) {
+      // Dashes already tell another field apart: widths (widest first) tell the colours apart.
+      const colourScale = color.scale as { domain?: unknown[] } | undefined;
+      u.encoding.strokeWidth = { field: color.field, type: 'nominal', title: color.title ?? null, ...(color.legend !== undefined ? { legend: color.legend } : {}), scale: { ...(colourScale?.domain ? { domain: colourScale.domain } : {}), range: WIDTHS } };
+      widened = true;
     }
   });
   const t = out.title;
   const title: Record<string, unknown> = typeof t === 'string' ? { text: t } : typeof t === 'object' && t !== null ? (t as Record<string, unknown>) : { text: '' };
   const sub = title.subtitle === undefined ? [] : Array.isArray(title.subtitle) ? (title.subtitle as string[]) : [String(title.subtitle)];
   if (dashed) sub.push('Each method also has its own dash pattern, so curves that coincide stay visible.');
+  if (widened) sub.push('Methods also differ in line width (the first widest), so curves that coincide stay visible.');
   title.subtitle = sub.flatMap((l) => wrap(l, SUBTITLE_CHARS));
   if (o.partial) {
     title.text = `${String(title.text)} (PARTIAL LOG: ${o.completed} of ${o.planned} runs)`;
