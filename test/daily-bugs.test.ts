@@ -150,3 +150,17 @@ describe('evaluate policyStar on the command line', () => {
     expect(per.policyStar[0]).toHaveLength(7);
   });
 });
+
+describe('fedpg run interrupted', () => {
+  it('Ctrl-C: exits 130 and plots the rounds so far, marked partial', async () => {
+    const dir = join(tmp, 'run-int');
+    const p = start(['run', '--rounds', '1000000', '--width', '3', '--height', '3', '--agents', '2', '--backend', 'js', '--out', dir]);
+    const log = join(dir, 'fast-fedpg.jsonl');
+    // Wait (bounded) until the first log holds a few rounds.
+    for (let i = 0; i < 600 && !(existsSync(log) && readFileSync(log, 'utf8').split('\n').length > 4); i++) await new Promise((r) => setTimeout(r, 50));
+    p.kill('SIGINT');
+    expect(await p.exit).toBe(130);
+    expect(p.err()).toContain(`their plot (marked partial): ${join(dir, 'run.svg')}`);
+    expect(readFileSync(join(dir, 'run.svg'), 'utf8')).toContain('PARTIAL LOG');
+  }, 60_000);
+});

@@ -2,7 +2,7 @@ import { basename, dirname, join } from 'node:path';
 import type { Algorithm, TrainSettings } from '../federation/settings.js';
 import type { TrainResult } from '../federation/train.js';
 import type { Mdp } from '../mdp/model.js';
-import { plotRunLogs } from '../plot/index.js';
+import { plotRunLogs, withPartialPlot } from '../plot/index.js';
 import { printJson } from './flags.js';
 import { pathForSeed, pm, roundStats, runSeedTasks, seedBackend, seedSettings, seedThreads, summariseSeeds, type SeedTask } from './seeds.js';
 import type { RuntimeFlags } from './session.js';
@@ -83,10 +83,15 @@ export async function runSeeds(
   const tasks = algorithms.flatMap((algorithm, a) =>
     tasksFor(mdp, { ...settings, algorithm }, o, backend, (s) => join(outDir, `${algorithm}.seed${s}.jsonl`), o.checkpointOf ? (s) => pathForSeed(o.checkpointOf!(algorithm), s) : null, a * o.seeds),
   );
-  const all = await runSeedTasks(tasks, { workers: o.runtime.workers ?? 'auto', progress: !o.json, label: 'run' });
-  const byAlg = algorithms.map((_, a) => all.slice(a * o.seeds, (a + 1) * o.seeds));
   const logs = tasks.map((t) => t.out!);
-  const plot = await plotRunLogs(logs, { dir: outDir, name: 'run', title: `fedpg run: ${algorithms.join(' vs ')}, ${o.seeds} seeds` });
+  const plotOptions = { dir: outDir, name: 'run', title: `fedpg run: ${algorithms.join(' vs ')}, ${o.seeds} seeds` };
+  const since = Date.now();
+  // Ctrl-C: the logs so far are plotted too (marked partial).
+  const all = await runSeedTasks(tasks, { workers: o.runtime.workers ?? 'auto', progress: !o.json, label: 'run' }).catch(async (e: unknown) => {
+    throw await withPartialPlot(e, logs, since, plotOptions);
+  });
+  const byAlg = algorithms.map((_, a) => all.slice(a * o.seeds, (a + 1) * o.seeds));
+  const plot = await plotRunLogs(logs, plotOptions);
   const summary = byAlg.map(summariseSeeds);
   if (o.json) {
     return printJson({ mdp: mdp.name ?? null, seeds: summary[0]!.seeds, logs, plot: plot.files, results: Object.fromEntries(algorithms.map((a, i) => [a, byAlg[i]])), summary });

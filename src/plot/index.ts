@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { cell, esc, renderSvg, table, toCsv } from '../experiments/render.js';
 import type { Row } from '../experiments/types.js';
@@ -113,4 +113,21 @@ export async function plotRunLogs(paths: string[], o: PlotRunOptions = {}): Prom
   writeFileAtomic(files.svg, svg);
   writeFileAtomic(files.html, htmlPage(title, series, logs, svg));
   return { series: series.map(summariseSeries), files };
+}
+
+/**
+ * After Ctrl-C (an error whose message starts with "interrupted"): plots the logs this session
+ * wrote (modified since `since`; the interrupted one is marked partial) and returns the error
+ * with the plot's path added. Any other error, or nothing to plot, is returned as it is.
+ */
+export async function withPartialPlot(e: unknown, logs: string[], since: number, o: PlotRunOptions): Promise<unknown> {
+  if (!(e instanceof Error) || !e.message.startsWith('interrupted')) return e;
+  const ours = logs.filter((l) => existsSync(l) && statSync(l).mtimeMs >= since);
+  if (!ours.length) return e;
+  try {
+    const { files } = await plotRunLogs(ours, o);
+    return new Error(`${e.message}; their plot (marked partial): ${files.svg}`);
+  } catch {
+    return e;
+  }
 }

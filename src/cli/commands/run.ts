@@ -8,7 +8,7 @@ import { gridworldMdp } from '../../mdp/generate.js';
 import type { Mdp } from '../../mdp/model.js';
 import { backendChoice, int, num, printJson } from '../flags.js';
 import { trainWithLog, type SessionOptions } from '../session.js';
-import { plotRunLogs } from '../../plot/index.js';
+import { plotRunLogs, withPartialPlot } from '../../plot/index.js';
 import { parseSeedCount } from '../seeds.js';
 import { runSeeds, tableRounds } from '../seeds-commands.js';
 import { addRunFlags, runtimeFromFlags, runtimeLine, settingsFromFlags, type RunFlags } from './train.js';
@@ -92,19 +92,24 @@ export function runCommand(program: Command): void {
       }
       const results: TrainResult[] = [];
       const runtimes: string[] = [];
+      const logs = RUN_ALGORITHMS.map((a) => join(outDir, `${a}.jsonl`));
+      const plotOptions = { dir: outDir, name: 'run', title: `fedpg run: ${RUN_ALGORITHMS.join(' vs ')}` };
+      const since = Date.now();
       for (const algorithm of RUN_ALGORITHMS) {
         const runOpts: SessionOptions = { progress: !o.json, label: algorithm, out: join(outDir, `${algorithm}.jsonl`), ...runtime };
         if (runtime.checkpoint) runOpts.checkpoint = checkpointFor(runtime.checkpoint, algorithm);
         const backend = backendChoice(o.backend);
         if (backend) runOpts.backend = backend;
         if (theta0) runOpts.theta0 = theta0;
-        const r = await trainWithLog(mdp, { ...settings, algorithm }, runOpts);
+        // Ctrl-C: the logs so far are plotted too (marked partial).
+        const r = await trainWithLog(mdp, { ...settings, algorithm }, runOpts).catch(async (e: unknown) => {
+          throw await withPartialPlot(e, logs, since, plotOptions);
+        });
         results.push(r.result);
         runtimes.push(`${algorithm} ${runtimeLine(r.workersWhy, r.resumedAt, runOpts.checkpoint)}`);
       }
-      const logs = RUN_ALGORITHMS.map((a) => join(outDir, `${a}.jsonl`));
       // The plot beside the logs (fedpg plot redraws it from them).
-      const plot = await plotRunLogs(logs, { dir: outDir, name: 'run', title: `fedpg run: ${RUN_ALGORITHMS.join(' vs ')}` });
+      const plot = await plotRunLogs(logs, plotOptions);
       if (o.json) return printJson({ mdp: mdp.name ?? o.mdp ?? null, logs, plot: plot.files, results });
       const first = results[0]!;
       const T = first.records.length;
