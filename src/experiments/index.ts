@@ -1,3 +1,4 @@
+import { algorithmOf } from '../federation/algorithms/registry.js';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { basename, dirname, join } from 'node:path';
@@ -63,7 +64,8 @@ export function experimentParams(e: Experiment, overrides: Partial<ExperimentPar
 export function taskCost(t: RunTask): number {
   const s = resolveSettings(t.settings);
   const N = t.mdp.rewards.length, S = t.mdp.states, A = t.mdp.actions;
-  const steps = s.algorithm === 'centralized' ? 1 : s.localSteps + (s.algorithm === 'fast-fedpg' ? 1 : 0);
+  const alg = algorithmOf(s.algorithm);
+  const steps = alg.estimatesPerRound(s) + (alg.reports === 'every-round' ? 1 : 0);
   const perEstimate = s.gradient === 'sampled' ? s.horizon * s.batch * (A + 4) : S * S * A;
   return s.rounds * (N * steps * perEstimate + S * S * S);
 }
