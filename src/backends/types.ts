@@ -89,6 +89,13 @@ export interface LocalRoundArgs {
    * "Baselines"). Only passed to environments that have {@link Environment.estimateRegularized}.
    */
   entropy?: number;
+  /**
+   * FedSVRPG-M (SPEC.md): per local step ONE batch of M fresh trajectories of K steps under theta;
+   * gc = GPOMDP estimate at theta, gw = mean over the batch of w_m * GPOMDP_m at thetaPrev, where
+   * w_m = prod_{h<K} pi_thetaPrev(a_h|s_h) / pi_theta(a_h|s_h) clipped to [1/clip, clip] (clip 0: no
+   * clipping); d = beta*gc + (1-beta)*(u + gc - gw); theta += eta*d. Sampled only.
+   */
+  svrpg?: { thetaPrev: Float64Array; u: Float64Array; beta: number; clip: number };
 }
 
 export interface Environment {

@@ -28,7 +28,7 @@ export function keptNames(alg: AlgorithmPlugin, s: TrainSettings): string[] {
 export function initialAgentState(alg: AlgorithmPlugin, s: TrainSettings, rng: Uint32Array, theta0: Float64Array): AgentState {
   return {
     rng,
-    kept: keptNames(alg, s).map((n) => (n === 'personal' || (alg.topology === 'local' && n === 'theta') ? Float64Array.from(theta0) : new Float64Array(theta0.length))),
+    kept: keptNames(alg, s).map((n) => (n === 'personal' || (alg.topology !== 'server' && n === 'theta') ? Float64Array.from(theta0) : new Float64Array(theta0.length))),
   };
 }
 
@@ -151,7 +151,8 @@ export class LocalAgent implements AgentSide {
   reportPhase(theta: Float64Array, message: Float64Array): void {
     const alg = this.algorithm;
     if (!alg.report) throw new Error(`${alg.name} has no report phase`);
-    alg.report(this, theta, message);
+    // A decentralised agent reports at its own parameters.
+    alg.report(this, alg.topology === 'peers' ? this.kept('theta') : theta, message);
     if (alg.keepsReport) this.kept(alg.keepsReport).set(message);
     if (this.hostile) applyAttack(this.attack, message, this.state.rng);
   }

@@ -41,6 +41,8 @@ export interface CheckpointState {
   gradNormSq: (number | null)[];
   /** Ditto's personal J history (round + 1 values), or null. */
   personalJ: number[] | null;
+  /** Decentralised algorithms' consensus history (round + 1 values), or null. */
+  consensus: number[] | null;
   /** J_i per agent before round 1 and after each round. */
   agentJ: number[][];
   /** The costs after each finished round (the records are rebuilt from them). */
@@ -109,6 +111,7 @@ function serialise(id: RunIdentity, st: CheckpointState): string {
     J: encodeFloat64(Float64Array.from(st.J)),
     gradNormSq: st.gradNormSq.some((g) => g === null) ? null : encodeFloat64(Float64Array.from(st.gradNormSq as number[])),
     personalJ: st.personalJ ? encodeFloat64(Float64Array.from(st.personalJ)) : null,
+    consensus: st.consensus ? encodeFloat64(Float64Array.from(st.consensus)) : null,
     agentJ: st.agentJ.map((a) => encodeFloat64(Float64Array.from(a))),
     costs: st.costs,
     agents: st.agents.map((a) => ({ rng: Array.from(a.rng), kept: a.kept.map(encodeFloat64) })),
@@ -227,6 +230,7 @@ export function readCheckpoint(path: string, want: RunIdentity, rounds: number, 
       J: Array.from(J),
       gradNormSq: g ? Array.from(g) : new Array<null>(round).fill(null),
       personalJ: b.personalJ === null || b.personalJ === undefined ? null : Array.from(decodeFloat64(b.personalJ, round + 1, 'personalJ')),
+      consensus: b.consensus === null || b.consensus === undefined ? null : Array.from(decodeFloat64(b.consensus, round + 1, 'consensus')),
       agentJ: agentJ.map((a, t) => Array.from(decodeFloat64(a, N, `agentJ of round ${t}`))),
       costs: costs as Costs[],
       agents: (agents as { rng?: unknown; kept?: unknown }[]).map((a, i) => {

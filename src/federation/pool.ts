@@ -45,6 +45,11 @@ export interface AgentPool {
   evaluateAndStart?(theta: Float64Array, J: Float64Array, grad: Float64Array, next: NextLocalPhase | null, ctx: RoundContext): { evaluated: Promise<void>; local: Promise<void> | null };
   /** Copies of the agents' states after the last finished phase (checkpoints, evaluation of kept vectors). */
   states(): AgentState[];
+  /**
+   * Sets kept vector k of agent i between phases (decentralised algorithms in simulation: what the
+   * agent computes from its neighbours' messages). Pools without it cannot run `peers` algorithms.
+   */
+  writeKept?(agent: number, k: number, v: Float64Array): void;
   close(): Promise<void>;
 }
 
@@ -84,6 +89,10 @@ export class InProcessPool implements AgentPool {
 
   states(): AgentState[] {
     return this.agents.map((a) => copyAgentState(a.state));
+  }
+
+  writeKept(agent: number, k: number, v: Float64Array): void {
+    this.agents[agent]!.state.kept[k]!.set(v);
   }
 
   async close(): Promise<void> {}

@@ -75,6 +75,7 @@ export class ServerCore implements ServerSide {
           trajectories: 0,
           vectors_sent: 0,
         };
+    if (!restored) this.algorithm.initServer?.(this);
     const sampled = settings.gradient === 'sampled';
     const ditto = parsePersonalize(settings.personalize).kind === 'ditto' ? settings.localSteps : 0;
     this.perLocalTrajectories = sampled ? settings.batch * (this.algorithm.estimatesPerRound(settings) + ditto) : 0;
@@ -135,6 +136,11 @@ export class ServerCore implements ServerSide {
     this.algorithm.serverReports?.(this, all, initial);
     this.state.trajectories += ids.length * this.perReportTrajectories;
     this.state.vectors_sent += ids.length;
+  }
+
+  /** Counts vectors sent outside the server's phases (decentralised algorithms: to neighbours). */
+  countVectors(n: number): void {
+    this.state.vectors_sent += n;
   }
 
   /** Counts a local round that sends nothing (`local`). */

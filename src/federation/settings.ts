@@ -153,7 +153,7 @@ export function resolveBaseSettings(partial: Partial<TrainSettings> = {}): { set
 export { resolveSettings } from './algorithms/registry.js';
 
 /** The built-in algorithms' names (plug-ins registered later are in algorithmNames()). */
-export const ALGORITHMS: readonly string[] = ['fast-fedpg', 'fedavg', 'centralized', 'local', 'regfedpg', 'fedprox', 'fedavgm'];
+export const ALGORITHMS: readonly string[] = ['fast-fedpg', 'fedavg', 'centralized', 'local', 'regfedpg', 'fedprox', 'fedavgm', 'fedsvrpg-m', 'fednpg'];
 
 /** Refuses keys a settings object does not have (a typo such as `local_steps` in plain JavaScript). */
 export function refuseUnknownKeys(options: object, extra: readonly string[], where = 'train options'): void {

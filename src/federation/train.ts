@@ -6,7 +6,10 @@ import { environmentSpec } from '../mdp/model.js';
 import { agentStream } from '../rng.js';
 import { yieldToEventLoop } from '../util/yield.js';
 import { initialAgentState, keptNames, LocalAgent, type AgentState } from './agent.js';
+import { meanInto } from './aggregate.js';
+import { mixParameters, mixTrackers, npgAlpha } from './algorithms/fednpg.js';
 import { algorithmOf, checkAgainstAgents } from './algorithms/registry.js';
+import { mixingMatrix, parseTopology } from './topology.js';
 import type { AlgorithmPlugin } from './algorithms/types.js';
 // Checkpoints and worker threads are Node-only: loaded on demand, so the browser entry (which
 // imports this module) pulls in neither fs, crypto nor worker_threads.
@@ -44,6 +47,8 @@ export interface RoundRecord {
   personalJ?: number;
   /** Ditto: (1/N) sum_i (J_i* - J_i(v_i)); null with per-agent kernels. */
   personalGap?: number | null;
+  /** Decentralised algorithms: (1/N) sum_n |theta_n - theta_bar|^2 after the round. */
+  consensus?: number;
 }
 
 /** What is known before round 1 (the log's header line). */
@@ -70,6 +75,8 @@ export interface TrainResult extends Omit<TrainHeader, 'J0'> {
   personalJ?: number[];
   /** Ditto: every agent's final personal policy v_i. */
   personalThetas?: number[][][];
+  /** Decentralised algorithms: (1/N) sum_n |theta_n - theta_bar|^2 before round 1 and after every round (T + 1 values). */
+  consensus?: number[];
   records: RoundRecord[];
 }
 
@@ -150,7 +157,7 @@ function nonNegInt(name: string, v: number | undefined, min = 0): number | undef
 }
 
 /** The state at the end of the last finished round, minus the append-only histories. */
-type Snapshot = Omit<CheckpointState, 'J' | 'gradNormSq' | 'personalJ' | 'agentJ'>;
+type Snapshot = Omit<CheckpointState, 'J' | 'gradNormSq' | 'personalJ' | 'agentJ' | 'consensus'>;
 
 interface Extra {
   restored: CheckpointState | null;
@@ -180,7 +187,10 @@ export class Training {
   private readonly J: number[];
   private readonly gradNormSq: (number | null)[];
   private readonly personalJ: number[] | null;
+  private readonly consensus: number[] | null;
   private readonly agentJ: number[][];
+  /** Decentralised algorithms: the mixing matrix W [N*N] and alpha. */
+  private readonly mixing: { W: Float64Array; alpha: number; degrees: number } | null;
   private lastGradNormSq: number | null;
   private round: number;
   private readonly all: number[];
@@ -221,12 +231,19 @@ export class Training {
     this.evalGrad = new Float64Array(pool.evaluates && pool.evaluateAndStart ? N * SA : 0);
     this.gsum = new Float64Array(SA);
     this.ditto = keptNames(this.algorithm, settings).includes('personal');
+    if (this.algorithm.topology === 'peers') {
+      const W = mixingMatrix(parseTopology(settings.topology), N, settings.serverSeed);
+      let degrees = 0;
+      for (let n = 0; n < N; n++) for (let m = 0; m < N; m++) if (m !== n && W[n * N + m] !== 0) degrees++;
+      this.mixing = { W, alpha: npgAlpha(settings.eta, settings.entropy, mdp.gamma), degrees };
+    } else this.mixing = null;
     const r = x.restored;
     this.server = new ServerCore(settings, N, theta0, r?.server);
     if (r) {
       this.J = r.J.slice();
       this.gradNormSq = r.gradNormSq.slice();
       this.personalJ = r.personalJ ? r.personalJ.slice() : null;
+      this.consensus = r.consensus ? r.consensus.slice() : null;
       this.agentJ = r.agentJ.map((a) => a.slice());
       this.lastGradNormSq = r.lastGradNormSq;
       this.round = r.round;
@@ -235,6 +252,7 @@ export class Training {
     } else {
       const local = this.algorithm.topology === 'local';
       const start = local ? this.scoreLocal(pool.states()) : evaluator.score(this.server.thetaBar);
+      this.consensus = this.mixing ? [0] : null;
       this.J = [start.J];
       this.agentJ = [Array.from(start.perAgent)];
       this.gradNormSq = [];
@@ -261,7 +279,7 @@ export class Training {
     const N = mdp.rewards.length;
     checkAgainstAgents(settings, N);
     const alg = algorithmOf(settings.algorithm);
-    if (alg.topology === 'peers') throw new InputError(`${alg.name} is decentralised: train it with trainPeers (not yet wired into this loop)`);
+    if (alg.topology === 'peers') npgAlpha(settings.eta, settings.entropy, mdp.gamma);
     const SA = mdp.states * mdp.actions;
     const theta0 = options.theta0 ?? new Float64Array(SA);
     if (theta0.length !== SA) throw new InputError(`theta0 has ${theta0.length} values, expected states*actions = ${SA}`);
@@ -325,6 +343,7 @@ export class Training {
       options.onRuntime?.({ workers: plan.workers, why: plan.why });
       if (restored) options.onInfo?.(`resuming from checkpoint ${ck!.path} at round ${restored.round} of ${settings.rounds}`);
       if (!restored && alg.reports !== 'none') await t.reportRound(t.all, 0, true);
+      if (!restored && alg.topology === 'peers') await t.peersStart();
       if (ck) t.snapshot = t.takeSnapshot();
       return t;
     } catch (e) {
@@ -372,7 +391,54 @@ export class Training {
       rec.personalJ = this.personalJ[t]!;
       rec.personalGap = this.evaluator.personalGap(this.personalJ[t]!);
     }
+    if (this.consensus) rec.consensus = this.consensus[t]!;
     return rec;
+  }
+
+  /** Decentralised start: every agent's tracker and last Q are its Q_tau at theta0. */
+  private async peersStart(): Promise<void> {
+    const names = keptNames(this.algorithm, this.settings);
+    await this.pool.reportPhase(this.all, this.server.thetaBar, this.reports, { round: 0 });
+    for (const i of this.all) {
+      this.pool.writeKept!(i, names.indexOf('tracker'), this.reports[i]!);
+      this.pool.writeKept!(i, names.indexOf('q'), this.reports[i]!);
+    }
+  }
+
+  /**
+   * One decentralised round (FedNPG): the mixing of parameters over the graph, every agent's Q at
+   * its new parameters, the mixing of the trackers; theta_bar is the agents' mean.
+   */
+  private async peersRound(r: number): Promise<number[]> {
+    const names = keptNames(this.algorithm, this.settings);
+    const [kTheta, kTracker, kQ] = [names.indexOf('theta'), names.indexOf('tracker'), names.indexOf('q')];
+    const m = this.mixing!;
+    const before = this.pool.states();
+    const thetas = before.map((st) => st.kept[kTheta]!);
+    const trackers = before.map((st) => st.kept[kTracker]!);
+    const qOld = before.map((st) => st.kept[kQ]!);
+    const mixed = this.outs;
+    mixParameters(m.W, m.alpha, this.settings.eta / (1 - this.mdp.gamma), thetas, trackers, mixed);
+    for (const i of this.all) this.pool.writeKept!(i, kTheta, mixed[i]!);
+    await this.pool.reportPhase(this.all, this.server.thetaBar, this.reports, { round: r });
+    const newTrackers = trackers.map((t) => new Float64Array(t.length));
+    mixTrackers(m.W, trackers, this.reports, qOld, newTrackers);
+    for (const i of this.all) {
+      this.pool.writeKept!(i, kTracker, newTrackers[i]!);
+      this.pool.writeKept!(i, kQ, this.reports[i]!);
+    }
+    // theta_bar = (1/N) sum_n theta_n, in agent order; consensus = (1/N) sum_n |theta_n - theta_bar|^2.
+    meanInto(this.server.thetaBar, mixed);
+    let consensus = 0;
+    for (const th of mixed)
+      for (let j = 0; j < th.length; j++) {
+        const e = th[j]! - this.server.thetaBar[j]!;
+        consensus += e * e;
+      }
+    this.consensus!.push(consensus / this.all.length);
+    // Each agent sends theta_n and T_n to each neighbour.
+    this.server.countVectors(2 * m.degrees);
+    return this.all;
   }
 
   /**
@@ -423,7 +489,14 @@ export class Training {
     let J: number;
     let perAgent: Float64Array;
     let ids: number[];
-    if (alg.topology === 'local') {
+    if (alg.topology === 'peers') {
+      ids = await this.peersRound(r);
+      const score = this.evaluator.score(this.server.thetaBar);
+      J = score.J;
+      perAgent = score.perAgent;
+      this.gradNormSq.push(this.lastGradNormSq);
+      this.lastGradNormSq = score.gradNormSq;
+    } else if (alg.topology === 'local') {
       ids = this.all;
       await this.pool.localPhase(ids, this.server.thetaBar, [], this.outs, { round: r });
       this.server.countSilent(ids.length);
@@ -504,6 +577,7 @@ export class Training {
         J: this.J.slice(0, snap.round + 1),
         gradNormSq: this.gradNormSq.slice(0, snap.round),
         personalJ: this.personalJ ? this.personalJ.slice(0, snap.round + 1) : null,
+        consensus: this.consensus ? this.consensus.slice(0, snap.round + 1) : null,
         agentJ: this.agentJ.slice(0, snap.round + 1),
       },
       this.x.faults,
@@ -526,6 +600,7 @@ export class Training {
     const names = keptNames(this.algorithm, this.settings);
     const states = local || this.ditto ? this.pool.states() : [];
     if (local) out.thetas = states.map((st) => rowsOf(st.kept[names.indexOf('theta')]!, A));
+    if (this.consensus) out.consensus = [...this.consensus];
     if (this.personalJ) {
       out.personalJ = [...this.personalJ];
       out.personalThetas = states.map((st) => rowsOf(st.kept[names.indexOf('personal')]!, A));

@@ -72,6 +72,9 @@ export function addSettingsFlags(cmd: Command, algorithms: readonly string[] | n
     .option('--attack <kind>', 'what hostile agents send: signflip | zero | gaussian:SIGMA')
     .option('--aggregation <rule>', 'the server\'s rule: mean | median | trimmed:B | krum:F | geomed (default mean)')
     .option('--personalize <kind>', 'personal policies beside the global one: ditto:LAMBDA (eta * LAMBDA < 1)')
+    .option('--momentum-beta <beta>', `fedsvrpg-m: momentum BETA in (0, 1] (default ${d.momentumBeta})`)
+    .option('--is-clip <C>', `fedsvrpg-m: importance weights clipped to [1/C, C], 0 for none (default ${d.isClip})`)
+    .option('--topology <graph>', 'fednpg: complete | ring | er:P (default complete); fednpg takes exact gradients only, its default')
     .option('--theta0 <file>', 'initial theta: S x A JSON array or an object with "theta" (default zeros)');
 }
 

@@ -7,7 +7,9 @@ import { centralized } from './centralized.js';
 import { fastFedpg } from './fast-fedpg.js';
 import { fedavg } from './fedavg.js';
 import { fedavgm } from './fedavgm.js';
+import { fednpg } from './fednpg.js';
 import { fedprox } from './fedprox.js';
+import { fedsvrpgM } from './fedsvrpg-m.js';
 import { local } from './local.js';
 import { regfedpg } from './regfedpg.js';
 import type { AlgorithmPlugin } from './types.js';
@@ -24,7 +26,7 @@ export function registerAlgorithm(p: AlgorithmPlugin): void {
   registry.set(p.name, p);
 }
 
-for (const p of [fastFedpg, fedavg, centralized, local, regfedpg, fedprox, fedavgm]) registerAlgorithm(p);
+for (const p of [fastFedpg, fedavg, centralized, local, regfedpg, fedprox, fedavgm, fedsvrpgM, fednpg]) registerAlgorithm(p);
 
 /** The names of every registered algorithm, built-ins first. */
 export function algorithmNames(): string[] {

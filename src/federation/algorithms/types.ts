@@ -116,6 +116,8 @@ export interface AlgorithmPlugin {
   localRound(a: AgentSide, theta: Float64Array, start: Float64Array, down: readonly Float64Array[]): void;
   /** Agent: its report at theta into out. */
   report?(a: AgentSide, theta: Float64Array, out: Float64Array): void;
+  /** Server: its vectors at the start of a run (they are zero otherwise). */
+  initServer?(sv: ServerSide): void;
   /** Server: theta_bar (and its state) from the participants' deltas, in agent order. */
   serverStep?(sv: ServerSide, deltas: readonly Float64Array[]): void;
   /** Server: its state from the last report of every agent that has one (agent order). */

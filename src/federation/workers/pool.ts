@@ -236,6 +236,11 @@ export class WorkerPool implements AgentPool {
     }
   }
 
+  writeKept(agent: number, k: number, vec: Float64Array): void {
+    this.assertIdle();
+    this.v.kept.set(vec, (agent * this.K + k) * this.SA);
+  }
+
   states(): AgentState[] {
     const { v, SA, K } = this;
     return Array.from({ length: this.N }, (_, i) => ({
