@@ -87,12 +87,6 @@ export async function planExperiment(name: string, overrides: Partial<Experiment
   if (!planned.length) throw new InputError(`the ${name} experiment has no runs with these settings${notes.length ? ` (${notes.join(' ')})` : ''}`);
   const tasks: RunTask[] = planned.map((t, index) => ({ ...t, index, backend: backend.name }));
   for (const t of tasks) resolveSettings(t.settings);
-  if (tasks.some((t) => (t.settings.entropy ?? 0) > 0)) {
-    const env = backend.createEnvironment(environmentSpec(tasks[0]!.mdp));
-    const ok = typeof env.evaluateRegularized === 'function' && typeof env.estimateRegularized === 'function';
-    env.dispose();
-    if (!ok) throw new InputError(`the ${backend.name} backend has no entropy-regularised kernels yet: run ${name} with --backend js`);
-  }
   return { experiment, params, tasks, notes, backend: backend.name };
 }
 

@@ -45,8 +45,8 @@ export interface CheckpointState {
   consensus: number[] | null;
   /** J_i per agent before round 1 and after each round. */
   agentJ: number[][];
-  /** The costs after each finished round (the records are rebuilt from them). */
-  costs: Costs[];
+  /** The costs after each finished round and who took part (the records are rebuilt from them). */
+  costs: (Costs & { participants?: number[] })[];
   /** Every agent's stream and kept vectors. */
   agents: AgentState[];
 }
@@ -232,7 +232,7 @@ export function readCheckpoint(path: string, want: RunIdentity, rounds: number, 
       personalJ: b.personalJ === null || b.personalJ === undefined ? null : Array.from(decodeFloat64(b.personalJ, round + 1, 'personalJ')),
       consensus: b.consensus === null || b.consensus === undefined ? null : Array.from(decodeFloat64(b.consensus, round + 1, 'consensus')),
       agentJ: agentJ.map((a, t) => Array.from(decodeFloat64(a, N, `agentJ of round ${t}`))),
-      costs: costs as Costs[],
+      costs: costs as (Costs & { participants?: number[] })[],
       agents: (agents as { rng?: unknown; kept?: unknown }[]).map((a, i) => {
         const kept = a.kept;
         if (!Array.isArray(kept) || kept.length !== keptCount) throw new Error(`agent ${i}'s kept vectors are missing`);

@@ -150,10 +150,7 @@ export function resolveBaseSettings(partial: Partial<TrainSettings> = {}): { set
   return { settings: s, given };
 }
 
-export { resolveSettings } from './algorithms/registry.js';
-
-/** The built-in algorithms' names (plug-ins registered later are in algorithmNames()). */
-export const ALGORITHMS: readonly string[] = ['fast-fedpg', 'fedavg', 'centralized', 'local', 'regfedpg', 'fedprox', 'fedavgm', 'fedsvrpg-m', 'fednpg'];
+export { ALGORITHMS, resolveSettings } from './algorithms/registry.js';
 
 /** Refuses keys a settings object does not have (a typo such as `local_steps` in plain JavaScript). */
 export function refuseUnknownKeys(options: object, extra: readonly string[], where = 'train options'): void {

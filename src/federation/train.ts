@@ -372,9 +372,12 @@ export class Training {
   }
 
   private makeRecord(t: number, participants?: number[]): RoundRecord {
+    // A resumed run's finished rounds come from the checkpoint's history.
     const Jstar = this.evaluator.Jstar;
     const J = this.J[t]!;
-    const costs: Costs = this.x.restored && t <= this.x.restored.round ? this.x.restored.costs[t - 1]! : this.server.costs();
+    const past = this.x.restored && t <= this.x.restored.round ? this.x.restored.costs[t - 1]! : null;
+    const costs: Costs = past ? { trajectories: past.trajectories, steps: past.steps, bytes: past.bytes } : this.server.costs();
+    if (past?.participants) participants = past.participants;
     const seconds = (performance.now() - this.started) / 1000;
     const rec: RoundRecord = {
       round: t,
@@ -559,7 +562,7 @@ export class Training {
       server: this.server.snapshot(),
       lastGradNormSq: this.lastGradNormSq,
       agents: this.pool.states(),
-      costs: this.records.map((r) => ({ trajectories: r.trajectories, steps: r.steps, bytes: r.bytes })),
+      costs: this.records.map((r) => ({ trajectories: r.trajectories, steps: r.steps, bytes: r.bytes, ...(r.participants ? { participants: r.participants } : {}) })),
     };
   }
 

@@ -28,6 +28,9 @@ export function registerAlgorithm(p: AlgorithmPlugin): void {
 
 for (const p of [fastFedpg, fedavg, centralized, local, regfedpg, fedprox, fedavgm, fedsvrpgM, fednpg]) registerAlgorithm(p);
 
+/** The built-in algorithms' names (plug-ins registered later are in algorithmNames()). */
+export const ALGORITHMS: readonly string[] = [...registry.keys()];
+
 /** The names of every registered algorithm, built-ins first. */
 export function algorithmNames(): string[] {
   return [...registry.keys()];
