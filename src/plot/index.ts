@@ -30,7 +30,7 @@ export interface SeriesSummary {
   rounds: number;
   plannedRounds: number;
   partial: boolean;
-  final: { J: number | null; Jse: number | null; gap: number | null; gapSe: number | null; trajectories: number; bytes: number };
+  final: { J: number | null; Jse: number | null; gap: number | null; gapSe: number | null; trajectories: number | null; bytes: number | null };
 }
 
 export function summariseSeries(s: Series): SeriesSummary {

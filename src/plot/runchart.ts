@@ -75,11 +75,11 @@ export function runChart(series: Series[], title: string): Record<string, unknow
     };
   });
   const cell = (metric: 'J' | 'gap', x: (typeof X_AXES)[number]): Record<string, unknown> => {
-    const max = Math.max(...values.map((v) => v[x.field] as number));
+    const max = Math.max(...values.map((v) => (v[x.field] as number | null) ?? 0));
     const xEnc = { field: x.field, type: 'quantitative', title: x.title, scale: { domain: [0, max], nice: false, zero: true }, axis: x.field === 'round' ? { format: 'd' } : { labelExpr: "format(datum.value, '~s')" } };
     const yScale = metric === 'gap' ? { type: 'log', nice: false } : { zero: false };
     const yTitle = metric === 'gap' ? 'gap J* - J (log scale)' : 'J (average return)';
-    const filter = metric === 'gap' ? 'isValid(datum.gap) && datum.gap > 0' : 'isValid(datum.J)';
+    const filter = `isValid(datum.${x.field}) && ` + (metric === 'gap' ? 'isValid(datum.gap) && datum.gap > 0' : 'isValid(datum.J)');
     const layer: Record<string, unknown>[] = [];
     if (banded) {
       layer.push({

@@ -1,6 +1,5 @@
 import { basename } from 'node:path';
 import { mean, stderr } from '../experiments/stats.js';
-import { costsAfter, DEFAULT_SETTINGS, resolveSettings } from '../federation/settings.js';
 import type { RunLog } from './runlog.js';
 
 /**
@@ -16,9 +15,12 @@ const SEED_KEYS = new Set(['seed', 'serverSeed']);
 
 export interface SeriesPoint {
   round: number;
-  /** Trajectories and bytes so far (the same for every seed of a series). */
-  trajectories: number;
-  bytes: number;
+  /**
+   * Trajectories and bytes so far (the same for every seed of a series); null before round 1,
+   * whose costs the log does not hold (Fast-FedPG samples before round 1).
+   */
+  trajectories: number | null;
+  bytes: number | null;
   /** Mean over the seeds, and the standard error of that mean (null for one seed). */
   J: number | null;
   Jse: number | null;
@@ -49,20 +51,6 @@ function seedOf(log: RunLog): number | null {
   return typeof v === 'number' ? v : null;
 }
 
-/** Trajectories and bytes before round 1 (Fast-FedPG's first memory samples), from the settings. */
-function costsAtStart(log: RunLog): { trajectories: number; bytes: number } {
-  const s = log.header.settings as Record<string, unknown>;
-  try {
-    // Only the settings' own keys (the header adds agents, states, ...).
-    const own = Object.fromEntries(Object.keys(DEFAULT_SETTINGS).filter((k) => k in s).map((k) => [k, s[k]]));
-    const settings = resolveSettings(own);
-    const c = costsAfter(settings, Number(s.agents), Number(s.states) * Number(s.actions), 0);
-    return Number.isFinite(c.trajectories) && Number.isFinite(c.bytes) ? c : { trajectories: 0, bytes: 0 };
-  } catch {
-    return { trajectories: 0, bytes: 0 };
-  }
-}
-
 function value(xs: (number | null)[]): { m: number | null; se: number | null } {
   if (xs.some((x) => x === null) || !xs.length) return { m: null, se: null };
   const v = xs as number[];
@@ -72,7 +60,6 @@ function value(xs: (number | null)[]): { m: number | null; se: number | null } {
 
 function seriesOf(logs: RunLog[]): Omit<Series, 'label'> {
   const rounds = Math.min(...logs.map((l) => l.records.length));
-  const start = costsAtStart(logs[0]!);
   const points: SeriesPoint[] = [];
   for (let t = 0; t <= rounds; t++) {
     const J = value(logs.map((l) => (t === 0 ? l.header.J0 : l.records[t - 1]!.J)));
@@ -82,8 +69,8 @@ function seriesOf(logs: RunLog[]): Omit<Series, 'label'> {
         return l.header.Jstar === null || l.header.J0 === null ? null : l.header.Jstar - l.header.J0;
       }),
     );
-    const first = t === 0 ? start : logs[0]!.records[t - 1]!;
-    points.push({ round: t, trajectories: first.trajectories, bytes: first.bytes, J: J.m, Jse: J.se, gap: gap.m, gapSe: gap.se });
+    const first = t === 0 ? null : logs[0]!.records[t - 1]!;
+    points.push({ round: t, trajectories: first?.trajectories ?? null, bytes: first?.bytes ?? null, J: J.m, Jse: J.se, gap: gap.m, gapSe: gap.se });
   }
   const h = logs[0]!.header;
   return {
