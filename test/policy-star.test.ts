@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { evaluatePolicy, greedyActions } from '../src/evaluate.js';
 import { loadMdp } from '../src/mdp/format.js';
+import type { Mdp } from '../src/mdp/model.js';
 import { parseMdp } from '../src/mdp/parse.js';
 import { testedBackends } from './helpers/backends.js';
 import { fixturePath, readExpect } from './helpers/fixtures.js';
@@ -11,12 +12,11 @@ import { fixturePath, readExpect } from './helpers/fixtures.js';
  */
 
 /**
- * Two states, two actions, gamma 0.9. State 1 is absorbing and pays `r1` for action 0 and 1 for
- * action 1. In state 0, action 0 stays and pays 0.5; action 1 moves to state 1 and pays 0.
- * With r1 = 1 both actions of state 1 are optimal (V*(1) = 10): the tie goes to action 0. In
- * state 0 moving is best: Q*(0,1) = 0.9 * 10 = 9 > Q*(0,0) = 0.5 + 0.9 * 9 = 8.6.
+ * Two states, two actions, gamma 0.9, starting in state 0. In state 0 action 0 stays and action 1
+ * moves to state 1, which is absorbing under both actions; `rewards` is [[r(0,0), r(0,1)],
+ * [r(1,0), r(1,1)]].
  */
-function twoStates(r1: number): ReturnType<typeof parseMdp> {
+function twoStateMdp(rewards: number[][]): ReturnType<typeof parseMdp> {
   return parseMdp({
     format: 'fedpg-mdp/1',
     states: 2,
@@ -27,28 +27,34 @@ function twoStates(r1: number): ReturnType<typeof parseMdp> {
       [[1, 0], [0, 1]],
       [[0, 1], [0, 1]],
     ],
-    rewards: [[[0.5, 0], [r1, 1]]],
+    rewards: [rewards],
   });
 }
 
 /**
- * Where the discount decides: in state 0 action 0 stays for nothing, action 1 pays 0.95 once and
- * moves to state 1, which pays nothing forever. V*(0) = 0.95, so Q*(0,0) = 0.9 * 0.95 = 0.855 <
- * Q*(0,1) = 0.95 (undiscounted they would tie); state 1's actions tie at 0.
+ * State 1 pays `r1` for action 0 and 1 for action 1; in state 0 staying pays 0.5, moving 0.
+ * With r1 = 1 both actions of state 1 are optimal (V*(1) = 10): the tie goes to action 0. In
+ * state 0 moving is best: Q*(0,1) = 0.9 * 10 = 9 > Q*(0,0) = 0.5 + 0.9 * 9 = 8.6.
  */
-function discountDecides(): ReturnType<typeof parseMdp> {
-  return parseMdp({
-    format: 'fedpg-mdp/1',
-    states: 2,
-    actions: 2,
-    gamma: 0.9,
-    initial: [1, 0],
-    transitions: [
-      [[1, 0], [0, 1]],
-      [[0, 1], [0, 1]],
-    ],
-    rewards: [[[0, 0.95], [0, 0]]],
-  });
+const twoStates = (r1: number): ReturnType<typeof parseMdp> => twoStateMdp([[0.5, 0], [r1, 1]]);
+
+/**
+ * Where the discount decides: in state 0 staying pays nothing, moving pays 0.95 once, and state 1
+ * pays nothing forever. V*(0) = 0.95, so Q*(0,0) = 0.9 * 0.95 = 0.855 < Q*(0,1) = 0.95
+ * (undiscounted they would tie); state 1's actions tie at 0.
+ */
+const discountDecides = (): ReturnType<typeof parseMdp> => twoStateMdp([[0, 0.95], [0, 0]]);
+
+/** The kernel as P[s][a][s'] (dense rows, whatever the storage). */
+function denseRows(k: Mdp['kernels'][number], S: number, A: number): number[][][] {
+  return Array.from({ length: S }, (_, s) =>
+    Array.from({ length: A }, (_, a) => {
+      const row = new Array<number>(S).fill(0);
+      if (k.kind === 'dense') for (let t = 0; t < S; t++) row[t] = k.p[(s * A + a) * S + t]!;
+      else for (let q = k.rowStart[s * A + a]!; q < k.rowStart[s * A + a + 1]!; q++) row[k.next[q]!] = k.prob[q]!;
+      return row;
+    }),
+  );
 }
 
 /** V of a deterministic policy by Gaussian elimination on (I - gamma P_pi) V = r_pi (S small). */
@@ -99,15 +105,7 @@ describe('policyStar', () => {
     expect(pi).toHaveLength(mdp.states);
     // The fixture's dense kernel and the average reward, read back from the parsed MDP.
     const S = mdp.states, A = mdp.actions, N = mdp.rewards.length;
-    const k = mdp.kernels[0]!;
-    const P = Array.from({ length: S }, (_, s) =>
-      Array.from({ length: A }, (_, a) => {
-        const row = new Array<number>(S).fill(0);
-        if (k.kind === 'dense') for (let t = 0; t < S; t++) row[t] = k.p[(s * A + a) * S + t]!;
-        else for (let q = k.rowStart[s * A + a]!; q < k.rowStart[s * A + a + 1]!; q++) row[k.next[q]!] = k.prob[q]!;
-        return row;
-      }),
-    );
+    const P = denseRows(mdp.kernels[0]!, S, A);
     const rbar = Array.from({ length: S }, (_, s) => Array.from({ length: A }, (_, a) => mdp.rewards.reduce((t, r) => t + r[s * A + a]!, 0) / N));
     const v = policyValue(P, rbar, mdp.gamma, pi);
     for (let s = 0; s < S; s++) expect(Math.abs(v[s]! - exp.Vstar[s]), `V at state ${s}`).toBeLessThanOrEqual(1e-9 * Math.max(1, Math.abs(exp.Vstar[s])));
@@ -121,15 +119,7 @@ describe('policyStar', () => {
     const S = mdp.states, A = mdp.actions;
     per.forEach((pi, i) => {
       expect(pi).toHaveLength(S);
-      const k = mdp.kernels[i]!;
-      const P = Array.from({ length: S }, (_, s) =>
-        Array.from({ length: A }, (_, a) => {
-          const row = new Array<number>(S).fill(0);
-          if (k.kind === 'dense') for (let t = 0; t < S; t++) row[t] = k.p[(s * A + a) * S + t]!;
-          else for (let q = k.rowStart[s * A + a]!; q < k.rowStart[s * A + a + 1]!; q++) row[k.next[q]!] = k.prob[q]!;
-          return row;
-        }),
-      );
+      const P = denseRows(mdp.kernels[i]!, S, A);
       const r = Array.from({ length: S }, (_, s) => Array.from({ length: A }, (_, a) => mdp.rewards[i]![s * A + a]!));
       const v = policyValue(P, r, mdp.gamma, pi);
       // No single-state deviation improves on it: the Bellman optimality condition, to 1e-9.
