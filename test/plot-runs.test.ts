@@ -109,6 +109,20 @@ describe('fedpg plot of round logs', () => {
     expect(text.stdout).toContain('round 5 of 12 (partial log)');
   });
 
+  it('plots a serve log (no backend, no J*, a round whose J is unknown): J only, no gap row', () => {
+    const log = join(tmp, 'serve.jsonl');
+    const settings = { algorithm: 'fast-fedpg', gradient: 'sampled', rounds: 3, seed: 0, agents: 2, states: 2, actions: 2 };
+    const rec = (round: number, J: number | null): string => JSON.stringify({ round, J, gap: null, gradNormSq: null, trajectories: 10 * round, steps: 100 * round, bytes: 64 * round });
+    writeFileSync(log, [JSON.stringify({ type: 'header', format: 'fedpg-log/1', algorithm: 'fast-fedpg', backend: null, gradient: 'sampled', settings, Jstar: null, J0: 0.5 }), rec(1, 0.6), rec(2, null), rec(3, 0.8)].join('\n') + '\n');
+    const r = fedpg('plot', log, '--json');
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.series[0]).toMatchObject({ rounds: 3, partial: false, final: { J: 0.8, gap: null } });
+    const svg = readFileSync(out.files.svg, 'utf8');
+    expect(svg).not.toContain('log scale');
+    expect(svg).toContain('J (average return)');
+  });
+
   it('refuses what is neither kind of log, with one line naming the file', () => {
     const bad = join(tmp, 'bad.jsonl');
     writeFileSync(bad, '{"type":"header","format":"something/1"}\n');
