@@ -70,6 +70,8 @@ export function serveCommand(program: Command): void {
       const agents = int('agents', o.agents, 1)!;
       const fixed = sharedAgentCount(shared);
       if (fixed !== null && fixed !== agents) throw new InputError(`${sharedFile} has ${fixed} per-agent transition kernels, but --agents is ${agents}`);
+      if ((o as RunFlags).seed !== undefined)
+        throw new InputError("fedpg serve takes no --seed: the agents' streams come from their own keys (fedpg split; split --seed S reproduces train --seed S); use --server-seed Z for the aggregator's own draws");
       const settings = resolveSettings(settingsFromFlags(o as RunFlags));
       const refusal = networkRefusal(settings);
       if (refusal) throw new InputError(refusal);
