@@ -403,6 +403,12 @@ describe('fedpg split, serve and agent on loopback (child processes)', () => {
     await expectRefused(client.pushGradient({ agent: 0, round: 0, gradient: packF64(new Float64Array(SA - 1)), objective: 1 }), Code.InvalidArgument, /136 bytes \(17 values\), expected 144/);
     await expectRefused(client.pushGradient({ agent: 0, round: 0, gradient: packF64(new Float64Array(SA)), objective: Infinity }), Code.InvalidArgument, /J_i for round 0 is Infinity/);
     await expectRefused(client.pushDelta({ agent: 0, round: 1, delta: packF64(new Float64Array(SA)) }), Code.FailedPrecondition, /round 1 \(local steps\), which is not open/);
+    // Finite but huge: no honest agent sends them (the trust issue: Number.MAX_VALUE drove theta_bar to Inf).
+    await expectRefused(client.pushDelta({ agent: 0, round: 1, delta: packF64(new Float64Array(SA).fill(Number.MAX_VALUE)) }), Code.InvalidArgument, /delta for round 1 has norm Infinity, above the bound/);
+    await expectRefused(client.pushDelta({ agent: 0, round: 1, delta: packF64(new Float64Array(SA).fill(1e4)) }), Code.InvalidArgument, /delta for round 1 has norm 42426\.\d+, above the bound [0-9.]+ an honest agent stays within/);
+    await expectRefused(client.pushGradient({ agent: 0, round: 0, gradient: packF64(new Float64Array(SA).fill(1e6)), objective: 1 }), Code.InvalidArgument, /gradient for round 0 has norm .* above the bound/);
+    await expectRefused(client.pushGradient({ agent: 0, round: 0, gradient: packF64(new Float64Array(SA)), objective: 1e308 }), Code.InvalidArgument, /J_i for round 0 is 1e\+308, outside \[0, 10\.0+\d*\]/);
+    await expectRefused(client.pushGradient({ agent: 0, round: 0, gradient: packF64(new Float64Array(SA)), objective: -0.5 }), Code.InvalidArgument, /J_i for round 0 is -0\.5, outside/);
     await expectRefused(client.pushDelta({ agent: 1, round: 1, delta: packF64(new Float64Array(SA)) }), Code.PermissionDenied, /token of agent 0/);
     await expectRefused(client.pushDelta({ agent: 0, round: 1, delta: new Uint8Array(1 << 20) }), Code.ResourceExhausted, /.+/);
     // CORS: a preflight from the allowed page origin is answered; another origin is not.

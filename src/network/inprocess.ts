@@ -53,6 +53,7 @@ export async function runInProcessFederation(mdp: Mdp, o: InProcessFederationOpt
     states: mdp.states,
     actions: mdp.actions,
     settings,
+    gamma: mdp.gamma,
     sharedMdp: new TextEncoder().encode(JSON.stringify(sharedToJson(mdp))),
     theta0: o.theta0 ?? new Float64Array(SA),
     ...(o.quorum !== undefined ? { quorum: o.quorum } : {}),
