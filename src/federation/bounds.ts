@@ -44,10 +44,14 @@ export function updateBounds(s: TrainSettings, gamma: number, states: number, ac
   if (alg.name === 'fedprox') stepFactor *= 1 + s.eta * s.proxMu * H;
   const ditto = parsePersonalize(s.personalize);
   if (ditto.kind === 'ditto') stepFactor *= 1 + s.eta * ditto.lambda * H;
-  const noise = dp ? dp.noise * dp.clip * (Math.sqrt(states * actions) + 10) : 0;
+  const clip = s.dpClip > 0 ? s.dpClip : (dp?.clip ?? 0);
+  const sigma = s.dpClip > 0 ? s.dpNoise : (dp?.noise ?? 0);
+  const noise = sigma * clip * (Math.sqrt(states * actions) + 10);
+  // Clipped messages are at most C long before their noise.
+  const cap = (x: number): number => (clip > 0 ? Math.min(x, clip) : x);
   return {
-    delta: 2 * s.eta * H * stepFactor * G + noise,
-    report: 2 * stepFactor * G + noise,
+    delta: cap(2 * s.eta * H * stepFactor * G) + noise,
+    report: cap(2 * stepFactor * G) + noise,
     objective: 1 / (1 - gamma),
   };
 }

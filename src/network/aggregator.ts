@@ -68,6 +68,8 @@ export interface NetRecord {
   participants?: number[];
   /** Ditto: (1/N) sum_i J_i(v_i) from the agents' reports; null unless every agent reported. */
   personalJ?: number | null;
+  /** Differential privacy: the largest epsilon over agents so far (null: infinite). */
+  dpEpsilon?: number | null;
 }
 
 /** What a checkpoint holds: everything the aggregator needs to continue bit for bit. */
@@ -560,6 +562,8 @@ export class Aggregator {
       };
       if (this.participants.length < this.N) rec.participants = [...this.participants];
       if (personalJ !== undefined) rec.personalJ = personalJ;
+      const dp = this.core.dpEpsilon();
+      if (dp !== undefined) rec.dpEpsilon = dp;
       this.records.push(rec);
     }
     if (this.round >= this.s.rounds) this.advance(ids, 'done', this.round);
