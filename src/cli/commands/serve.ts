@@ -7,7 +7,7 @@ import { NET_FAULT_ENV, parseNetFaults } from '../../network/faults.js';
 import { parseAggregatorTokens, parseShared, sharedAgentCount } from '../../network/formats.js';
 import { readJsonFile, startAggregator } from '../../network/node.js';
 import { networkRefusal } from '../../network/protocol.js';
-import { int, printJson } from '../flags.js';
+import { int, num, printJson } from '../flags.js';
 import { addSettingsFlags, settingsFromFlags, type RunFlags } from './train.js';
 
 /** Defaults of `fedpg serve` (documented in --help and docs/NETWORK.md). */
@@ -30,6 +30,15 @@ interface ServeFlags extends Omit<RunFlags, 'checkpoint'> {
   hold?: string;
   tlsCert?: string;
   tlsKey?: string;
+  maxUpdateNorm?: string;
+}
+
+/** --max-update-norm: auto (the derived bounds), 0 (none) or one bound for deltas and reports. */
+function maxNorm(v: string | undefined): { maxUpdateNorm?: { delta: number; report: number } | null } {
+  if (v === undefined || v === 'auto') return {};
+  const x = num('max-update-norm', v)!;
+  if (x < 0) throw new InputError(`--max-update-norm must be auto, 0 or a number > 0, got '${v}'`);
+  return { maxUpdateNorm: x === 0 ? null : { delta: x, report: x } };
 }
 
 /** What Ctrl-C leaves behind: with --no-checkpoint, nothing (a restart starts over). */
@@ -62,6 +71,7 @@ export function serveCommand(program: Command): void {
     .option('--allow-origin <origin...>', 'page origins allowed to call from a browser (CORS), e.g. http://localhost:5173, or * for any')
     .option('--tls-cert <file>', 'serve HTTPS with this certificate chain (PEM); agents then use an https:// URL')
     .option('--tls-key <file>', 'the private key (PEM) of --tls-cert')
+    .option('--max-update-norm <x>', "refuse a delta (and a report) whose Euclidean norm exceeds x; default auto: twice the largest an honest agent can send (docs/NETWORK.md), 0: no limit")
     .option('--hold <ms>', 'how long a poll waits for the next phase before the agent polls again (default 15000)');
   // train's settings flags (its runtime flags, --workers and its checkpoints, do not apply here).
   addSettingsFlags(
@@ -77,6 +87,8 @@ export function serveCommand(program: Command): void {
       const agents = int('agents', o.agents, 1)!;
       const fixed = sharedAgentCount(shared);
       if (fixed !== null && fixed !== agents) throw new InputError(`${sharedFile} has ${fixed} per-agent transition kernels, but --agents is ${agents}`);
+      if ((o as RunFlags).seed !== undefined)
+        throw new InputError("fedpg serve takes no --seed: the agents' streams come from their own keys (fedpg split; split --seed S reproduces train --seed S); use --server-seed Z for the aggregator's own draws");
       const settings = resolveSettings(settingsFromFlags(o as RunFlags));
       const refusal = networkRefusal(settings);
       if (refusal) throw new InputError(refusal);
@@ -110,6 +122,7 @@ export function serveCommand(program: Command): void {
         ...(o.out ? { out: o.out } : {}),
         ...(hold !== undefined ? { holdMs: hold } : {}),
         ...(faults.crash ? { crash: faults.crash } : {}),
+        ...maxNorm(o.maxUpdateNorm),
         onInfo: say,
         onRecord: (r) => {
           if (!o.json) say(`round ${r.round}/${settings.rounds}: J ${r.J === null ? 'n/a (not every agent reported)' : r.J} (${r.deltas} deltas, ${r.gradients} reports)`);
