@@ -68,7 +68,20 @@ describe('train --seeds', () => {
     }
     expect(existsSync(out)).toBe(false);
     const plain = json('train', MDP, ...SAMPLED);
-    expect(Object.keys(plain).sort()).toEqual(['J', 'Jstar', 'algorithm', 'backend', 'gradNormSq', 'gradient', 'records', 'settings', 'theta']);
+    for (const k of ['J', 'records', 'settings', 'theta']) expect(plain).toHaveProperty(k);
+    for (const k of ['seeds', 'results', 'summary']) expect(plain).not.toHaveProperty(k);
+  }, 60_000);
+
+  it('server seeds: Z+k with --server-seed Z, else the run\'s seed S+k (the draws of --participation follow them)', () => {
+    const flags = [...SAMPLED, '--participation', '0.5', '--seed', '2'];
+    const withZ = json('train', MDP, ...flags, '--server-seed', '10', '--seeds', '2', '--workers', '1');
+    const withoutZ = json('train', MDP, ...flags, '--seeds', '2', '--workers', '1');
+    expect(withZ.results.map((r: any) => [r.settings.seed, r.settings.serverSeed])).toEqual([[2, 10], [3, 11]]);
+    expect(withoutZ.results.map((r: any) => [r.settings.seed, r.settings.serverSeed])).toEqual([[2, 2], [3, 3]]);
+    const single = json('train', MDP, ...flags.slice(0, -1), '3', '--server-seed', '11');
+    expect(same(withZ.results[1].J, single.J)).toBe(true);
+    // The server seed changes the participants, so the runs differ.
+    expect(same(withZ.results[1].J, withoutZ.results[1].J)).toBe(false);
   }, 60_000);
 
   it('refuses --seeds 0 with one line', () => {
