@@ -14,7 +14,8 @@ import { horizon } from './horizon.js';
 import { memory } from './memory.js';
 import { nonidentical } from './nonidentical.js';
 import { peers } from './peers.js';
-import { finishChart, htmlPage, renderSvg, toCsv } from './render.js';
+import { finishChart } from './finish.js';
+import { htmlPage, renderSvg, toCsv } from './render.js';
 import { runTasks } from './runner.js';
 import { speedup } from './speedup.js';
 import type { RunResult, RunTask } from './task.js';
@@ -25,7 +26,8 @@ export type { RunCurve, RunResult, RunTask } from './task.js';
 export { runTask, checkpointRounds, softOptimalValue } from './task.js';
 export { runTasks, workerScript } from './runner.js';
 export { BUILTIN_MDPS, firstAgents, mirroredMdp, perAgentKernelMdp, resolveMdpSource, scaleHeterogeneity } from './mdps.js';
-export { renderSvg, htmlPage, toCsv, finishChart } from './render.js';
+export { renderSvg, htmlPage, toCsv } from './render.js';
+export { finishChart } from './finish.js';
 
 /** Every experiment, by name, in the order of SPEC.md's claims and the issue. */
 export const EXPERIMENTS: Readonly<Record<string, Experiment>> = Object.freeze({ bias, speedup, horizon, heterogeneity, nonidentical, memory, peers });
