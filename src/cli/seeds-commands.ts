@@ -4,7 +4,8 @@ import type { TrainResult } from '../federation/train.js';
 import type { Mdp } from '../mdp/model.js';
 import { plotRunLogs, withPartialPlot } from '../plot/index.js';
 import { printJson } from './flags.js';
-import { pathForSeed, pm, roundStats, runSeedTasks, seedBackend, seedSettings, seedThreads, summariseSeeds, type SeedTask } from './seeds.js';
+import { pathForSeed, runSeedTasks, seedBackend, seedSettings, seedThreads, type SeedTask } from './seeds.js';
+import { pm, roundStats, summariseSeeds } from './seeds-summary.js';
 import type { RuntimeFlags } from './session.js';
 import type { BackendChoice } from '../backends/types.js';
 

@@ -8,7 +8,6 @@ import { Piscina } from 'piscina';
 import { loadBackend } from '../backends/select.js';
 import type { BackendChoice, BackendName } from '../backends/types.js';
 import { InputError } from '../errors.js';
-import { mean, stderr } from '../experiments/stats.js';
 import type { TrainSettings } from '../federation/settings.js';
 import type { TrainResult } from '../federation/train.js';
 import type { WorkersChoice } from '../federation/workers/plan.js';
@@ -143,61 +142,4 @@ export async function runSeedTasks(tasks: SeedTask[], o: SeedRunOptions): Promis
   } finally {
     bar?.stop();
   }
-}
-
-export interface MeanSe {
-  mean: number | null;
-  /** The standard error of the mean (null below two seeds). */
-  se: number | null;
-}
-
-function meanSe(xs: (number | null)[]): MeanSe {
-  if (!xs.length || xs.some((x) => x === null)) return { mean: null, se: null };
-  const v = xs as number[];
-  // Equal values have no spread (the formula would leave rounding noise of 1e-17).
-  const se = v.length > 1 ? (v.every((x) => x === v[0]) ? 0 : stderr(v)) : null;
-  return { mean: mean(v), se };
-}
-
-/** What --json's `summary` holds per algorithm: final J and gap, mean and standard error over the seeds. */
-export interface SeedSummary {
-  algorithm: string;
-  seeds: number[];
-  rounds: number;
-  J: MeanSe;
-  gap: MeanSe;
-  /** J before round 1 (the same for every seed unless theta0 differs). */
-  J0: MeanSe;
-  trajectories: number;
-  bytes: number;
-}
-
-export function summariseSeeds(results: TrainResult[]): SeedSummary {
-  const first = results[0]!;
-  const last = (r: TrainResult): TrainResult['records'][number] | undefined => r.records[r.records.length - 1];
-  return {
-    algorithm: first.algorithm,
-    seeds: results.map((r) => r.settings.seed),
-    rounds: first.records.length,
-    J: meanSe(results.map((r) => r.J[r.J.length - 1]!)),
-    gap: meanSe(results.map((r) => (r.Jstar === null ? null : r.Jstar - r.J[r.J.length - 1]!))),
-    J0: meanSe(results.map((r) => r.J[0]!)),
-    trajectories: last(first)?.trajectories ?? 0,
-    bytes: last(first)?.bytes ?? 0,
-  };
-}
-
-/** Per round t (0..T): mean and standard error of J and of the gap over the seeds. */
-export function roundStats(results: TrainResult[], t: number): { J: MeanSe; gap: MeanSe } {
-  return {
-    J: meanSe(results.map((r) => r.J[t] ?? null)),
-    gap: meanSe(results.map((r) => (r.Jstar === null || r.J[t] === undefined ? null : r.Jstar - r.J[t]!))),
-  };
-}
-
-/** "x ± se" with the digits of the table. */
-export function pm(v: MeanSe, digits = 6): string {
-  const f = (x: number): string => (Math.abs(x) !== 0 && Math.abs(x) < 1e-3 ? x.toExponential(2) : x.toFixed(digits));
-  if (v.mean === null) return 'n/a';
-  return v.se === null ? f(v.mean) : `${f(v.mean)} ± ${f(v.se)}`;
 }

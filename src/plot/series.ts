@@ -1,5 +1,5 @@
 import { basename } from 'node:path';
-import { mean, stderr } from '../experiments/stats.js';
+import { meanSe } from '../experiments/stats.js';
 import type { RunLog } from './runlog.js';
 
 /**
@@ -51,26 +51,19 @@ function seedOf(log: RunLog): number | null {
   return typeof v === 'number' ? v : null;
 }
 
-function value(xs: (number | null)[]): { m: number | null; se: number | null } {
-  if (xs.some((x) => x === null) || !xs.length) return { m: null, se: null };
-  const v = xs as number[];
-  // Equal values have no spread (the formula would leave rounding noise of 1e-17).
-  return { m: mean(v), se: v.length > 1 ? (v.every((x) => x === v[0]) ? 0 : stderr(v)) : null };
-}
-
 function seriesOf(logs: RunLog[]): Omit<Series, 'label'> {
   const rounds = Math.min(...logs.map((l) => l.records.length));
   const points: SeriesPoint[] = [];
   for (let t = 0; t <= rounds; t++) {
-    const J = value(logs.map((l) => (t === 0 ? l.header.J0 : l.records[t - 1]!.J)));
-    const gap = value(
+    const J = meanSe(logs.map((l) => (t === 0 ? l.header.J0 : l.records[t - 1]!.J)));
+    const gap = meanSe(
       logs.map((l) => {
         if (t > 0) return l.records[t - 1]!.gap;
         return l.header.Jstar === null || l.header.J0 === null ? null : l.header.Jstar - l.header.J0;
       }),
     );
     const first = t === 0 ? null : logs[0]!.records[t - 1]!;
-    points.push({ round: t, trajectories: first?.trajectories ?? null, bytes: first?.bytes ?? null, J: J.m, Jse: J.se, gap: gap.m, gapSe: gap.se });
+    points.push({ round: t, trajectories: first?.trajectories ?? null, bytes: first?.bytes ?? null, J: J.mean, Jse: J.se, gap: gap.mean, gapSe: gap.se });
   }
   const h = logs[0]!.header;
   return {
