@@ -28,6 +28,8 @@ export interface PolicyReport {
    * kernels, of every agent's own MDP (P_i, R_i): one array per agent.
    */
   policyStar: number[] | number[][];
+  /** J_i*: each agent's own optimum (its own rewards, its own kernel): Ditto's personal gap is against these. */
+  JstarPerAgent: number[];
   K?: number;
   JK?: number[];
   gradK?: number[][][];
@@ -112,6 +114,7 @@ export async function evaluatePolicy(
       grad: Array.from({ length: N }, (_, i) => rows(grad.subarray(i * SA, (i + 1) * SA), A)),
       gradAvg: rows(gradAvg, A),
       policyStar: [],
+      JstarPerAgent: mdp.rewards.map((r, i) => envs[envs.length === 1 ? 0 : i]!.optimal(r, new Float64Array(S))),
     };
     if (!mdp.perAgentKernels) {
       const rbar = averageReward(mdp);
