@@ -130,14 +130,13 @@ export interface Environment {
   /** H steps theta <- theta + eta (g_hat(theta) + correction) (or FedSVRPG-M's step, `svrpg`), in one call. */
   localRound(args: LocalRoundArgs): void;
   /**
-   * Entropy-regularised kernels (optional until every backend has them; the training loop refuses
-   * entropy > 0 on a backend without them). evaluateRegularized fills J with J_tau, V and Q with
+   * Entropy-regularised kernels (every backend has them). evaluateRegularized fills J with J_tau, V and Q with
    * V_tau and Q_tau, and grad with the exact gradient of J_tau; estimateRegularized is the GPOMDP
    * estimator g = sum_t gamma^t (r_t - tau log pi(a_t|s_t)) sum_{l<=t} grad log pi(a_l|s_l),
    * drawing from the stream exactly as estimateGradient does.
    */
-  evaluateRegularized?(theta: Float64Array, rewards: Float64Array, tau: number, out: Evaluation): void;
-  estimateRegularized?(
+  evaluateRegularized(theta: Float64Array, rewards: Float64Array, tau: number, out: Evaluation): void;
+  estimateRegularized(
     theta: Float64Array,
     reward: Float64Array,
     tau: number,
