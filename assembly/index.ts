@@ -55,8 +55,8 @@ export function envFree(e: usize): void {
 }
 
 /** The estimator; returns the result's pointer ([S*A], valid until the next call), 0 for a non-finite theta. */
-export function estimate(e: usize, theta: usize, reward: usize, horizon: i32, batch: i32, rng: usize, tau: f64): usize {
-  return estimateKernel(changetype<Env>(e), theta, reward, horizon, batch, rng, tau);
+export function estimate(e: usize, theta: usize, reward: usize, horizon: i32, batch: i32, rng: usize, tau: f64, gpomdp: i32): usize {
+  return estimateKernel(changetype<Env>(e), theta, reward, horizon, batch, rng, tau, gpomdp != 0);
 }
 
 /**
@@ -74,7 +74,7 @@ export function localRound(
   for (let h = 0; h < steps; h++) {
     let g: usize;
     if (sampled) {
-      g = sampleBatch(e, theta, reward, horizon, batch, rng, tau);
+      g = sampleBatch(e, theta, reward, horizon, batch, rng, tau, tau > 0);
     } else {
       const st = exactGradient(e, theta, reward, tau);
       if (st != OK) return st;

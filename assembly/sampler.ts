@@ -240,9 +240,11 @@ function nextStamp(e: Env): i32 {
  * to rng (4 words). Returns e.acc.
  */
 export function sampleBatch(
-  e: Env, theta: usize, reward: usize, horizon: i32, batch: i32, rng: usize, tau: f64, thetaPrev: usize = 0, clip: f64 = 0,
+  e: Env, theta: usize, reward: usize, horizon: i32, batch: i32, rng: usize, tau: f64, gpomdp: bool,
+  thetaPrev: usize = 0, clip: f64 = 0,
 ): usize {
-  const reg = tau > 0;
+  // gpomdp: the (entropy-regularised when tau > 0) GPOMDP estimator; otherwise Eq. 5.
+  const reg = gpomdp;
   // thetaPrev != 0: FedSVRPG-M (svrpgBatch) - the lanes' paths feed svrpgTrajectory, rows carry logs.
   const svr = thetaPrev != 0;
   const withLog = reg || svr;
@@ -424,9 +426,9 @@ export function allFinite(x: usize, n: i32): bool {
  * The estimate at theta (tau > 0: the entropy-regularised GPOMDP estimator): returns the pointer of the [S*A] result (valid until the next call on
  * this environment), or 0 when theta holds a non-finite entry (nothing sampled then).
  */
-export function estimate(e: Env, theta: usize, reward: usize, horizon: i32, batch: i32, rng: usize, tau: f64): usize {
+export function estimate(e: Env, theta: usize, reward: usize, horizon: i32, batch: i32, rng: usize, tau: f64, gpomdp: bool): usize {
   if (!allFinite(theta, e.SA)) return 0;
-  return sampleBatch(e, theta, reward, horizon, batch, rng, tau);
+  return sampleBatch(e, theta, reward, horizon, batch, rng, tau, gpomdp);
 }
 
 /** pi_thetaPrev(.|s) and its log (FedSVRPG-M's second policy), valid while e.prevGen is. */
@@ -522,7 +524,7 @@ export function svrpgBatch(e: Env, theta: usize, thetaPrev: usize, reward: usize
     memory.fill(acc + off, 0, (<usize>A) << 3);
     memory.fill(accPrev + off, 0, (<usize>A) << 3);
   }
-  sampleBatch(e, theta, reward, K, batch, rng, 0, thetaPrev, clip);
+  sampleBatch(e, theta, reward, K, batch, rng, 0, false, thetaPrev, clip);
   const bf = <f64>batch;
   const nq = e.nPi;
   memory.copy(svList, e.piList, (<usize>nq) << 2);

@@ -299,6 +299,23 @@ describe.each(backends.filter((b) => b.name !== 'js').map((b) => [b.name, b] as 
     }
   });
 
+  it.each(mdps.map((m) => [m.name!, m] as const))('the GPOMDP estimator gives the js bits on %s, tau = 0 included (plain GPOMDP, not Eq. 5)', (_n2, mdp) => {
+    const SA = mdp.states * mdp.actions;
+    const theta = Float64Array.from({ length: SA }, (_, j) => 2 * Math.sin(j));
+    const a = backend.createEnvironment(environmentSpec(mdp));
+    const b = jsBackend.createEnvironment(environmentSpec(mdp));
+    for (const tau of [0, 0.3]) {
+      for (const M of [1, 17]) {
+        const ra = agentStream(8, 1), rb = agentStream(8, 1);
+        const ga = new Float64Array(SA), gb = new Float64Array(SA);
+        a.estimateRegularized!(theta, mdp.rewards[0]!, tau, 20, M, ra, ga);
+        b.estimateRegularized!(theta, mdp.rewards[0]!, tau, 20, M, rb, gb);
+        expect(Array.from(ra)).toEqual(Array.from(rb));
+        expect(Array.from(ga).every((v, j) => Object.is(v, gb[j])), `tau ${tau}, M ${M}`).toBe(true);
+      }
+    }
+  });
+
   it.each(mdps.map((m) => [m.name!, m] as const))('sampled local rounds (plain, corrected, entropy) give the js bits on %s', (_n2, mdp) => {
     const SA = mdp.states * mdp.actions;
     const a = backend.createEnvironment(environmentSpec(mdp));

@@ -68,7 +68,8 @@ interface Exports {
   envProb(e: number): number;
   envFinish(e: number): number;
   envFree(e: number): void;
-  estimate(e: number, theta: number, reward: number, horizon: number, batch: number, rng: number, tau: number): number;
+  /** gpomdp = 1: the (regularised) GPOMDP estimator, also at tau = 0; 0: Eq. 5. */
+  estimate(e: number, theta: number, reward: number, horizon: number, batch: number, rng: number, tau: number, gpomdp: number): number;
   localRound(
     e: number, theta: number, reward: number, correction: number, eta: number, steps: number,
     sampled: number, horizon: number, batch: number, rng: number, tau: number,
@@ -454,7 +455,7 @@ class WasmEnvironment implements Environment {
   }
 
   estimateGradient(theta: Float64Array, reward: Float64Array, horizon: number, batch: number, rng: Uint32Array, out: Float64Array): void {
-    this.estimateWith(theta, reward, 0, horizon, batch, rng, out);
+    this.estimateWith(theta, reward, 0, false, horizon, batch, rng, out);
   }
 
   /** The entropy-regularised GPOMDP estimator, drawing from the stream as estimateGradient does. */
@@ -462,17 +463,17 @@ class WasmEnvironment implements Environment {
     this.live();
     if (!this.quickArgs(theta, reward, horizon, batch, rng, out)) checkKernelArgs(this, theta, reward, horizon, batch, rng, out);
     checkEntropy(tau);
-    this.estimateWith(theta, reward, tau, horizon, batch, rng, out);
+    this.estimateWith(theta, reward, tau, true, horizon, batch, rng, out);
   }
 
-  private estimateWith(theta: Float64Array, reward: Float64Array, tau: number, horizon: number, batch: number, rng: Uint32Array, out: Float64Array): void {
+  private estimateWith(theta: Float64Array, reward: Float64Array, tau: number, gpomdp: boolean, horizon: number, batch: number, rng: Uint32Array, out: Float64Array): void {
     this.live();
     if (!this.quickArgs(theta, reward, horizon, batch, rng, out)) checkKernelArgs(this, theta, reward, horizon, batch, rng, out);
     this.vTheta.set(theta);
     this.vReward.set(reward);
     this.vRng.set(rng);
     const io = this.io;
-    const p = this.k.x.estimate(this.held.env, io.theta, io.reward, horizon, batch, io.rng, tau) >>> 0;
+    const p = this.k.x.estimate(this.held.env, io.theta, io.reward, horizon, batch, io.rng, tau, gpomdp ? 1 : 0) >>> 0;
     if (p === 0) {
       checkTheta(this, theta);
       throw new RangeError('theta holds a non-finite entry');
