@@ -32,6 +32,19 @@ const ALGORITHMS: [string, string[]][] = [
   ['fast-fedpg --correction fresh', ['--algorithm', 'fast-fedpg', '--correction', 'fresh']],
 ];
 
+/** Later sampled methods and options (the field's methods, FedSVRPG-M's kernel, participation, Ditto, attacks, DP). */
+const MORE: [string, string[]][] = [
+  ['fedprox', ['--algorithm', 'fedprox', '--prox-mu', '0.1']],
+  ['fedavgm', ['--algorithm', 'fedavgm', '--server-momentum', '0.5']],
+  ['fedsvrpg-m --is-clip 0', ['--algorithm', 'fedsvrpg-m', '--momentum-beta', '0.3', '--is-clip', '0']],
+  ['fedsvrpg-m', ['--algorithm', 'fedsvrpg-m', '--momentum-beta', '0.6']],
+  ['--participation 0.5', ['--participation', '0.5']],
+  ['--personalize ditto', ['--personalize', 'ditto:0.2']],
+  ['--attack gaussian', ['--byzantine', '1', '--attack', 'gaussian:0.1']],
+  ['--dp-noise', ['--dp-clip', '1', '--dp-noise', '0.5']],
+];
+const MORE_MDPS = ['labbi-challenging', 'random-s20-a4-n8-sparse', 'random-s6-a3-n4'];
+
 const COMMON = ['--gradient', 'sampled', '--rounds', '6', '--local-steps', '4', '--eta', '0.8', '--horizon', '12', '--batch', '5', '--seed', '17', '--workers', '1', '--json'];
 
 function train(mdp: string, backend: string, flags: string[]): any {
@@ -57,7 +70,10 @@ describe.skipIf(backends.length < 2)('sampled runs are bit-identical across back
     expect(MDPS).toEqual(expect.arrayContaining(['labbi-challenging', 'random-s20-a4-n8-sparse', 'random-s6-a3-n4']));
   });
 
-  it.each(MDPS.flatMap((m) => ALGORITHMS.map(([name, flags]) => [m, name, flags] as const)))('%s, %s', (mdp, _name, flags) => {
+  it.each([
+    ...MDPS.flatMap((m) => ALGORITHMS.map(([name, flags]) => [m, name, flags] as const)),
+    ...MORE_MDPS.flatMap((m) => MORE.map(([name, flags]) => [m, name, flags] as const)),
+  ])('%s, %s', (mdp, _name, flags) => {
     const runs = backends.map((b) => [b, train(mdp, b, flags)] as const);
     const [, ref] = runs[0]!;
     // `local` reports no shared theta: its agents' J (exact, of bit-identical per-agent thetas) must agree.
