@@ -76,14 +76,14 @@ describe.skipIf(backends.length < 2)('sampled runs are bit-identical across back
   ])('%s, %s', (mdp, _name, flags) => {
     const runs = backends.map((b) => [b, train(mdp, b, flags)] as const);
     const [, ref] = runs[0]!;
-    // `local` reports no shared theta: its agents' J (exact, of bit-identical per-agent thetas) must agree.
-    if (ref.theta !== null) {
-      // theta moved away from its start (otherwise equal bits would prove nothing)
-      expect(ref.theta.flat(Infinity).some((v: number) => v !== 0)).toBe(true);
-    }
+    // `local` reports no shared theta but every agent's (`thetas`): those must agree instead.
+    const moved = ref.theta ?? ref.thetas;
+    // theta moved away from its start (otherwise equal bits would prove nothing)
+    expect(moved.flat(Infinity).some((v: number) => v !== 0)).toBe(true);
     for (const [b, run] of runs.slice(1)) {
       expect(run.backend).toBe(b);
       expect(firstBitDifference(run.theta, ref.theta), `theta on ${b} vs ${runs[0]![0]}`).toBe(-1);
+      expect(firstBitDifference(run.thetas ?? null, ref.thetas ?? null), `thetas on ${b}`).toBe(-1);
       expect(run.J).toHaveLength(ref.J.length);
       for (let t = 0; t < ref.J.length; t++) expect(Math.abs(run.J[t] - ref.J[t]), `J[${t}] on ${b}`).toBeLessThanOrEqual(1e-11 * Math.max(1, Math.abs(ref.J[t])));
     }

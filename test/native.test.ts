@@ -164,6 +164,18 @@ describe.runIf(!!native)('the native backend', () => {
       expect(call({ ...round, correction: [1, 2] })).toThrow(/options\.correction must be a Float64Array, got an Array/);
       expect(call({ ...round, entropy: '0.1' })).toThrow(/options\.entropy must be a number, got a string/);
       expect(call({ ...round, gradient: 'exact', rng: undefined, horizon: undefined })).not.toThrow(); // exact reads no stream
+      // FedSVRPG-M's fields, by name too; the kernel's own checks (RangeError) behind them.
+      const sv = { thetaPrev: ok, u: new Float64Array(SA), beta: 0.2, clip: 20 };
+      expect(call({ ...round, svrpg: 3 })).toThrow(/options\.svrpg must be an object, got a number/);
+      expect(call({ ...round, svrpg: { ...sv, thetaPrev: undefined } })).toThrow(/options\.svrpg\.thetaPrev must be a Float64Array, got undefined/);
+      expect(call({ ...round, svrpg: { ...sv, u: new Float64Array(2) } })).toThrow(/options\.svrpg\.u has length 2, expected 18/);
+      expect(call({ ...round, svrpg: { ...sv, beta: '1' } })).toThrow(/options\.svrpg\.beta must be a number, got a string/);
+      expect(call({ ...round, svrpg: { ...sv, clip: 0.5 } })).toThrow(/clip must be 0 \(no clipping\) or a finite number >= 1, got 0\.5/);
+      expect(call({ ...round, svrpg: sv, correction: ok })).toThrow(/svrpg cannot be combined with a correction/);
+      expect(call({ ...round, svrpg: sv, entropy: 0.1 })).toThrow(/svrpg cannot be combined with entropy/);
+      expect(call({ ...round, svrpg: sv, gradient: 'exact' })).toThrow(/svrpg is sampled only/);
+      expect(() => raw.estimateSvrpg(ok, ok, R, 5, 2, 0, rng(), ok, new Float64Array(3))).toThrow(/gradient output \(weighted\) has length 3/);
+      expect(() => raw.estimateSvrpg(ok, [1] as unknown as Float64Array, R, 5, 2, 0, rng(), ok, ok)).toThrow(/thetaPrev must be a Float64Array, got an Array/);
       expect(() => (raw.evaluate as (...a: unknown[]) => void)()).toThrow(/theta must be a Float64Array, got undefined/);
     });
 
