@@ -5,21 +5,14 @@
 // rows of pi_thetaPrev are computed once per round, not per step.
 // Usage: npm run build && node bench/svrpg.bench.js   (FEDPG_BENCH_QUICK=1: short times)
 import { Bench } from 'tinybench';
-import { BACKEND_NAMES, loadBackendByName } from '../dist/backends/select.js';
+import { loadedBackends } from './loaded-backends.js';
 import { environmentSpec } from '../dist/mdp/model.js';
 import { randomMdp } from '../dist/mdp/generate.js';
 import { agentStream } from '../dist/rng.js';
 
 const quick = process.env.FEDPG_BENCH_QUICK === '1';
 const time = quick ? 150 : 1500;
-const backends = [];
-for (const name of BACKEND_NAMES) {
-  try {
-    backends.push(await loadBackendByName(name));
-  } catch (e) {
-    console.log(`(${name} backend not loaded: ${e.message.split('\n')[0]})`);
-  }
-}
+const backends = await loadedBackends();
 
 const rows = [];
 for (const [S, A, K, M, H] of [[6, 3, 30, 100, 10], [100, 10, 50, 10, 10], [1000, 20, 30, 10, 10]]) {
