@@ -80,7 +80,8 @@ const EXP_LO = memory.data<f64>([
   4.0388753109278167e-17,
 ]);
 
-export function detExp(x: f64): f64 {
+// @ts-ignore: decorator
+@inline export function detExp(x: f64): f64 {
   if (x > O_THRESHOLD) return Infinity;
   if (x < U_THRESHOLD) return 0;
   if (x != x) return x;

@@ -144,9 +144,11 @@ function ensureLanes(e: Env, K: i32): void {
 /**
  * pi = softmax(th) over A actions with the max subtracted; with `withLog`, also lp = log pi =
  * th - max - log z (exact even where pi underflows). detExp and detLog, z summed in action order:
- * the same bits as the js and native rows.
+ * the same bits as the js and native rows. With cum != 0 the normalising pass also writes the
+ * running sum of pi into cum and returns the last action with pi > 0 (one pass instead of two).
  */
-function softmaxRow(th: usize, A: i32, pi: usize, lp: usize, withLog: bool): void {
+// @ts-ignore: decorator
+@inline function softmaxRow(th: usize, A: i32, pi: usize, lp: usize, withLog: bool, cum: usize): i32 {
   let m = ldf(th, 0);
   for (let a = 1; a < A; a++) {
     const t = ldf(th, a);
@@ -162,25 +164,26 @@ function softmaxRow(th: usize, A: i32, pi: usize, lp: usize, withLog: bool): voi
     const logZ = detLog(z);
     for (let a = 0; a < A; a++) stf(lp, a, ldf(th, a) - m - logZ);
   }
-  for (let a = 0; a < A; a++) stf(pi, a, ldf(pi, a) / z);
+  let last = 0;
+  if (cum) {
+    let c: f64 = 0;
+    for (let a = 0; a < A; a++) {
+      const p = ldf(pi, a) / z;
+      stf(pi, a, p);
+      c += p;
+      stf(cum, a, c);
+      if (p > 0) last = a;
+    }
+  } else {
+    for (let a = 0; a < A; a++) stf(pi, a, ldf(pi, a) / z);
+  }
+  return last;
 }
 
 /** pi(.|s) (softmaxRow), its running sum, and its last positive action; log pi with `withLog`. */
 function policyRow(e: Env, theta: usize, s: i32, stamp: i32, withLog: bool): void {
-  const A = e.A;
-  const off = (<usize>(s * A)) << 3;
-  const pi = e.pi + off;
-  const cum = e.cum + off;
-  softmaxRow(theta + off, A, pi, e.logPi + off, withLog);
-  let c: f64 = 0;
-  let last = 0;
-  for (let a = 0; a < A; a++) {
-    const p = ldf(pi, a);
-    c += p;
-    stf(cum, a, c);
-    if (p > 0) last = a;
-  }
-  sti(e.lastPos, s, last);
+  const off = (<usize>(s * e.A)) << 3;
+  sti(e.lastPos, s, softmaxRow(theta + off, e.A, e.pi + off, e.logPi + off, withLog, e.cum + off));
   sti(e.piStamp, s, stamp);
   sti(e.piList, e.nPi++, s);
 }
@@ -434,7 +437,7 @@ export function estimate(e: Env, theta: usize, reward: usize, horizon: i32, batc
 /** pi_thetaPrev(.|s) and its log (FedSVRPG-M's second policy), valid while e.prevGen is. */
 function prevRow(e: Env, thetaPrev: usize, s: i32): void {
   const off = (<usize>(s * e.A)) << 3;
-  softmaxRow(thetaPrev + off, e.A, e.piPrev + off, e.logPiPrev + off, true);
+  softmaxRow(thetaPrev + off, e.A, e.piPrev + off, e.logPiPrev + off, true, 0);
   sti(e.prevStamp, s, e.prevGen);
 }
 
