@@ -16,7 +16,9 @@ import { nonidentical } from './nonidentical.js';
 import { peers } from './peers.js';
 import { finishChart } from './finish.js';
 import { htmlPage, renderSvg, toCsv } from './render.js';
+import { experimentLogText, runLine } from './log.js';
 import { runTasks } from './runner.js';
+import { sliceTasks, type Shard } from './shard.js';
 import { speedup } from './speedup.js';
 import type { RunResult, RunTask } from './task.js';
 import type { Experiment, ExperimentHeader, ExperimentLog, ExperimentParams, ExperimentSummary } from './types.js';
@@ -28,6 +30,8 @@ export { runTasks, workerScript } from './runner.js';
 export { BUILTIN_MDPS, firstAgents, mirroredMdp, perAgentKernelMdp, resolveMdpSource, scaleHeterogeneity } from './mdps.js';
 export { renderSvg, htmlPage, toCsv } from './render.js';
 export { finishChart } from './finish.js';
+export { experimentLogText } from './log.js';
+export { parseShard, shardLogName, sliceTasks, type Shard, type ShardHeader } from './shard.js';
 
 /** Every experiment, by name, in the order of SPEC.md's claims and the issue. */
 export const EXPERIMENTS: Readonly<Record<string, Experiment>> = Object.freeze({ bias, speedup, horizon, heterogeneity, nonidentical, memory, peers });
@@ -104,13 +108,27 @@ export interface RunExperimentOptions {
   signal?: AbortSignal;
   /** The command line, recorded in the log's header. */
   command?: string;
+  /** Run only this slice of the tasks (see shard.ts); the log's header records it. */
+  shard?: Shard;
   /** Every finished run with the count so far and the cost units done (for a progress bar). */
   onProgress?: (done: { runs: number; cost: number }, run: RunResult) => void;
 }
 
-/** Runs a planned experiment and returns its log (every run, ordered by index) and summary. */
+/** The tasks of shard `shard` of a plan (every machine computes the same slices). */
+export function shardOf(plan: PlannedExperiment, shard: Shard): RunTask[] {
+  const slices = sliceTasks(plan.tasks.map((t) => ({ index: t.index, cost: taskCost(t) })), shard.count);
+  const mine = new Set(slices[shard.index]);
+  return plan.tasks.filter((t) => mine.has(t.index));
+}
+
+/**
+ * Runs a planned experiment (or one shard of it) and returns its log (every run, ordered by
+ * index) and summary. The log file gets each run as it finishes and, once all are in, is
+ * rewritten in its canonical order (log.ts).
+ */
 export async function runPlanned(plan: PlannedExperiment, o: RunExperimentOptions): Promise<{ log: ExperimentLog; summary: ExperimentSummary }> {
   const started = Date.now();
+  const tasks = o.shard ? shardOf(plan, o.shard) : plan.tasks;
   const header: ExperimentHeader = {
     type: 'header',
     format: LOG_FORMAT,
@@ -125,32 +143,36 @@ export async function runPlanned(plan: PlannedExperiment, o: RunExperimentOption
   };
   if (o.command !== undefined) header.command = o.command;
   if (plan.quick) header.quick = true;
+  if (o.shard) header.shard = { ...o.shard, tasks: tasks.map((t) => t.index) };
+  // The log lists only the settings the experiment reads (readExperimentLog fills in the rest
+  // from its defaults, so the summary is the same).
+  const written: ExperimentHeader = { ...header, params: usedParams(plan.experiment, plan.params) };
   const out = o.logPath ? new LineLog(o.logPath) : null;
-  const costs = new Map(plan.tasks.map((t) => [t.index, taskCost(t)]));
+  const costs = new Map(tasks.map((t) => [t.index, taskCost(t)]));
   let doneRuns = 0, doneCost = 0;
+  let log: ExperimentLog;
   try {
-    // The log lists only the settings the experiment reads (readExperimentLog fills in the rest
-    // from its defaults, so the summary is the same).
-    out?.write({ ...header, params: usedParams(plan.experiment, plan.params) });
+    out?.write(written);
     const runOpts: Parameters<typeof runTasks>[1] = {
       threads: o.threads,
       cost: (t) => costs.get(t.index)!,
       onResult: (r) => {
-        out?.write({ type: 'run', ...r });
+        out?.write(runLine(r));
         doneRuns++;
         doneCost += costs.get(r.index)!;
         o.onProgress?.({ runs: doneRuns, cost: doneCost }, r);
       },
     };
     if (o.signal) runOpts.signal = o.signal;
-    const runs = await runTasks(plan.tasks, runOpts);
+    const runs = await runTasks(tasks, runOpts);
     const end = { type: 'end' as const, completed: runs.length, seconds: (Date.now() - started) / 1000 };
     out?.write(end);
-    const log: ExperimentLog = { header, runs, end };
-    return { log, summary: summarise(log) };
+    log = { header, runs, end };
   } finally {
     out?.close();
   }
+  if (o.logPath) writeFileAtomic(o.logPath, experimentLogText(written, log.runs, log.end));
+  return { log, summary: summarise(log) };
 }
 
 /** Plans and runs an experiment by name. */
