@@ -108,8 +108,6 @@ export interface RunExperimentOptions {
   signal?: AbortSignal;
   /** The command line, recorded in the log's header. */
   command?: string;
-  /** Run only this slice of the tasks (see shard.ts); the log's header records it. */
-  shard?: Shard;
   /** Every finished run with the count so far and the cost units done (for a progress bar). */
   onProgress?: (done: { runs: number; cost: number }, run: RunResult) => void;
 }
@@ -121,14 +119,26 @@ export function shardOf(plan: PlannedExperiment, shard: Shard): RunTask[] {
   return plan.tasks.filter((t) => mine.has(t.index));
 }
 
-/**
- * Runs a planned experiment (or one shard of it) and returns its log (every run, ordered by
- * index) and summary. The log file gets each run as it finishes and, once all are in, is
- * rewritten in its canonical order (log.ts).
- */
+/** Runs a planned experiment and returns its log (every run, ordered by index) and summary. */
 export async function runPlanned(plan: PlannedExperiment, o: RunExperimentOptions): Promise<{ log: ExperimentLog; summary: ExperimentSummary }> {
+  const log = await runLogged(plan, plan.tasks, null, o);
+  return { log, summary: summarise(log) };
+}
+
+/**
+ * Runs shard `shard` of a planned experiment and returns its log (a slice: no summary of its
+ * own; `fedpg experiment merge` joins the shards' logs and summarises the whole).
+ */
+export function runShard(plan: PlannedExperiment, shard: Shard, o: RunExperimentOptions): Promise<ExperimentLog> {
+  return runLogged(plan, shardOf(plan, shard), shard, o);
+}
+
+/**
+ * Runs `tasks` of a plan, writing the log (o.logPath) as each run finishes and, once all are in,
+ * rewriting it in its canonical order (log.ts).
+ */
+async function runLogged(plan: PlannedExperiment, tasks: RunTask[], shard: Shard | null, o: RunExperimentOptions): Promise<ExperimentLog> {
   const started = Date.now();
-  const tasks = o.shard ? shardOf(plan, o.shard) : plan.tasks;
   const header: ExperimentHeader = {
     type: 'header',
     format: LOG_FORMAT,
@@ -143,7 +153,7 @@ export async function runPlanned(plan: PlannedExperiment, o: RunExperimentOption
   };
   if (o.command !== undefined) header.command = o.command;
   if (plan.quick) header.quick = true;
-  if (o.shard) header.shard = { ...o.shard, tasks: tasks.map((t) => t.index) };
+  if (shard) header.shard = { ...shard, tasks: tasks.map((t) => t.index) };
   // The log lists only the settings the experiment reads (readExperimentLog fills in the rest
   // from its defaults, so the summary is the same).
   const written: ExperimentHeader = { ...header, params: usedParams(plan.experiment, plan.params) };
@@ -172,7 +182,7 @@ export async function runPlanned(plan: PlannedExperiment, o: RunExperimentOption
     out?.close();
   }
   if (o.logPath) writeFileAtomic(o.logPath, experimentLogText(written, log.runs, log.end));
-  return { log, summary: summarise(log) };
+  return log;
 }
 
 /** Plans and runs an experiment by name. */

@@ -5,7 +5,7 @@ import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { GradientMode } from '../../backends/types.js';
 import { InputError } from '../../errors.js';
-import { drawExperiment, EXPERIMENT_NAMES, EXPERIMENTS, parseShard, planExperiment, plotLog, runPlanned, shardLogName, shardOf, taskCost, type ExperimentParams, type ExperimentSummary } from '../../experiments/index.js';
+import { drawExperiment, EXPERIMENT_NAMES, EXPERIMENTS, parseShard, planExperiment, plotLog, runPlanned, runShard, shardLogName, shardOf, taskCost, type ExperimentLog, type ExperimentParams, type ExperimentSummary, type RunExperimentOptions } from '../../experiments/index.js';
 import { mergeShardLogs } from '../../experiments/merge.js';
 import { writeFileAtomic } from '../../util/atomic.js';
 import { ALGORITHMS, type Algorithm, type Correction } from '../../federation/settings.js';
@@ -180,19 +180,21 @@ export function experimentCommand(program: Command): void {
       const tasks = shard ? shardOf(plan, shard) : plan.tasks;
       const total = tasks.reduce((s, t) => s + taskCost(t), 0);
       const progress = new RunsProgress(shard ? `${name} ${shard.index}/${shard.count}` : name, tasks.length, total, !o.json);
-      let result;
+      const runOpts: RunExperimentOptions = {
+        threads,
+        logPath,
+        signal: controller.signal,
+        command: ['fedpg', ...process.argv.slice(2)].join(' '),
+        onProgress: (d) => {
+          completed = d.runs;
+          progress.update(d.cost, d.runs);
+        },
+      };
+      let log: ExperimentLog;
+      let summary: ExperimentSummary | null = null;
       try {
-        result = await runPlanned(plan, {
-          threads,
-          logPath,
-          signal: controller.signal,
-          command: ['fedpg', ...process.argv.slice(2)].join(' '),
-          ...(shard ? { shard } : {}),
-          onProgress: (d) => {
-            completed = d.runs;
-            progress.update(d.cost, d.runs);
-          },
-        });
+        if (shard) log = await runShard(plan, shard, runOpts);
+        else ({ log, summary } = await runPlanned(plan, runOpts));
       } catch (e) {
         if (controller.signal.aborted) {
           throw new Error(`interrupted (Ctrl-C); ${logPath} holds ${completed} of ${tasks.length} runs: ${shard ? 'rerun the shard' : `draw them with fedpg plot ${logPath}`}`);
@@ -202,17 +204,17 @@ export function experimentCommand(program: Command): void {
         progress.stop();
         process.removeListener('SIGINT', onSigint);
       }
-      if (shard) {
+      if (!summary) {
         // A slice has no plot of its own: merge draws the whole experiment.
-        const info = { experiment: name, shard: result.log.header.shard!, runs: { shard: result.log.runs.length, planned: plan.tasks.length }, log: logPath };
+        const info = { experiment: name, shard: log.header.shard!, runs: { shard: log.runs.length, planned: plan.tasks.length }, log: logPath };
         if (o.json) return printJson(info);
-        process.stdout.write(`${name}: shard ${shard.index}/${shard.count} ran ${result.log.runs.length} of ${plan.tasks.length} runs (backend ${plan.backend})\nlog: ${logPath}\njoin the shards with: fedpg experiment merge DIR...\n`);
+        process.stdout.write(`${name}: shard ${shard!.index}/${shard!.count} ran ${log.runs.length} of ${plan.tasks.length} runs (backend ${plan.backend})\nlog: ${logPath}\njoin the shards with: fedpg experiment merge DIR...\n`);
         return;
       }
-      const files = await drawExperiment(result.log, result.summary, dir, name);
+      const files = await drawExperiment(log, summary, dir, name);
       const all = { log: logPath, ...files };
-      if (o.json) return printJson({ ...result.summary, files: all });
-      process.stdout.write(summaryText(result.summary, all));
+      if (o.json) return printJson({ ...summary, files: all });
+      process.stdout.write(summaryText(summary, all));
     });
 
   mergeCommand(experiment);
