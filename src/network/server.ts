@@ -1,17 +1,22 @@
-import { cors } from '@connectrpc/connect';
+import { cors, createContextKey, createContextValues } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import type { ConnectRouter } from '@connectrpc/connect';
 import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import { Duplex } from 'node:stream';
+import { ConnectionGuard, type ConnectionLimits } from './limits.js';
 
 /**
  * The aggregator's listener: one TCP port that speaks HTTP/1.1 (Connect and gRPC-Web, what a
  * browser's fetch can use) and cleartext HTTP/2 (gRPC, Connect and gRPC-Web from Node agents).
  * Each connection is routed by its first bytes: the HTTP/2 client preface starts with "PRI ",
- * anything else is HTTP/1.1. Browsers get CORS answers for the allowed origins only.
+ * anything else is HTTP/1.1. Browsers get CORS answers for the allowed origins only. Every
+ * connection is bounded by a ConnectionGuard (limits.ts): timeouts and a per-address cap.
  */
+
+/** The caller's IP address, in every handler's context values (undefined in-process). */
+export const REMOTE_ADDRESS = createContextKey<string | undefined>(undefined, { description: 'remote address' });
 
 export interface ListenOptions {
   routes: (router: ConnectRouter) => void;
@@ -25,6 +30,10 @@ export interface ListenOptions {
   shutdownSignal?: AbortSignal;
   /** Serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with this certificate chain and key (PEM). */
   tls?: { cert: string | Buffer; key: string | Buffer };
+  /** Timeouts and the per-address connection cap (defaults: CONNECTION_DEFAULTS). */
+  limits?: Partial<ConnectionLimits>;
+  /** A connection refused or closed by the limits (rate-limit it: an attacker controls how often). */
+  onRefuse?: (address: string | undefined, message: string) => void;
 }
 
 export interface Listening {
@@ -46,12 +55,22 @@ type Handler = ReturnType<typeof connectNodeAdapter>;
 class SocketStream extends Duplex {
   constructor(private readonly sock: net.Socket) {
     super();
+    // HTTP/2 asks its socket for these (and the guard matches requests to connections by them).
     sock.on('data', (d: Buffer) => {
       if (!this.push(d)) sock.pause();
     });
     sock.on('end', () => this.push(null));
     sock.on('error', (e) => this.destroy(e));
     sock.on('close', () => this.destroy());
+  }
+  get remoteAddress(): string | undefined {
+    return this.sock.remoteAddress;
+  }
+  get remotePort(): number | undefined {
+    return this.sock.remotePort;
+  }
+  get remoteFamily(): string | undefined {
+    return this.sock.remoteFamily;
   }
   override _read(): void {
     this.sock.resume();
@@ -104,17 +123,23 @@ function withCors(handler: Handler, origins: readonly string[]): Handler {
   }) as Handler;
 }
 
+/** HTTP/2 streams one connection may have open at once (agents need one or two). */
+const MAX_STREAMS = 100;
+
 export async function listen(o: ListenOptions): Promise<Listening> {
   const host = o.host ?? '127.0.0.1';
-  const adapterOptions: Parameters<typeof connectNodeAdapter>[0] = { routes: o.routes };
+  const guard = new ConnectionGuard(o.limits, o.onRefuse);
+  const L = guard.limits;
+  const adapterOptions: Parameters<typeof connectNodeAdapter>[0] = {
+    routes: o.routes,
+    contextValues: (req) => createContextValues().set(REMOTE_ADDRESS, req.socket.remoteAddress),
+  };
   if (o.shutdownSignal) adapterOptions.shutdownSignal = o.shutdownSignal;
-  const handler = withCors(connectNodeAdapter(adapterOptions), o.allowOrigins ?? []);
-  if (o.tls) return listenTls(o, host, handler);
-  const h1 = http.createServer(handler as http.RequestListener);
-  // Long polls hold a request for a while; keep idle keep-alive connections a little longer.
-  h1.keepAliveTimeout = 30_000;
-  const h2 = http2.createServer({}, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
-  const sockets = new Set<net.Socket>();
+  const handler = guard.track(withCors(connectNodeAdapter(adapterOptions), o.allowOrigins ?? []));
+  if (o.tls) return listenTls(o, host, handler, guard);
+  // Node's own HTTP/1.1 timeouts agree with the guard's (which also covers HTTP/2 and the sniffing).
+  const h1 = http.createServer({ headersTimeout: L.headersTimeoutMs, keepAliveTimeout: L.idleTimeoutMs, requestTimeout: 0 }, handler as http.RequestListener);
+  const h2 = http2.createServer({ settings: { maxConcurrentStreams: MAX_STREAMS } }, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
   const sessions = new Set<http2.Http2Session>();
   h2.on('session', (s) => {
     sessions.add(s);
@@ -123,9 +148,8 @@ export async function listen(o: ListenOptions): Promise<Listening> {
   const PREFACE = Buffer.from('PRI ');
   // Small request/response messages: send at once (no Nagle), as Node's HTTP servers do.
   const server = net.createServer({ noDelay: true }, (socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => socket.destroy());
+    if (!guard.admit(socket)) return;
     let head = Buffer.alloc(0);
     const onData = (chunk: Buffer): void => {
       head = Buffer.concat([head, chunk]);
@@ -151,7 +175,7 @@ export async function listen(o: ListenOptions): Promise<Listening> {
         for (const s of sessions) s.close();
         const force = (): void => {
           for (const s of sessions) s.destroy();
-          for (const s of sockets) s.destroy();
+          guard.destroyAll();
           h1.closeAllConnections();
         };
         if (graceMs <= 0) force();
@@ -175,15 +199,19 @@ async function bind(server: net.Server, port: number, host: string, scheme: 'htt
 }
 
 /** HTTPS: one secure server negotiates HTTP/2 or HTTP/1.1 by ALPN (no sniffing needed). */
-async function listenTls(o: ListenOptions, host: string, handler: Handler): Promise<Listening> {
-  const server = http2.createSecureServer({ cert: o.tls!.cert, key: o.tls!.key, allowHTTP1: true, noDelay: true }, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
-  const sockets = new Set<net.Socket>();
+async function listenTls(o: ListenOptions, host: string, handler: Handler, guard: ConnectionGuard): Promise<Listening> {
+  const L = guard.limits;
+  const server = http2.createSecureServer(
+    { cert: o.tls!.cert, key: o.tls!.key, allowHTTP1: true, noDelay: true, handshakeTimeout: L.headersTimeoutMs, settings: { maxConcurrentStreams: MAX_STREAMS } },
+    handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void,
+  );
   const sessions = new Set<http2.Http2Session>();
-  server.on('secureConnection', (s: net.Socket) => {
-    s.setNoDelay(true);
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
+  // The raw TCP connection, before the TLS layer sees it: the cap and the first timeout start here.
+  server.prependListener('connection', (s: net.Socket) => {
+    s.on('error', () => s.destroy());
+    guard.admit(s);
   });
+  server.on('secureConnection', (s: net.Socket) => s.setNoDelay(true));
   server.on('session', (s) => {
     sessions.add(s);
     s.on('close', () => sessions.delete(s));
@@ -196,7 +224,7 @@ async function listenTls(o: ListenOptions, host: string, handler: Handler): Prom
         for (const s of sessions) s.close();
         const force = (): void => {
           for (const s of sessions) s.destroy();
-          for (const s of sockets) s.destroy();
+          guard.destroyAll();
         };
         if (graceMs <= 0) force();
         else setTimeout(force, graceMs).unref();

@@ -1,0 +1,153 @@
+import type * as http from 'node:http';
+import type * as http2 from 'node:http2';
+import type * as net from 'node:net';
+import { addressKey } from './refusals.js';
+
+/**
+ * Bounds on what a connection may hold before it has done anything useful, so sockets that
+ * send nothing, trickle header bytes or trickle a body cannot pile up until the aggregator runs
+ * out of descriptors. Each connection is in one of two states:
+ *
+ * - waiting for a request: since it opened (headersTimeoutMs, TLS handshake included) or since
+ *   its last answer (idleTimeoutMs), until a request's headers are complete; then it is closed;
+ * - serving requests: each request's body must arrive within requestTimeoutMs of its headers.
+ *   The answer may take as long as the service likes: a long poll (PullRound, up to --hold) is a
+ *   request in flight, so no timeout here ends it (it has its own deadline).
+ *
+ * At most maxConnectionsPerAddress connections per remote address (an IPv6 /64 counts as one)
+ * are open at once; more are closed as soon as they are accepted.
+ */
+export interface ConnectionLimits {
+  headersTimeoutMs: number;
+  idleTimeoutMs: number;
+  requestTimeoutMs: number;
+  maxConnectionsPerAddress: number;
+}
+
+/**
+ * Defaults (fedpg serve --headers-timeout, --idle-timeout, --request-timeout,
+ * --max-connections-per-address). An agent needs one or two connections; 32 leaves room for
+ * many agents behind one NAT address while 200 descriptors still outlast one attacking address.
+ */
+export const CONNECTION_DEFAULTS: ConnectionLimits = {
+  headersTimeoutMs: 10_000,
+  idleTimeoutMs: 30_000,
+  requestTimeoutMs: 30_000,
+  maxConnectionsPerAddress: 32,
+};
+
+type AnyRequest = http.IncomingMessage | http2.Http2ServerRequest;
+type AnyResponse = http.ServerResponse | http2.Http2ServerResponse;
+type Listener = (req: AnyRequest, res: AnyResponse) => void;
+
+/** One accepted TCP connection and its timer. */
+interface Conn {
+  socket: net.Socket;
+  key: string;
+  inFlight: number;
+  timer: ReturnType<typeof setTimeout> | null;
+}
+
+/** Identifies a connection at every layer (raw TCP, TLS, HTTP/2's socket proxy) alike. */
+function connId(s: { remoteAddress?: string | undefined; remotePort?: number | undefined }): string {
+  return `${s.remoteAddress}|${s.remotePort}`;
+}
+
+export class ConnectionGuard {
+  readonly limits: ConnectionLimits;
+  private readonly conns = new Map<string, Conn>();
+  private readonly perAddress = new Map<string, number>();
+
+  constructor(
+    limits: Partial<ConnectionLimits> = {},
+    private readonly onRefuse?: (address: string | undefined, message: string) => void,
+  ) {
+    this.limits = { ...CONNECTION_DEFAULTS, ...limits };
+  }
+
+  /** Open connections (for tests and messages). */
+  get open(): number {
+    return this.conns.size;
+  }
+
+  /** Takes a freshly accepted TCP connection in, or closes it at once (false) past the per-address cap. */
+  admit(socket: net.Socket): boolean {
+    const address = socket.remoteAddress;
+    if (address === undefined) {
+      socket.destroy(); // already gone
+      return false;
+    }
+    const key = addressKey(address);
+    const n = this.perAddress.get(key) ?? 0;
+    if (n >= this.limits.maxConnectionsPerAddress) {
+      this.onRefuse?.(address, `a connection: ${key} already holds ${n} (--max-connections-per-address)`);
+      socket.destroy();
+      return false;
+    }
+    this.perAddress.set(key, n + 1);
+    const conn: Conn = { socket, key, inFlight: 0, timer: null };
+    const id = connId(socket);
+    this.conns.set(id, conn);
+    socket.once('close', () => {
+      this.stopTimer(conn);
+      if (this.conns.get(id) === conn) this.conns.delete(id);
+      const left = (this.perAddress.get(key) ?? 1) - 1;
+      if (left > 0) this.perAddress.set(key, left);
+      else this.perAddress.delete(key);
+    });
+    this.wait(conn, this.limits.headersTimeoutMs, () => this.onRefuse?.(address, `a connection that sent no complete request within ${this.limits.headersTimeoutMs} ms (closed)`));
+    return true;
+  }
+
+  /** Wraps a request listener: tracks requests in flight per connection and bounds each body's arrival. */
+  track<L extends Listener>(listener: L): L {
+    return ((req: AnyRequest, res: AnyResponse) => {
+      const conn = this.conns.get(connId(req.socket));
+      if (conn) {
+        conn.inFlight += 1;
+        this.stopTimer(conn);
+      }
+      let bodyTimer: ReturnType<typeof setTimeout> | null = null;
+      if (!req.complete) {
+        bodyTimer = setTimeout(() => {
+          bodyTimer = null;
+          this.onRefuse?.(req.socket.remoteAddress, `a request whose body did not arrive within ${this.limits.requestTimeoutMs} ms (closed)`);
+          req.destroy();
+        }, this.limits.requestTimeoutMs);
+        req.once('end', () => {
+          if (bodyTimer) clearTimeout(bodyTimer);
+          bodyTimer = null;
+        });
+      }
+      res.once('close', () => {
+        if (bodyTimer) clearTimeout(bodyTimer);
+        if (!conn) return;
+        conn.inFlight -= 1;
+        if (conn.inFlight === 0) this.wait(conn, this.limits.idleTimeoutMs);
+      });
+      listener(req, res);
+    }) as L;
+  }
+
+  /** Closes every connection now (server shutdown). */
+  destroyAll(): void {
+    for (const c of this.conns.values()) c.socket.destroy();
+  }
+
+  /** Closes the connection unless a request arrives within ms. */
+  private wait(conn: Conn, ms: number, onExpire?: () => void): void {
+    this.stopTimer(conn);
+    conn.timer = setTimeout(() => {
+      conn.timer = null;
+      if (conn.inFlight > 0) return;
+      onExpire?.();
+      conn.socket.destroy();
+    }, ms);
+    conn.timer.unref?.();
+  }
+
+  private stopTimer(conn: Conn): void {
+    if (conn.timer) clearTimeout(conn.timer);
+    conn.timer = null;
+  }
+}
