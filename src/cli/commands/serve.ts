@@ -101,11 +101,11 @@ export function serveCommand(program: Command): void {
       if (port > 65535) throw new InputError(`--port must be at most 65535, got ${port}`);
       const hold = int('hold', o.hold, 1);
       const limits: Partial<ConnectionLimits> = {};
-      const headersTimeout = timeoutMs('headers-timeout', o.headersTimeout, 1);
+      const headersTimeout = timeoutMs('headers-timeout', o.headersTimeout);
       if (headersTimeout !== undefined) limits.headersTimeoutMs = headersTimeout;
-      const idleTimeout = timeoutMs('idle-timeout', o.idleTimeout, 1);
+      const idleTimeout = timeoutMs('idle-timeout', o.idleTimeout);
       if (idleTimeout !== undefined) limits.idleTimeoutMs = idleTimeout;
-      const requestTimeout = timeoutMs('request-timeout', o.requestTimeout, 1);
+      const requestTimeout = timeoutMs('request-timeout', o.requestTimeout);
       if (requestTimeout !== undefined) limits.requestTimeoutMs = requestTimeout;
       const perAddress = int('max-connections-per-address', o.maxConnectionsPerAddress, 1);
       if (perAddress !== undefined) limits.maxConnectionsPerAddress = perAddress;
