@@ -48,7 +48,7 @@ interface Conn {
   timer: ReturnType<typeof setTimeout> | null;
 }
 
-/** Identifies a connection at every layer (raw TCP, TLS, HTTP/2's socket proxy) alike. */
+/** Identifies a connection at the TCP, TLS and HTTP/2-over-TLS layers alike. */
 function connId(s: { remoteAddress?: string | undefined; remotePort?: number | undefined }): string {
   return `${s.remoteAddress}|${s.remotePort}`;
 }
@@ -57,6 +57,9 @@ export class ConnectionGuard {
   readonly limits: ConnectionLimits;
   private readonly conns = new Map<string, Conn>();
   private readonly perAddress = new Map<string, number>();
+  private readonly bodyTimers = new WeakMap<object, ReturnType<typeof setTimeout>>();
+  /** Cleartext HTTP/2 sessions run over a wrapper stream without an address: their connection. */
+  private readonly sessions = new WeakMap<http2.Http2Session, Conn>();
 
   constructor(
     limits: Partial<ConnectionLimits> = {},
@@ -99,34 +102,53 @@ export class ConnectionGuard {
     return true;
   }
 
+  /** Ties an HTTP/2 session to the accepted TCP connection it runs over. */
+  bindSession(session: http2.Http2Session, socket: net.Socket): void {
+    const conn = this.conns.get(connId(socket));
+    if (conn) this.sessions.set(session, conn);
+  }
+
+  /** The caller's address (HTTP/2 over a wrapper stream included). */
+  remoteAddress(req: AnyRequest): string | undefined {
+    return this.connOf(req)?.socket.remoteAddress ?? req.socket.remoteAddress;
+  }
+
+  private connOf(req: AnyRequest): Conn | undefined {
+    const session = 'stream' in req ? req.stream.session : undefined;
+    return (session && this.sessions.get(session)) || this.conns.get(connId(req.socket));
+  }
+
   /** Wraps a request listener: tracks requests in flight per connection and bounds each body's arrival. */
   track<L extends Listener>(listener: L): L {
     return ((req: AnyRequest, res: AnyResponse) => {
-      const conn = this.conns.get(connId(req.socket));
+      const conn = this.connOf(req);
       if (conn) {
         conn.inFlight += 1;
         this.stopTimer(conn);
       }
-      let bodyTimer: ReturnType<typeof setTimeout> | null = null;
-      if (!req.complete) {
-        bodyTimer = setTimeout(() => {
-          bodyTimer = null;
-          this.onRefuse?.(req.socket.remoteAddress, `a request whose body did not arrive within ${this.limits.requestTimeoutMs} ms (closed)`);
-          req.destroy();
-        }, this.limits.requestTimeoutMs);
-        req.once('end', () => {
-          if (bodyTimer) clearTimeout(bodyTimer);
-          bodyTimer = null;
-        });
-      }
+      const timer = setTimeout(() => {
+        this.bodyTimers.delete(req);
+        if ((req as http.IncomingMessage).complete && !('stream' in req)) return; // HTTP/1.1: parsed whole
+        this.onRefuse?.(this.remoteAddress(req), `a request whose body did not arrive within ${this.limits.requestTimeoutMs} ms (closed)`);
+        req.destroy();
+      }, this.limits.requestTimeoutMs);
+      this.bodyTimers.set(req, timer);
+      req.once('end', () => this.received(req));
       res.once('close', () => {
-        if (bodyTimer) clearTimeout(bodyTimer);
+        this.received(req);
         if (!conn) return;
         conn.inFlight -= 1;
         if (conn.inFlight === 0) this.wait(conn, this.limits.idleTimeoutMs);
       });
       listener(req, res);
     }) as L;
+  }
+
+  /** The request's message has arrived whole (the service has it): its body timeout is over. */
+  received(req: object): void {
+    const t = this.bodyTimers.get(req);
+    if (t) clearTimeout(t);
+    this.bodyTimers.delete(req);
   }
 
   /** Closes every connection now (server shutdown). */

@@ -18,6 +18,9 @@ import { ConnectionGuard, type ConnectionLimits } from './limits.js';
 /** The caller's IP address, in every handler's context values (undefined in-process). */
 export const REMOTE_ADDRESS = createContextKey<string | undefined>(undefined, { description: 'remote address' });
 
+/** Tells the connection guard that the request's message has arrived. */
+const REQUEST_RECEIVED = createContextKey<() => void>(() => {}, { description: 'request received' });
+
 export interface ListenOptions {
   routes: (router: ConnectRouter) => void;
   /** Default 127.0.0.1: only this machine can connect unless you choose otherwise. */
@@ -55,22 +58,12 @@ type Handler = ReturnType<typeof connectNodeAdapter>;
 class SocketStream extends Duplex {
   constructor(private readonly sock: net.Socket) {
     super();
-    // HTTP/2 asks its socket for these (and the guard matches requests to connections by them).
     sock.on('data', (d: Buffer) => {
       if (!this.push(d)) sock.pause();
     });
     sock.on('end', () => this.push(null));
     sock.on('error', (e) => this.destroy(e));
     sock.on('close', () => this.destroy());
-  }
-  get remoteAddress(): string | undefined {
-    return this.sock.remoteAddress;
-  }
-  get remotePort(): number | undefined {
-    return this.sock.remotePort;
-  }
-  get remoteFamily(): string | undefined {
-    return this.sock.remoteFamily;
   }
   override _read(): void {
     this.sock.resume();
@@ -132,7 +125,10 @@ export async function listen(o: ListenOptions): Promise<Listening> {
   const L = guard.limits;
   const adapterOptions: Parameters<typeof connectNodeAdapter>[0] = {
     routes: o.routes,
-    contextValues: (req) => createContextValues().set(REMOTE_ADDRESS, req.socket.remoteAddress),
+    contextValues: (req) => createContextValues().set(REMOTE_ADDRESS, guard.remoteAddress(req)).set(REQUEST_RECEIVED, () => guard.received(req)),
+    // Runs once a request's message has arrived whole: its body timeout is over (the answer,
+    // a long poll's included, may then take as long as the service needs).
+    interceptors: [(next) => (req) => (req.contextValues.get(REQUEST_RECEIVED)(), next(req))],
   };
   if (o.shutdownSignal) adapterOptions.shutdownSignal = o.shutdownSignal;
   const handler = guard.track(withCors(connectNodeAdapter(adapterOptions), o.allowOrigins ?? []));
@@ -141,9 +137,11 @@ export async function listen(o: ListenOptions): Promise<Listening> {
   const h1 = http.createServer({ headersTimeout: L.headersTimeoutMs, keepAliveTimeout: L.idleTimeoutMs, requestTimeout: 0 }, handler as http.RequestListener);
   const h2 = http2.createServer({ settings: { maxConcurrentStreams: MAX_STREAMS } }, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
   const sessions = new Set<http2.Http2Session>();
+  let handing: net.Socket | null = null; // the socket whose session h2 is creating (synchronously)
   h2.on('session', (s) => {
     sessions.add(s);
     s.on('close', () => sessions.delete(s));
+    if (handing) guard.bindSession(s, handing);
   });
   const PREFACE = Buffer.from('PRI ');
   // Small request/response messages: send at once (no Nagle), as Node's HTTP servers do.
@@ -157,8 +155,11 @@ export async function listen(o: ListenOptions): Promise<Listening> {
       socket.removeListener('data', onData);
       socket.pause();
       socket.unshift(head);
-      if (head.subarray(0, PREFACE.length).equals(PREFACE)) h2.emit('connection', new SocketStream(socket));
-      else {
+      if (head.subarray(0, PREFACE.length).equals(PREFACE)) {
+        handing = socket;
+        h2.emit('connection', new SocketStream(socket));
+        handing = null;
+      } else {
         h1.emit('connection', socket);
         socket.resume();
       }

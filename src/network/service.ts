@@ -74,6 +74,40 @@ export class TokenAuth {
   }
 }
 
+/**
+ * Per agent, the bytes of its last update answered OK and the phase it was for. A push for that
+ * phase with other bytes is refused (AlreadyExists) even after the phase closed: the aggregator
+ * answers the same bytes again with OK (a lost answer re-sent), but it no longer holds the
+ * update to compare with, and an agent whose update changed has a bug or is not who it was.
+ * Kept in memory only: after an aggregator restart the aggregator's own checks apply.
+ */
+class AnsweredPushes {
+  private readonly last = new Map<number, { phase: string; bytes: Uint8Array }>();
+
+  check(agent: number, phase: string, bytes: Uint8Array, what: string, round: number): void {
+    const prev = this.last.get(agent);
+    if (prev && prev.phase === phase && !sameBytes(prev.bytes, bytes)) {
+      throw new ConnectError(`agent ${agent} already pushed a different ${what} for round ${round}`, Code.AlreadyExists);
+    }
+  }
+
+  record(agent: number, phase: string, bytes: Uint8Array): void {
+    this.last.set(agent, { phase, bytes: bytes.slice() });
+  }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && Buffer.compare(a, b) === 0;
+}
+
+/** A gradient push's bytes: the packed g_i, then J_i's IEEE-754 bits. */
+function gradientBytes(gradient: Uint8Array, objective: number): Uint8Array {
+  const bytes = new Uint8Array(gradient.length + 8);
+  bytes.set(gradient);
+  new DataView(bytes.buffer).setFloat64(gradient.length, objective, true);
+  return bytes;
+}
+
 const BACKEND_NAME = /^[a-z0-9-]{0,16}$/;
 
 function clean(s: string, max: number): string {
@@ -83,6 +117,7 @@ function clean(s: string, max: number): string {
 
 /** The routes of FederationService, with request size limits from the aggregator's shape. */
 export function federationRoutes(agg: Aggregator, auth: TokenAuth): (router: ConnectRouter) => void {
+  const answered = new AnsweredPushes();
   return (router) => {
     router.service(
       FederationService,
@@ -98,11 +133,20 @@ export function federationRoutes(agg: Aggregator, auth: TokenAuth): (router: Con
         },
         pushDelta(req, ctx) {
           const agent = auth.check(ctx.requestHeader, req.agent, 'PushDelta', ctx.values.get(REMOTE_ADDRESS));
-          return create(PushDeltaResponseSchema, { received: agg.pushDelta(agent, req) });
+          const phase = `local ${req.round}`;
+          answered.check(agent, phase, req.delta, 'delta', req.round);
+          const received = agg.pushDelta(agent, req);
+          answered.record(agent, phase, req.delta);
+          return create(PushDeltaResponseSchema, { received });
         },
         pushGradient(req, ctx) {
           const agent = auth.check(ctx.requestHeader, req.agent, 'PushGradient', ctx.values.get(REMOTE_ADDRESS));
-          return create(PushGradientResponseSchema, { received: agg.pushGradient(agent, req) });
+          const phase = `gradient ${req.round}`;
+          const bytes = gradientBytes(req.gradient, req.objective);
+          answered.check(agent, phase, bytes, 'gradient', req.round);
+          const received = agg.pushGradient(agent, req);
+          answered.record(agent, phase, bytes);
+          return create(PushGradientResponseSchema, { received });
         },
       },
       { readMaxBytes: agg.maxRequestBytes() },
