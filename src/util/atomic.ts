@@ -44,10 +44,10 @@ function reasonOf(e: unknown): string {
  * (a nearly full disk writes what fits, then fails with ENOSPC), so the rest is written again
  * until done; a write that makes no progress counts as a full disk.
  */
-function writeAll(fd: number, buf: Uint8Array): void {
+function writeAll(fd: number, buf: Uint8Array, position: number | null = null): void {
   let off = 0;
   while (off < buf.length) {
-    const n = writeSync(fd, buf, off, buf.length - off);
+    const n = writeSync(fd, buf, off, buf.length - off, position === null ? null : position + off);
     if (!(n > 0)) throw Object.assign(new Error('write() wrote nothing'), { code: 'ENOSPC' });
     off += n;
   }
@@ -180,7 +180,9 @@ export class LineLog {
     if (this.fd < 0) throw new Error(`the log ${this.path} is closed`);
     const line = Buffer.from(JSON.stringify(value) + '\n');
     try {
-      writeAll(this.fd, line);
+      // At the end of the complete lines, explicitly: after a cut the descriptor's offset is
+      // past the end of the file, and writing there would leave a hole of zero bytes.
+      writeAll(this.fd, line, this.size);
       fsyncSync(this.fd);
     } catch (e) {
       let cut = 'the log ends with its last complete line';
