@@ -193,8 +193,7 @@ export async function startAggregator(o: AggregatorRunOptions): Promise<RunningA
       write();
     } catch (e) {
       if (!(e instanceof FileWriteError)) throw e;
-      writeFailure = e;
-      info(`stopping: ${e.message}`);
+      writeFailure = e; // the CLI prints it once, as the run's error
       queueMicrotask(() => void close().finally(() => failWith(e)));
       throw new ConnectError(`the aggregator stops: ${e.message}`, Code.Unavailable);
     }
