@@ -144,8 +144,8 @@ export class ConnectionGuard {
     }) as L;
   }
 
-  /** The request's message has arrived whole (the service has it): its body timeout is over. */
-  received(req: object): void {
+  /** The request's body has arrived whole (Connect reads it to its end): its timeout is over. */
+  private received(req: object): void {
     const t = this.bodyTimers.get(req);
     if (t) clearTimeout(t);
     this.bodyTimers.delete(req);

@@ -18,9 +18,6 @@ import { ConnectionGuard, type ConnectionLimits } from './limits.js';
 /** The caller's IP address, in every handler's context values (undefined in-process). */
 export const REMOTE_ADDRESS = createContextKey<string | undefined>(undefined, { description: 'remote address' });
 
-/** Tells the connection guard that the request's message has arrived. */
-const REQUEST_RECEIVED = createContextKey<() => void>(() => {}, { description: 'request received' });
-
 export interface ListenOptions {
   routes: (router: ConnectRouter) => void;
   /** Default 127.0.0.1: only this machine can connect unless you choose otherwise. */
@@ -125,10 +122,7 @@ export async function listen(o: ListenOptions): Promise<Listening> {
   const L = guard.limits;
   const adapterOptions: Parameters<typeof connectNodeAdapter>[0] = {
     routes: o.routes,
-    contextValues: (req) => createContextValues().set(REMOTE_ADDRESS, guard.remoteAddress(req)).set(REQUEST_RECEIVED, () => guard.received(req)),
-    // Runs once a request's message has arrived whole: its body timeout is over (the answer,
-    // a long poll's included, may then take as long as the service needs).
-    interceptors: [(next) => (req) => (req.contextValues.get(REQUEST_RECEIVED)(), next(req))],
+    contextValues: (req) => createContextValues().set(REMOTE_ADDRESS, guard.remoteAddress(req)),
   };
   if (o.shutdownSignal) adapterOptions.shutdownSignal = o.shutdownSignal;
   const handler = guard.track(withCors(connectNodeAdapter(adapterOptions), o.allowOrigins ?? []));
