@@ -95,6 +95,8 @@ function removeStaleTemps(path: string): void {
 export interface AtomicWriteOptions {
   /** Runs after the temporary file is fsynced and before the rename (fault injection in tests). */
   beforeRename?: () => void;
+  /** The new file's permissions (e.g. 0o600 for secrets), set when the temporary file is created. */
+  mode?: number;
 }
 
 /**
@@ -113,7 +115,7 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, options
   };
   let fd: number;
   try {
-    fd = openSync(tmp, 'w');
+    fd = openSync(tmp, 'w', options.mode ?? 0o666);
   } catch (e) {
     return fail(e);
   }
