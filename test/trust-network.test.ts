@@ -132,7 +132,7 @@ describe('connections are bounded (issue 16 item 3)', () => {
     expect(refusals.length).toBeLessThanOrEqual(2);
   }, 20_000);
 
-  it('a request body trickled after its headers is cut at the request timeout; an idle keep-alive connection at the idle timeout', async () => {
+  it('a request body trickled after its headers is cut at the request timeout; an idle keep-alive connection at the idle timeout; an idle HTTP/2 client reconnects', async () => {
     const srv = await aggregator({ limits: { headersTimeoutMs: 5000, idleTimeoutMs: 1000, requestTimeoutMs: 1000 } });
     const t0 = Date.now();
     const body = raw(srv.port, t0);
@@ -145,7 +145,12 @@ describe('connections are bounded (issue 16 item 3)', () => {
     let answered = false;
     idle.sock.on('data', () => (answered = true));
     idle.sock.write('OPTIONS /fedpg.v1.FederationService/Register HTTP/1.1\r\nHost: x\r\n\r\n');
+    // An HTTP/2 client left idle: its session is closed (GOAWAY) and its next call reconnects.
+    const grpc = createClient(FederationService, nodeTransport(srv.url, 'grpc', [authInterceptor(TOKENS[0]!)]));
+    await expect(grpc.register({ agent: 0, backend: 'js' })).resolves.toMatchObject({ agents: 4 });
     await untilClosed([body, idle], 6000);
+    await sleep(300);
+    await expect(grpc.register({ agent: 0, backend: 'js' })).resolves.toMatchObject({ agents: 4 });
     expect(body.closedAt).not.toBeNull();
     expect(body.closedAt!).toBeGreaterThanOrEqual(800);
     expect(body.closedAt!).toBeLessThan(4000);

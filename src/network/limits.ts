@@ -43,6 +43,8 @@ type Listener = (req: AnyRequest, res: AnyResponse) => void;
 /** One accepted TCP connection and its timer. */
 interface Conn {
   socket: net.Socket;
+  /** Its HTTP/2 session, closed with a GOAWAY (so clients reconnect cleanly) rather than cut. */
+  session: http2.Http2Session | null;
   key: string;
   inFlight: number;
   timer: ReturnType<typeof setTimeout> | null;
@@ -88,7 +90,7 @@ export class ConnectionGuard {
       return false;
     }
     this.perAddress.set(key, n + 1);
-    const conn: Conn = { socket, key, inFlight: 0, timer: null };
+    const conn: Conn = { socket, session: null, key, inFlight: 0, timer: null };
     const id = connId(socket);
     this.conns.set(id, conn);
     socket.once('close', () => {
@@ -102,10 +104,12 @@ export class ConnectionGuard {
     return true;
   }
 
-  /** Ties an HTTP/2 session to the accepted TCP connection it runs over. */
-  bindSession(session: http2.Http2Session, socket: net.Socket): void {
+  /** Ties an HTTP/2 session to the accepted TCP connection it runs over (its socket, or TLS over it). */
+  bindSession(session: http2.Http2Session, socket: { remoteAddress?: string | undefined; remotePort?: number | undefined }): void {
     const conn = this.conns.get(connId(socket));
-    if (conn) this.sessions.set(session, conn);
+    if (!conn) return;
+    conn.session = session;
+    this.sessions.set(session, conn);
   }
 
   /** The caller's address (HTTP/2 over a wrapper stream included). */
@@ -163,7 +167,11 @@ export class ConnectionGuard {
       conn.timer = null;
       if (conn.inFlight > 0) return;
       onExpire?.();
-      conn.socket.destroy();
+      const session = conn.session;
+      if (session && !session.closed && !session.destroyed) {
+        session.close(); // GOAWAY; ends the connection at once as no stream is open
+        setTimeout(() => conn.socket.destroy(), 1000).unref();
+      } else conn.socket.destroy();
     }, ms);
     conn.timer.unref?.();
   }

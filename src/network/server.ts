@@ -210,6 +210,7 @@ async function listenTls(o: ListenOptions, host: string, handler: Handler, guard
   server.on('session', (s) => {
     sessions.add(s);
     s.on('close', () => sessions.delete(s));
+    guard.bindSession(s, s.socket);
   });
   return {
     ...(await bind(server, o.port, host, 'https')),
