@@ -51,6 +51,7 @@ export class FileLock {
         fd = openSync(lockPath, 'wx', 0o644);
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT') throw new InputError(`cannot write ${path}: its directory does not exist`);
         if (code !== 'EEXIST') throw new InputError(`cannot lock ${path} (${lockPath}: ${code ?? String(e)})`);
         const owner = readOwner(lockPath);
         const stale = owner !== null && owner.host === me.host && owner.pid !== me.pid && !isProcessAlive(owner.pid);
