@@ -296,7 +296,7 @@ describe('token guessing is slowed and quietly logged (issue 16 item 4)', () => 
     const lines = done.err.split('\n').filter((l) => /refused/.test(l));
     expect(lines.length).toBeLessThanOrEqual(3);
     expect(done.err.length).toBeLessThan(2000);
-    expect(done.err).toMatch(/refused \d+ more calls or connections in the last 10 s \(from 127\.0\.0\.1; not logged one by one\)/);
+    expect(done.err).toMatch(/refused \d+ more calls or connections in the last \d+ s \(from 127\.0\.0\.1; not logged one by one\)/);
   }, 40_000);
 });
 

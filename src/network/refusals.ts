@@ -110,6 +110,7 @@ export const REFUSAL_LOG_INTERVAL_MS = 10_000;
  * size thus costs two lines per interval, and the operator still sees what is happening.
  */
 export class RefusalLog {
+  private windowStart = 0;
   private windowEnd = 0;
   private suppressed = 0;
   private readonly addresses = new Set<string>();
@@ -124,6 +125,7 @@ export class RefusalLog {
     const now = Date.now();
     if (now >= this.windowEnd) {
       this.flush();
+      this.windowStart = now;
       this.windowEnd = now + this.intervalMs;
       this.out(`refused: ${message}${address ? ` (from ${address})` : ''}`);
       return;
@@ -140,7 +142,8 @@ export class RefusalLog {
     this.timer = null;
     if (this.suppressed === 0) return;
     const from = [...this.addresses].join(', ');
-    this.out(`refused ${this.suppressed} more call${this.suppressed > 1 ? 's' : ''} or connection${this.suppressed > 1 ? 's' : ''} in the last ${Math.round(this.intervalMs / 1000)} s (from ${from}${this.addresses.size >= 5 ? ', ...' : ''}; not logged one by one)`);
+    const secs = Math.max(1, Math.round((Math.min(Date.now(), this.windowEnd) - this.windowStart) / 1000));
+    this.out(`refused ${this.suppressed} more call${this.suppressed > 1 ? 's' : ''} or connection${this.suppressed > 1 ? 's' : ''} in the last ${secs} s (from ${from}${this.addresses.size >= 5 ? ', ...' : ''}; not logged one by one)`);
     this.suppressed = 0;
     this.addresses.clear();
   }
