@@ -6,8 +6,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { jsBackend } from '../src/backends/js/index.js';
-import { applyDeltas, applyThetas, deltaInto, meanInto, meanOf } from '../src/federation/aggregate.js';
-import { LocalAgent } from '../src/federation/agent.js';
+import { applyDeltas, deltaInto, meanInto, meanOf } from '../src/federation/aggregate.js';
+import { initialAgentState, LocalAgent } from '../src/federation/agent.js';
+import { algorithmOf } from '../src/federation/algorithms/registry.js';
 import { resolveSettings, type TrainSettings } from '../src/federation/settings.js';
 import { train } from '../src/federation/train.js';
 import { loadMdp, mdpToJson } from '../src/mdp/format.js';
@@ -144,11 +145,8 @@ describe('the server arithmetic (src/federation/aggregate.ts)', () => {
       const bar = Float64Array.from({ length: 37 }, rnd);
       const thetas = Array.from({ length: n }, () => Float64Array.from({ length: 37 }, rnd));
       const a = bar.slice();
-      const b = bar.slice();
-      applyThetas(a, thetas, 0.7);
-      applyDeltas(b, thetas.map((t) => deltaInto(new Float64Array(37), t, bar)), 0.7);
-      expectBitwise(Array.from(b), Array.from(a));
-      // and the expression itself: theta_bar + (alpha/n) * sum in agent order.
+      applyDeltas(a, thetas.map((t) => deltaInto(new Float64Array(37), t, bar)), 0.7);
+      // the expression itself: theta_bar + (alpha/n) * sum of the deltas in agent order.
       const j = 5;
       let acc = 0;
       for (const t of thetas) acc = acc + (t[j]! - bar[j]!);
@@ -268,7 +266,8 @@ describe('in-process agents behind the same transport (Connect router transport)
 function simulate(mdp: Mdp, s: TrainSettings, excluded: Set<string>): { J: number[]; theta: Float64Array } {
   const SA = mdp.states * mdp.actions;
   const env = jsBackend.createEnvironment(environmentSpec(mdp, 0));
-  const agents = mdp.rewards.map((r, i) => new LocalAgent(i, env, r, { rng: agentStream(s.seed, i), memory: null }));
+  const alg = algorithmOf(s.algorithm);
+  const agents = mdp.rewards.map((r, i) => new LocalAgent(i, env, r, initialAgentState(alg, s, agentStream(s.seed, i), new Float64Array(SA)), alg, s));
   const theta = new Float64Array(SA);
   const g = new Float64Array(SA);
   const ev = { J: new Float64Array(1), V: new Float64Array(mdp.states), Q: new Float64Array(SA), grad: new Float64Array(SA), occupancy: new Float64Array(mdp.states) };
@@ -280,16 +279,23 @@ function simulate(mdp: Mdp, s: TrainSettings, excluded: Set<string>): { J: numbe
       }),
     );
   const sample = (): void => {
-    meanInto(g, agents.map((a) => a.sampleMemory(theta, s).slice()));
+    meanInto(
+      g,
+      agents.map((a) => {
+        const out = new Float64Array(SA);
+        a.reportPhase(theta, out);
+        return out;
+      }),
+    );
   };
   sample();
   const J = [score()];
   for (let t = 1; t <= s.rounds; t++) {
     const deltas: Float64Array[] = [];
     agents.forEach((a, i) => {
-      const out = new Float64Array(SA);
-      a.localRound(theta, g, s.localSteps, s, out);
-      if (!excluded.has(`${t}:${i}`)) deltas.push(deltaInto(new Float64Array(SA), out, theta));
+      const delta = new Float64Array(SA);
+      a.localPhase(theta, [g], delta);
+      if (!excluded.has(`${t}:${i}`)) deltas.push(delta);
     });
     applyDeltas(theta, deltas, s.alphaG);
     sample();

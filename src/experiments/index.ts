@@ -1,3 +1,4 @@
+import { algorithmOf } from '../federation/algorithms/registry.js';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { basename, dirname, join } from 'node:path';
@@ -63,7 +64,8 @@ export function experimentParams(e: Experiment, overrides: Partial<ExperimentPar
 export function taskCost(t: RunTask): number {
   const s = resolveSettings(t.settings);
   const N = t.mdp.rewards.length, S = t.mdp.states, A = t.mdp.actions;
-  const steps = s.algorithm === 'centralized' ? 1 : s.localSteps + (s.algorithm === 'fast-fedpg' ? 1 : 0);
+  const alg = algorithmOf(s.algorithm);
+  const steps = alg.estimatesPerRound(s) + (alg.reports === 'every-round' ? 1 : 0);
   const perEstimate = s.gradient === 'sampled' ? s.horizon * s.batch * (A + 4) : S * S * A;
   return s.rounds * (N * steps * perEstimate + S * S * S);
 }
@@ -85,12 +87,6 @@ export async function planExperiment(name: string, overrides: Partial<Experiment
   if (!planned.length) throw new InputError(`the ${name} experiment has no runs with these settings${notes.length ? ` (${notes.join(' ')})` : ''}`);
   const tasks: RunTask[] = planned.map((t, index) => ({ ...t, index, backend: backend.name }));
   for (const t of tasks) resolveSettings(t.settings);
-  if (tasks.some((t) => (t.settings.entropy ?? 0) > 0)) {
-    const env = backend.createEnvironment(environmentSpec(tasks[0]!.mdp));
-    const ok = typeof env.evaluateRegularized === 'function' && typeof env.estimateRegularized === 'function';
-    env.dispose();
-    if (!ok) throw new InputError(`the ${backend.name} backend has no entropy-regularised kernels yet: run ${name} with --backend js`);
-  }
   return { experiment, params, tasks, notes, backend: backend.name };
 }
 

@@ -3,6 +3,7 @@ import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } f
 import { existsSync, readFileSync } from 'node:fs';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { InputError } from '../errors.js';
+import { algorithmOf } from '../federation/algorithms/registry.js';
 import type { TrainSettings } from '../federation/settings.js';
 import { parseJsonText, readTextFile } from '../mdp/format.js';
 import { FileWriteError, LineLog, writeFileAtomic } from '../util/atomic.js';
@@ -48,7 +49,7 @@ export class FileAgentStore implements AgentStore {
     let j: Record<string, any>;
     try {
       j = JSON.parse(readFileSync(this.path, 'utf8')) as Record<string, any>;
-      if (j.format !== 'fedpg-agent-state/1') throw new Error(`format is ${JSON.stringify(j.format)}`);
+      if (j.format !== 'fedpg-agent-state/2') throw new Error(`format is ${JSON.stringify(j.format)}, not fedpg-agent-state/2`);
       const p = j.pending as Record<string, unknown> | null;
       const pending: PendingPush | null = p
         ? {
@@ -56,13 +57,15 @@ export class FileAgentStore implements AgentStore {
             phase: p.phase as Phase,
             ...(p.delta !== undefined ? { delta: unb64(p.delta, 'pending delta') } : {}),
             ...(p.gradient !== undefined ? { gradient: unb64(p.gradient, 'pending gradient') } : {}),
-            ...(p.objective !== undefined ? { objective: new Float64Array(unb64(p.objective, 'pending objective').buffer)[0]! } : {}),
+            ...(p.objective !== undefined ? { objective: new Float64Array(unb64(p.objective, 'pending objective').slice().buffer)[0]! } : {}),
+            ...(p.personalObjective !== undefined ? { personalObjective: new Float64Array(unb64(p.personalObjective, 'pending personal objective').slice().buffer)[0]! } : {}),
           }
         : null;
-      const mem = j.memory === null ? null : new Float64Array(unb64(j.memory, 'memory').slice().buffer);
+      if (!Array.isArray(j.kept)) throw new Error('kept is missing');
+      const kept = (j.kept as unknown[]).map((k, i) => new Float64Array(unb64(k, `kept vector ${i}`).slice().buffer));
       const rng = j.rng as unknown;
       if (!Array.isArray(rng) || rng.length !== 4 || !rng.every((x) => Number.isInteger(x) && x >= 0 && x <= 0xffffffff)) throw new Error('rng is malformed');
-      return { runId: String(j.runId), cursor: j.cursor, rng: rng as number[], memory: mem, memoryRound: j.memoryRound as number, pending };
+      return { runId: String(j.runId), cursor: j.cursor, rng: rng as number[], kept, hasMemory: j.hasMemory === true, memoryRound: j.memoryRound as number, pending };
     } catch (e) {
       throw new InputError(`agent state file ${this.path} is unreadable (${e instanceof Error ? e.message : String(e)}); delete it to start the agent afresh`);
     }
@@ -73,11 +76,12 @@ export class FileAgentStore implements AgentStore {
     writeFileAtomic(
       this.path,
       JSON.stringify({
-        format: 'fedpg-agent-state/1',
+        format: 'fedpg-agent-state/2',
         runId: s.runId,
         cursor: s.cursor,
         rng: s.rng,
-        memory: s.memory ? b64(new Uint8Array(s.memory.buffer, s.memory.byteOffset, s.memory.byteLength)) : null,
+        kept: s.kept.map((k) => b64(new Uint8Array(k.buffer, k.byteOffset, k.byteLength))),
+        hasMemory: s.hasMemory,
         memoryRound: s.memoryRound,
         pending: p
           ? {
@@ -86,6 +90,7 @@ export class FileAgentStore implements AgentStore {
               ...(p.delta ? { delta: b64(p.delta) } : {}),
               ...(p.gradient ? { gradient: b64(p.gradient) } : {}),
               ...(p.objective !== undefined ? { objective: b64(new Uint8Array(new Float64Array([p.objective]).buffer)) } : {}),
+              ...(p.personalObjective !== undefined ? { personalObjective: b64(new Uint8Array(new Float64Array([p.personalObjective]).buffer)) } : {}),
             }
           : null,
       }) + '\n',
@@ -163,7 +168,7 @@ export async function startAggregator(o: AggregatorRunOptions): Promise<RunningA
   const sharedMdp = new TextEncoder().encode(JSON.stringify(sharedToJson(o.shared)));
   const runId = runIdOf(sharedMdp, o.settings, o.theta0, o.agents);
   const info = o.onInfo ?? (() => {});
-  const resume = o.checkpoint && !o.fresh && existsSync(o.checkpoint) ? readAggregatorCheckpoint(o.checkpoint, runId, o.agents, SA) : undefined;
+  const resume = o.checkpoint && !o.fresh && existsSync(o.checkpoint) ? readAggregatorCheckpoint(o.checkpoint, runId, o.agents, SA, algorithmOf(o.settings.algorithm).serverState.length) : undefined;
   if (resume) info(`resuming from checkpoint ${o.checkpoint} (${resume.phase === 'done' ? `finished after round ${resume.round}` : `round ${resume.round}, ${resume.phase} phase`})`);
   // The round log is claimed (FILE.lock) so a second run given the same --out is refused.
   const lock = o.out ? FileLock.acquire(o.out, '--out') : null;

@@ -100,11 +100,13 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && Buffer.compare(a, b) === 0;
 }
 
-/** A gradient push's bytes: the packed g_i, then J_i's IEEE-754 bits. */
-function gradientBytes(gradient: Uint8Array, objective: number): Uint8Array {
-  const bytes = new Uint8Array(gradient.length + 8);
-  bytes.set(gradient);
-  new DataView(bytes.buffer).setFloat64(gradient.length, objective, true);
+/** A gradient push's bytes: the packed report, then the bits of J_i and of J_i(v_i) (NaN: none). */
+function gradientBytes(req: { gradient: Uint8Array; objective: number; hasPersonal: boolean; personalObjective: number }): Uint8Array {
+  const bytes = new Uint8Array(req.gradient.length + 16);
+  bytes.set(req.gradient);
+  const view = new DataView(bytes.buffer);
+  view.setFloat64(req.gradient.length, req.objective, true);
+  view.setFloat64(req.gradient.length + 8, req.hasPersonal ? req.personalObjective : Number.NaN, true);
   return bytes;
 }
 
@@ -142,7 +144,7 @@ export function federationRoutes(agg: Aggregator, auth: TokenAuth): (router: Con
         pushGradient(req, ctx) {
           const agent = auth.check(ctx.requestHeader, req.agent, 'PushGradient', ctx.values.get(REMOTE_ADDRESS));
           const phase = `gradient ${req.round}`;
-          const bytes = gradientBytes(req.gradient, req.objective);
+          const bytes = gradientBytes(req);
           answered.check(agent, phase, bytes, 'gradient', req.round);
           const received = agg.pushGradient(agent, req);
           answered.record(agent, phase, bytes);

@@ -1,12 +1,13 @@
 import type { Command } from 'commander';
 import { InputError } from '../../errors.js';
-import { ALGORITHMS, DEFAULT_SETTINGS, resolveSettings } from '../../federation/settings.js';
+import { algorithmNames, algorithmOf } from '../../federation/algorithms/registry.js';
+import { resolveSettings } from '../../federation/settings.js';
 import { loadTheta, readTextFile } from '../../mdp/format.js';
 import { NET_FAULT_ENV, parseNetFaults } from '../../network/faults.js';
 import { CONNECTION_DEFAULTS, type ConnectionLimits } from '../../network/limits.js';
 import { parseAggregatorTokens, parseShared, sharedAgentCount } from '../../network/formats.js';
 import { readJsonFile, startAggregator } from '../../network/node.js';
-import { NETWORK_ALGORITHMS } from '../../network/protocol.js';
+import { networkRefusal } from '../../network/protocol.js';
 import { int, printJson } from '../flags.js';
 import { addSettingsFlags, settingsFromFlags, type RunFlags } from './train.js';
 
@@ -77,7 +78,7 @@ export function serveCommand(program: Command): void {
   // train's settings flags (its runtime flags, --workers and its checkpoints, do not apply here).
   addSettingsFlags(
     cmd,
-    ALGORITHMS.filter((a) => NETWORK_ALGORITHMS.includes(a)),
+    algorithmNames().filter((a) => algorithmOf(a).topology === 'server'),
   )
     .option('--backend <name>', 'not for serve: the agents compute (fedpg agent --backend)')
     .option('--out <file>', 'round log (JSONL): a header line, then one record per finished round')
@@ -88,10 +89,9 @@ export function serveCommand(program: Command): void {
       const agents = int('agents', o.agents, 1)!;
       const fixed = sharedAgentCount(shared);
       if (fixed !== null && fixed !== agents) throw new InputError(`${sharedFile} has ${fixed} per-agent transition kernels, but --agents is ${agents}`);
-      const settings = resolveSettings({ ...DEFAULT_SETTINGS, ...settingsFromFlags(o as RunFlags) });
-      if (!NETWORK_ALGORITHMS.includes(settings.algorithm)) {
-        throw new InputError(`--algorithm ${settings.algorithm} trains no shared policy, so there is nothing to serve (choose ${NETWORK_ALGORITHMS.join(', ')})`);
-      }
+      const settings = resolveSettings(settingsFromFlags(o as RunFlags));
+      const refusal = networkRefusal(settings);
+      if (refusal) throw new InputError(refusal);
       const tokens = parseAggregatorTokens(readJsonFile(o.tokenFile!), agents, o.tokenFile);
       const quorum = int('quorum', o.quorum, 1);
       const deadline = int('deadline', o.deadline, 1);
