@@ -1,7 +1,6 @@
-import type { Interceptor, Transport } from '@connectrpc/connect';
+import { Code, ConnectError, type Interceptor, type Transport } from '@connectrpc/connect';
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from '@connectrpc/connect-node';
 import { existsSync, readFileSync } from 'node:fs';
-import { Code, ConnectError } from '@connectrpc/connect';
 import { InputError } from '../errors.js';
 import { algorithmOf } from '../federation/algorithms/registry.js';
 import type { TrainSettings } from '../federation/settings.js';
@@ -12,8 +11,8 @@ import type { AgentSavedState, AgentStore, PendingPush } from './agent.js';
 import { Aggregator, type AggregatorCrash, type NetRecord } from './aggregator.js';
 import { readAggregatorCheckpoint, runIdOf, writeAggregatorCheckpoint } from './checkpoint.js';
 import { sharedToJson, type SharedMdp } from './formats.js';
-import { Phase } from './protocol.js';
 import type { ConnectionLimits } from './limits.js';
+import { Phase } from './protocol.js';
 import { RefusalLog, type BackoffPolicy } from './refusals.js';
 import { listen } from './server.js';
 import { federationRoutes, TokenAuth } from './service.js';
