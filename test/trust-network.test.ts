@@ -14,6 +14,7 @@ import { parseShared, sharedToJson } from '../src/network/formats.js';
 import { routerTransport } from '../src/network/inprocess.js';
 import { nodeTransport, startAggregator, type AggregatorRunOptions, type RunningAggregator } from '../src/network/node.js';
 import { FederationService, Phase, Status } from '../src/network/protocol.js';
+import { addressKey, AuthBackoff } from '../src/network/refusals.js';
 import { federationRoutes, TokenAuth } from '../src/network/service.js';
 import { packF64 } from '../src/network/wire.js';
 import { fixturePath } from './helpers/fixtures.js';
@@ -245,6 +246,25 @@ function cli(args: string[], onStderr?: (err: string, kill: () => void) => void)
 }
 
 describe('token guessing is slowed and quietly logged (issue 16 item 4)', () => {
+  it('counts an IPv4 address as itself (IPv4-mapped too) and an IPv6 address by its /64', () => {
+    expect(addressKey('127.0.0.1')).toBe('127.0.0.1');
+    expect(addressKey('::ffff:10.0.0.1')).toBe('10.0.0.1');
+    expect(addressKey('2001:db8:1:2:3:4:5:6')).toBe('2001:db8:1:2::/64');
+    expect(addressKey('2001:db8:1:2::9')).toBe('2001:db8:1:2::/64');
+    expect(addressKey('2001:db8:1:3::9')).not.toBe(addressKey('2001:db8:1:2::9'));
+  });
+
+  it('AuthBackoff: free failures, then blocks doubling up to the cap; forgotten after a quiet spell', () => {
+    const b = new AuthBackoff({ freeFailures: 2, baseMs: 1000, maxMs: 4000, forgetMs: 60_000 });
+    const t = 1_000_000;
+    expect([b.failure('a', t), b.failure('a', t)]).toEqual([0, 0]);
+    expect(b.failure('a', t)).toBe(1000);
+    expect(b.blockedFor('a', t + 400)).toBe(600);
+    expect(b.blockedFor('b', t)).toBe(0);
+    expect([b.failure('a', t + 1000), b.failure('a', t + 3000), b.failure('a', t + 7000)]).toEqual([2000, 4000, 4000]);
+    expect(b.failure('a', t + 7000 + 4000 + 60_001)).toBe(0); // a fresh start
+  });
+
   it('a burst of wrong tokens is refused (ResourceExhausted) after a few tries, in a few log lines; the right token works after the backoff', async () => {
     const info: string[] = [];
     const srv = await aggregator({ authBackoff: { freeFailures: 3, baseMs: 200, maxMs: 400 } }, info);
