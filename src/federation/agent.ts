@@ -3,6 +3,7 @@ import { deltaInto } from './aggregate.js';
 import type { AlgorithmPlugin, AgentSide } from './algorithms/types.js';
 import { applyAttack, parseAttack, type Attack } from './attacks.js';
 import { parsePersonalize } from './personalize.js';
+import { privatize } from './privacy.js';
 import type { TrainSettings } from './settings.js';
 
 /**
@@ -43,8 +44,9 @@ export function copyAgentState(a: AgentState): AgentState {
  * The in-process pool, the worker threads and the network agent all run this class, so every
  * runtime computes the same bits.
  *
- * Stream order within a round (SPEC.md): the local steps, attack noise on Delta_i, Ditto's
- * personal steps; then, in the report phase, the report and its attack noise.
+ * Stream order within a round (SPEC.md): the local steps, DP noise on Delta_i, attack noise on
+ * Delta_i, Ditto's personal steps; then, in the report phase, the report, its DP noise, its attack
+ * noise.
  */
 export class LocalAgent implements AgentSide {
   readonly settings: TrainSettings;
@@ -143,6 +145,7 @@ export class LocalAgent implements AgentSide {
     theta.set(start);
     alg.localRound(this, theta, start, down);
     deltaInto(message, theta, start);
+    this.privatize(message);
     if (this.hostile) applyAttack(this.attack, message, this.state.rng);
     if (this.dittoLambda !== null) this.personalSteps(start);
   }
@@ -153,8 +156,16 @@ export class LocalAgent implements AgentSide {
     if (!alg.report) throw new Error(`${alg.name} has no report phase`);
     // A decentralised agent reports at its own parameters.
     alg.report(this, alg.topology === 'peers' ? this.kept('theta') : theta, message);
+    // An agent keeps its DP-noised, pre-attack report: the server's g averages exactly those.
+    if (alg.topology === 'server') this.privatize(message);
     if (alg.keepsReport) this.kept(alg.keepsReport).set(message);
     if (this.hostile) applyAttack(this.attack, message, this.state.rng);
+  }
+
+  /** Differential privacy on a message it is about to send (privacy.ts): clip, then Gaussian noise. */
+  private privatize(message: Float64Array): void {
+    const s = this.settings;
+    if (s.dpClip > 0) privatize(message, s.dpClip, s.dpNoise, this.state.rng);
   }
 
   /**

@@ -46,7 +46,7 @@ export interface CheckpointState {
   /** J_i per agent before round 1 and after each round. */
   agentJ: number[][];
   /** The costs after each finished round and who took part (the records are rebuilt from them). */
-  costs: (Costs & { participants?: number[] })[];
+  costs: (Costs & { participants?: number[]; dpEpsilon?: number | null })[];
   /** Every agent's stream and kept vectors. */
   agents: AgentState[];
 }
@@ -106,6 +106,7 @@ function serialise(id: RunIdentity, st: CheckpointState): string {
       rng: Array.from(sv.rng),
       trajectories: sv.trajectories,
       vectorsSent: sv.vectors_sent,
+      messages: sv.messages,
     },
     lastGradNormSq: st.lastGradNormSq === null ? null : encodeFloat64(new Float64Array([st.lastGradNormSq])),
     J: encodeFloat64(Float64Array.from(st.J)),
@@ -225,6 +226,7 @@ export function readCheckpoint(path: string, want: RunIdentity, rounds: number, 
         rng: stream(sv.rng, 'the server\'s random stream'),
         trajectories: counter(sv.trajectories, 'the trajectory count'),
         vectors_sent: counter(sv.vectorsSent, 'the vector count'),
+        messages: Array.isArray(sv.messages) && sv.messages.length === N ? sv.messages.map((m, i) => counter(m, `agent ${i}'s message count`)) : (() => { throw new Error('the message counts are missing'); })(),
       },
       lastGradNormSq: b.lastGradNormSq === null ? null : decodeFloat64(b.lastGradNormSq, 1, 'lastGradNormSq')[0]!,
       J: Array.from(J),
@@ -232,7 +234,7 @@ export function readCheckpoint(path: string, want: RunIdentity, rounds: number, 
       personalJ: b.personalJ === null || b.personalJ === undefined ? null : Array.from(decodeFloat64(b.personalJ, round + 1, 'personalJ')),
       consensus: b.consensus === null || b.consensus === undefined ? null : Array.from(decodeFloat64(b.consensus, round + 1, 'consensus')),
       agentJ: agentJ.map((a, t) => Array.from(decodeFloat64(a, N, `agentJ of round ${t}`))),
-      costs: costs as (Costs & { participants?: number[] })[],
+      costs: costs as (Costs & { participants?: number[]; dpEpsilon?: number | null })[],
       agents: (agents as { rng?: unknown; kept?: unknown }[]).map((a, i) => {
         const kept = a.kept;
         if (!Array.isArray(kept) || kept.length !== keptCount) throw new Error(`agent ${i}'s kept vectors are missing`);

@@ -4,6 +4,7 @@ import { algorithmOf } from './algorithms/registry.js';
 import type { AlgorithmPlugin, ServerSide } from './algorithms/types.js';
 import { parsePersonalize } from './personalize.js';
 import { drawParticipants, PARTICIPATION_STREAM } from './participation.js';
+import { dpEpsilon } from './privacy.js';
 import type { TrainSettings } from './settings.js';
 
 /** Everything the server keeps between phases: what a checkpoint of the server holds. */
@@ -19,6 +20,8 @@ export interface ServerState {
   trajectories: number;
   /** Vectors of S*A sent so far, both directions. */
   vectors_sent: number;
+  /** Messages each agent has sent (for differential-privacy accounting). */
+  messages: number[];
 }
 
 /** Costs after some rounds: trajectories, environment steps and bytes (SPEC.md). */
@@ -36,6 +39,7 @@ export function copyServerState(s: ServerState): ServerState {
     rng: s.rng.slice(),
     trajectories: s.trajectories,
     vectors_sent: s.vectors_sent,
+    messages: [...s.messages],
   };
 }
 
@@ -74,6 +78,7 @@ export class ServerCore implements ServerSide {
           rng: agentStream(settings.serverSeed, PARTICIPATION_STREAM),
           trajectories: 0,
           vectors_sent: 0,
+          messages: new Array<number>(agents).fill(0),
         };
     if (!restored) this.algorithm.initServer?.(this);
     const sampled = settings.gradient === 'sampled';
@@ -123,6 +128,7 @@ export class ServerCore implements ServerSide {
     this.state.trajectories += ids.length * this.perLocalTrajectories;
     // Down: theta_bar and the down vectors; up: Delta_i (SPEC.md's count).
     this.state.vectors_sent += ids.length * (2 + this.algorithm.down.length);
+    for (const i of ids) this.state.messages[i]!++;
   }
 
   /** Closes a report phase: keeps each reporter's report, then the algorithm's rule over all held. */
@@ -136,6 +142,20 @@ export class ServerCore implements ServerSide {
     this.algorithm.serverReports?.(this, all, initial);
     this.state.trajectories += ids.length * this.perReportTrajectories;
     this.state.vectors_sent += ids.length;
+    for (const i of ids) this.state.messages[i]!++;
+  }
+
+  /** Each agent's epsilon so far (differential privacy on; Infinity without noise). */
+  dpEpsilons(): number[] {
+    const s = this.settings;
+    return this.state.messages.map((m) => dpEpsilon(m, s.dpNoise, s.dpDelta));
+  }
+
+  /** The record's dpEpsilon: the largest over agents (null when infinite: clipping without noise); undefined without DP. */
+  dpEpsilon(): number | null | undefined {
+    if (!(this.settings.dpClip > 0)) return undefined;
+    const e = Math.max(...this.dpEpsilons());
+    return Number.isFinite(e) ? e : null;
   }
 
   /** Counts vectors sent outside the server's phases (decentralised algorithms: to neighbours). */

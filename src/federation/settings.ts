@@ -67,6 +67,12 @@ export interface TrainSettings {
   personalize: string;
   /** FedNPG's communication graph: complete | ring | er:P. */
   topology: string;
+  /** Differential privacy: every vector an agent sends is clipped to norm C (0: off)... */
+  dpClip: number;
+  /** ... and gets N(0, (SIGMA C)^2) noise per entry from the agent's private stream. */
+  dpNoise: number;
+  /** The delta of the (epsilon, delta) guarantee reported as dpEpsilon. */
+  dpDelta: number;
 }
 
 /** Fixed, documented defaults: outside checks rely on them. */
@@ -93,6 +99,9 @@ export const DEFAULT_SETTINGS: Readonly<Omit<TrainSettings, 'serverSeed'>> = Obj
   aggregation: 'mean',
   personalize: 'none',
   topology: 'complete',
+  dpClip: 0,
+  dpNoise: 0,
+  dpDelta: 1e-5,
 });
 
 /** Every key a settings object (or the library's train options) may carry. */
@@ -145,6 +154,10 @@ export function resolveBaseSettings(partial: Partial<TrainSettings> = {}): { set
   parseAggregation(s.aggregation);
   parsePersonalize(s.personalize);
   parseTopology(s.topology);
+  finite('dpClip', s.dpClip, (x) => x >= 0, 'a finite number >= 0 (0: no differential privacy)');
+  finite('dpNoise', s.dpNoise, (x) => x >= 0, 'a finite number >= 0');
+  finite('dpDelta', s.dpDelta, (x) => x > 0 && x < 1, 'in (0, 1)');
+  if (s.dpNoise > 0 && s.dpClip === 0) throw new InputError('dpNoise (--dp-noise) needs a clip norm: pass --dp-clip C > 0 (the noise is SIGMA C)');
   if (s.byzantine > 0 && s.attack === 'none') throw new InputError('byzantine agents need an attack: pass --attack signflip|zero|gaussian:SIGMA');
   if (s.byzantine === 0 && given.has('attack') && s.attack !== 'none') throw new InputError(`attack ${s.attack} needs hostile agents: pass --byzantine F with F >= 1`);
   return { settings: s, given };

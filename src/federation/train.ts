@@ -49,6 +49,8 @@ export interface RoundRecord {
   personalGap?: number | null;
   /** Decentralised algorithms: (1/N) sum_n |theta_n - theta_bar|^2 after the round. */
   consensus?: number;
+  /** Differential privacy: the largest epsilon over agents so far (null: infinite, clipping without noise). */
+  dpEpsilon?: number | null;
 }
 
 /** What is known before round 1 (the log's header line). */
@@ -77,6 +79,8 @@ export interface TrainResult extends Omit<TrainHeader, 'J0'> {
   personalThetas?: number[][][];
   /** Decentralised algorithms: (1/N) sum_n |theta_n - theta_bar|^2 before round 1 and after every round (T + 1 values). */
   consensus?: number[];
+  /** Differential privacy: each agent's epsilon at the end (null: infinite). */
+  dpEpsilonPerAgent?: (number | null)[];
   records: RoundRecord[];
 }
 
@@ -378,6 +382,7 @@ export class Training {
     const past = this.x.restored && t <= this.x.restored.round ? this.x.restored.costs[t - 1]! : null;
     const costs: Costs = past ? { trajectories: past.trajectories, steps: past.steps, bytes: past.bytes } : this.server.costs();
     if (past?.participants) participants = past.participants;
+    const dp = past ? past.dpEpsilon : this.server.dpEpsilon();
     const seconds = (performance.now() - this.started) / 1000;
     const rec: RoundRecord = {
       round: t,
@@ -395,6 +400,7 @@ export class Training {
       rec.personalGap = this.evaluator.personalGap(this.personalJ[t]!);
     }
     if (this.consensus) rec.consensus = this.consensus[t]!;
+    if (dp !== undefined) rec.dpEpsilon = dp;
     return rec;
   }
 
@@ -562,7 +568,13 @@ export class Training {
       server: this.server.snapshot(),
       lastGradNormSq: this.lastGradNormSq,
       agents: this.pool.states(),
-      costs: this.records.map((r) => ({ trajectories: r.trajectories, steps: r.steps, bytes: r.bytes, ...(r.participants ? { participants: r.participants } : {}) })),
+      costs: this.records.map((r) => ({
+        trajectories: r.trajectories,
+        steps: r.steps,
+        bytes: r.bytes,
+        ...(r.participants ? { participants: r.participants } : {}),
+        ...(r.dpEpsilon !== undefined ? { dpEpsilon: r.dpEpsilon } : {}),
+      })),
     };
   }
 
@@ -604,6 +616,7 @@ export class Training {
     const states = local || this.ditto ? this.pool.states() : [];
     if (local) out.thetas = states.map((st) => rowsOf(st.kept[names.indexOf('theta')]!, A));
     if (this.consensus) out.consensus = [...this.consensus];
+    if (this.settings.dpClip > 0) out.dpEpsilonPerAgent = this.server.dpEpsilons().map((e) => (Number.isFinite(e) ? e : null));
     if (this.personalJ) {
       out.personalJ = [...this.personalJ];
       out.personalThetas = states.map((st) => rowsOf(st.kept[names.indexOf('personal')]!, A));

@@ -4,7 +4,6 @@ import { InputError } from '../errors.js';
 import { initialAgentState, LocalAgent } from '../federation/agent.js';
 import { algorithmOf } from '../federation/algorithms/registry.js';
 import type { TrainSettings } from '../federation/settings.js';
-import { agentStream } from '../rng.js';
 import type { PullRoundResponse } from './gen/fedpg/v1/federation_pb.js';
 import { parseRewards, parseShared, sharedEnvironmentSpec } from './formats.js';
 import { AUTH_HEADER, bearer, FederationService, networkRefusal, Phase, phaseKey, phaseName, settingsFromProto, Status } from './protocol.js';
@@ -194,14 +193,15 @@ export async function runAgent(o: RunAgentOptions): Promise<AgentSummary> {
   const S = shared.states;
   const A = shared.actions;
   const SA = S * A;
-  const { agent: rewardsAgent, reward } = parseRewards(o.rewards, S, A, o.rewardsWhere ?? 'rewards');
+  const { agent: rewardsAgent, reward, stream } = parseRewards(o.rewards, S, A, o.rewardsWhere ?? 'rewards');
   if (rewardsAgent !== o.agent) throw new InputError(`${o.rewardsWhere ?? 'rewards'}: it is agent ${rewardsAgent}'s reward table, not agent ${o.agent}'s`);
   const env: Environment = o.backend.createEnvironment(sharedEnvironmentSpec(shared, o.agent));
   try {
     const memoryMode = algorithm.keepsReport !== undefined;
     const stored = o.store?.load() ?? null;
     if (stored && stored.runId !== runId) throw new InputError(`the agent's state file belongs to another run (${stored.runId}, the aggregator runs ${runId}); delete it to join this run`);
-    const fresh = initialAgentState(algorithm, settings, agentStream(settings.seed, o.agent), unpackF64(reg.theta0.length ? reg.theta0 : new Uint8Array(8 * SA), SA, 'theta0 from the aggregator'));
+    // The stream comes from the agent's private key, which the aggregator never sees.
+    const fresh = initialAgentState(algorithm, settings, stream, unpackF64(reg.theta0.length ? reg.theta0 : new Uint8Array(8 * SA), SA, 'theta0 from the aggregator'));
     const state = stored ? { rng: Uint32Array.from(stored.rng), kept: stored.kept } : fresh;
     if (state.kept.length !== fresh.kept.length) throw new InputError(`the agent's state file keeps ${state.kept.length} vectors, ${algorithm.name} needs ${fresh.kept.length}; delete it to join this run`);
     const la = new LocalAgent(o.agent, env, reward, state, algorithm, settings);

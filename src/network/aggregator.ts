@@ -3,6 +3,7 @@ import { Code, ConnectError } from '@connectrpc/connect';
 import { InputError } from '../errors.js';
 import { meanOf, parseAggregation, ruleProblem } from '../federation/aggregate.js';
 import type { AlgorithmPlugin } from '../federation/algorithms/types.js';
+import { euclidean, updateBounds } from '../federation/bounds.js';
 import { ServerCore, type ServerState } from '../federation/server.js';
 import type { TrainSettings } from '../federation/settings.js';
 import {
@@ -67,6 +68,8 @@ export interface NetRecord {
   participants?: number[];
   /** Ditto: (1/N) sum_i J_i(v_i) from the agents' reports; null unless every agent reported. */
   personalJ?: number | null;
+  /** Differential privacy: the largest epsilon over agents so far (null: infinite). */
+  dpEpsilon?: number | null;
 }
 
 /** What a checkpoint holds: everything the aggregator needs to continue bit for bit. */
@@ -115,6 +118,13 @@ export interface AggregatorOptions {
   holdMs?: number;
   /** After the last phase, how long to wait for every agent to hear DONE (default 10 s). */
   lingerMs?: number;
+  /** The discount of the shared MDP (J_i lies in [0, 1 / (1 - gamma)]). */
+  gamma: number;
+  /**
+   * The largest norm accepted for a delta and for a report (default: updateBounds, derived from
+   * the problem's scales; null: no norm check). Finite scalars and vectors are always required.
+   */
+  maxUpdateNorm?: { delta: number; report: number } | null;
   /** Resume from this snapshot (a checkpoint of the same run). */
   resume?: AggregatorSnapshot;
   /** Called with every new state before agents hear of it; must be durable when it returns. */
@@ -157,6 +167,8 @@ export class Aggregator {
   private readonly core: ServerCore;
   private readonly ditto: boolean;
   private readonly holdMs: number;
+  private readonly bounds: { delta: number; report: number } | null;
+  private readonly maxObjective: number;
   private readonly lingerMs: number;
 
   private round: number;
@@ -207,6 +219,10 @@ export class Aggregator {
     this.core = new ServerCore(o.settings, this.N, o.theta0, r?.server);
     this.alg = this.core.algorithm;
     this.ditto = o.settings.personalize !== 'none';
+    const derived = updateBounds(o.settings, o.gamma, o.states, o.actions);
+    this.bounds = o.maxUpdateNorm === undefined ? { delta: derived.delta, report: derived.report } : o.maxUpdateNorm;
+    // J_i lies in [0, 1/(1-gamma)]; a relative slack for the agents' round-off.
+    this.maxObjective = derived.objective * (1 + 1e-9);
     if (r) {
       if (r.runId !== o.runId) throw new RangeError('the snapshot belongs to another run');
       this.round = r.round;
@@ -347,6 +363,7 @@ export class Aggregator {
     } catch (e) {
       throw this.refuse(Code.InvalidArgument, e instanceof WireError ? e.message : String(e));
     }
+    if (this.bounds) this.checkNorm(agent, req.round, 'delta', delta, this.bounds.delta);
     const included = this.alreadyIncluded(agent, req.round, Phase.LOCAL);
     if (included !== null) return included;
     this.checkOpen(agent, req.round, 'local', 'delta');
@@ -371,7 +388,9 @@ export class Aggregator {
     try {
       if (this.reportDue(req.round)) gradient = unpackF64(req.gradient, this.SA, `agent ${agent}'s gradient for round ${req.round}`, this.o.actions);
       else if (req.gradient.length !== 0) throw new WireError(`agent ${agent}'s gradient for round ${req.round} must be empty: ${this.s.algorithm} sends no report then`);
-      if (!Number.isFinite(req.objective)) throw new WireError(`agent ${agent}'s J_i for round ${req.round} is ${req.objective}, not a finite number`);
+      this.checkObjective(agent, req.round, 'J_i', req.objective);
+      if (req.hasPersonal) this.checkObjective(agent, req.round, 'J_i(v_i)', req.personalObjective);
+      if (gradient && this.bounds) this.checkNorm(agent, req.round, 'gradient', gradient, this.bounds.report);
       if (this.ditto && (!req.hasPersonal || !Number.isFinite(req.personalObjective)))
         throw new WireError(`agent ${agent}'s report for round ${req.round} lacks a finite J_i(v_i) (the run has personal policies)`);
     } catch (e) {
@@ -403,6 +422,17 @@ export class Aggregator {
   }
 
   // ---- internals ----
+
+  private checkObjective(agent: number, round: number, what: string, v: number): void {
+    if (!Number.isFinite(v) || v < 0 || v > this.maxObjective)
+      throw new WireError(`agent ${agent}'s ${what} for round ${round} is ${v}, outside [0, ${this.maxObjective / (1 + 1e-9)}] (rewards in [0, 1], gamma ${this.o.gamma})`);
+  }
+
+  private checkNorm(agent: number, round: number, what: string, x: Float64Array, bound: number): void {
+    const n = euclidean(x);
+    if (!(n <= bound))
+      throw this.refuse(Code.InvalidArgument, `agent ${agent}'s ${what} for round ${round} has norm ${n}, above the bound ${bound} an honest agent stays within (--max-update-norm)`);
+  }
 
   private refuse(code: Code, message: string): ConnectError {
     this.info(`refused: ${message}`);
@@ -493,7 +523,18 @@ export class Aggregator {
   private closeLocal(): void {
     const ids = this.agentsInOrder();
     const deltas = ids.map((i) => (this.received.get(i) as DeltaUpdate).delta);
+    const before = this.core.snapshot();
     this.core.applyLocal(ids, deltas);
+    // Never commit (nor checkpoint) a non-finite theta_bar: the bounds make it unreachable, this makes it certain.
+    if (!this.core.thetaBar.every(Number.isFinite)) {
+      this.core.state.thetaBar.set(before.thetaBar);
+      before.vectors.forEach((v, k) => this.core.state.vectors[k]!.set(v));
+      this.core.state.trajectories = before.trajectories;
+      this.core.state.vectors_sent = before.vectors_sent;
+      this.info(`${this.where()}: the deltas of agents ${ids.join(', ')} would make theta_bar non-finite; the phase stays open`);
+      this.received = new Map();
+      return;
+    }
     this.roundDeltas = ids.length;
     this.advance(ids, 'gradient', this.round);
   }
@@ -521,6 +562,8 @@ export class Aggregator {
       };
       if (this.participants.length < this.N) rec.participants = [...this.participants];
       if (personalJ !== undefined) rec.personalJ = personalJ;
+      const dp = this.core.dpEpsilon();
+      if (dp !== undefined) rec.dpEpsilon = dp;
       this.records.push(rec);
     }
     if (this.round >= this.s.rounds) this.advance(ids, 'done', this.round);

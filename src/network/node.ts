@@ -130,6 +130,8 @@ export interface AggregatorRunOptions {
   holdMs?: number;
   lingerMs?: number;
   crash?: AggregatorCrash;
+  /** The largest norm of a delta and of a report (default: derived from the problem, see federation/bounds.ts; null: none). */
+  maxUpdateNorm?: { delta: number; report: number } | null;
   onInfo?: (message: string) => void;
   onRecord?: (r: NetRecord) => void;
 }
@@ -220,8 +222,10 @@ export async function startAggregator(o: AggregatorRunOptions): Promise<RunningA
     states: S,
     actions: A,
     settings: o.settings,
+    gamma: o.shared.gamma,
     sharedMdp,
     theta0: o.theta0,
+    ...(o.maxUpdateNorm !== undefined ? { maxUpdateNorm: o.maxUpdateNorm } : {}),
     ...(o.quorum !== undefined ? { quorum: o.quorum } : {}),
     deadlineMs: o.deadlineMs ?? null,
     ...(o.holdMs !== undefined ? { holdMs: o.holdMs } : {}),

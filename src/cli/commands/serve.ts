@@ -8,7 +8,7 @@ import { CONNECTION_DEFAULTS, type ConnectionLimits } from '../../network/limits
 import { parseAggregatorTokens, parseShared, sharedAgentCount } from '../../network/formats.js';
 import { readJsonFile, startAggregator } from '../../network/node.js';
 import { networkRefusal } from '../../network/protocol.js';
-import { int, printJson } from '../flags.js';
+import { int, num, printJson } from '../flags.js';
 import { addSettingsFlags, settingsFromFlags, type RunFlags } from './train.js';
 
 /** Defaults of `fedpg serve` (documented in --help and docs/NETWORK.md). */
@@ -35,6 +35,7 @@ interface ServeFlags extends Omit<RunFlags, 'checkpoint'> {
   idleTimeout?: string;
   requestTimeout?: string;
   maxConnectionsPerAddress?: string;
+  maxUpdateNorm?: string;
 }
 
 /** setTimeout's longest delay; a longer one would fire at once. */
@@ -45,6 +46,14 @@ function timeoutMs(flag: string, v: string | undefined): number | undefined {
   const x = int(flag, v, 1);
   if (x !== undefined && x > MAX_TIMER_MS) throw new InputError(`--${flag} must be at most ${MAX_TIMER_MS} ms, got '${v}'`);
   return x;
+}
+
+/** --max-update-norm: auto (the derived bounds), 0 (none) or one bound for deltas and reports. */
+function maxNorm(v: string | undefined): { maxUpdateNorm?: { delta: number; report: number } | null } {
+  if (v === undefined || v === 'auto') return {};
+  const x = num('max-update-norm', v)!;
+  if (x < 0) throw new InputError(`--max-update-norm must be auto, 0 or a number > 0, got '${v}'`);
+  return { maxUpdateNorm: x === 0 ? null : { delta: x, report: x } };
 }
 
 function say(msg: string): void {
@@ -70,6 +79,7 @@ export function serveCommand(program: Command): void {
     .option('--allow-origin <origin...>', 'page origins allowed to call from a browser (CORS), e.g. http://localhost:5173, or * for any')
     .option('--tls-cert <file>', 'serve HTTPS with this certificate chain (PEM); agents then use an https:// URL')
     .option('--tls-key <file>', 'the private key (PEM) of --tls-cert')
+    .option('--max-update-norm <x>', "refuse a delta (and a report) whose Euclidean norm exceeds x; default auto: twice the largest an honest agent can send (docs/NETWORK.md), 0: no limit")
     .option('--hold <ms>', 'how long a poll waits for the next phase before the agent polls again (default 15000)')
     .option('--headers-timeout <ms>', `close a new connection that has not sent a complete request (TLS handshake included) within this (default ${CONNECTION_DEFAULTS.headersTimeoutMs})`)
     .option('--idle-timeout <ms>', `close a connection with no request in flight after this; a long poll is a request in flight (default ${CONNECTION_DEFAULTS.idleTimeoutMs})`)
@@ -89,6 +99,8 @@ export function serveCommand(program: Command): void {
       const agents = int('agents', o.agents, 1)!;
       const fixed = sharedAgentCount(shared);
       if (fixed !== null && fixed !== agents) throw new InputError(`${sharedFile} has ${fixed} per-agent transition kernels, but --agents is ${agents}`);
+      if ((o as RunFlags).seed !== undefined)
+        throw new InputError("fedpg serve takes no --seed: the agents' streams come from their own keys (fedpg split; split --seed S reproduces train --seed S); use --server-seed Z for the aggregator's own draws");
       const settings = resolveSettings(settingsFromFlags(o as RunFlags));
       const refusal = networkRefusal(settings);
       if (refusal) throw new InputError(refusal);
@@ -132,6 +144,7 @@ export function serveCommand(program: Command): void {
         ...(hold !== undefined ? { holdMs: hold } : {}),
         limits,
         ...(faults.crash ? { crash: faults.crash } : {}),
+        ...maxNorm(o.maxUpdateNorm),
         onInfo: say,
         onRecord: (r) => {
           if (!o.json) say(`round ${r.round}/${settings.rounds}: J ${r.J === null ? 'n/a (not every agent reported)' : r.J} (${r.deltas} deltas, ${r.gradients} reports)`);

@@ -34,6 +34,9 @@ export interface RunFlags {
   aggregation?: string;
   personalize?: string;
   topology?: string;
+  dpClip?: string;
+  dpNoise?: string;
+  dpDelta?: string;
   backend?: string;
   theta0?: string;
   out?: string;
@@ -75,6 +78,9 @@ export function addSettingsFlags(cmd: Command, algorithms: readonly string[] | n
     .option('--momentum-beta <beta>', `fedsvrpg-m: momentum BETA in (0, 1] (default ${d.momentumBeta})`)
     .option('--is-clip <C>', `fedsvrpg-m: importance weights clipped to [1/C, C], 0 for none (default ${d.isClip})`)
     .option('--topology <graph>', 'fednpg: complete | ring | er:P (default complete); fednpg takes exact gradients only, its default')
+    .option('--dp-clip <C>', 'differential privacy: clip every vector an agent sends to norm C (default 0: off)')
+    .option('--dp-noise <sigma>', 'differential privacy: add N(0, (SIGMA C)^2) noise per entry (needs --dp-clip)')
+    .option('--dp-delta <D>', `the delta of the reported (epsilon, delta) guarantee (default ${d.dpDelta})`)
     .option('--theta0 <file>', 'initial theta: S x A JSON array or an object with "theta" (default zeros)');
 }
 
@@ -135,6 +141,9 @@ export function settingsFromFlags(o: RunFlags): Partial<TrainSettings> {
   set('aggregation', o.aggregation);
   set('personalize', o.personalize);
   set('topology', o.topology);
+  set('dpClip', num('dp-clip', o.dpClip));
+  set('dpNoise', num('dp-noise', o.dpNoise));
+  set('dpDelta', num('dp-delta', o.dpDelta));
   // A flag that belongs to another algorithm is refused even at its default value.
   refuseForeignOptions(algorithmOf(s.algorithm ?? DEFAULT_SETTINGS.algorithm), Object.keys(s) as (keyof TrainSettings)[]);
   return s;

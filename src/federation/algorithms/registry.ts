@@ -77,10 +77,13 @@ export const SETTING_FLAGS: Record<keyof TrainSettings, string> = {
   aggregation: '--aggregation',
   personalize: '--personalize',
   topology: '--topology',
+  dpClip: '--dp-clip',
+  dpNoise: '--dp-noise',
+  dpDelta: '--dp-delta',
 };
 
 /** The options of the field's methods that need a server step. */
-const SERVER_OPTIONS: readonly (keyof TrainSettings)[] = ['participation', 'byzantine', 'attack', 'aggregation', 'personalize'];
+const SERVER_OPTIONS: readonly (keyof TrainSettings)[] = ['participation', 'byzantine', 'attack', 'aggregation', 'personalize', 'dpClip', 'dpNoise'];
 
 function label(k: keyof TrainSettings): string {
   return `${k} (${SETTING_FLAGS[k]})`;
@@ -121,7 +124,7 @@ export function resolveSettings(partial: Partial<TrainSettings> = {}): TrainSett
   }
   if (alg.topology !== 'server') {
     for (const k of SERVER_OPTIONS)
-      if (given.has(k) && s[k] !== (k === 'participation' ? 1 : k === 'byzantine' ? 0 : k === 'aggregation' ? 'mean' : 'none'))
+      if (given.has(k) && s[k] !== (DEFAULT_SETTINGS as Partial<TrainSettings>)[k])
         throw new InputError(`${label(k)} needs a server step, which ${alg.name} does not have`);
   }
   const ditto = parsePersonalize(s.personalize);
