@@ -323,7 +323,7 @@ describe('token guessing is slowed and quietly logged (issue 16 item 4)', () => 
 describe('a push with different bytes for a phase that just closed (issue 16 item 7)', () => {
   it('is refused with AlreadyExists (as during the phase); the same bytes again are answered OK', async () => {
     const settings = resolveSettings({ rounds: 2, gradient: 'exact', algorithm: 'fedavg' });
-    const agg = new Aggregator({ runId: 'r', agents: 2, states: 6, actions: 3, settings, sharedMdp: new TextEncoder().encode(JSON.stringify(sharedToJson(mdp))), theta0: new Float64Array(18) });
+    const agg = new Aggregator({ runId: 'r', agents: 2, states: 6, actions: 3, gamma: mdp.gamma, settings, sharedMdp: new TextEncoder().encode(JSON.stringify(sharedToJson(mdp))), theta0: new Float64Array(18) });
     const routes = federationRoutes(agg, new TokenAuth(TOKENS.slice(0, 2)));
     const c0 = createClient(FederationService, routerTransport(routes, TOKENS[0]!));
     const c1 = createClient(FederationService, routerTransport(routes, TOKENS[1]!));
@@ -333,7 +333,7 @@ describe('a push with different bytes for a phase that just closed (issue 16 ite
     await c1.pushGradient({ agent: 1, round: 0, gradient: empty, objective: 2 });
     expect(agg.where()).toBe('round 1 (local steps)');
     // Round 1's local phase: agent 0 pushes; a different delta while the phase is open is refused.
-    const d = new Float64Array(18).fill(0.5);
+    const d = new Float64Array(18).fill(0.01); // within the norm bound an honest agent keeps
     await c0.pushDelta({ agent: 0, round: 1, delta: packF64(d) });
     await expect(c0.pushDelta({ agent: 0, round: 1, delta: packF64(new Float64Array(18)) })).rejects.toMatchObject({ code: Code.AlreadyExists });
     await c1.pushDelta({ agent: 1, round: 1, delta: packF64(d) });
