@@ -123,6 +123,8 @@ export interface AggregatorRunOptions {
   crash?: AggregatorCrash;
   /** The largest norm of a delta and of a report (default: derived from the problem, see federation/bounds.ts; null: none). */
   maxUpdateNorm?: { delta: number; report: number } | null;
+  /** The evaluation cadence: agents report J_i every this many rounds (and after the last). */
+  evalEvery?: number;
   onInfo?: (message: string) => void;
   onRecord?: (r: NetRecord) => void;
 }
@@ -187,6 +189,7 @@ export async function startAggregator(o: AggregatorRunOptions): Promise<RunningA
     sharedMdp,
     theta0: o.theta0,
     ...(o.maxUpdateNorm !== undefined ? { maxUpdateNorm: o.maxUpdateNorm } : {}),
+    ...(o.evalEvery !== undefined ? { evalEvery: o.evalEvery } : {}),
     ...(o.quorum !== undefined ? { quorum: o.quorum } : {}),
     deadlineMs: o.deadlineMs ?? null,
     ...(o.holdMs !== undefined ? { holdMs: o.holdMs } : {}),

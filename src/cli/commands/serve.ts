@@ -31,6 +31,7 @@ interface ServeFlags extends Omit<RunFlags, 'checkpoint'> {
   tlsCert?: string;
   tlsKey?: string;
   maxUpdateNorm?: string;
+  evalEvery?: string;
 }
 
 /** --max-update-norm: auto (the derived bounds), 0 (none) or one bound for deltas and reports. */
@@ -71,6 +72,7 @@ export function serveCommand(program: Command): void {
     .option('--allow-origin <origin...>', 'page origins allowed to call from a browser (CORS), e.g. http://localhost:5173, or * for any')
     .option('--tls-cert <file>', 'serve HTTPS with this certificate chain (PEM); agents then use an https:// URL')
     .option('--tls-key <file>', 'the private key (PEM) of --tls-cert')
+    .option('--eval-every <R>', 'agents report J_i every R rounds and after the last (other rounds log J null; default 1)')
     .option('--max-update-norm <x>', "refuse a delta (and a report) whose Euclidean norm exceeds x; default auto: twice the largest an honest agent can send (docs/NETWORK.md), 0: no limit")
     .option('--hold <ms>', 'how long a poll waits for the next phase before the agent polls again (default 15000)');
   // train's settings flags (its runtime flags, --workers and its checkpoints, do not apply here).
@@ -123,6 +125,7 @@ export function serveCommand(program: Command): void {
         ...(hold !== undefined ? { holdMs: hold } : {}),
         ...(faults.crash ? { crash: faults.crash } : {}),
         ...maxNorm(o.maxUpdateNorm),
+        ...(o.evalEvery !== undefined ? { evalEvery: int('eval-every', o.evalEvery, 1)! } : {}),
         onInfo: say,
         onRecord: (r) => {
           if (!o.json) say(`round ${r.round}/${settings.rounds}: J ${r.J === null ? 'n/a (not every agent reported)' : r.J} (${r.deltas} deltas, ${r.gradients} reports)`);
