@@ -132,6 +132,8 @@ export interface AggregatorRunOptions {
   crash?: AggregatorCrash;
   /** The largest norm of a delta and of a report (default: derived from the problem, see federation/bounds.ts; null: none). */
   maxUpdateNorm?: { delta: number; report: number } | null;
+  /** The evaluation cadence: agents report J_i every this many rounds (and after the last). */
+  evalEvery?: number;
   onInfo?: (message: string) => void;
   onRecord?: (r: NetRecord) => void;
 }
@@ -153,6 +155,9 @@ export interface AggregatorResult {
 }
 
 export interface RunningAggregator {
+  /** True when the checkpoint holds this run already finished: nothing listens, `result` is ready. */
+  over: boolean;
+  /** '' and 0 when `over`. */
   url: string;
   port: number;
   aggregator: Aggregator;
@@ -215,6 +220,9 @@ export async function startAggregator(o: AggregatorRunOptions): Promise<RunningA
       throw e;
     }
   }
+  // A finished run (a rerun with its checkpoint present) has nothing to serve: no listener, no
+  // linger for agents that already heard it is over, the result at once.
+  const over = !!resume && resume.phase === 'done' && resume.round >= o.settings.rounds;
   const shutdown = new AbortController();
   const aggregator = new Aggregator({
     runId,
@@ -226,10 +234,11 @@ export async function startAggregator(o: AggregatorRunOptions): Promise<RunningA
     sharedMdp,
     theta0: o.theta0,
     ...(o.maxUpdateNorm !== undefined ? { maxUpdateNorm: o.maxUpdateNorm } : {}),
+    ...(o.evalEvery !== undefined ? { evalEvery: o.evalEvery } : {}),
     ...(o.quorum !== undefined ? { quorum: o.quorum } : {}),
     deadlineMs: o.deadlineMs ?? null,
     ...(o.holdMs !== undefined ? { holdMs: o.holdMs } : {}),
-    ...(o.lingerMs !== undefined ? { lingerMs: o.lingerMs } : {}),
+    ...(over ? { lingerMs: 0 } : o.lingerMs !== undefined ? { lingerMs: o.lingerMs } : {}),
     ...(resume ? { resume } : {}),
     ...(o.checkpoint ? { save: (s) => guardWrite(() => writeAggregatorCheckpoint(o.checkpoint!, s)) } : {}),
     onHeader: (J0) => guardWrite(() => log?.write(header(J0))),
@@ -244,9 +253,11 @@ export async function startAggregator(o: AggregatorRunOptions): Promise<RunningA
   // rate-limited: an attacker decides how many there are.
   const refusals = new RefusalLog(info, o.refusalLogIntervalMs);
   const auth = new TokenAuth(o.tokens, refusals, o.authBackoff);
-  let listening;
+  let listening: Awaited<ReturnType<typeof listen>> | { url: string; port: number; close: () => Promise<void> };
   try {
-    listening = await listen({
+    listening = over
+      ? { url: '', port: 0, close: async () => {} }
+      : await listen({
       routes: federationRoutes(aggregator, auth),
       host: o.host ?? '127.0.0.1',
       port: o.port,
@@ -296,5 +307,5 @@ export async function startAggregator(o: AggregatorRunOptions): Promise<RunningA
     };
   });
   const result = Promise.race([finished, failed]);
-  return { url: l.url, port: l.port, aggregator, result, close };
+  return { over, url: l.url, port: l.port, aggregator, result, close };
 }

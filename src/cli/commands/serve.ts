@@ -36,6 +36,7 @@ interface ServeFlags extends Omit<RunFlags, 'checkpoint'> {
   requestTimeout?: string;
   maxConnectionsPerAddress?: string;
   maxUpdateNorm?: string;
+  evalEvery?: string;
 }
 
 /** setTimeout's longest delay; a longer one would fire at once. */
@@ -54,6 +55,13 @@ function maxNorm(v: string | undefined): { maxUpdateNorm?: { delta: number; repo
   const x = num('max-update-norm', v)!;
   if (x < 0) throw new InputError(`--max-update-norm must be auto, 0 or a number > 0, got '${v}'`);
   return { maxUpdateNorm: x === 0 ? null : { delta: x, report: x } };
+}
+
+/** What Ctrl-C leaves behind: with --no-checkpoint, nothing (a restart starts over). */
+export function interruptedMessage(checkpoint: string | null): string {
+  return checkpoint === null
+    ? 'interrupted; no checkpoint was kept (--no-checkpoint): a restart starts the run over'
+    : `interrupted; ${checkpoint} keeps every finished phase: the same command resumes from it`;
 }
 
 function say(msg: string): void {
@@ -79,6 +87,7 @@ export function serveCommand(program: Command): void {
     .option('--allow-origin <origin...>', 'page origins allowed to call from a browser (CORS), e.g. http://localhost:5173, or * for any')
     .option('--tls-cert <file>', 'serve HTTPS with this certificate chain (PEM); agents then use an https:// URL')
     .option('--tls-key <file>', 'the private key (PEM) of --tls-cert')
+    .option('--eval-every <R>', 'agents report J_i every R rounds and after the last (other rounds log J null; default 1)')
     .option('--max-update-norm <x>', "refuse a delta (and a report) whose Euclidean norm exceeds x; default auto: twice the largest an honest agent can send (docs/NETWORK.md), 0: no limit")
     .option('--hold <ms>', 'how long a poll waits for the next phase before the agent polls again (default 15000)')
     .option('--headers-timeout <ms>', `close a new connection that has not sent a complete request (TLS handshake included) within this (default ${CONNECTION_DEFAULTS.headersTimeoutMs})`)
@@ -145,18 +154,21 @@ export function serveCommand(program: Command): void {
         limits,
         ...(faults.crash ? { crash: faults.crash } : {}),
         ...maxNorm(o.maxUpdateNorm),
+        ...(o.evalEvery !== undefined ? { evalEvery: int('eval-every', o.evalEvery, 1)! } : {}),
         onInfo: say,
         onRecord: (r) => {
           if (!o.json) say(`round ${r.round}/${settings.rounds}: J ${r.J === null ? 'n/a (not every agent reported)' : r.J} (${r.deltas} deltas, ${r.gradients} reports)`);
         },
       });
-      say(`listening on ${running.url} (port ${running.port}) for ${agents} agents: ${settings.algorithm}, ${settings.rounds} rounds`);
       const onSigint = (): void => {
-        say('interrupted; the checkpoint keeps every finished phase');
+        say(interruptedMessage(checkpoint));
         void running.close().then(() => process.exit(130));
       };
+      // Before the announcement: a Ctrl-C right after "listening" must find the handler.
       process.once('SIGINT', onSigint);
       process.once('SIGTERM', onSigint);
+      if (running.over) say(`nothing to serve: ${checkpoint} holds this run finished; its result follows (--fresh starts it over)`);
+      else say(`listening on ${running.url} (port ${running.port}) for ${agents} agents: ${settings.algorithm}, ${settings.rounds} rounds`);
       try {
         const result = await running.result;
         if (o.json) return printJson(result);
