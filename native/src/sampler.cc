@@ -155,8 +155,17 @@ void contribute(int A, SamplerScratch& sc, const int32_t* ts, const int32_t* tsa
   addScores(A, sc, nv, G);
 }
 
+struct SvrpgCtx;
+void svrpgTrajectory(int A, SamplerScratch& sc, const SvrpgCtx& cx, const int32_t* ts, const int32_t* tsa, int64_t K,
+                     const double* disc);
+
+/**
+ * One trajectory at a time. kSvrpg: record each path and add FedSVRPG-M's contribution
+ * (svrpgTrajectory) instead of Eq. 5's; the rows then carry log pi.
+ */
+template <bool kSvrpg = false>
 void sequential(const Model& m, SamplerScratch& sc, const double* theta, const double* R, int64_t K, int64_t M,
-                Xoshiro128& rng) {
+                Xoshiro128& rng, const SvrpgCtx* cx = nullptr) {
   const int A = m.A;
   const double gamma = m.gamma;
   const AliasTable& T = m.transitionAlias();
@@ -169,39 +178,44 @@ void sequential(const Model& m, SamplerScratch& sc, const double* theta, const d
   double* cum = sc.cum.data();
   int32_t* visits = sc.visits.data();
   int32_t* counts = sc.counts.data();
+  int32_t* path = kSvrpg ? sc.trajS.data() : nullptr;
+  int32_t* pathSa = kSvrpg ? sc.trajSa.data() : nullptr;
   for (int64_t mm = 0; mm < M; mm++) {
-    const uint64_t traj = ++sc.trajStamp;
+    const uint64_t traj = kSvrpg ? 0 : ++sc.trajStamp;
     int nv = 0;
     double G = 0;
     double disc = 1;
     int s = aliasDraw(iE, iN, rng.nextDouble());
     for (int64_t step = 0; step < K; step++) {
-      if (sc.piStamp[s] != stamp) policyRow(theta, A, s, sc);
+      if (sc.piStamp[s] != stamp) policyRow<kSvrpg>(theta, A, s, sc);
       const int64_t base = int64_t(s) * A;
       const int a = pickAction(cum + base, A, rng.nextDouble(), sc.lastPositive[s]);
       const int64_t sa = base + a;
-      G += disc * R[sa];
-      disc *= gamma;
-      if (sc.visitStamp[s] != traj) {
-        sc.visitStamp[s] = traj;
-        sc.visited[nv++] = s;
-        visits[s] = 0;
-        std::fill(counts + base, counts + base + A, 0);
+      if (kSvrpg) {
+        path[step] = s;
+        pathSa[step] = int32_t(sa);
+      } else {
+        G += disc * R[sa];
+        disc *= gamma;
+        if (sc.visitStamp[s] != traj) {
+          sc.visitStamp[s] = traj;
+          sc.visited[nv++] = s;
+          visits[s] = 0;
+          std::fill(counts + base, counts + base + A, 0);
+        }
+        visits[s] += 1;
+        counts[sa] += 1;
       }
-      visits[s] += 1;
-      counts[sa] += 1;
       if (step + 1 < K) {
         const int64_t st = tStart[sa];
         s = aliasDraw(tE + st, tStart[sa + 1] - st, rng.nextDouble());
       }
     }
-    addScores(A, sc, nv, G);
+    if (kSvrpg) svrpgTrajectory(A, sc, *cx, path, pathSa, K, sc.disc.data());
+    else addScores(A, sc, nv, G);
   }
 }
 
-struct SvrpgCtx;
-void svrpgTrajectory(int A, SamplerScratch& sc, const SvrpgCtx& cx, const int32_t* ts, const int32_t* tsa, int64_t K,
-                     const double* disc);
 
 /**
  * kSvrpg: the paths feed FedSVRPG-M's per-trajectory contribution (svrpgTrajectory, in trajectory
@@ -418,38 +432,6 @@ void svrpgTrajectory(int A, SamplerScratch& sc, const SvrpgCtx& cx, const int32_
   }
 }
 
-/** FedSVRPG-M's batch one trajectory at a time (the draws of sequential()), for L = 1. */
-void svrpgSequential(const Model& m, SamplerScratch& sc, const double* theta, const SvrpgCtx& cx, int64_t K, int64_t M,
-                     Xoshiro128& rng) {
-  const int A = m.A;
-  const AliasTable& T = m.transitionAlias();
-  const AliasTable& I = m.initialAlias();
-  const int64_t* tStart = T.start.data();
-  const AliasEntry* tE = T.entries.data();
-  const AliasEntry* iE = I.entries.data();
-  const int64_t iN = I.start[1];
-  const uint64_t stamp = sc.stamp;
-  const double* cum = sc.cum.data();
-  int32_t* states = sc.trajS.data();
-  int32_t* sas = sc.trajSa.data();
-  for (int64_t mm = 0; mm < M; mm++) {
-    int s = aliasDraw(iE, iN, rng.nextDouble());
-    for (int64_t step = 0; step < K; step++) {
-      if (sc.piStamp[s] != stamp) policyRow<true>(theta, A, s, sc);
-      const int64_t base = int64_t(s) * A;
-      const int a = pickAction(cum + base, A, rng.nextDouble(), sc.lastPositive[s]);
-      const int64_t sa = base + a;
-      states[step] = s;
-      sas[step] = int32_t(sa);
-      if (step + 1 < K) {
-        const int64_t st = tStart[sa];
-        s = aliasDraw(tE + st, tStart[sa + 1] - st, rng.nextDouble());
-      }
-    }
-    svrpgTrajectory(A, sc, cx, states, sas, K, sc.disc.data());
-  }
-}
-
 /** estimateSvrpg without argument checks: both means into outCur and outPrev (keepPrev: thetaPrev unchanged since the last call). */
 void svrpgUnchecked(const Model& m, SamplerScratch& sc, const double* theta, const double* thetaPrev, const double* R,
                     int64_t K, int64_t M, double clip, uint32_t* rngState, double* outCur, double* outPrev,
@@ -483,7 +465,7 @@ void svrpgUnchecked(const Model& m, SamplerScratch& sc, const double* theta, con
   else {
     sc.trajS.resize(size_t(K));
     sc.trajSa.resize(size_t(K));
-    svrpgSequential(m, sc, theta, cx, K, M, rng);
+    sequential<true>(m, sc, theta, R, K, M, rng, &cx);
   }
   rng.store(rngState);
   for (size_t j = 0; j < SA; j++) {
