@@ -46,6 +46,26 @@ const ARGS = {
     ...Array.from({ length: 200 }, (_, n) => (n * Math.PI) / 2), // near multiples of pi/2 (cancellation)
   ],
 };
+/** x and its neighbours one and two ulps away (the branch thresholds of the algorithms). */
+function around(x: number): number[] {
+  const b = new Float64Array([x]);
+  const w = new BigInt64Array(b.buffer);
+  const out: number[] = [];
+  for (const d of [-2n, -1n, 0n, 1n, 2n]) {
+    const c = new BigInt64Array([w[0]! + d]);
+    out.push(new Float64Array(c.buffer)[0]!);
+  }
+  return out;
+}
+// log: fdlibm's thresholds on the mantissa (sqrt(2) split, |f| < 2^-20, the R-polynomial split) in many binades.
+for (const m of [1 + 0x6a09c / 2 ** 20, 1 + 2 ** -20, 2 - 2 ** -19, 1 + 0x6147a / 2 ** 20, 1 + 0x6b852 / 2 ** 20, 1, 2 ** 0.5]) {
+  for (const e of [-1074, -1060, -1022, -5, -1, 0, 1, 7, 300, 1023]) ARGS.log.push(...around(m * 2 ** e).filter((v) => v > 0 && v < Infinity));
+}
+// exp: halfway points of the reduction (n + 1/2) ln2/64, the ends of the range, the subnormal edge.
+for (const n of [-68800, -68000, -64000, -2, -1, 0, 1, 2, 100, 65535]) ARGS.exp.push(...around(((n + 0.5) * Math.LN2) / 64));
+for (const x of [709.782712893384, -745.1332191019411, -708.3964185322641, -708.4]) ARGS.exp.push(...around(x));
+// cos: near multiples of pi/4 and pi/2 (reduction stages and quadrant changes).
+for (let n = 1; n < 60; n++) ARGS.cos.push(...around((n * Math.PI) / 4));
 const OURS = { exp: detExp, log: detLog, cos: detCos };
 const SPECIAL = [0, -0, 1, -1, Infinity, -Infinity, NaN, 5e-324, -5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, 709.782712893384, 709.79, -745.1332191019411, -745.14, 0.34657359027997264, 1.0397207708399179];
 
