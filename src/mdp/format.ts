@@ -1,28 +1,31 @@
-import { readFileSync } from 'node:fs';
-import { InputError } from '../errors.js';
+import { closeSync } from 'node:fs';
 import type { Mdp } from './model.js';
-import { parseJsonText, parseMdp, parseTheta } from './parse.js';
+import { checkJsonSize, openRegularFile, readAt, readTextFile } from './input-file.js';
+import { isNpz, readNpzMdp } from './npz.js';
+import { parseJsonText, parseMdp, parseTheta, type MdpParseOptions } from './parse.js';
 
 /**
- * fedpg-mdp/1 files in Node: parse.ts does the validation; this module adds reading them, with a
- * missing or unreadable file turned into an InputError.
+ * MDP files in Node: fedpg-mdp/1 JSON or .npz (told apart by their first bytes, so the name does
+ * not matter), read only when they are regular files of a size the memory budget allows.
+ * parse.ts and npz.ts do the validation; input-file.ts the safe reading.
  */
 export * from './parse.js';
+export { readTextFile } from './input-file.js';
 
-/** Reads a file, turning a missing or unreadable file into an InputError. */
-export function readTextFile(path: string): string {
+/** Reads an MDP file: .npz (by its zip signature) or fedpg-mdp/1 JSON. */
+export function loadMdp(path: string, options: MdpParseOptions = {}): Mdp {
+  const { fd, size } = openRegularFile(path);
   try {
-    return readFileSync(path, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new InputError(`${path}: no such file`);
-    if (code === 'EISDIR') throw new InputError(`${path}: is a directory, not a file`);
-    throw new InputError(`${path}: cannot read (${code ?? String(e)})`);
+    const head = new Uint8Array(4);
+    const n = readAt(fd, head, 0);
+    if (isNpz(head.subarray(0, n))) return readNpzMdp(fd, size, path, options);
+    checkJsonSize(path, size);
+    const buf = Buffer.allocUnsafe(size);
+    const got = readAt(fd, buf, 0);
+    return parseMdp(parseJsonText(buf.toString('utf8', 0, got), path), path, options);
+  } finally {
+    closeSync(fd);
   }
-}
-
-export function loadMdp(path: string): Mdp {
-  return parseMdp(parseJsonText(readTextFile(path), path), path);
 }
 
 /** Reads a theta file (see parseTheta). */

@@ -48,12 +48,16 @@ export interface AtomicWriteOptions {
  * directory, so a reader (or a crash at any point) sees either the old file or the new one, never
  * half of it. Temporary files left by killed writers are removed.
  */
-export function writeFileAtomic(path: string, data: string | Uint8Array, options: AtomicWriteOptions = {}): void {
+export function writeFileAtomic(path: string, data: string | Uint8Array | readonly Uint8Array[], options: AtomicWriteOptions = {}): void {
   const dir = dirname(path);
   const tmp = join(dir, `${tempPrefix(path)}${process.pid}.tmp`);
   const fd = openSync(tmp, 'w');
   try {
-    writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
+    // A list of parts is written in order (a large file need not be joined in memory first).
+    // Linux writes at most 2 GiB per call: loop until each part is out.
+    for (const part of typeof data === 'string' ? [Buffer.from(data)] : data instanceof Uint8Array ? [data] : data) {
+      for (let off = 0; off < part.length; ) off += writeSync(fd, part, off);
+    }
     fsyncSync(fd);
   } catch (e) {
     closeSync(fd);
