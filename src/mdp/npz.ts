@@ -71,6 +71,7 @@ class NpzReader {
   get(name: MemberName, ndim: number | null, hint: string): Member {
     const m = this.members.get(name);
     if (!m) this.fail(`has no array '${name}' (${hint})`);
+    if (m.descr.includes('O')) this.fail(`${name} holds Python objects (dtype object), which fedpg never unpickles; save a numeric array`);
     if (ndim !== null && m.shape.length !== ndim) this.fail(`${name} has shape ${shapeText(m.shape)}, expected ${ndim} dimensions (${hint})`);
     if (m.fortran && m.shape.length > 1) this.fail(`${name} is stored in Fortran order; save np.ascontiguousarray(${name}) (C order)`);
     return m;

@@ -3,7 +3,9 @@ import { InputError } from '../../errors.js';
 import { ALGORITHMS, DEFAULT_SETTINGS, resolveSettings } from '../../federation/settings.js';
 import { loadTheta, readTextFile } from '../../mdp/format.js';
 import { NET_FAULT_ENV, parseNetFaults } from '../../network/faults.js';
-import { parseAggregatorTokens, parseShared, sharedAgentCount } from '../../network/formats.js';
+import { parseAggregatorTokens, sharedAgentCount } from '../../network/formats.js';
+import { loadShared } from '../../network/shared-file.js';
+import { addMemoryBudgetFlag } from '../mdp-flags.js';
 import { readJsonFile, startAggregator } from '../../network/node.js';
 import { NETWORK_ALGORITHMS } from '../../network/protocol.js';
 import { int, printJson } from '../flags.js';
@@ -41,7 +43,7 @@ export function serveCommand(program: Command): void {
     .description(
       'the aggregator of a federation across machines: serves the round protocol (ConnectRPC: gRPC, Connect, gRPC-Web) to N agents (fedpg agent), never sees a reward table, and learns J only from the agents',
     )
-    .argument('<shared>', 'a fedpg-shared/1 file (fedpg split writes one)')
+    .argument('<shared>', 'a fedpg-shared/1 file, JSON or .npz (fedpg split writes one)')
     .requiredOption('--agents <N>', 'number of agents')
     .requiredOption('--token-file <file>', 'the agents\' secret tokens: {"tokens": {"0": "...", ...}} (fedpg split writes one)')
     .option('--port <P>', `TCP port; 0 picks a free one (the bound port is printed) (default ${SERVE_DEFAULTS.port})`)
@@ -55,6 +57,7 @@ export function serveCommand(program: Command): void {
     .option('--tls-cert <file>', 'serve HTTPS with this certificate chain (PEM); agents then use an https:// URL')
     .option('--tls-key <file>', 'the private key (PEM) of --tls-cert')
     .option('--hold <ms>', 'how long a poll waits for the next phase before the agent polls again (default 15000)');
+  addMemoryBudgetFlag(cmd);
   // train's settings flags (its runtime flags, --workers and its checkpoints, do not apply here).
   addSettingsFlags(
     cmd,
@@ -65,7 +68,7 @@ export function serveCommand(program: Command): void {
     .option('--json', 'print one JSON object (the result)')
     .action(async (sharedFile: string, o: ServeFlags) => {
       if (o.backend !== undefined) throw new InputError('fedpg serve computes no gradient: choose the backend on each agent (fedpg agent --backend)');
-      const shared = parseShared(readJsonFile(sharedFile), sharedFile);
+      const shared = loadShared(sharedFile);
       const agents = int('agents', o.agents, 1)!;
       const fixed = sharedAgentCount(shared);
       if (fixed !== null && fixed !== agents) throw new InputError(`${sharedFile} has ${fixed} per-agent transition kernels, but --agents is ${agents}`);

@@ -7,6 +7,7 @@ import { loadMdp } from '../../mdp/format.js';
 import { rewardsToJson, sharedToJson } from '../../network/formats.js';
 import { writeFileAtomic } from '../../util/atomic.js';
 import { printJson } from '../flags.js';
+import { addMemoryBudgetFlag } from '../mdp-flags.js';
 
 /** A fresh secret: 32 random bytes, base64url (43 characters). */
 export function newToken(): string {
@@ -38,12 +39,12 @@ function writeJson(path: string, value: unknown, secret = false): void {
 }
 
 export function splitCommand(program: Command): void {
-  program
+  addMemoryBudgetFlag(program
     .command('split')
     .description('split a fedpg-mdp/1 file for a federation across machines: DIR/shared.json (no rewards, for the aggregator and every agent), DIR/rewards-I.json and DIR/token-I.json (agent I only), DIR/tokens.json (the aggregator only)')
     .argument('<mdp>', 'a fedpg-mdp/1 file')
     .requiredOption('--out <dir>', 'directory to write (created if missing; existing files of these names are replaced, and with them every token)')
-    .option('--json', 'print the written paths as one JSON object')
+    .option('--json', 'print the written paths as one JSON object'))
     .action((file: string, o: { out: string; json?: boolean }) => {
       const mdp = loadMdp(file);
       try {
