@@ -201,16 +201,20 @@ class Scanner {
       if (c === Ch.OpenBrace) {
         this.push(false);
         this.ws();
-        if (t.charCodeAt(this.i) === Ch.CloseBrace) this.i++;
-        else {
+        if (t.charCodeAt(this.i) === Ch.CloseBrace) {
+          this.i++;
+          stack.pop();
+        } else {
           this.key();
           opened = true;
         }
       } else if (c === Ch.OpenBracket) {
         this.push(true);
         this.ws();
-        if (t.charCodeAt(this.i) === Ch.CloseBracket) this.i++;
-        else opened = true;
+        if (t.charCodeAt(this.i) === Ch.CloseBracket) {
+          this.i++;
+          stack.pop();
+        } else opened = true;
       } else if (c === Ch.Quote) this.string();
       else if (c === Ch.Minus || (c >= Ch.Zero && c <= Ch.Nine)) this.number();
       else if (c === 116) this.literal('true');
