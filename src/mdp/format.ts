@@ -12,20 +12,33 @@ import { parseJsonText, parseMdp, parseTheta, type MdpParseOptions } from './par
 export * from './parse.js';
 export { readTextFile } from './input-file.js';
 
-/** Reads an MDP file: .npz (by its zip signature) or fedpg-mdp/1 JSON. */
-export function loadMdp(path: string, options: MdpParseOptions = {}): Mdp {
+/**
+ * Opens a regular file and hands it to `npz` (an open descriptor and its size) when its first
+ * bytes are a zip signature, else its text (size-checked) to `json`. Every reader of MDP-like
+ * files (loadMdp, serve's loadShared) goes through here.
+ */
+export function readJsonOrNpz<T>(path: string, npz: (fd: number, size: number) => T, json: (text: string) => T): T {
   const { fd, size } = openRegularFile(path);
   try {
     const head = new Uint8Array(4);
     const n = readAt(fd, head, 0);
-    if (isNpz(head.subarray(0, n))) return readNpzMdp(fd, size, path, options);
+    if (isNpz(head.subarray(0, n))) return npz(fd, size);
     checkJsonSize(path, size);
     const buf = Buffer.allocUnsafe(size);
     const got = readAt(fd, buf, 0);
-    return parseMdp(parseJsonText(buf.toString('utf8', 0, got), path), path, options);
+    return json(buf.toString('utf8', 0, got));
   } finally {
     closeSync(fd);
   }
+}
+
+/** Reads an MDP file: .npz (by its zip signature) or fedpg-mdp/1 JSON. */
+export function loadMdp(path: string, options: MdpParseOptions = {}): Mdp {
+  return readJsonOrNpz(
+    path,
+    (fd, size) => readNpzMdp(fd, size, path, options),
+    (text) => parseMdp(parseJsonText(text, path), path, options),
+  );
 }
 
 /** Reads a theta file (see parseTheta). */
