@@ -94,6 +94,10 @@ describe('hostile files end in one line and exit 1', () => {
     // main: the escape sequences reached the terminal raw.
     expect(r.stdout).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f\u202e]/);
     expect(r.stdout).toContain('evil\\u001b[2J\\u001b]0;owned\\u0007\\u202e: 1 agents');
+
+    // Paths and values quoted in error lines are escaped the same way.
+    const evil = join(tmp, 'x\u001b[31m.json');
+    expect(refusalLine(fedpgLimited(['evaluate', evil, ...BACKEND]))).toBe(`fedpg: error: ${tmp}/x\\u001b[31m.json: no such file`);
   });
 
   it('a JSON file beyond the budget is refused by its size before it is read', () => {

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { InputError } from '../../errors.js';
 import { ALGORITHMS, DEFAULT_SETTINGS, type TrainSettings } from '../../federation/settings.js';
+import { displayName } from '../../mdp/display.js';
 import { loadTheta } from '../../mdp/format.js';
 import { addMemoryBudgetFlag, addRescaleFlag, loadMdpWithFlags, rewardMapLines, withRewardMap } from '../mdp-flags.js';
 import { parseWorkers } from '../../federation/workers/plan.js';
@@ -134,7 +135,7 @@ export function trainCommand(program: Command): void {
       if (o.json) return printJson(withRewardMap(result, loaded));
       const last = result.records[result.records.length - 1];
       const lines = [
-        `${result.algorithm} on ${file} (${result.settings.agents} agents, backend ${result.backend}, ${result.gradient} gradients)`,
+        `${result.algorithm} on ${displayName(file)} (${result.settings.agents} agents, backend ${result.backend}, ${result.gradient} gradients)`,
         `J before: ${result.J[0]}`,
         `J after ${result.records.length} rounds: ${result.J[result.J.length - 1]}`,
       ];
