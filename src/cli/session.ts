@@ -23,6 +23,8 @@ export interface RuntimeFlags {
   checkpoint?: string;
   checkpointEvery?: number;
   fresh?: boolean;
+  /** The evaluation cadence (--eval-every R|auto). */
+  evalEvery?: number | 'auto';
 }
 
 export interface SessionOptions extends RuntimeFlags {
@@ -105,6 +107,7 @@ export async function trainWithLog(mdp: Mdp, settings: Partial<TrainSettings>, o
     if (o.workers !== undefined) opts.workers = o.workers;
     if (o.retry !== undefined) opts.retry = o.retry;
     if (o.roundTimeout !== undefined) opts.roundTimeout = o.roundTimeout;
+    if (o.evalEvery !== undefined) opts.evalEvery = o.evalEvery;
     if (o.checkpoint) opts.checkpoint = { path: o.checkpoint, every: o.checkpointEvery ?? 10, fresh: o.fresh ?? false };
     const result = await train(mdp, opts);
     return { result, workers, workersWhy, resumedAt };
