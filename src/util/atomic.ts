@@ -56,7 +56,11 @@ export function writeFileAtomic(path: string, data: string | Uint8Array | readon
     // A list of parts is written in order (a large file need not be joined in memory first).
     // Linux writes at most 2 GiB per call: loop until each part is out.
     for (const part of typeof data === 'string' ? [Buffer.from(data)] : data instanceof Uint8Array ? [data] : data) {
-      for (let off = 0; off < part.length; ) off += writeSync(fd, part, off);
+      for (let off = 0; off < part.length; ) {
+        const n = writeSync(fd, part, off);
+        if (n <= 0) throw new Error(`${path}: the disk accepted no more bytes`);
+        off += n;
+      }
     }
     fsyncSync(fd);
   } catch (e) {
