@@ -30,6 +30,8 @@ export function buildProgram(): Command {
     .version(version)
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
+    // Options after a command belong to it (so `experiment merge DIR --out X` reaches merge).
+    .enablePositionalOptions()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
   generateCommand(program);
   evaluateCommand(program);

@@ -115,7 +115,9 @@ export class AgentError extends Error {
   }
 }
 
-const TRANSIENT = new Set([Code.Unavailable, Code.Unknown, Code.Internal, Code.Aborted, Code.DeadlineExceeded, Code.Canceled]);
+// ResourceExhausted too: an address blocked after failed authentications (an attacker behind the
+// same address) is unblocked within a minute, so an honest agent waits it out within --reconnect.
+const TRANSIENT = new Set([Code.Unavailable, Code.Unknown, Code.Internal, Code.Aborted, Code.DeadlineExceeded, Code.Canceled, Code.ResourceExhausted]);
 
 /** A TLS verification failure (not worth retrying), or null. */
 function tlsProblem(e: ConnectError): string | null {
