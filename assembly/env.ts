@@ -41,6 +41,14 @@ export class Env {
   piList: usize; // i32[S]: states whose policy row the current call computed
   nPi: i32;
   stamp: i32;
+  // A sampled local round's lazy theta (lazyRound in sampler.ts): while lzD != 0, row s of theta
+  // is (start[s] + lzLc * c[s]) + D[s], formed into lzRow when a policy row is needed.
+  lzStart: usize; // f64[SA] (the round's theta, unchanged until the end of the round)
+  lzC: usize; // f64[SA] or 0
+  lzLc: f64;
+  lzD: usize; // f64[SA] while a round runs, else 0
+  lazyD: usize; // f64[SA]: the sparse sum, all zero between rounds (allocated with the sampler)
+  lzRow: usize; // f64[A]
   // Lockstep lanes (capacity laneCap steps).
   laneCap: i32;
   draws: usize; // f64[LANES*2K]
@@ -171,6 +179,8 @@ export function envFree(e: Env): void {
     release(e.acc);
     release(e.logPi);
     release(e.piList);
+    release(e.lazyD);
+    release(e.lzRow);
     if (e.laneCap) {
       release(e.draws);
       release(e.trajS);

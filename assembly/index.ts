@@ -6,7 +6,7 @@
  */
 import { Env, envNew as newEnv, envFinish as finishEnv, envFree as freeEnv } from './env';
 import { ldf, stf } from './mem';
-import { sampleBatch, estimate as estimateKernel, allFinite, svrpgBatch } from './sampler';
+import { sampleBatch, estimate as estimateKernel, allFinite, svrpgBatch, lazyRound } from './sampler';
 import {
   evaluate as evaluateKernel,
   exactGradient,
@@ -71,6 +71,11 @@ export function localRound(
   const e = changetype<Env>(ep);
   const SA = e.SA;
   if (!allFinite(theta, SA)) return NON_FINITE_THETA;
+  if (sampled && !(tau > 0)) {
+    // Eq. 5's steps in the lazy form (a step's cost does not grow with S*A).
+    lazyRound(e, theta, reward, correction, eta, steps, horizon, batch, rng);
+    return OK;
+  }
   for (let h = 0; h < steps; h++) {
     let g: usize;
     if (sampled) {

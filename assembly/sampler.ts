@@ -117,6 +117,9 @@ function buildSampler(e: Env): void {
   e.acc = zalloc(SA, 8);
   e.logPi = zalloc(SA, 8);
   e.piList = zalloc(S, 4);
+  e.lazyD = zalloc(SA, 8);
+  e.lzRow = zalloc(e.A, 8);
+  e.lzD = 0;
   e.nPi = 0;
   e.stamp = 0;
   e.laneCap = 0;
@@ -182,8 +185,21 @@ function ensureLanes(e: Env, K: i32): void {
 
 /** pi(.|s) (softmaxRow), its running sum, and its last positive action; log pi with `withLog`. */
 function policyRow(e: Env, theta: usize, s: i32, stamp: i32, withLog: bool): void {
-  const off = (<usize>(s * e.A)) << 3;
-  sti(e.lastPos, s, softmaxRow(theta + off, e.A, e.pi + off, e.logPi + off, withLog, e.cum + off));
+  const A = e.A;
+  const off = (<usize>(s * A)) << 3;
+  let src = theta + off;
+  if (e.lzD) {
+    // Row s of the lazy theta, in the documented order (js Sampler.localRoundLazy): (start + lc*c) + D.
+    const row = e.lzRow, st = e.lzStart + off, d = e.lzD + off;
+    if (e.lzC) {
+      const c = e.lzC + off, lc = e.lzLc;
+      for (let a = 0; a < A; a++) stf(row, a, ldf(st, a) + lc * ldf(c, a) + ldf(d, a));
+    } else {
+      for (let a = 0; a < A; a++) stf(row, a, ldf(st, a) + ldf(d, a));
+    }
+    src = row;
+  }
+  sti(e.lastPos, s, softmaxRow(src, A, e.pi + off, e.logPi + off, withLog, e.cum + off));
   sti(e.piStamp, s, stamp);
   sti(e.piList, e.nPi++, s);
 }
@@ -538,6 +554,45 @@ export function svrpgBatch(e: Env, theta: usize, thetaPrev: usize, reward: usize
     for (let b = 0; b < A; b++) {
       stf(ar, b, ldf(ar, b) / bf);
       stf(pr, b, ldf(pr, b) / bf);
+    }
+  }
+}
+
+/**
+ * Eq. 5's steps of a sampled local round in the lazy form, operation for operation as js
+ * Sampler.localRoundLazy: row_l = (start + (l*eta)*c) + D formed per visited state, then
+ * D += eta*g on the rows the step formed (g = acc, already divided by the batch as js's acc/M),
+ * and theta = row_H densely at the end. A step costs O(K M + A * visited states), not O(S A).
+ */
+export function lazyRound(e: Env, theta: usize, reward: usize, c: usize, eta: f64, steps: i32, K: i32, batch: i32, rng: usize): void {
+  if (!e.sampler) buildSampler(e);
+  const A = e.A, SA = e.SA, D = e.lazyD, acc = e.acc, piList = e.piList;
+  e.lzStart = theta;
+  e.lzC = c;
+  e.lzD = D;
+  for (let l = 0; l < steps; l++) {
+    e.lzLc = <f64>l * eta;
+    sampleBatch(e, theta, reward, K, batch, rng, 0, false);
+    for (let q = 0, nq = e.nPi; q < nq; q++) {
+      const off = (<usize>(ldi(piList, q) * A)) << 3;
+      const dr = D + off, ar = acc + off;
+      for (let b = 0; b < A; b++) stf(dr, b, ldf(dr, b) + eta * ldf(ar, b));
+    }
+  }
+  e.lzD = 0;
+  e.lzStart = 0;
+  e.lzC = 0;
+  // theta_H, densely, once; D is left all zero for the next round.
+  const hc = <f64>steps * eta;
+  if (c) {
+    for (let j = 0; j < SA; j++) {
+      stf(theta, j, ldf(theta, j) + hc * ldf(c, j) + ldf(D, j));
+      stf(D, j, 0);
+    }
+  } else {
+    for (let j = 0; j < SA; j++) {
+      stf(theta, j, ldf(theta, j) + ldf(D, j));
+      stf(D, j, 0);
     }
   }
 }

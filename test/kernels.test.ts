@@ -195,6 +195,44 @@ describe.each(backends.map((b) => [b.name, b] as const))('kernels on the %s back
     expect(relativeError(Array.from(theta), Array.from(mine))).toBeLessThan(1e-12);
   });
 
+  it('a sampled local round is the documented lazy form: theta_l = (start + (l eta) c) + D, D += eta g_hat, written once', () => {
+    // The reference forms theta_l densely and calls the plain estimator on it with the same stream;
+    // the kernel forms only the rows its batches visit. Object.is per entry: the order is the contract.
+    // 200 x 4 with K M = 10 x 3 forms rows lazily; 6 x 3 with K M = 20 x 7 forms them all up front.
+    for (const mdp of [randomMdp({ states: 200, actions: 4, agents: 2, seed: 5, branching: 3 }), loadMdp(fixturePath('random-s6-a3-n4.json'))]) {
+      const SA = mdp.states * mdp.actions;
+      const [K, M] = mdp.states === 200 ? [10, 3] : [20, 7];
+      const env = backend.createEnvironment(environmentSpec(mdp));
+      const ref = backend.createEnvironment(environmentSpec(mdp));
+      const corr = Float64Array.from({ length: SA }, (_, j) => 0.03 * Math.sin(7 * j));
+      const eta = 0.4, H = 5;
+      const theta = Float64Array.from({ length: SA }, (_, j) => Math.cos(3 * j));
+      const rng = agentStream(17, 3), rngRef = agentStream(17, 3);
+      // Two rounds on one environment (the sparse sum must be empty again at the second), with and without c.
+      for (const c of [corr, null, corr]) {
+        const start = Float64Array.from(theta);
+        const D = new Float64Array(SA), row = new Float64Array(SA), g = new Float64Array(SA);
+        const form = (l: number): void => {
+          for (let j = 0; j < SA; j++) row[j] = c ? start[j]! + (l * eta) * c[j]! + D[j]! : start[j]! + D[j]!;
+        };
+        for (let l = 0; l < H; l++) {
+          form(l);
+          ref.estimateGradient(row, mdp.rewards[0]!, K, M, rngRef, g);
+          for (let j = 0; j < SA; j++) D[j] = D[j]! + eta * g[j]!;
+        }
+        form(H);
+        env.localRound({ theta, reward: mdp.rewards[0]!, correction: c, eta, steps: H, gradient: 'sampled', horizon: K, batch: M, rng });
+        expect(Array.from(rng)).toEqual(Array.from(rngRef));
+        expect(Array.from(theta).every((v, j) => Object.is(v, row[j])), `${mdp.states} states, correction ${c !== null}`).toBe(true);
+      }
+      // A plain estimate afterwards reads theta itself again (no lazy state left behind).
+      const ga = new Float64Array(SA), gb = new Float64Array(SA);
+      env.estimateGradient(theta, mdp.rewards[1]!, K, M, agentStream(3, 3), ga);
+      ref.estimateGradient(theta, mdp.rewards[1]!, K, M, agentStream(3, 3), gb);
+      expect(Array.from(ga).every((v, j) => Object.is(v, gb[j]))).toBe(true);
+    }
+  });
+
   it.runIf(typeof backend.createEnvironment(environmentSpec(loadMdp(fixturePath('random-s6-a3-n4.json')))).estimateRegularized === 'function')(
     'entropy-regularised kernels: the exact gradient is the derivative of J_tau, and the GPOMDP estimator is unbiased for it',
     () => {

@@ -44,6 +44,16 @@ struct SamplerScratch {
   std::vector<double> pendingFrac;
   uint64_t stamp = 0;
   uint64_t trajStamp = 0;
+  // A sampled local round's lazy theta (lazyRound in sampler.cc): while lzD is set, row s of theta
+  // is (start[s] + lzLc * c[s]) + D[s], formed into lzRow when a policy row is needed; `formed`
+  // lists the states whose row (and zeroed acc row) the current batch formed.
+  const double* lzStart = nullptr;
+  const double* lzC = nullptr;
+  double lzLc = 0;
+  double* lzD = nullptr;
+  std::vector<double> lzRow, lazyD;
+  std::vector<int32_t> formed;
+  int64_t nFormed = 0;
 };
 
 struct ExactScratch {

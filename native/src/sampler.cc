@@ -47,6 +47,9 @@ void prepareScratch(const Model& m, SamplerScratch& sc) {
     sc.visitStamp.assign(S, 0);
     sc.stamp = 0;
     sc.trajStamp = 0;
+    sc.lazyD.assign(SA, 0.0);
+    sc.formed.assign(S, 0);
+    sc.lzRow.assign(size_t(m.A), 0.0);
   }
 }
 
@@ -79,7 +82,24 @@ inline void policyRow(const double* theta, int A, int s, SamplerScratch& sc) {
   const int64_t base = int64_t(s) * A;
   double* pi = sc.pi.data() + base;
   double* cum = sc.cum.data() + base;
-  softmaxRow<kLog>(theta + base, A, pi, kLog ? sc.logPi.data() + base : nullptr);
+  if (sc.lzD) {
+    // Row s of the lazy theta, in the documented order (js Sampler.localRoundLazy): (start + lc*c) + D.
+    double* row = sc.lzRow.data();
+    const double* st = sc.lzStart + base;
+    const double* d = sc.lzD + base;
+    if (sc.lzC) {
+      const double* c = sc.lzC + base;
+      const double lc = sc.lzLc;
+      for (int a = 0; a < A; a++) row[a] = st[a] + lc * c[a] + d[a];
+    } else {
+      for (int a = 0; a < A; a++) row[a] = st[a] + d[a];
+    }
+    softmaxRow<kLog>(row, A, pi, kLog ? sc.logPi.data() + base : nullptr);
+    std::fill(sc.acc.data() + base, sc.acc.data() + base + A, 0.0);
+    sc.formed[size_t(sc.nFormed++)] = s;
+  } else {
+    softmaxRow<kLog>(theta + base, A, pi, kLog ? sc.logPi.data() + base : nullptr);
+  }
   double c = 0;
   int last = 0;
   for (int a = 0; a < A; a++) {
@@ -492,6 +512,62 @@ void estimateUnchecked(const Model& m, SamplerScratch& sc, const double* theta, 
   for (size_t j = 0; j < SA; j++) out[j] = sc.acc[j] / double(M);
 }
 
+/**
+ * Eq. 5's steps of a sampled local round in the lazy form, operation for operation as js
+ * Sampler.localRoundLazy: row_l = (start + (l*eta)*c) + D formed per visited state, then
+ * D += eta*(acc/M) on the formed rows, and theta = row_H densely at the end. A step costs
+ * O(K M + A * visited states), not O(S A).
+ */
+void lazyRound(const Model& m, SamplerScratch& sc, double* th, const double* R, const double* c, double eta,
+               int64_t steps, int64_t K, int64_t M, uint32_t* rngState) {
+  m.transitionAlias();  // builds the tables (or throws) before anything is touched
+  prepareScratch(m, sc);
+  const int A = m.A;
+  const size_t SA = size_t(m.SA());
+  double* D = sc.lazyD.data();
+  const double* acc = sc.acc.data();
+  const int L = int(std::min<int64_t>(m.lanesFor(K), M));
+  sc.lzStart = th;
+  sc.lzC = c;
+  sc.lzD = D;
+  // Plain estimates after this call (or after a throw) must read theta again, not the lazy form.
+  struct Reset {
+    SamplerScratch& sc;
+    ~Reset() {
+      sc.lzD = nullptr;
+      sc.lzStart = nullptr;
+      sc.lzC = nullptr;
+    }
+  } reset{sc};
+  for (int64_t l = 0; l < steps; l++) {
+    sc.lzLc = double(l) * eta;
+    ++sc.stamp;
+    sc.nFormed = 0;
+    Xoshiro128 rng(rngState);
+    if (L > 1 && m.bigTables()) lockstep<true>(m, sc, th, R, K, M, rng, L);
+    else if (L > 1) lockstep<false>(m, sc, th, R, K, M, rng, L);
+    else sequential(m, sc, th, R, K, M, rng);
+    rng.store(rngState);
+    for (int64_t q = 0; q < sc.nFormed; q++) {
+      const int64_t base = int64_t(sc.formed[size_t(q)]) * A;
+      for (int b = 0; b < A; b++) D[base + b] = D[base + b] + eta * (acc[base + b] / double(M));
+    }
+  }
+  // theta_H, densely, once; D is left all zero for the next round.
+  const double hc = double(steps) * eta;
+  if (c) {
+    for (size_t j = 0; j < SA; j++) {
+      th[j] = th[j] + hc * c[j] + D[j];
+      D[j] = 0;
+    }
+  } else {
+    for (size_t j = 0; j < SA; j++) {
+      th[j] = th[j] + D[j];
+      D[j] = 0;
+    }
+  }
+}
+
 }  // namespace
 
 void estimateGradient(const Model& m, Workspace& w, In theta, In reward, int64_t horizon, int64_t batch,
@@ -588,6 +664,10 @@ void localRound(const Model& m, Workspace& w, Out theta, In reward, In correctio
         th[j] = th[j] + eta * d;
       }
     }
+    return;
+  }
+  if (sampled && tau == 0) {
+    lazyRound(m, w.s, th, reward.p, c, eta, steps, horizon, batch, rng.p);
     return;
   }
   for (int64_t h = 0; h < steps; h++) {

@@ -97,6 +97,11 @@ class JsEnvironment implements Environment {
       return;
     }
     const sampler = args.gradient === 'sampled' ? this.getSampler() : null;
+    if (sampler && tau === 0) {
+      // Eq. 5's steps in the lazy form (a step's cost does not grow with S*A; see Sampler.localRoundLazy).
+      sampler.localRoundLazy(theta, reward, correction, eta, steps, args.horizon, args.batch, args.rng);
+      return;
+    }
     for (let h = 0; h < steps; h++) {
       if (sampler) {
         if (tau > 0) sampler.estimateRegularized(theta, reward, tau, args.horizon, args.batch, args.rng, g);

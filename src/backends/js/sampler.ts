@@ -32,6 +32,16 @@ export class Sampler {
   private svrpg: { piPrev: Float64Array; logPiPrev: Float64Array; prevStamp: Int32Array; accPrev: Float64Array; prevGen: number } | null = null;
   private stamp = 0;
   private trajStamp = 0;
+  /**
+   * The lazy theta of a sampled local round (localRoundLazy): while set, row s of theta is
+   * start[s] + lc*c[s] + D[s] (lc = l*eta at step l), formed when a policy row is needed.
+   */
+  private lazy: { start: Float64Array; c: Float64Array | null; lc: number; D: Float64Array } | null = null;
+  /** One lazily formed theta row, [A]. */
+  private readonly rowBuf: Float64Array;
+  /** The states whose policy row the current call formed (their acc rows are this call's). */
+  private readonly formed: Int32Array;
+  private nFormed = 0;
   /** One trajectory's states, (s, a) indices and discounted rewards (FedSVRPG-M), grown to the horizon. */
   private trajS: Int32Array | null = null;
   private trajA: Int32Array | null = null;
@@ -56,6 +66,8 @@ export class Sampler {
     this.counts = new Float64Array(SA);
     this.visited = new Int32Array(this.S);
     this.acc = new Float64Array(SA);
+    this.rowBuf = new Float64Array(this.A);
+    this.formed = new Int32Array(this.S);
   }
 
   /**
@@ -64,19 +76,21 @@ export class Sampler {
    * (src/math) and z is summed in action order, as in the native and wasm samplers, so a row has
    * the same bits on every backend.
    */
-  private softmaxRow(theta: Float64Array, base: number, pi: Float64Array, logPi: Float64Array | null): void {
+  private softmaxRow(
+    theta: Float64Array, src: number, base: number, pi: Float64Array, logPi: Float64Array | null,
+  ): void {
     const A = this.A;
-    let m = theta[base]!;
-    for (let a = 1; a < A; a++) if (theta[base + a]! > m) m = theta[base + a]!;
+    let m = theta[src]!;
+    for (let a = 1; a < A; a++) if (theta[src + a]! > m) m = theta[src + a]!;
     let z = 0;
     for (let a = 0; a < A; a++) {
-      const e = detExp(theta[base + a]! - m);
+      const e = detExp(theta[src + a]! - m);
       pi[base + a] = e;
       z += e;
     }
     if (logPi) {
       const logZ = detLog(z);
-      for (let a = 0; a < A; a++) logPi[base + a] = theta[base + a]! - m - logZ;
+      for (let a = 0; a < A; a++) logPi[base + a] = theta[src + a]! - m - logZ;
     }
     for (let a = 0; a < A; a++) pi[base + a] = pi[base + a]! / z;
   }
@@ -88,7 +102,20 @@ export class Sampler {
   private policyRow(theta: Float64Array, s: number, withLog = false): void {
     const A = this.A;
     const base = s * A;
-    this.softmaxRow(theta, base, this.pi, withLog ? this.logPi : null);
+    const lazy = this.lazy;
+    if (lazy) {
+      // Row s of the lazy theta, in the documented order: (start + lc*c) + D.
+      const { start, c, lc, D } = lazy;
+      const row = this.rowBuf;
+      if (c) for (let a = 0; a < A; a++) row[a] = start[base + a]! + lc * c[base + a]! + D[base + a]!;
+      else for (let a = 0; a < A; a++) row[a] = start[base + a]! + D[base + a]!;
+      this.softmaxRow(row, 0, base, this.pi, withLog ? this.logPi : null);
+    } else {
+      this.softmaxRow(theta, base, base, this.pi, withLog ? this.logPi : null);
+    }
+    // The row's accumulator starts at zero (only formed rows are ever accumulated into).
+    this.acc.fill(0, base, base + A);
+    this.formed[this.nFormed++] = s;
     let c = 0;
     let last = 0;
     for (let a = 0; a < A; a++) {
@@ -110,6 +137,7 @@ export class Sampler {
       this.stamp = 0;
       this.piStamp.fill(-1);
     }
+    this.nFormed = 0;
     return ++this.stamp;
   }
 
@@ -121,6 +149,78 @@ export class Sampler {
     rng: Uint32Array,
     out: Float64Array,
   ): void {
+    this.sampleBatch(theta, reward, horizon, batch, rng);
+    // acc holds the batch's sums on the formed rows; every other row of the estimate is 0.
+    out.fill(0);
+    const { A, acc, formed } = this;
+    for (let q = 0; q < this.nFormed; q++) {
+      const base = formed[q]! * A;
+      for (let b = 0; b < A; b++) out[base + b] = acc[base + b]! / batch;
+    }
+  }
+
+  /**
+   * A sampled local round in the lazy form (the same form in the native and wasm kernels, so the
+   * bits agree): within the call theta_l = start + l*eta*c + D, where D, sparse, sums the previous
+   * steps' eta*g_hat on the rows they formed; a policy row is formed from that when a batch needs
+   * it, and theta is written densely once, at l = H. Per step:
+   *   row_l[j] = (start[j] + (l*eta)*c[j]) + D[j]        (start[j] + D[j] without a correction)
+   *   then, on the rows formed at step l: D[j] = D[j] + eta*(acc[j]/M)
+   * and at the end theta[j] = row_H[j]. A step costs O(K M + A * formed rows), not O(S A).
+   */
+  localRoundLazy(
+    theta: Float64Array,
+    reward: Float64Array,
+    correction: Float64Array | null,
+    eta: number,
+    steps: number,
+    horizon: number,
+    batch: number,
+    rng: Uint32Array,
+  ): void {
+    const { A, acc, formed } = this;
+    const D = (this.lazyD ??= new Float64Array(this.S * A));
+    try {
+      for (let l = 0; l < steps; l++) {
+        this.lazy = { start: theta, c: correction, lc: l * eta, D };
+        this.sampleBatch(theta, reward, horizon, batch, rng);
+        for (let q = 0; q < this.nFormed; q++) {
+          const base = formed[q]! * A;
+          for (let b = 0; b < A; b++) D[base + b] = D[base + b]! + eta * (acc[base + b]! / batch);
+        }
+      }
+    } finally {
+      this.lazy = null;
+    }
+    // theta_H, densely, once; D is left all zero for the next round.
+    const hc = steps * eta;
+    if (correction) {
+      for (let j = 0; j < theta.length; j++) {
+        theta[j] = theta[j]! + hc * correction[j]! + D[j]!;
+        D[j] = 0;
+      }
+    } else {
+      for (let j = 0; j < theta.length; j++) {
+        theta[j] = theta[j]! + D[j]!;
+        D[j] = 0;
+      }
+    }
+  }
+
+  /** The lazy round's sparse sum of eta*g_hat, [S*A], all zero between rounds. */
+  private lazyD: Float64Array | null = null;
+
+  /**
+   * Eq. 5's batch: leaves sum_m G_m (c - n pi) on the rows of the states it formed (this.formed;
+   * it forms the row of every state it visits) in acc, which is stale elsewhere.
+   */
+  private sampleBatch(
+    theta: Float64Array,
+    reward: Float64Array,
+    horizon: number,
+    batch: number,
+    rng: Uint32Array,
+  ): void {
     const A = this.A;
     const gamma = this.gamma;
     const { pi, cum, lastPositive, piStamp, visitStamp, visits, counts, visited, acc } = this;
@@ -131,7 +231,6 @@ export class Sampler {
       visitStamp.fill(-1);
     }
     const stamp = this.nextStamp();
-    acc.fill(0);
     // When a batch will visit most states anyway, compute every row now and drop the per-step check.
     const eager = this.S * this.A <= 2 * horizon * batch;
     if (eager) for (let s = 0; s < this.S; s++) this.policyRow(theta, s);
@@ -192,7 +291,6 @@ export class Sampler {
       }
     }
     rng[0] = s0; rng[1] = s1; rng[2] = s2; rng[3] = s3;
-    for (let j = 0; j < acc.length; j++) out[j] = acc[j]! / batch;
   }
 
   /**
@@ -401,7 +499,7 @@ export class Sampler {
   /** pi_thetaPrev(.|s) and its log (FedSVRPG-M's second policy), valid while prevGen is. */
   private prevRow(thetaPrev: Float64Array, s: number, gen: number): void {
     const sv = this.svrpg!;
-    this.softmaxRow(thetaPrev, s * this.A, sv.piPrev, sv.logPiPrev);
+    this.softmaxRow(thetaPrev, s * this.A, s * this.A, sv.piPrev, sv.logPiPrev);
     sv.prevStamp[s] = gen;
   }
 }
