@@ -288,10 +288,26 @@ void lockstep(const Model& m, SamplerScratch& sc, const double* theta, const dou
           s = select(sc.pendingFrac[l] < e->prob, e->hi, e->lo);
         }
         sc.state[l] = s;
+        if (kPrefetch) {
+          // Everything a new row reads and writes, for every lane before any lane forms its row,
+          // so the lanes' misses (one row of each of up to six S*A arrays) overlap.
+          __builtin_prefetch(&sc.piStamp[size_t(s)]);
+          const int64_t base = int64_t(s) * A;
+          __builtin_prefetch(cum + base);
+          __builtin_prefetch(sc.pi.data() + base);
+          if (sc.lzD) {
+            __builtin_prefetch(sc.lzStart + base);
+            __builtin_prefetch(sc.lzD + base);
+            if (sc.lzC) __builtin_prefetch(sc.lzC + base);
+            __builtin_prefetch(sc.acc.data() + base);
+          }
+        }
+      }
+      for (int l = 0; l < nl; l++) {
+        const int s = sc.state[l];
         if (sc.piStamp[s] != stamp) policyRow<kSvrpg>(theta, A, s, sc);
         if (kPrefetch) {
           const double* c = cum + int64_t(s) * A;
-          __builtin_prefetch(c);
           __builtin_prefetch(c + A - 1);
         }
       }
