@@ -49,6 +49,14 @@ export class Env {
   lzD: usize; // f64[SA] while a round runs, else 0
   lazyD: usize; // f64[SA]: the sparse sum, all zero between rounds (allocated with the sampler)
   lzRow: usize; // f64[A]
+  // A pulled round (FedProx, Ditto; js Sampler.pullRound): lzD holds x = theta - center as of step
+  // pullT[s] (-1: untouched, x = start - center at step 0); lzQp[n] = q^n, lzGs[n] = sum_{i<n} q^i.
+  lzCenter: usize; // f64[SA] or 0
+  lzQp: usize; // f64[steps+1]
+  lzGs: usize; // f64[steps+1]
+  lzEta: f64;
+  lzStep: i32;
+  pullT: usize; // i32[S], -1 between rounds
   // Lockstep lanes (capacity laneCap steps).
   laneCap: i32;
   draws: usize; // f64[LANES*2K]
@@ -181,6 +189,7 @@ export function envFree(e: Env): void {
     release(e.piList);
     release(e.lazyD);
     release(e.lzRow);
+    release(e.pullT);
     if (e.laneCap) {
       release(e.draws);
       release(e.trajS);

@@ -95,6 +95,20 @@ export function localRound(
 }
 
 /**
+ * A sampled (Eq. 5) local round with a pull towards center: theta += eta (g + c - weight (theta -
+ * center)) per step, in the lazy pulled form (js Sampler.pullRound). Returns a status code.
+ */
+export function localRoundPull(
+  ep: usize, theta: usize, reward: usize, correction: usize, eta: f64, steps: i32, horizon: i32, batch: i32, rng: usize,
+  center: usize, weight: f64,
+): i32 {
+  const e = changetype<Env>(ep);
+  if (!allFinite(theta, e.SA)) return NON_FINITE_THETA;
+  lazyRound(e, theta, reward, correction, eta, steps, horizon, batch, rng, center, weight);
+  return OK;
+}
+
+/**
  * FedSVRPG-M's two estimates on one batch into outCur and outPrev [S*A]; returns a status
  * (NON_FINITE_THETA when theta or thetaPrev holds a non-finite entry, nothing sampled then).
  */

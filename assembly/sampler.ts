@@ -119,6 +119,9 @@ function buildSampler(e: Env): void {
   e.piList = zalloc(S, 4);
   e.lazyD = zalloc(SA, 8);
   e.lzRow = zalloc(e.A, 8);
+  e.pullT = zalloc(S, 4);
+  memory.fill(e.pullT, 0xff, (<usize>S) << 2);
+  e.lzCenter = 0;
   e.lzD = 0;
   e.nPi = 0;
   e.stamp = 0;
@@ -183,6 +186,27 @@ function ensureLanes(e: Env, K: i32): void {
   return last;
 }
 
+/** Brings row s's x = theta - center (in lzD) from its step pullT[s] to step l (js pullRow). */
+function pullRow(e: Env, s: i32, l: i32): void {
+  const A = e.A;
+  const off = (<usize>(s * A)) << 3;
+  const d = e.lzD + off, ce = e.lzCenter + off;
+  if (ldi(e.pullT, s) < 0) {
+    const st = e.lzStart + off;
+    for (let a = 0; a < A; a++) stf(d, a, ldf(st, a) - ldf(ce, a));
+    sti(e.pullT, s, 0);
+  }
+  const n = l - ldi(e.pullT, s);
+  const qn = ldf(e.lzQp, n), gn = ldf(e.lzGs, n);
+  if (e.lzC) {
+    const c = e.lzC + off, eta = e.lzEta;
+    for (let a = 0; a < A; a++) stf(d, a, qn * ldf(d, a) + gn * (eta * ldf(c, a)));
+  } else {
+    for (let a = 0; a < A; a++) stf(d, a, qn * ldf(d, a));
+  }
+  sti(e.pullT, s, l);
+}
+
 /** pi(.|s) (softmaxRow), its running sum, and its last positive action; log pi with `withLog`. */
 function policyRow(e: Env, theta: usize, s: i32, stamp: i32, withLog: bool): void {
   const A = e.A;
@@ -191,7 +215,11 @@ function policyRow(e: Env, theta: usize, s: i32, stamp: i32, withLog: bool): voi
   if (e.lzD) {
     // Row s of the lazy theta, in the documented order (js Sampler.localRoundLazy): (start + lc*c) + D.
     const row = e.lzRow, st = e.lzStart + off, d = e.lzD + off;
-    if (e.lzC) {
+    if (e.lzCenter) {
+      pullRow(e, s, e.lzStep);
+      const ce = e.lzCenter + off;
+      for (let a = 0; a < A; a++) stf(row, a, ldf(ce, a) + ldf(d, a));
+    } else if (e.lzC) {
       const c = e.lzC + off, lc = e.lzLc;
       for (let a = 0; a < A; a++) stf(row, a, ldf(st, a) + lc * ldf(c, a) + ldf(d, a));
     } else {
@@ -288,7 +316,8 @@ export function sampleBatch(
   }
   // When the batch will visit most states anyway (the js backend's rule), every policy row is
   // computed up front and the per-step check disappears; the rows are the same either way.
-  const eager = <i64>e.SA <= 2 * <i64>K * <i64>batch;
+  // Not in a lazy round: there the formed rows must be exactly the visited ones (as in native).
+  const eager = !e.lzD && <i64>e.SA <= 2 * <i64>K * <i64>batch;
   if (eager) for (let s = 0; s < e.S; s++) policyRow(e, theta, s, stamp, withLog);
   const lanes = batch < LANES ? batch : LANES;
   // Alias tables that fit the caches resolve each lane's next state at once; larger ones (pass B).
@@ -564,20 +593,69 @@ export function svrpgBatch(e: Env, theta: usize, thetaPrev: usize, reward: usize
  * D += eta*g on the rows the step formed (g = acc, already divided by the batch as js's acc/M),
  * and theta = row_H densely at the end. A step costs O(K M + A * visited states), not O(S A).
  */
-export function lazyRound(e: Env, theta: usize, reward: usize, c: usize, eta: f64, steps: i32, K: i32, batch: i32, rng: usize): void {
+export function lazyRound(
+  e: Env, theta: usize, reward: usize, c: usize, eta: f64, steps: i32, K: i32, batch: i32, rng: usize,
+  center: usize = 0, weight: f64 = 0,
+): void {
   if (!e.sampler) buildSampler(e);
   const A = e.A, SA = e.SA, D = e.lazyD, acc = e.acc, piList = e.piList;
   e.lzStart = theta;
   e.lzC = c;
   e.lzD = D;
+  let q: f64 = 1;
+  if (center) {
+    // The pulled form (js Sampler.pullRound): q = 1 - eta*weight; qp, gs by their recurrences.
+    q = 1 - eta * weight;
+    e.lzQp = zalloc(steps + 1, 8);
+    e.lzGs = zalloc(steps + 1, 8);
+    stf(e.lzQp, 0, 1);
+    for (let n = 1; n <= steps; n++) {
+      stf(e.lzQp, n, ldf(e.lzQp, n - 1) * q);
+      stf(e.lzGs, n, ldf(e.lzGs, n - 1) * q + 1);
+    }
+    e.lzCenter = center;
+    e.lzEta = eta;
+  }
+  const bf = <f64>batch;
   for (let l = 0; l < steps; l++) {
     e.lzLc = <f64>l * eta;
+    e.lzStep = l;
     sampleBatch(e, theta, reward, K, batch, rng, 0, false);
-    for (let q = 0, nq = e.nPi; q < nq; q++) {
-      const off = (<usize>(ldi(piList, q) * A)) << 3;
+    for (let k = 0, nq = e.nPi; k < nq; k++) {
+      const s = ldi(piList, k);
+      const off = (<usize>(s * A)) << 3;
       const dr = D + off, ar = acc + off;
-      for (let b = 0; b < A; b++) stf(dr, b, ldf(dr, b) + eta * ldf(ar, b));
+      if (!center) {
+        for (let b = 0; b < A; b++) stf(dr, b, ldf(dr, b) + eta * ldf(ar, b));
+      } else if (c) {
+        const cr = c + off;
+        for (let b = 0; b < A; b++) stf(dr, b, q * ldf(dr, b) + eta * (ldf(ar, b) + ldf(cr, b)));
+        sti(e.pullT, s, l + 1);
+      } else {
+        for (let b = 0; b < A; b++) stf(dr, b, q * ldf(dr, b) + eta * ldf(ar, b));
+        sti(e.pullT, s, l + 1);
+      }
     }
+  }
+  if (center) {
+    // theta_H = center + x, every row brought to step H; D and the steps reset for the next round.
+    for (let s = 0; s < e.S; s++) {
+      pullRow(e, s, steps);
+      const off = (<usize>(s * A)) << 3;
+      const tr = theta + off, dr = D + off, ce = center + off;
+      for (let b = 0; b < A; b++) {
+        stf(tr, b, ldf(ce, b) + ldf(dr, b));
+        stf(dr, b, 0);
+      }
+      sti(e.pullT, s, -1);
+    }
+    release(e.lzQp);
+    release(e.lzGs);
+    e.lzCenter = 0;
+    e.lzD = 0;
+    e.lzStart = 0;
+    e.lzC = 0;
+    return;
   }
   e.lzD = 0;
   e.lzStart = 0;

@@ -233,6 +233,89 @@ describe.each(backends.map((b) => [b.name, b] as const))('kernels on the %s back
     }
   });
 
+  it('a pulled local round is the documented lazy form: x = theta - center decays by q = 1 - eta w, rows brought up to date when visited', () => {
+    // The dense reference keeps x for every row at every step: x <- q x + eta (g_hat + c) on the
+    // rows a batch formed, and on the others the closed form qp[n] x + gs[n] (eta c) applied when the
+    // row is next formed (the kernel's order). Object.is per entry.
+    // 200 x 4 with K M = 10 x 3 visits few rows per step; 30 x 3 with 10 x 10 most (where the plain
+    // estimator would form every row up front); the fixture's 6 x 3 with 20 x 7 all of them.
+    const cases = [
+      [randomMdp({ states: 200, actions: 4, agents: 2, seed: 6, branching: 3 }), 10, 3],
+      [randomMdp({ states: 30, actions: 3, agents: 2, seed: 7, branching: 2 }), 10, 10],
+      [loadMdp(fixturePath('random-s6-a3-n4.json')), 20, 7],
+    ] as const;
+    for (const [mdp, K, M] of cases) {
+      const S = mdp.states, A = mdp.actions, SA = S * A;
+      const env = backend.createEnvironment(environmentSpec(mdp));
+      const ref = backend.createEnvironment(environmentSpec(mdp));
+      const corr = Float64Array.from({ length: SA }, (_, j) => 0.03 * Math.sin(7 * j));
+      const center = Float64Array.from({ length: SA }, (_, j) => 0.5 * Math.sin(2 * j));
+      const eta = 0.4, H = 5, weight = 0.3, q = 1 - eta * weight;
+      const qp = [1], gs = [0];
+      for (let n = 1; n <= H; n++) {
+        qp.push(qp[n - 1]! * q);
+        gs.push(gs[n - 1]! * q + 1);
+      }
+      const theta = Float64Array.from({ length: SA }, (_, j) => Math.cos(3 * j));
+      const rng = agentStream(21, 3), rngRef = agentStream(21, 3);
+      for (const c of [corr, null, corr]) {
+        const x = new Float64Array(SA), T = new Int32Array(S).fill(-1), row = new Float64Array(SA), g = new Float64Array(SA);
+        const bring = (s: number, l: number): void => {
+          if (T[s]! < 0) {
+            for (let a = 0; a < A; a++) x[s * A + a] = theta[s * A + a]! - center[s * A + a]!;
+            T[s] = 0;
+          }
+          const n = l - T[s]!;
+          for (let a = 0; a < A; a++) x[s * A + a] = c ? qp[n]! * x[s * A + a]! + gs[n]! * (eta * c[s * A + a]!) : qp[n]! * x[s * A + a]!;
+          T[s] = l;
+        };
+        for (let l = 0; l < H; l++) {
+          // theta_l densely: every row brought to l on a copy (the kernel brings only the rows it visits).
+          for (let s = 0; s < S; s++) {
+            const savedT = T[s]!, savedX = x.slice(s * A, s * A + A);
+            bring(s, l);
+            for (let a = 0; a < A; a++) row[s * A + a] = center[s * A + a]! + x[s * A + a]!;
+            x.set(savedX, s * A);
+            T[s] = savedT;
+          }
+          ref.estimateGradient(row, mdp.rewards[0]!, K, M, rngRef, g);
+          // The rows the batch visited: those with a nonzero estimate (random rewards: a visited row's
+          // estimate is never exactly 0 here). Only they take the step's q x + eta (g + c).
+          for (let s = 0; s < S; s++) {
+            let visited = false;
+            for (let a = 0; a < A; a++) if (g[s * A + a] !== 0) visited = true;
+            if (!visited) continue;
+            bring(s, l);
+            for (let a = 0; a < A; a++) {
+              const j = s * A + a;
+              x[j] = c ? q * x[j]! + eta * (g[j]! + c[j]!) : q * x[j]! + eta * g[j]!;
+            }
+            T[s] = l + 1;
+          }
+        }
+        const want = new Float64Array(SA);
+        for (let s = 0; s < S; s++) {
+          bring(s, H);
+          for (let a = 0; a < A; a++) want[s * A + a] = center[s * A + a]! + x[s * A + a]!;
+        }
+        env.localRound({ theta, reward: mdp.rewards[0]!, correction: c, eta, steps: H, gradient: 'sampled', horizon: K, batch: M, rng, pull: { weight, center } });
+        expect(Array.from(rng)).toEqual(Array.from(rngRef));
+        expect(Array.from(theta).every((v, j) => Object.is(v, want[j])), `${S} states, correction ${c !== null}`).toBe(true);
+      }
+    }
+  });
+
+  it('a pull is refused outside sampled Eq. 5 rounds and with a bad weight or center', () => {
+    const mdp = loadMdp(fixturePath('random-s6-a3-n4.json'));
+    const env = backend.createEnvironment(environmentSpec(mdp));
+    const base = { theta: new Float64Array(18), reward: mdp.rewards[0]!, correction: null, eta: 0.1, steps: 1, horizon: 5, batch: 2, rng: agentStream(0, 0) };
+    const center = new Float64Array(18);
+    expect(() => env.localRound({ ...base, gradient: 'exact', pull: { weight: 0.1, center } })).toThrow(/pull/);
+    expect(() => env.localRound({ ...base, gradient: 'sampled', entropy: 0.1, pull: { weight: 0.1, center } })).toThrow(/pull/);
+    expect(() => env.localRound({ ...base, gradient: 'sampled', pull: { weight: NaN, center } })).toThrow(/pull\.weight/);
+    expect(() => env.localRound({ ...base, gradient: 'sampled', pull: { weight: 0.1, center: new Float64Array(5) } })).toThrow(/pull\.center/);
+  });
+
   it.runIf(typeof backend.createEnvironment(environmentSpec(loadMdp(fixturePath('random-s6-a3-n4.json')))).estimateRegularized === 'function')(
     'entropy-regularised kernels: the exact gradient is the derivative of J_tau, and the GPOMDP estimator is unbiased for it',
     () => {

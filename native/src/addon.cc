@@ -450,12 +450,15 @@ class EnvWrap : public Napi::ObjectWrap<EnvWrap> {
     bool hasSvrpg = false;
     Napi::Float64Array thetaPrev, u;
     double beta = 0, clip = 0;
+    bool hasPull = false;
+    Napi::Float64Array center;
+    double weight = 0;
   };
   /**
    * localRound's one argument: an options object read by name (LocalRoundArgs in
    * src/backends/types.ts): { theta, reward, correction (Float64Array or null), eta, steps,
    * gradient ('exact' | 'sampled'), horizon, batch, rng (sampled only), entropy (optional),
-   * svrpg (optional: { thetaPrev, u, beta, clip }, FedSVRPG-M) }.
+   * svrpg (optional: { thetaPrev, u, beta, clip }, FedSVRPG-M), pull (optional: { weight, center }) }.
    * A missing or wrongly typed field is a TypeError naming it (options.<field>).
    */
   RoundArgs roundArgs(const Napi::CallbackInfo& info) {
@@ -507,6 +510,16 @@ class EnvWrap : public Napi::ObjectWrap<EnvWrap> {
       expectLength(env, a.u, SA(), "options.svrpg.u");
       a.beta = number(env, so.Get("beta"), "options.svrpg.beta");
       a.clip = number(env, so.Get("clip"), "options.svrpg.clip");
+    }
+    const Napi::Value pv = o.Get("pull");
+    if (!pv.IsUndefined() && !pv.IsNull()) {
+      if (!pv.IsObject() || pv.IsTypedArray() || pv.IsArray())
+        throw Napi::TypeError::New(env, "options.pull must be an object, got " + typeName(pv));
+      const Napi::Object po = pv.As<Napi::Object>();
+      a.hasPull = true;
+      a.center = f64(env, po.Get("center"), "options.pull.center");
+      expectLength(env, a.center, SA(), "options.pull.center");
+      a.weight = number(env, po.Get("weight"), "options.pull.weight");
     }
     guarded(env, [&] { checkThetaValues(m, cspan(a.theta)); });
     return a;
@@ -592,9 +605,11 @@ class EnvWrap : public Napi::ObjectWrap<EnvWrap> {
     guarded(info.Env(), [&] {
       SvrpgArgs sv;
       if (a.hasSvrpg) sv = SvrpgArgs{cspan(a.thetaPrev), cspan(a.u), a.beta, a.clip};
+      PullArgs pl;
+      if (a.hasPull) pl = PullArgs{cspan(a.center), a.weight};
       localRound(*model_, *ws_, span(a.theta), cspan(a.reward), a.hasCorrection ? cspan(a.correction) : In(), a.eta,
                  a.steps, a.sampled, a.K, a.M, a.sampled ? span(a.rng) : Span<uint32_t>(), a.tau,
-                 a.hasSvrpg ? &sv : nullptr);
+                 a.hasSvrpg ? &sv : nullptr, a.hasPull ? &pl : nullptr);
     });
     return info.Env().Undefined();
   }
@@ -683,12 +698,17 @@ class EnvWrap : public Napi::ObjectWrap<EnvWrap> {
     const std::vector<double>* thetaPrev = a.hasSvrpg ? &job->input(a.thetaPrev) : nullptr;
     const std::vector<double>* u = a.hasSvrpg ? &job->input(a.u) : nullptr;
     const double beta = a.beta, clip = a.clip;
+    const std::vector<double>* center = a.hasPull ? &job->input(a.center) : nullptr;
+    const double weight = a.weight;
     job->setWork(
         [=](const Model& m, Workspace& w) {
           SvrpgArgs sv;
           if (thetaPrev) sv = SvrpgArgs{in(thetaPrev), in(u), beta, clip};
+          PullArgs pl;
+          if (center) pl = PullArgs{in(center), weight};
           localRound(m, w, out(theta), in(reward), corr ? in(corr) : In(), eta, steps, sampled, K, M,
-                     rng ? Span<uint32_t>(rng->data(), rng->size()) : Span<uint32_t>(), tau, thetaPrev ? &sv : nullptr);
+                     rng ? Span<uint32_t>(rng->data(), rng->size()) : Span<uint32_t>(), tau, thetaPrev ? &sv : nullptr,
+                     center ? &pl : nullptr);
           return 0.0;
         },
         false);

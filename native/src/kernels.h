@@ -54,6 +54,15 @@ struct SamplerScratch {
   std::vector<double> lzRow, lazyD;
   std::vector<int32_t> formed;
   int64_t nFormed = 0;
+  // A pulled round (FedProx, Ditto): D holds x = theta - center as of step pullT[s] (-1: untouched,
+  // x = start - center at step 0); qp[n] = q^n, gs[n] = sum_{i<n} q^i by their recurrences.
+  const double* lzCenter = nullptr;
+  const double* lzQp = nullptr;
+  const double* lzGs = nullptr;
+  double lzEta = 0;
+  int64_t lzStep = 0;
+  std::vector<int64_t> pullT;
+  std::vector<double> qp, gs;
 };
 
 struct ExactScratch {
@@ -112,6 +121,12 @@ struct SvrpgArgs {
   double beta = 0, clip = 0;
 };
 
+/** A local round's pull towards center (LocalRoundArgs.pull): theta += eta (g + c - weight (theta - center)). */
+struct PullArgs {
+  In center;
+  double weight = 0;
+};
+
 /**
  * FedSVRPG-M's estimates on one batch sampled under theta (Environment.estimateSvrpg): outCur the
  * GPOMDP estimate at theta, outPrev the mean of w_m GPOMDP_m at thetaPrev, w_m = det::exp of the
@@ -127,6 +142,6 @@ void estimateSvrpg(const Model& m, Workspace& w, In theta, In thetaPrev, In rewa
  */
 void localRound(const Model& m, Workspace& w, Out theta, In reward, In correction, double eta, int64_t steps,
                 bool sampled, int64_t horizon, int64_t batch, Span<uint32_t> rng, double tau = 0,
-                const SvrpgArgs* svrpg = nullptr);
+                const SvrpgArgs* svrpg = nullptr, const PullArgs* pull = nullptr);
 
 }  // namespace fedpg

@@ -48,6 +48,7 @@ void prepareScratch(const Model& m, SamplerScratch& sc) {
     sc.stamp = 0;
     sc.trajStamp = 0;
     sc.lazyD.assign(SA, 0.0);
+    sc.pullT.assign(S, -1);
     sc.formed.assign(S, 0);
     sc.lzRow.assign(size_t(m.A), 0.0);
   }
@@ -76,6 +77,27 @@ inline void softmaxRow(const double* th, int A, double* pi, double* lp) {
   for (int a = 0; a < A; a++) pi[a] = pi[a] / z;  // separate loop: it vectorises
 }
 
+/** Brings row s's x = theta - center (in lzD) from its step pullT[s] to step l (js pullRow). */
+inline void pullRow(SamplerScratch& sc, int A, int s, int64_t l) {
+  const int64_t base = int64_t(s) * A;
+  double* d = sc.lzD + base;
+  const double* ce = sc.lzCenter + base;
+  if (sc.pullT[size_t(s)] < 0) {
+    const double* st = sc.lzStart + base;
+    for (int a = 0; a < A; a++) d[a] = st[a] - ce[a];
+    sc.pullT[size_t(s)] = 0;
+  }
+  const int64_t n = l - sc.pullT[size_t(s)];
+  const double qn = sc.lzQp[n], gn = sc.lzGs[n];
+  if (sc.lzC) {
+    const double* c = sc.lzC + base;
+    for (int a = 0; a < A; a++) d[a] = qn * d[a] + gn * (sc.lzEta * c[a]);
+  } else {
+    for (int a = 0; a < A; a++) d[a] = qn * d[a];
+  }
+  sc.pullT[size_t(s)] = l;
+}
+
 /** pi(.|s) (softmaxRow), its running sum and its last positive action; log pi with kLog. */
 template <bool kLog = false>
 inline void policyRow(const double* theta, int A, int s, SamplerScratch& sc) {
@@ -87,7 +109,11 @@ inline void policyRow(const double* theta, int A, int s, SamplerScratch& sc) {
     double* row = sc.lzRow.data();
     const double* st = sc.lzStart + base;
     const double* d = sc.lzD + base;
-    if (sc.lzC) {
+    if (sc.lzCenter) {
+      pullRow(sc, A, s, sc.lzStep);
+      const double* ce = sc.lzCenter + base;
+      for (int a = 0; a < A; a++) row[a] = ce[a] + d[a];
+    } else if (sc.lzC) {
       const double* c = sc.lzC + base;
       const double lc = sc.lzLc;
       for (int a = 0; a < A; a++) row[a] = st[a] + lc * c[a] + d[a];
@@ -535,7 +561,7 @@ void estimateUnchecked(const Model& m, SamplerScratch& sc, const double* theta, 
  * O(K M + A * visited states), not O(S A).
  */
 void lazyRound(const Model& m, SamplerScratch& sc, double* th, const double* R, const double* c, double eta,
-               int64_t steps, int64_t K, int64_t M, uint32_t* rngState) {
+               int64_t steps, int64_t K, int64_t M, uint32_t* rngState, const PullArgs* pull) {
   m.transitionAlias();  // builds the tables (or throws) before anything is touched
   prepareScratch(m, sc);
   const int A = m.A;
@@ -546,6 +572,22 @@ void lazyRound(const Model& m, SamplerScratch& sc, double* th, const double* R, 
   sc.lzStart = th;
   sc.lzC = c;
   sc.lzD = D;
+  double q = 1;
+  if (pull) {
+    // The pulled form (js Sampler.pullRound): q = 1 - eta*weight; qp, gs by their recurrences.
+    q = 1 - eta * pull->weight;
+    sc.qp.assign(size_t(steps) + 1, 0.0);
+    sc.gs.assign(size_t(steps) + 1, 0.0);
+    sc.qp[0] = 1;
+    for (int64_t n = 1; n <= steps; n++) {
+      sc.qp[size_t(n)] = sc.qp[size_t(n) - 1] * q;
+      sc.gs[size_t(n)] = sc.gs[size_t(n) - 1] * q + 1;
+    }
+    sc.lzCenter = pull->center.p;
+    sc.lzQp = sc.qp.data();
+    sc.lzGs = sc.gs.data();
+    sc.lzEta = eta;
+  }
   // Plain estimates after this call (or after a throw) must read theta again, not the lazy form.
   struct Reset {
     SamplerScratch& sc;
@@ -553,10 +595,12 @@ void lazyRound(const Model& m, SamplerScratch& sc, double* th, const double* R, 
       sc.lzD = nullptr;
       sc.lzStart = nullptr;
       sc.lzC = nullptr;
+      sc.lzCenter = nullptr;
     }
   } reset{sc};
   for (int64_t l = 0; l < steps; l++) {
     sc.lzLc = double(l) * eta;
+    sc.lzStep = l;
     ++sc.stamp;
     sc.nFormed = 0;
     Xoshiro128 rng(rngState);
@@ -564,10 +608,33 @@ void lazyRound(const Model& m, SamplerScratch& sc, double* th, const double* R, 
     else if (L > 1) lockstep<false>(m, sc, th, R, K, M, rng, L);
     else sequential(m, sc, th, R, K, M, rng);
     rng.store(rngState);
-    for (int64_t q = 0; q < sc.nFormed; q++) {
-      const int64_t base = int64_t(sc.formed[size_t(q)]) * A;
-      for (int b = 0; b < A; b++) D[base + b] = D[base + b] + eta * (acc[base + b] / double(M));
+    for (int64_t k = 0; k < sc.nFormed; k++) {
+      const int s = sc.formed[size_t(k)];
+      const int64_t base = int64_t(s) * A;
+      if (!pull) {
+        for (int b = 0; b < A; b++) D[base + b] = D[base + b] + eta * (acc[base + b] / double(M));
+      } else if (c) {
+        for (int b = 0; b < A; b++) D[base + b] = q * D[base + b] + eta * (acc[base + b] / double(M) + c[base + b]);
+        sc.pullT[size_t(s)] = l + 1;
+      } else {
+        for (int b = 0; b < A; b++) D[base + b] = q * D[base + b] + eta * (acc[base + b] / double(M));
+        sc.pullT[size_t(s)] = l + 1;
+      }
     }
+  }
+  if (pull) {
+    // theta_H = center + x, every row brought to step H; D and the steps reset for the next round.
+    const double* ce = pull->center.p;
+    for (int s = 0; s < m.S; s++) {
+      const int64_t base = int64_t(s) * A;
+      pullRow(sc, A, s, steps);
+      for (int b = 0; b < A; b++) {
+        th[base + b] = ce[base + b] + D[base + b];
+        D[base + b] = 0;
+      }
+      sc.pullT[size_t(s)] = -1;
+    }
+    return;
   }
   // theta_H, densely, once; D is left all zero for the next round.
   const double hc = double(steps) * eta;
@@ -634,7 +701,8 @@ void estimateSvrpg(const Model& m, Workspace& w, In theta, In thetaPrev, In rewa
 }
 
 void localRound(const Model& m, Workspace& w, Out theta, In reward, In correction, double eta, int64_t steps,
-                bool sampled, int64_t horizon, int64_t batch, Span<uint32_t> rng, double tau, const SvrpgArgs* svrpg) {
+                bool sampled, int64_t horizon, int64_t batch, Span<uint32_t> rng, double tau, const SvrpgArgs* svrpg,
+                const PullArgs* pull) {
   checkEntropy(tau);
   checkThetaValues(m, In(theta.p, theta.n));
   const size_t SA = size_t(m.SA());
@@ -659,6 +727,7 @@ void localRound(const Model& m, Workspace& w, Out theta, In reward, In correctio
   double* th = theta.p;
   const double* c = correction.p;
   if (svrpg) {
+    if (pull) throw ArgumentError("pull cannot be combined with svrpg");
     if (!sampled) throw ArgumentError("svrpg is sampled only");
     if (c) throw ArgumentError("svrpg cannot be combined with a correction");
     if (tau != 0) throw ArgumentError("svrpg cannot be combined with entropy, got " + str(tau));
@@ -682,8 +751,17 @@ void localRound(const Model& m, Workspace& w, Out theta, In reward, In correctio
     }
     return;
   }
+  if (pull) {
+    if (!sampled) throw ArgumentError("pull is sampled only");
+    if (tau != 0) throw ArgumentError("pull cannot be combined with entropy, got " + str(tau));
+    if (!std::isfinite(pull->weight)) throw ArgumentError("pull.weight must be finite, got " + str(pull->weight));
+    checkLen("pull.center", pull->center.n, SA);
+    for (size_t j = 0; j < SA; j++)
+      if (!std::isfinite(pull->center.p[j]))
+        throw ArgumentError("pull.center[" + std::to_string(j) + "] must be finite, got " + str(pull->center.p[j]));
+  }
   if (sampled && tau == 0) {
-    lazyRound(m, w.s, th, reward.p, c, eta, steps, horizon, batch, rng.p);
+    lazyRound(m, w.s, th, reward.p, c, eta, steps, horizon, batch, rng.p, pull);
     return;
   }
   for (int64_t h = 0; h < steps; h++) {

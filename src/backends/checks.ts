@@ -50,6 +50,21 @@ export function checkLocalRound(env: Environment, args: LocalRoundArgs): void {
     throw new RangeError(`gradient must be 'exact' or 'sampled', got ${String(args.gradient)}`);
   }
   checkSvrpg(env, args);
+  checkPull(env, args);
+}
+
+/** A local round's pull: sampled Eq. 5 only, a finite weight and a finite center of S*A entries. */
+export function checkPull(env: Environment, args: LocalRoundArgs): void {
+  const p = args.pull;
+  if (!p) return;
+  if (args.gradient !== 'sampled') throw new RangeError(`pull is sampled only, got gradient ${String(args.gradient)}`);
+  if ((args.entropy ?? 0) !== 0) throw new RangeError(`pull cannot be combined with entropy, got ${args.entropy}`);
+  if (args.svrpg) throw new RangeError('pull cannot be combined with svrpg');
+  if (!Number.isFinite(p.weight)) throw new RangeError(`pull.weight must be finite, got ${p.weight}`);
+  checkLength('pull.center', p.center, env.states * env.actions);
+  for (let j = 0; j < p.center.length; j++) {
+    if (!Number.isFinite(p.center[j]!)) throw new RangeError(`pull.center[${j}] must be finite, got ${p.center[j]}`);
+  }
 }
 
 /** FedSVRPG-M's fields of a local round: sampled only, no correction and no entropy beside it. */

@@ -95,6 +95,13 @@ export interface LocalRoundArgs {
    *  d = beta*gc + (1-beta)*(u + gc - gw); theta += eta*d (elementwise, exactly this expression). Sampled only.
    *  `correction` must be null and `entropy` 0 (or absent) with it. See {@link Environment.estimateSvrpg}. */
   svrpg?: SvrpgArgs | null;
+  /**
+   * A pull towards `center` (FedProx's MU, Ditto's LAMBDA as `weight`): every step is
+   * theta += eta (g_hat(theta) + correction - weight (theta - center)), all H steps in one call, in
+   * the lazy form (a scalar decay per row; see docs/ARCHITECTURE.md). Sampled Eq. 5 only: not with
+   * exact gradients, entropy or `svrpg`.
+   */
+  pull?: { weight: number; center: Float64Array } | null;
 }
 
 /** The FedSVRPG-M fields of a local round ({@link LocalRoundArgs.svrpg}). */

@@ -99,7 +99,7 @@ class JsEnvironment implements Environment {
     const sampler = args.gradient === 'sampled' ? this.getSampler() : null;
     if (sampler && tau === 0) {
       // Eq. 5's steps in the lazy form (a step's cost does not grow with S*A; see Sampler.localRoundLazy).
-      sampler.localRoundLazy(theta, reward, correction, eta, steps, args.horizon, args.batch, args.rng);
+      sampler.localRoundLazy(theta, reward, correction, eta, steps, args.horizon, args.batch, args.rng, args.pull ?? null);
       return;
     }
     for (let h = 0; h < steps; h++) {

@@ -36,7 +36,7 @@ export class Sampler {
    * The lazy theta of a sampled local round (localRoundLazy): while set, row s of theta is
    * start[s] + lc*c[s] + D[s] (lc = l*eta at step l), formed when a policy row is needed.
    */
-  private lazy: { start: Float64Array; c: Float64Array | null; lc: number; D: Float64Array } | null = null;
+  private lazy: { start: Float64Array; c: Float64Array | null; lc: number; D: Float64Array; pull: LazyPull | null } | null = null;
   /** One lazily formed theta row, [A]. */
   private readonly rowBuf: Float64Array;
   /** The states whose policy row the current call formed (their acc rows are this call's). */
@@ -105,9 +105,13 @@ export class Sampler {
     const lazy = this.lazy;
     if (lazy) {
       // Row s of the lazy theta, in the documented order: (start + lc*c) + D.
-      const { start, c, lc, D } = lazy;
+      const { start, c, lc, D, pull } = lazy;
       const row = this.rowBuf;
-      if (c) for (let a = 0; a < A; a++) row[a] = start[base + a]! + lc * c[base + a]! + D[base + a]!;
+      if (pull) {
+        // x = theta - center, brought from its step T[s] to this step l (pullRow), theta = center + x.
+        pullRow(pull, start, c, D, s, base, A, pull.step);
+        for (let a = 0; a < A; a++) row[a] = pull.center[base + a]! + D[base + a]!;
+      } else if (c) for (let a = 0; a < A; a++) row[a] = start[base + a]! + lc * c[base + a]! + D[base + a]!;
       else for (let a = 0; a < A; a++) row[a] = start[base + a]! + D[base + a]!;
       this.softmaxRow(row, 0, base, this.pi, withLog ? this.logPi : null);
     } else {
@@ -177,12 +181,17 @@ export class Sampler {
     horizon: number,
     batch: number,
     rng: Uint32Array,
+    pullArgs: { weight: number; center: Float64Array } | null = null,
   ): void {
     const { A, acc, formed } = this;
     const D = (this.lazyD ??= new Float64Array(this.S * A));
+    if (pullArgs) {
+      this.pullRound(theta, reward, correction, eta, steps, horizon, batch, rng, pullArgs, D);
+      return;
+    }
     try {
       for (let l = 0; l < steps; l++) {
-        this.lazy = { start: theta, c: correction, lc: l * eta, D };
+        this.lazy = { start: theta, c: correction, lc: l * eta, D, pull: null };
         this.sampleBatch(theta, reward, horizon, batch, rng);
         for (let q = 0; q < this.nFormed; q++) {
           const base = formed[q]! * A;
@@ -206,6 +215,65 @@ export class Sampler {
       }
     }
   }
+
+  /**
+   * localRoundLazy with a pull towards `center` (FedProx, Ditto): theta += eta (g_hat + c -
+   * weight (theta - center)). With q = 1 - eta*weight, x = theta - center obeys x <- q x + eta (g_hat
+   * + c), so over n steps without samples x <- q^n x + (sum_{i<n} q^i) eta c: a row keeps x in D as of
+   * the step T[s] it was last brought up to date (untouched rows: x = start - center at step 0),
+   * and is brought to the current step only when a batch visits it:
+   *   qp[n] = qp[n-1]*q, gs[n] = gs[n-1]*q + 1 (qp[0] = 1, gs[0] = 0), both by these recurrences;
+   *   bring to l:  x = qp[l-T]*x + gs[l-T]*(eta*c)   (x = qp[l-T]*x without c); row = center + x;
+   *   after the batch, on the formed rows: x = q*x + eta*(g + c) (q*x + eta*g), T = l + 1;
+   *   at the end, every row brought to H, theta = center + x.
+   */
+  private pullRound(
+    theta: Float64Array, reward: Float64Array, correction: Float64Array | null, eta: number, steps: number,
+    horizon: number, batch: number, rng: Uint32Array, pullArgs: { weight: number; center: Float64Array }, D: Float64Array,
+  ): void {
+    const { A, S, acc, formed } = this;
+    const q = 1 - eta * pullArgs.weight;
+    const qp = new Float64Array(steps + 1), gs = new Float64Array(steps + 1);
+    qp[0] = 1;
+    for (let n = 1; n <= steps; n++) {
+      qp[n] = qp[n - 1]! * q;
+      gs[n] = gs[n - 1]! * q + 1;
+    }
+    const T = (this.pullT ??= new Int32Array(S).fill(-1));
+    const pull: LazyPull = { center: pullArgs.center, q, eta, qp, gs, T, step: 0 };
+    try {
+      for (let l = 0; l < steps; l++) {
+        pull.step = l;
+        this.lazy = { start: theta, c: correction, lc: 0, D, pull };
+        this.sampleBatch(theta, reward, horizon, batch, rng);
+        for (let k = 0; k < this.nFormed; k++) {
+          const s = formed[k]!;
+          const base = s * A;
+          if (correction) {
+            for (let b = 0; b < A; b++) D[base + b] = q * D[base + b]! + eta * (acc[base + b]! / batch + correction[base + b]!);
+          } else {
+            for (let b = 0; b < A; b++) D[base + b] = q * D[base + b]! + eta * (acc[base + b]! / batch);
+          }
+          T[s] = l + 1;
+        }
+      }
+    } finally {
+      this.lazy = null;
+    }
+    const center = pullArgs.center;
+    for (let s = 0; s < S; s++) {
+      const base = s * A;
+      pullRow(pull, theta, correction, D, s, base, A, steps);
+      for (let b = 0; b < A; b++) {
+        theta[base + b] = center[base + b]! + D[base + b]!;
+        D[base + b] = 0;
+      }
+      T[s] = -1;
+    }
+  }
+
+  /** The pulled round's last step per state (-1: untouched this round), [S]. */
+  private pullT: Int32Array | null = null;
 
   /** The lazy round's sparse sum of eta*g_hat, [S*A], all zero between rounds. */
   private lazyD: Float64Array | null = null;
@@ -232,7 +300,8 @@ export class Sampler {
     }
     const stamp = this.nextStamp();
     // When a batch will visit most states anyway, compute every row now and drop the per-step check.
-    const eager = this.S * this.A <= 2 * horizon * batch;
+    // Not in a lazy round: there the formed rows must be exactly the visited ones (as in native).
+    const eager = !this.lazy && this.S * this.A <= 2 * horizon * batch;
     if (eager) for (let s = 0; s < this.S; s++) this.policyRow(theta, s);
     // The generator lives in locals for the whole batch (V8 keeps them in registers).
     let s0 = rng[0]!, s1 = rng[1]!, s2 = rng[2]!, s3 = rng[3]!;
@@ -502,4 +571,28 @@ export class Sampler {
     this.softmaxRow(thetaPrev, s * this.A, s * this.A, sv.piPrev, sv.logPiPrev);
     sv.prevStamp[s] = gen;
   }
+}
+
+/** A pulled lazy round's constants and per-state steps (Sampler.pullRound). */
+interface LazyPull {
+  center: Float64Array;
+  q: number;
+  eta: number;
+  qp: Float64Array;
+  gs: Float64Array;
+  T: Int32Array;
+  step: number;
+}
+
+/** Brings row s's x = theta - center (in D) from its step T[s] to step l (Sampler.pullRound). */
+function pullRow(p: LazyPull, start: Float64Array, c: Float64Array | null, D: Float64Array, s: number, base: number, A: number, l: number): void {
+  if (p.T[s]! < 0) {
+    for (let a = 0; a < A; a++) D[base + a] = start[base + a]! - p.center[base + a]!;
+    p.T[s] = 0;
+  }
+  const n = l - p.T[s]!;
+  const qn = p.qp[n]!, gn = p.gs[n]!;
+  if (c) for (let a = 0; a < A; a++) D[base + a] = qn * D[base + a]! + gn * (p.eta * c[base + a]!);
+  else for (let a = 0; a < A; a++) D[base + a] = qn * D[base + a]!;
+  p.T[s] = l;
 }

@@ -86,11 +86,15 @@ interface Exports {
     e: number, theta: number, reward: number, thetaPrev: number, u: number, beta: number, clip: number, eta: number,
     steps: number, horizon: number, batch: number, rng: number,
   ): number;
+  localRoundPull(
+    e: number, theta: number, reward: number, correction: number, eta: number, steps: number, horizon: number, batch: number,
+    rng: number, center: number, weight: number,
+  ): number;
 }
 
 const EXPORTS: (keyof Exports)[] = [
   'memory', 'simd', 'alloc', 'free', 'envNew', 'envInitial', 'envRowStart', 'envNext', 'envProb', 'envFinish',
-  'envFree', 'estimate', 'localRound', 'evaluate', 'truncated', 'optimal', 'status', 'luFactor', 'packBytes', 'mapMath', 'estimateSvrpg', 'localRoundSvrpg',
+  'envFree', 'estimate', 'localRound', 'evaluate', 'truncated', 'optimal', 'status', 'luFactor', 'packBytes', 'mapMath', 'estimateSvrpg', 'localRoundSvrpg', 'localRoundPull',
 ];
 
 /** Error statuses returned by the kernels (assembly/exact.ts). */
@@ -487,6 +491,34 @@ class WasmEnvironment implements Environment {
     rng.set(this.vRng);
   }
 
+  /** The block a pulled round's center is copied into (allocated on the first pulled round). */
+  private pullCenter = 0;
+
+  /** A sampled local round with a pull (checked by localRound). */
+  private localRoundPull(args: LocalRoundArgs): void {
+    const p = args.pull!;
+    if (!this.pullCenter) {
+      this.pullCenter = this.k.alloc(this.SA * 8);
+      this.held.blocks.push(this.pullCenter);
+      this.refresh(); // the allocation may have grown memory
+    }
+    const io = this.io;
+    const v = this.k.views().f64;
+    v.set(args.theta, io.theta >>> 3);
+    v.set(args.reward, io.reward >>> 3);
+    if (args.correction) v.set(args.correction, io.corr >>> 3);
+    v.set(p.center, this.pullCenter >>> 3);
+    this.vRng.set(args.rng);
+    const st = this.k.x.localRoundPull(
+      this.held.env, io.theta, io.reward, args.correction ? io.corr : 0, args.eta, args.steps, args.horizon, args.batch, io.rng,
+      this.pullCenter, p.weight,
+    );
+    if (this.vRng.byteLength === 0) this.refresh(); // the call may have grown memory
+    if (st !== 0) throw statusError(st, 'wasm localRound (pull)');
+    args.theta.set(this.vTheta);
+    args.rng.set(this.vRng);
+  }
+
   private svrpgBlocks(): { thetaPrev: number; u: number; outPrev: number } {
     if (!this.sv) {
       const k = this.k, SA = this.SA;
@@ -544,6 +576,11 @@ class WasmEnvironment implements Environment {
     if (args.svrpg) {
       checkLocalRound(this, args);
       this.localRoundSvrpg(args);
+      return;
+    }
+    if (args.pull) {
+      checkLocalRound(this, args);
+      this.localRoundPull(args);
       return;
     }
     const SA = this.SA;
