@@ -170,12 +170,22 @@ export class LocalAgent implements AgentSide {
 
   /**
    * Ditto (Li et al., ICML 2021): H steps v_i += eta (g_hat_i(v_i) - LAMBDA (v_i - theta_bar(t)))
-   * with fresh samples and no correction; the pull changes with v_i, so one step per call.
+   * with fresh samples and no correction: sampled, in one call with the pull (LocalRoundArgs.pull);
+   * exact (or with entropy), one step per call, the pull as the correction.
    */
   private personalSteps(start: Float64Array): void {
     const v = this.kept('personal');
-    const pull = this.scratch('personal-pull');
     const lambda = this.dittoLambda!;
+    const s = this.settings;
+    if (s.gradient === 'sampled' && !(s.entropy > 0)) {
+      // All H steps in one call: the kernel applies the pull as a per-row decay (LocalRoundArgs.pull).
+      this.env.localRound({
+        theta: v, reward: this.reward, correction: null, eta: s.eta, steps: s.localSteps, gradient: 'sampled',
+        horizon: s.horizon, batch: s.batch, rng: this.state.rng, pull: { weight: lambda, center: start },
+      });
+      return;
+    }
+    const pull = this.scratch('personal-pull');
     for (let l = 0; l < this.settings.localSteps; l++) {
       for (let j = 0; j < pull.length; j++) pull[j] = -(lambda * (v[j]! - start[j]!));
       this.ascend(v, 1, pull);
