@@ -21,7 +21,7 @@ const backends = await loadedBackends();
 
 const rows = [];
 const step = {};
-for (const [W, Hgt, H1] of [[32, 32, 41], [1000, 1000, 41]]) {
+for (const [W, Hgt, H1] of [[32, 32, 101], [1000, 1000, 101]]) {
   const t0 = performance.now();
   const mdp = gridworldMdp({ width: W, height: Hgt, agents: 4, seed: 1 });
   const built = performance.now() - t0;
