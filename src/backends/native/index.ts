@@ -2,7 +2,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Backend, Environment, EnvironmentSpec, Evaluation, LocalRoundArgs, TruncatedEvaluation } from '../types.js';
+import type { Backend, Environment, EnvironmentSpec, Evaluation, LocalRoundArgs, TruncatedEvaluation, WarmStart } from '../types.js';
 import { checkEntropy, checkKernelArgs, checkLocalRound, checkTheta } from '../checks.js';
 import { BackendUnavailableError } from '../select.js';
 import { InputError } from '../../errors.js';
@@ -16,7 +16,7 @@ import { InputError } from '../../errors.js';
  */
 
 /** The calling convention this facade speaks; the addon exports the one it was built with. */
-export const NATIVE_ABI_VERSION = 1;
+export const NATIVE_ABI_VERSION = 2;
 
 /** The package root: dist/backends/native/index.js (or src/backends/native/index.ts) is three levels down. */
 export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -46,7 +46,18 @@ export interface RawEnvironment {
   readonly actions: number;
   readonly simd: SimdLevel | 'none';
   readonly disposed: boolean;
-  evaluate(theta: Float64Array, rewards: Float64Array, J: Float64Array, V: Float64Array, Q: Float64Array, grad: Float64Array, occupancy: Float64Array, tau?: number): void;
+  evaluate(
+    theta: Float64Array,
+    rewards: Float64Array,
+    J: Float64Array,
+    V: Float64Array,
+    Q: Float64Array,
+    grad: Float64Array,
+    occupancy: Float64Array,
+    tau?: number,
+    warmV?: Float64Array,
+    warmOccupancy?: Float64Array,
+  ): void;
   truncated(theta: Float64Array, rewards: Float64Array, horizon: number, JK: Float64Array, gradK: Float64Array): void;
   optimal(reward: Float64Array, vOut: Float64Array): number;
   estimateGradient(theta: Float64Array, reward: Float64Array, horizon: number, batch: number, rng: Uint32Array, out: Float64Array): void;
@@ -63,7 +74,18 @@ export interface RawEnvironment {
     rng: Uint32Array,
     entropy?: number,
   ): void;
-  evaluateAsync(theta: Float64Array, rewards: Float64Array, J: Float64Array, V: Float64Array, Q: Float64Array, grad: Float64Array, occupancy: Float64Array, tau?: number): Promise<void>;
+  evaluateAsync(
+    theta: Float64Array,
+    rewards: Float64Array,
+    J: Float64Array,
+    V: Float64Array,
+    Q: Float64Array,
+    grad: Float64Array,
+    occupancy: Float64Array,
+    tau?: number,
+    warmV?: Float64Array,
+    warmOccupancy?: Float64Array,
+  ): Promise<void>;
   truncatedAsync(theta: Float64Array, rewards: Float64Array, horizon: number, JK: Float64Array, gradK: Float64Array): Promise<void>;
   optimalAsync(reward: Float64Array, vOut: Float64Array): Promise<number>;
   estimateGradientAsync(theta: Float64Array, reward: Float64Array, horizon: number, batch: number, rng: Uint32Array, out: Float64Array): Promise<void>;
@@ -224,9 +246,9 @@ export class NativeEnvironment implements Environment {
     return this.raw;
   }
 
-  evaluate(theta: Float64Array, rewards: Float64Array, out: Evaluation): void {
+  evaluate(theta: Float64Array, rewards: Float64Array, out: Evaluation, warm?: WarmStart): void {
     checkTheta(this, theta);
-    this.handle().evaluate(theta, rewards, out.J, out.V, out.Q, out.grad, out.occupancy);
+    this.handle().evaluate(theta, rewards, out.J, out.V, out.Q, out.grad, out.occupancy, 0, warm?.V, warm?.occupancy);
   }
 
   truncated(theta: Float64Array, rewards: Float64Array, horizon: number, out: TruncatedEvaluation): void {
@@ -252,10 +274,10 @@ export class NativeEnvironment implements Environment {
   }
 
   /** Exact J_tau, V_tau, Q_tau and the gradient of J_tau (entropy-regularised objective, regfedpg). */
-  evaluateRegularized(theta: Float64Array, rewards: Float64Array, tau: number, out: Evaluation): void {
+  evaluateRegularized(theta: Float64Array, rewards: Float64Array, tau: number, out: Evaluation, warm?: WarmStart): void {
     checkTheta(this, theta);
     checkEntropy(tau);
-    this.handle().evaluate(theta, rewards, out.J, out.V, out.Q, out.grad, out.occupancy, tau);
+    this.handle().evaluate(theta, rewards, out.J, out.V, out.Q, out.grad, out.occupancy, tau, warm?.V, warm?.occupancy);
   }
 
   /** The entropy-regularised GPOMDP estimator, drawing from the stream as estimateGradient does. */
@@ -266,9 +288,9 @@ export class NativeEnvironment implements Environment {
   }
 
   /** evaluate() on the libuv thread pool; `out` is filled when the promise resolves. */
-  async evaluateAsync(theta: Float64Array, rewards: Float64Array, out: Evaluation): Promise<void> {
+  async evaluateAsync(theta: Float64Array, rewards: Float64Array, out: Evaluation, warm?: WarmStart): Promise<void> {
     checkTheta(this, theta);
-    await this.handle().evaluateAsync(theta, rewards, out.J, out.V, out.Q, out.grad, out.occupancy);
+    await this.handle().evaluateAsync(theta, rewards, out.J, out.V, out.Q, out.grad, out.occupancy, 0, warm?.V, warm?.occupancy);
   }
 
   async truncatedAsync(theta: Float64Array, rewards: Float64Array, horizon: number, out: TruncatedEvaluation): Promise<void> {
@@ -298,10 +320,10 @@ export class NativeEnvironment implements Environment {
     await this.handle().localRoundAsync(args.theta, args.reward, args.correction, args.eta, args.steps, sampled, args.horizon, args.batch, args.rng, tau);
   }
 
-  async evaluateRegularizedAsync(theta: Float64Array, rewards: Float64Array, tau: number, out: Evaluation): Promise<void> {
+  async evaluateRegularizedAsync(theta: Float64Array, rewards: Float64Array, tau: number, out: Evaluation, warm?: WarmStart): Promise<void> {
     checkTheta(this, theta);
     checkEntropy(tau);
-    await this.handle().evaluateAsync(theta, rewards, out.J, out.V, out.Q, out.grad, out.occupancy, tau);
+    await this.handle().evaluateAsync(theta, rewards, out.J, out.V, out.Q, out.grad, out.occupancy, tau, warm?.V, warm?.occupancy);
   }
 
   async estimateRegularizedAsync(theta: Float64Array, reward: Float64Array, tau: number, horizon: number, batch: number, rng: Uint32Array, out: Float64Array): Promise<void> {
