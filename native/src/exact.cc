@@ -7,8 +7,6 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <cstdio>
-#include <cstdlib>
 
 #include "kernels.h"
 
@@ -393,7 +391,7 @@ double optimalSparse(const Model& m, ExactScratch& e, const double* reward, doub
     int count = 0;
     m.forEachNext(row, [&](int, double p) {
       sum += p;
-      count++;
+      count += p != 0;  // adding an exact zero does not round
     });
     kappa = std::max(kappa, sum);
     maxRow = std::max(maxRow, count);
@@ -412,8 +410,7 @@ double optimalSparse(const Model& m, ExactScratch& e, const double* reward, doub
   // grid in its direction; policy iteration from there needs a handful of improvements, not one
   // per step of distance to the rewards.
   std::fill(v, v + S, 0.0);
-  const int sweeps = std::getenv("FEDPG_SWEEPS") ? std::atoi(std::getenv("FEDPG_SWEEPS")) : kInitialSweeps;
-  for (int k = 0; k < sweeps; k++) {
+  for (int k = 0; k < kInitialSweeps; k++) {
     for (int t = 0; t < S; t++) {
       const int s = k % 2 == 0 ? t : S - 1 - t;
       double qBest = -std::numeric_limits<double>::infinity();
@@ -427,7 +424,6 @@ double optimalSparse(const Model& m, ExactScratch& e, const double* reward, doub
       v[s] = qBest;
     }
   }
-  if (sweeps == 0) choice = greedyOnReward(m, reward);
   for (int iter = 0; iter < 10000; iter++) {
     std::fill(policy.begin(), policy.end(), 0.0);
     for (int s = 0; s < S; s++) {
@@ -435,8 +431,7 @@ double optimalSparse(const Model& m, ExactScratch& e, const double* reward, doub
       rPi[s] = reward[int64_t(s) * A + choice[s]];
     }
     prepare(m, e, policy.data());
-    const int its = e.sparse.solve(rPi.data(), v, false, 0.5 * tol);
-    if (std::getenv("FEDPG_DEBUG_PI")) std::fprintf(stderr, "PI %d: %d iterations\n", iter, its);
+    e.sparse.solve(rPi.data(), v, false, 0.5 * tol);
     double vn = 0;
     for (int s = 0; s < S; s++) vn = std::max(vn, std::fabs(v[s]));
     const double scale = std::max(1.0, vn);

@@ -117,7 +117,25 @@ void SparseSolver::prepare(int n, const int64_t* start, const int32_t* col, cons
     for (int64_t p = start_[i]; p < start_[i + 1]; p++) pos[col_[p]] = -1;
   }
   invDiag_.resize(size_t(n));
-  for (int i = 0; i < n; i++) invDiag_[i] = 1 / lu_[diag_[i]];
+  lStart_.assign(size_t(n) + 1, 0);
+  uStart_.assign(size_t(n) + 1, 0);
+  lCol_.clear();
+  lVal_.clear();
+  uCol_.clear();
+  uVal_.clear();
+  for (int i = 0; i < n; i++) {
+    invDiag_[i] = 1 / lu_[diag_[i]];
+    for (int64_t p = start_[i]; p < diag_[i]; p++) {
+      lCol_.push_back(col_[p]);
+      lVal_.push_back(lu_[p]);
+    }
+    for (int64_t p = diag_[i] + 1; p < start_[i + 1]; p++) {
+      uCol_.push_back(col_[p]);
+      uVal_.push_back(lu_[p]);
+    }
+    lStart_[i + 1] = int64_t(lCol_.size());
+    uStart_[i + 1] = int64_t(uCol_.size());
+  }
   for (auto* v : {&r_, &rh_, &p_, &v_, &s_, &t_, &ph_, &sh_, &work_}) v->resize(size_t(n));
 }
 
@@ -151,28 +169,36 @@ void SparseSolver::precondition(const double* r, double* z, bool transposed) con
     return;
   }
   if (z != r) std::copy(r, r + n, z);
+  const int64_t* ls = lStart_.data();
+  const int32_t* lc = lCol_.data();
+  const double* lv = lVal_.data();
+  const int64_t* us = uStart_.data();
+  const int32_t* uc = uCol_.data();
+  const double* uv = uVal_.data();
+  const double* id = invDiag_.data();
   if (!transposed) {
-    // L z = r (unit diagonal), then U z = z.
+    // L z = r (unit diagonal; columns ascending, so the nearest neighbour comes last), then
+    // U z = z (columns descending, for the same reason).
     for (int i = 0; i < n; i++) {
       double sum = z[i];
-      for (int64_t p = start_[i]; p < diag_[i]; p++) sum -= lu_[p] * z[col_[p]];
+      for (int64_t p = ls[i]; p < ls[i + 1]; p++) sum -= lv[p] * z[lc[p]];
       z[i] = sum;
     }
     for (int i = n - 1; i >= 0; i--) {
       double sum = z[i];
-      for (int64_t p = diag_[i] + 1; p < start_[i + 1]; p++) sum -= lu_[p] * z[col_[p]];
-      z[i] = sum * invDiag_[i];
+      for (int64_t p = us[i + 1] - 1; p >= us[i]; p--) sum -= uv[p] * z[uc[p]];
+      z[i] = sum * id[i];
     }
   } else {
-    // U^T y = r (columns of U scattered forward), then L^T z = y (backward).
+    // U^T y = r (U's rows scattered forward), then L^T z = y (L's rows scattered backward).
     for (int i = 0; i < n; i++) {
-      const double yi = z[i] * invDiag_[i];
+      const double yi = z[i] * id[i];
       z[i] = yi;
-      for (int64_t p = diag_[i] + 1; p < start_[i + 1]; p++) z[col_[p]] -= lu_[p] * yi;
+      for (int64_t p = us[i]; p < us[i + 1]; p++) z[uc[p]] -= uv[p] * yi;
     }
     for (int i = n - 1; i >= 0; i--) {
       const double zi = z[i];
-      for (int64_t p = start_[i]; p < diag_[i]; p++) z[col_[p]] -= lu_[p] * zi;
+      for (int64_t p = ls[i]; p < ls[i + 1]; p++) z[lc[p]] -= lv[p] * zi;
     }
   }
 }

@@ -73,8 +73,12 @@ class SparseSolver {
   std::vector<int32_t> col_;
   std::vector<int64_t> diag_;
   std::vector<double> a_, lu_;
-  // 1 / U's diagonal: the triangular solves multiply (a division would sit on their dependency chain).
-  std::vector<double> invDiag_;
+  // The factors again as separate compact rows for the triangular solves (strictly lower L,
+  // strictly upper U), and 1 / U's diagonal: the solves are latency-bound chains, so they multiply
+  // instead of dividing.
+  std::vector<int64_t> lStart_, uStart_;
+  std::vector<int32_t> lCol_, uCol_;
+  std::vector<double> lVal_, uVal_, invDiag_;
   std::vector<int64_t> pos_;
   std::vector<int32_t> colCount_;
   std::vector<double> r_, rh_, p_, v_, s_, t_, ph_, sh_, work_;

@@ -1,5 +1,6 @@
 import type { EnvironmentSpec, Evaluation, TruncatedEvaluation, WarmStart } from '../types.js';
 import { SPARSE_TOLERANCE, SparseSolver } from './sparse.js';
+import { checkWarm } from '../checks.js';
 
 /**
  * Exact quantities by linear solves: (I - gamma P_theta) V = r_theta for every reward table and
@@ -452,7 +453,7 @@ export class ExactSolver {
         let sum = 0, count = 0;
         this.forEachNext(s, a, (_j, p) => {
           sum += p;
-          count++;
+          if (p !== 0) count++; // adding an exact zero does not round
         });
         kappa = Math.max(kappa, sum);
         maxRow = Math.max(maxRow, count);
@@ -510,15 +511,4 @@ export class ExactSolver {
     }
     throw new Error('policy iteration did not converge in 10000 iterations');
   }
-}
-
-/** The warm start must fit the call: both arrays, of the right lengths, finite. */
-function checkWarm(warm: WarmStart, nV: number, nOcc: number): void {
-  if (!(warm.V instanceof Float64Array) || !(warm.occupancy instanceof Float64Array))
-    throw new TypeError('warm start needs V and occupancy as Float64Arrays');
-  if (warm.V.length !== nV) throw new RangeError(`warm.V has length ${warm.V.length}, expected ${nV}`);
-  if (warm.occupancy.length !== nOcc) throw new RangeError(`warm.occupancy has length ${warm.occupancy.length}, expected ${nOcc}`);
-  for (let j = 0; j < nV; j++) if (!Number.isFinite(warm.V[j]!)) throw new RangeError(`warm.V[${j}] is ${warm.V[j]}, not a finite number`);
-  for (let j = 0; j < nOcc; j++)
-    if (!Number.isFinite(warm.occupancy[j]!)) throw new RangeError(`warm.occupancy[${j}] is ${warm.occupancy[j]}, not a finite number`);
 }
