@@ -191,10 +191,11 @@ void evaluate(const Model& m, Workspace& w, In theta, In rewards, Out J, Out V, 
     e.sparse.solve(m.initial.data(), d, true);
   }
   for (int s = 0; s < S; s++) d[s] = (1 - g) * d[s];
-  e.b.resize(size_t(S));
+  // The right-hand sides r_theta of every table (into V for the dense path, which solves in place).
+  if (!dense) e.b.resize(n * S);
   for (size_t i = 0; i < n; i++) {
     const double* R = rewards.p + i * SA;
-    double* v = dense ? V.p + i * S : e.b.data();
+    double* v = dense ? V.p + i * S : e.b.data() + i * S;
     for (int s = 0; s < S; s++) {
       double r = 0;
       for (int a = 0; a < A; a++) r += pi[int64_t(s) * A + a] * R[int64_t(s) * A + a];
@@ -205,13 +206,21 @@ void evaluate(const Model& m, Workspace& w, In theta, In rewards, Out J, Out V, 
       }
       v[s] = r;
     }
-    if (dense) {
-      e.lu.solve(v);
-    } else {
-      v = V.p + i * S;
-      for (int s = 0; s < S; s++) v[s] = warmV.p ? warmV[i * S + s] : 0.0;
-      e.sparse.solve(e.b.data(), v, false);
+    if (dense) e.lu.solve(v);
+  }
+  if (!dense) {
+    // All tables' systems together (each with exactly the iterates it would have alone).
+    std::vector<const double*> bs(n);
+    std::vector<double*> xs(n);
+    for (size_t i = 0; i < n; i++) {
+      bs[i] = e.b.data() + i * S;
+      xs[i] = V.p + i * S;
+      for (int s = 0; s < S; s++) xs[i][s] = warmV.p ? warmV[i * S + s] : 0.0;
     }
+    e.sparse.solveMany(int(n), bs.data(), xs.data());
+  }
+  for (size_t i = 0; i < n; i++) {
+    const double* v = V.p + i * S;
     double Ji = 0;
     for (int s = 0; s < S; s++) Ji += m.initial[s] * v[s];
     J[i] = Ji;

@@ -304,3 +304,165 @@ int SparseSolver::solve(const double* b, double* x, bool transposed, double tol)
 }
 
 }  // namespace fedpg
+
+namespace fedpg {
+
+void SparseSolver::preconditionLanes(const std::vector<const double*>& src, const std::vector<double*>& dst) {
+  const int n = n_, m = int(src.size());
+  for (int k = 0; k < m; k++) std::copy(src[k], src[k] + n, dst[k]);
+  const double* id = invDiag_.data();
+  // As precondition(): L z = r with columns ascending, then U z = z with columns descending.
+  for (int i = 0; i < n; i++) {
+    const int64_t p0 = start_[i], p1 = diag_[i];
+    for (int k = 0; k < m; k++) {
+      double* z = dst[k];
+      double sum = z[i];
+      for (int64_t p = p0; p < p1; p++) sum -= lu_[p] * z[col_[p]];
+      z[i] = sum;
+    }
+  }
+  for (int i = n - 1; i >= 0; i--) {
+    const int64_t p0 = diag_[i], p1 = start_[i + 1];
+    for (int k = 0; k < m; k++) {
+      double* z = dst[k];
+      double sum = z[i];
+      for (int64_t p = p1 - 1; p > p0; p--) sum -= lu_[p] * z[col_[p]];
+      z[i] = sum * id[i];
+    }
+  }
+}
+
+void SparseSolver::applyLanes(const std::vector<const double*>& src, const std::vector<double*>& dst) {
+  const int n = n_, m = int(src.size());
+  for (int i = 0; i < n; i++) {
+    const int64_t p0 = start_[i], p1 = start_[i + 1];
+    for (int k = 0; k < m; k++) {
+      const double* x = src[k];
+      double sum = 0;
+      for (int64_t p = p0; p < p1; p++) sum += a_[p] * x[col_[p]];
+      dst[k][i] = sum;
+    }
+  }
+}
+
+void SparseSolver::solveMany(int count, const double* const* b, double* const* x, double tol) {
+  const int n = n_;
+  if (int(lanes_.size()) < count) lanes_.resize(size_t(count));
+  for (int k = 0; k < count; k++) {
+    Lane& l = lanes_[k];
+    l.b = b[k];
+    l.x = x[k];
+    for (auto* v : {&l.r, &l.rh, &l.p, &l.v, &l.s, &l.t, &l.ph, &l.sh}) v->resize(size_t(n));
+    l.iterations = 0;
+    l.stalls = 0;
+    l.previous = std::numeric_limits<double>::infinity();
+    l.iterating = false;
+    l.done = false;
+  }
+  std::vector<Lane*> first, second;
+  std::vector<const double*> src;
+  std::vector<double*> dst;
+  auto batch = [&](const std::vector<Lane*>& ls, std::vector<double> Lane::*in, std::vector<double> Lane::*mid,
+                   std::vector<double> Lane::*out) {
+    src.clear();
+    dst.clear();
+    for (Lane* l : ls) {
+      src.push_back((l->*in).data());
+      dst.push_back((l->*mid).data());
+    }
+    preconditionLanes(src, dst);
+    src.clear();
+    for (Lane* l : ls) src.push_back((l->*mid).data());
+    dst.clear();
+    for (Lane* l : ls) dst.push_back((l->*out).data());
+    applyLanes(src, dst);
+  };
+  for (;;) {
+    // Restarts: the certificate, as in solve().
+    bool any = false;
+    for (int k = 0; k < count; k++) {
+      Lane& l = lanes_[k];
+      if (l.done || l.iterating) continue;
+      double goal = 0;
+      if (certify(l.b, l.x, l.r.data(), false, tol, &goal)) {
+        l.done = true;
+        continue;
+      }
+      const double rn = norm(l.r.data(), n, false);
+      if (rn > 0.5 * l.previous && ++l.stalls >= 3)
+        throw NumericError("sparse solve stagnated at a proven relative error of " + str(lastBound_) + " (target " +
+                           str(tol) + ")");
+      l.previous = rn;
+      if (l.iterations >= kMaxIterations)
+        throw NumericError("sparse solve did not reach its error bound in " + std::to_string(kMaxIterations) +
+                           " BiCGSTAB iterations (proven relative error " + str(lastBound_) + ")");
+      l.target = 0.5 * goal;
+      std::copy(l.r.begin(), l.r.end(), l.rh.begin());
+      std::fill(l.p.begin(), l.p.end(), 0.0);
+      std::fill(l.v.begin(), l.v.end(), 0.0);
+      l.rho = l.alpha = l.omega = 1;
+      l.iterating = true;
+    }
+    first.clear();
+    for (int k = 0; k < count; k++) {
+      Lane& l = lanes_[k];
+      if (l.done) continue;
+      any = true;
+      if (!l.iterating) continue;
+      if (l.iterations >= kMaxIterations) {
+        l.iterating = false;
+        continue;
+      }
+      l.rhoNew = dot4(l.rh.data(), l.r.data(), n);
+      if (l.rhoNew == 0 || !std::isfinite(l.rhoNew)) {
+        l.iterating = false;
+        continue;
+      }
+      const double beta = (l.rhoNew / l.rho) * (l.alpha / l.omega);
+      for (int i = 0; i < n; i++) l.p[i] = l.r[i] + beta * (l.p[i] - l.omega * l.v[i]);
+      first.push_back(&l);
+    }
+    if (!any) return;
+    batch(first, &Lane::p, &Lane::ph, &Lane::v);
+    second.clear();
+    for (Lane* lp : first) {
+      Lane& l = *lp;
+      const double den = dot4(l.rh.data(), l.v.data(), n);
+      if (den == 0 || !std::isfinite(den)) {
+        l.iterating = false;
+        continue;
+      }
+      l.alpha = l.rhoNew / den;
+      for (int i = 0; i < n; i++) l.s[i] = l.r[i] - l.alpha * l.v[i];
+      l.iterations++;
+      if (norm(l.s.data(), n, false) <= l.target) {
+        for (int i = 0; i < n; i++) l.x[i] = l.x[i] + l.alpha * l.ph[i];
+        l.iterating = false;
+        continue;
+      }
+      second.push_back(&l);
+    }
+    batch(second, &Lane::s, &Lane::sh, &Lane::t);
+    for (Lane* lp : second) {
+      Lane& l = *lp;
+      const double tt = dot4(l.t.data(), l.t.data(), n);
+      if (tt == 0 || !std::isfinite(tt)) {
+        for (int i = 0; i < n; i++) l.x[i] = l.x[i] + l.alpha * l.ph[i];
+        l.iterating = false;
+        continue;
+      }
+      l.omega = dot4(l.t.data(), l.s.data(), n) / tt;
+      for (int i = 0; i < n; i++) {
+        l.x[i] = l.x[i] + l.alpha * l.ph[i] + l.omega * l.sh[i];
+        l.r[i] = l.s[i] - l.omega * l.t[i];
+      }
+      if (norm(l.r.data(), n, false) <= l.target || l.omega == 0) {
+        l.iterating = false;
+        continue;
+      }
+      l.rho = l.rhoNew;
+    }
+  }
+}
+
+}  // namespace fedpg

@@ -43,6 +43,14 @@ class SparseSolver {
    */
   int solve(const double* b, double* x, bool transposed, double tol = kTolerance);
 
+  /**
+   * The value systems (I - gamma K) x_k = b_k, k < count, solved together: each system follows
+   * exactly the iterates solve() gives it alone (the same operations in the same order, restarts
+   * included), but each row of the triangular solves and products is visited once for all of them,
+   * so their independent dependency chains overlap in the CPU. x[k] holds the initial guess.
+   */
+  void solveMany(int count, const double* const* b, double* const* x, double tol = kTolerance);
+
   /** The rounding floor of a residual: (m + 4) u with m the most entries in a row (or column). */
   double floorFactor(bool transposed) const;
   /** gamma kappa: the contraction factor the bound uses. */
@@ -82,6 +90,20 @@ class SparseSolver {
   std::vector<int64_t> pos_;
   std::vector<int32_t> colCount_;
   std::vector<double> r_, rh_, p_, v_, s_, t_, ph_, sh_, work_;
+
+  /** One system of solveMany: its vectors and BiCGSTAB state. */
+  struct Lane {
+    const double* b = nullptr;
+    double* x = nullptr;
+    std::vector<double> r, rh, p, v, s, t, ph, sh;
+    double rho = 1, rhoNew = 1, alpha = 1, omega = 1, previous = 0, target = 0;
+    int iterations = 0, stalls = 0;
+    bool iterating = false, done = false;
+  };
+  std::vector<Lane> lanes_;
+  /** dst[k] = M^{-1} src[k] (or A src[k]) for the lanes listed, one pass over the rows. */
+  void preconditionLanes(const std::vector<const double*>& src, const std::vector<double*>& dst);
+  void applyLanes(const std::vector<const double*>& src, const std::vector<double*>& dst);
   Precond precond_ = Precond::Ilu0;
   double lastBound_ = 0;
 };
