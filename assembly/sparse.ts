@@ -1,4 +1,4 @@
-import { ldf, stf, ldi, sti, zalloc, release } from './mem';
+import { dot as dot4, ldf, stf, ldi, sti, zalloc, release } from './mem';
 
 /**
  * Certified sparse solves of (I - gamma K) x = b and (I - gamma K)^T x = b past the dense limit:
@@ -7,7 +7,8 @@ import { ldf, stf, ldi, sti, zalloc, release } from './mem';
  *   (|fl(r_k)| + floor) / (1 - gamma kappa) <= max(tol max(1, |x_k|), 4 floor / (1 - gamma kappa))
  * (inf-norm for values, 1-norm for the transposed system; floor = (m + 4) u (|b| + (1 + gamma kappa)|x|)).
  * Ported from src/backends/js/sparse.ts, which carries the proof; the same operations in the same
- * order, so the three backends follow the same iterates.
+ * order, so the three backends follow the same iterates (mem.ts's dot is the four-sum dot4 of js
+ * and native).
  */
 
 export const SPARSE_TOLERANCE: f64 = 1e-12;
@@ -93,21 +94,6 @@ export function sparseFree(z: Sparse): void {
   release(z.sh);
   release(z.work);
   heap.free(changetype<usize>(z));
-}
-
-/** x . y with four interleaved partial sums, combined as (s0 + s1) + (s2 + s3) (as native and js). */
-function dot4(x: usize, y: usize, n: i32): f64 {
-  let s0: f64 = 0, s1: f64 = 0, s2: f64 = 0, s3: f64 = 0;
-  let i = 0;
-  for (; i + 4 <= n; i += 4) {
-    s0 += ldf(x, i) * ldf(y, i);
-    s1 += ldf(x, i + 1) * ldf(y, i + 1);
-    s2 += ldf(x, i + 2) * ldf(y, i + 2);
-    s3 += ldf(x, i + 3) * ldf(y, i + 3);
-  }
-  let s = (s0 + s1) + (s2 + s3);
-  for (; i < n; i++) s += ldf(x, i) * ldf(y, i);
-  return s;
 }
 
 function norm(x: usize, n: i32, one: bool): f64 {

@@ -40,24 +40,27 @@ export interface NativeInfo {
   luPanel: number;
 }
 
+/** evaluate's positional arguments: the inputs, the outputs, tau, and the optional warm start (in/out). */
+type RawEvaluateArgs = [
+  theta: Float64Array,
+  rewards: Float64Array,
+  J: Float64Array,
+  V: Float64Array,
+  Q: Float64Array,
+  grad: Float64Array,
+  occupancy: Float64Array,
+  tau?: number,
+  warmV?: Float64Array,
+  warmOccupancy?: Float64Array,
+];
+
 /** The addon's environment object (native/src/addon.cc), positional arguments, no facade checks. */
 export interface RawEnvironment {
   readonly states: number;
   readonly actions: number;
   readonly simd: SimdLevel | 'none';
   readonly disposed: boolean;
-  evaluate(
-    theta: Float64Array,
-    rewards: Float64Array,
-    J: Float64Array,
-    V: Float64Array,
-    Q: Float64Array,
-    grad: Float64Array,
-    occupancy: Float64Array,
-    tau?: number,
-    warmV?: Float64Array,
-    warmOccupancy?: Float64Array,
-  ): void;
+  evaluate(...args: RawEvaluateArgs): void;
   truncated(theta: Float64Array, rewards: Float64Array, horizon: number, JK: Float64Array, gradK: Float64Array): void;
   optimal(reward: Float64Array, vOut: Float64Array): number;
   estimateGradient(theta: Float64Array, reward: Float64Array, horizon: number, batch: number, rng: Uint32Array, out: Float64Array): void;
@@ -74,18 +77,7 @@ export interface RawEnvironment {
     rng: Uint32Array,
     entropy?: number,
   ): void;
-  evaluateAsync(
-    theta: Float64Array,
-    rewards: Float64Array,
-    J: Float64Array,
-    V: Float64Array,
-    Q: Float64Array,
-    grad: Float64Array,
-    occupancy: Float64Array,
-    tau?: number,
-    warmV?: Float64Array,
-    warmOccupancy?: Float64Array,
-  ): Promise<void>;
+  evaluateAsync(...args: RawEvaluateArgs): Promise<void>;
   truncatedAsync(theta: Float64Array, rewards: Float64Array, horizon: number, JK: Float64Array, gradK: Float64Array): Promise<void>;
   optimalAsync(reward: Float64Array, vOut: Float64Array): Promise<number>;
   estimateGradientAsync(theta: Float64Array, reward: Float64Array, horizon: number, batch: number, rng: Uint32Array, out: Float64Array): Promise<void>;
