@@ -7,7 +7,9 @@
 //   - exact-gradient training on the 100 x 100 gridworld: one local step vs one cold exact
 //     evaluation of one reward table, and a warm-started evaluation at a slightly moved theta.
 // scipy runs when python3 with scipy is present (bench/large_scipy.py; skipped otherwise: the
-// project never depends on Python). Medians of tinybench samples; ratios within this run.
+// project never depends on Python). Medians of tinybench samples; the solves and scipy alternate
+// over several rounds and each ratio is the median of the rounds' ratios (a shared machine's load
+// changes within minutes).
 // Usage: npm run build && node bench/large.bench.js   (FEDPG_BENCH_QUICK=1: 100 x 100 only, short)
 import { Bench } from 'tinybench';
 import { spawnSync } from 'node:child_process';
@@ -67,13 +69,16 @@ function scipy(width, reps) {
 
 // ---- evaluation and J* -------------------------------------------------------------------------
 
-const rows = [];
+// The machine may be shared, and its load changes within minutes: so the project's solves and
+// scipy's alternate, round by round, and each ratio is the median of the rounds' ratios.
+const rounds = quick ? 2 : 5;
 const got = {};
-async function solves() {
-  const bench = new Bench({ time, warmupTime: time / 10, iterations: 5, warmupIterations: 1 });
+const ratios = {};
+async function solvesRound() {
+  const bench = new Bench({ time: time / 4, warmupTime: time / 20, iterations: 3, warmupIterations: 1 });
   const envs = [];
   for (const b of backends) {
-    // js solves the same systems in the same order, only slower: its J* is timed at 100 x 100 alone.
+    // js solves the same systems in the same order, only slower: timed at 100 x 100 (quick) only.
     if (b.name === 'js' && W > 100) continue;
     const env = b.createEnvironment(spec);
     envs.push(env);
@@ -83,9 +88,31 @@ async function solves() {
     bench.add(`${b.name} J*`, () => env.optimal(rbar, v));
   }
   await bench.run();
-  for (const t of bench.tasks) got[t.name] = t.result.latency.p50 / 1e3;
+  const r = {};
+  for (const t of bench.tasks) r[t.name] = t.result.latency.p50 / 1e3;
   for (const e of envs) e.dispose();
+  return r;
 }
+
+async function solves() {
+  const per = {};
+  for (let k = 0; k < rounds; k++) {
+    const r = await solvesRound();
+    const py = scipy(W, 1);
+    for (const [name, s] of Object.entries(r)) {
+      (per[name] ??= []).push(s);
+      if (py) (ratios[name] ??= []).push(s / (name.endsWith('J*') ? py.value_iteration_s : py.evaluate_s));
+    }
+    if (py) {
+      (per['scipy splu evaluation'] ??= []).push(py.evaluate_s);
+      (per['scipy value iteration'] ??= []).push(py.value_iteration_s);
+      scipyInfo = py;
+    }
+  }
+  for (const [name, xs] of Object.entries(per)) got[name] = median(xs);
+  for (const [name, xs] of Object.entries(ratios)) ratios[name] = median(xs);
+}
+let scipyInfo = null;
 
 // ---- the whole `fedpg evaluate` command --------------------------------------------------------
 
@@ -162,19 +189,15 @@ async function exactTraining() {
 // ---- run --------------------------------------------------------------------------------------
 
 await solves();
-const py = scipy(W, quick ? 2 : 5);
+const py = scipyInfo && { ...scipyInfo, evaluate_s: got['scipy splu evaluation'], value_iteration_s: got['scipy value iteration'] };
 const cmd = quick ? null : wholeCommand();
 const train = await exactTraining();
 
 const say = (ok, what) => console.log(`${ok ? 'met ' : 'MISSED'}  ${what}`);
+const rows = [];
 for (const [name, s] of Object.entries(got)) {
-  const kind = name.endsWith('J*') ? 'J*' : 'evaluate';
-  const base = py ? (kind === 'J*' ? py.value_iteration_s : py.evaluate_s) : null;
-  rows.push({ work: `${W} x ${W} gridworld, ${name}`, 'median s': +s.toFixed(4), 'x scipy': base ? +(s / base).toFixed(3) : '-' });
-}
-if (py) {
-  rows.push({ work: `${W} x ${W} gridworld, scipy splu evaluation`, 'median s': +py.evaluate_s.toFixed(4), 'x scipy': 1 });
-  rows.push({ work: `${W} x ${W} gridworld, scipy value iteration`, 'median s': +py.value_iteration_s.toFixed(4), 'x scipy': 1 });
+  const ratio = ratios[name] ?? (name.startsWith('scipy') ? 1 : null);
+  rows.push({ work: `${W} x ${W} gridworld, ${name}`, 'median s': +s.toFixed(4), 'x scipy': ratio === null ? '-' : +ratio.toFixed(3) });
 }
 if (cmd) {
   const base = py ? py.evaluate_s + py.value_iteration_s : null;
@@ -187,7 +210,7 @@ if (py) notes.push(`scipy ${py.scipy}: J = ${py.J[0]}, J* = ${py.Jstar}`);
 for (const n of notes) console.log(`- ${n}`);
 
 if (native && py) {
-  const ev = got['native evaluate'] / py.evaluate_s, js = got['native J*'] / py.value_iteration_s;
+  const ev = ratios['native evaluate'], js = ratios['native J*'];
   say(ev <= 0.5, `native evaluation <= 0.5x scipy splu: ${ev.toFixed(3)}x`);
   say(js <= 0.5, `native J* <= 0.5x scipy value iteration: ${js.toFixed(3)}x`);
   if (cmd) {
