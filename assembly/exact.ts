@@ -39,7 +39,7 @@ function ensureExact(e: Env): void {
     e.accS = zalloc(S, 8);
     e.touched = zalloc(S, 4);
     e.rhs = zalloc(S, 8);
-    e.sparse = changetype<usize>(sparseNew(S, e.nnz + S));
+    e.sparse = changetype<usize>(sparseNew(S, 0));
   }
   e.work = zalloc(S, 8);
   e.oneJ = zalloc(1, 8);

@@ -19,7 +19,7 @@ const MAX_ITERATIONS: i32 = 20000;
 export const SPARSE_NO_BOUND: i32 = 5;
 export const NOT_CONTRACTING: i32 = 6;
 
-/** The solver's memory for one environment: capacity for S rows and `cap` entries of I - gamma K. */
+/** The solver's memory for one environment: S rows and room for `cap` entries of I - gamma K. */
 @unmanaged
 export class Sparse {
   n: i32;
@@ -130,6 +130,18 @@ export function sparsePrepare(z: Sparse, kStart: usize, kCol: usize, kVal: usize
   for (let i = 0; i < n; i++) maxCol = max(maxCol, ldi(z.colCount, i));
   z.maxRow = maxRow;
   z.maxCol = maxCol;
+  // A's entries: K's plus at most one diagonal per row (grown on demand: a dense-stored kernel's
+  // policy rows are usually far sparser than its S*A*S table).
+  const need = ldi(kStart, n) + n;
+  if (need > z.cap) {
+    release(z.col);
+    release(z.a);
+    release(z.lu);
+    z.col = zalloc(need, 4);
+    z.a = zalloc(need, 8);
+    z.lu = zalloc(need, 8);
+    z.cap = need;
+  }
   z.gk = gamma * kappa * (1 + <f64>(maxRow + 2) * UNIT);
   if (!(z.gk < 1)) return NOT_CONTRACTING;
   const start = z.start, col = z.col, diag = z.diag, a = z.a;
