@@ -2,7 +2,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { Backend, Environment, EnvironmentSpec, Evaluation, WarmStart } from '../src/backends/types.js';
 import { jsBackend } from '../src/backends/js/index.js';
 import { gridworldMdp, randomMdp } from '../src/mdp/generate.js';
-import { averageReward, environmentSpec, type Mdp } from '../src/mdp/model.js';
+import { averageReward, environmentSpec, stackedRewards, type Mdp } from '../src/mdp/model.js';
+import { evaluatePolicy } from '../src/evaluate.js';
 import { testedBackends } from './helpers/backends.js';
 
 /**
@@ -276,5 +277,24 @@ describe('warm starts', () => {
     expect(Array.from(w2.V)).toEqual(Array.from(w1.V));
     expect(Array.from(w2.occupancy)).toEqual(Array.from(w1.occupancy));
     env.dispose();
+  });
+});
+
+describe('evaluatePolicy past the dense limit', () => {
+  it("solves the average MDP's reward with the agents' tables and reports exactly what a call of its own gives", async () => {
+    const mdp = gridworldMdp({ width: 50, height: 50, agents: 3, seed: 2 });
+    const S = mdp.states, SA = S * mdp.actions;
+    const theta = thetaOf(SA, 1, 0.5);
+    for (const b of backends) {
+      const report = await evaluatePolicy(mdp, theta, { backend: b });
+      const env = b.createEnvironment(environmentSpec(mdp));
+      const avg = buffers(1, S, mdp.actions), agents = buffers(3, S, mdp.actions);
+      env.evaluate(theta, averageReward(mdp), avg);
+      env.evaluate(theta, stackedRewards(mdp, [0, 1, 2]), agents);
+      expect(report.V, b.name).toEqual(Array.from(avg.V));
+      expect(report.Q!.flat(), b.name).toEqual(Array.from(avg.Q));
+      expect(report.J, b.name).toEqual(Array.from(agents.J));
+      env.dispose();
+    }
   });
 });
