@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 
 #include "kernels.h"
 
@@ -188,9 +189,7 @@ void evaluate(const Model& m, Workspace& w, In theta, In rewards, Out J, Out V, 
   } else {
     // The unnormalised occupancy x = d / (1 - gamma) solves (I - gamma P^T) x = rho.
     for (int s = 0; s < S; s++) d[s] = warmOcc.p ? warmOcc[s] / (1 - g) : 0.0;
-    e.sparse.solve(m.initial.data(), d, true);
   }
-  for (int s = 0; s < S; s++) d[s] = (1 - g) * d[s];
   // The right-hand sides r_theta of every table (into V for the dense path, which solves in place).
   if (!dense) e.b.resize(n * S);
   for (size_t i = 0; i < n; i++) {
@@ -209,16 +208,22 @@ void evaluate(const Model& m, Workspace& w, In theta, In rewards, Out J, Out V, 
     if (dense) e.lu.solve(v);
   }
   if (!dense) {
-    // All tables' systems together (each with exactly the iterates it would have alone).
-    std::vector<const double*> bs(n);
-    std::vector<double*> xs(n);
+    // The occupancy and every table's values together (each system with exactly the iterates it
+    // would have alone).
+    std::vector<const double*> bs(n + 1);
+    std::vector<double*> xs(n + 1);
+    std::unique_ptr<bool[]> tr(new bool[n + 1]());
+    bs[0] = m.initial.data();
+    xs[0] = d;
+    tr[0] = true;
     for (size_t i = 0; i < n; i++) {
-      bs[i] = e.b.data() + i * S;
-      xs[i] = V.p + i * S;
-      for (int s = 0; s < S; s++) xs[i][s] = warmV.p ? warmV[i * S + s] : 0.0;
+      bs[i + 1] = e.b.data() + i * S;
+      xs[i + 1] = V.p + i * S;
+      for (int s = 0; s < S; s++) xs[i + 1][s] = warmV.p ? warmV[i * S + s] : 0.0;
     }
-    e.sparse.solveMany(int(n), bs.data(), xs.data());
+    e.sparse.solveMany(int(n + 1), bs.data(), xs.data(), tr.get());
   }
+  for (int s = 0; s < S; s++) d[s] = (1 - g) * d[s];
   for (size_t i = 0; i < n; i++) {
     const double* v = V.p + i * S;
     double Ji = 0;

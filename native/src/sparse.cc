@@ -136,72 +136,10 @@ void SparseSolver::prepare(int n, const int64_t* start, const int32_t* col, cons
     lStart_[i + 1] = int64_t(lCol_.size());
     uStart_[i + 1] = int64_t(uCol_.size());
   }
-  for (auto* v : {&r_, &rh_, &p_, &v_, &s_, &t_, &ph_, &sh_, &work_}) v->resize(size_t(n));
+  work_.resize(size_t(n));
 }
 
 double SparseSolver::floorFactor(bool transposed) const { return ((transposed ? maxCol_ : maxRow_) + 4) * kUnit; }
-
-void SparseSolver::apply(const double* x, double* y, bool transposed) const {
-  const int n = n_;
-  if (!transposed) {
-    for (int i = 0; i < n; i++) {
-      double sum = 0;
-      for (int64_t p = start_[i]; p < start_[i + 1]; p++) sum += a_[p] * x[col_[p]];
-      y[i] = sum;
-    }
-  } else {
-    std::fill(y, y + n, 0.0);
-    for (int i = 0; i < n; i++) {
-      const double xi = x[i];
-      for (int64_t p = start_[i]; p < start_[i + 1]; p++) y[col_[p]] += a_[p] * xi;
-    }
-  }
-}
-
-void SparseSolver::precondition(const double* r, double* z, bool transposed) const {
-  const int n = n_;
-  if (precond_ == Precond::None) {
-    std::copy(r, r + n, z);
-    return;
-  }
-  if (precond_ == Precond::Jacobi) {
-    for (int i = 0; i < n; i++) z[i] = r[i] / a_[diag_[i]];
-    return;
-  }
-  if (z != r) std::copy(r, r + n, z);
-  const int64_t* ls = lStart_.data();
-  const int32_t* lc = lCol_.data();
-  const double* lv = lVal_.data();
-  const int64_t* us = uStart_.data();
-  const int32_t* uc = uCol_.data();
-  const double* uv = uVal_.data();
-  const double* id = invDiag_.data();
-  if (!transposed) {
-    // L z = r (unit diagonal; columns ascending, so the nearest neighbour comes last), then
-    // U z = z (columns descending, for the same reason).
-    for (int i = 0; i < n; i++) {
-      double sum = z[i];
-      for (int64_t p = ls[i]; p < ls[i + 1]; p++) sum -= lv[p] * z[lc[p]];
-      z[i] = sum;
-    }
-    for (int i = n - 1; i >= 0; i--) {
-      double sum = z[i];
-      for (int64_t p = us[i + 1] - 1; p >= us[i]; p--) sum -= uv[p] * z[uc[p]];
-      z[i] = sum * id[i];
-    }
-  } else {
-    // U^T y = r (U's rows scattered forward), then L^T z = y (L's rows scattered backward).
-    for (int i = 0; i < n; i++) {
-      const double yi = z[i] * id[i];
-      z[i] = yi;
-      for (int64_t p = us[i]; p < us[i + 1]; p++) z[uc[p]] -= uv[p] * yi;
-    }
-    for (int i = n - 1; i >= 0; i--) {
-      const double zi = z[i];
-      for (int64_t p = ls[i]; p < ls[i + 1]; p++) z[lc[p]] -= lv[p] * zi;
-    }
-  }
-}
 
 bool SparseSolver::certify(const double* b, const double* x, double* res, bool transposed, double tol, double* goal) {
   const int n = n_;
@@ -238,120 +176,107 @@ bool SparseSolver::certify(const double* b, const double* x, double* res, bool t
   return bound <= allowed;
 }
 
-int SparseSolver::solve(const double* b, double* x, bool transposed, double tol) {
-  const int n = n_;
-  const bool one = transposed;
-  double* r = r_.data();
-  double* rh = rh_.data();
-  double* p = p_.data();
-  double* v = v_.data();
-  double* s = s_.data();
-  double* t = t_.data();
-  double* ph = ph_.data();
-  double* sh = sh_.data();
-  int iterations = 0, stalls = 0;
-  double previous = std::numeric_limits<double>::infinity();
-  for (;;) {
-    double goal = 0;
-    if (certify(b, x, r, transposed, tol, &goal)) return iterations;
-    const double rn = norm(r, n, one);
-    if (rn > 0.5 * previous && ++stalls >= 3)
-      throw NumericError("sparse solve stagnated at a proven relative error of " + str(lastBound_) + " (target " +
-                         str(tol) + ")");
-    previous = rn;
-    if (iterations >= kMaxIterations)
-      throw NumericError("sparse solve did not reach its error bound in " + std::to_string(kMaxIterations) +
-                         " BiCGSTAB iterations (proven relative error " + str(lastBound_) + ")");
-    // BiCGSTAB from x, right-preconditioned, so r stays the residual of the system itself. The
-    // recursion's residual drifts from the true one; the certificate above has the last word.
-    const double target = 0.5 * goal;
-    std::copy(r, r + n, rh);
-    std::fill(p, p + n, 0.0);
-    std::fill(v, v + n, 0.0);
-    double rho = 1, alpha = 1, omega = 1;
-    while (iterations < kMaxIterations) {
-      const double rhoNew = dot4(rh, r, n);
-      if (rhoNew == 0 || !std::isfinite(rhoNew)) break;
-      const double beta = (rhoNew / rho) * (alpha / omega);
-      for (int i = 0; i < n; i++) p[i] = r[i] + beta * (p[i] - omega * v[i]);
-      precondition(p, ph, transposed);
-      apply(ph, v, transposed);
-      const double den = dot4(rh, v, n);
-      if (den == 0 || !std::isfinite(den)) break;
-      alpha = rhoNew / den;
-      for (int i = 0; i < n; i++) s[i] = r[i] - alpha * v[i];
-      iterations++;
-      if (norm(s, n, one) <= target) {
-        for (int i = 0; i < n; i++) x[i] = x[i] + alpha * ph[i];
-        break;
-      }
-      precondition(s, sh, transposed);
-      apply(sh, t, transposed);
-      const double tt = dot4(t, t, n);
-      if (tt == 0 || !std::isfinite(tt)) {
-        for (int i = 0; i < n; i++) x[i] = x[i] + alpha * ph[i];
-        break;
-      }
-      omega = dot4(t, s, n) / tt;
-      for (int i = 0; i < n; i++) {
-        x[i] = x[i] + alpha * ph[i] + omega * sh[i];
-        r[i] = s[i] - omega * t[i];
-      }
-      if (norm(r, n, one) <= target || omega == 0) break;
-      rho = rhoNew;
+void SparseSolver::preconditionLanes(const std::vector<Lane*>& ls, std::vector<double> Lane::*in,
+                                     std::vector<double> Lane::*out) {
+  const int n = n_, m = int(ls.size());
+  for (Lane* l : ls) {
+    const double* r = (l->*in).data();
+    double* z = (l->*out).data();
+    if (precond_ == Precond::Jacobi) {
+      for (int i = 0; i < n; i++) z[i] = r[i] / a_[diag_[i]];
+    } else {
+      std::copy(r, r + n, z);
     }
   }
-}
-
-}  // namespace fedpg
-
-namespace fedpg {
-
-void SparseSolver::preconditionLanes(const std::vector<const double*>& src, const std::vector<double*>& dst) {
-  const int n = n_, m = int(src.size());
-  for (int k = 0; k < m; k++) std::copy(src[k], src[k] + n, dst[k]);
+  if (precond_ != Precond::Ilu0 || m == 0) return;
+  std::vector<double*> zs(static_cast<size_t>(m));
+  std::vector<char> tr(static_cast<size_t>(m));
+  for (int k = 0; k < m; k++) {
+    zs[k] = (ls[k]->*out).data();
+    tr[k] = ls[k]->transposed;
+  }
+  const int64_t* lst = lStart_.data();
+  const int32_t* lc = lCol_.data();
+  const double* lv = lVal_.data();
+  const int64_t* ust = uStart_.data();
+  const int32_t* uc = uCol_.data();
+  const double* uv = uVal_.data();
   const double* id = invDiag_.data();
-  // As precondition(): L z = r with columns ascending, then U z = z with columns descending.
+  // Forward pass: L z = r (columns ascending, so the nearest neighbour comes last), or for a
+  // transposed lane U^T y = r (U's rows scattered forward).
   for (int i = 0; i < n; i++) {
-    const int64_t p0 = start_[i], p1 = diag_[i];
     for (int k = 0; k < m; k++) {
-      double* z = dst[k];
-      double sum = z[i];
-      for (int64_t p = p0; p < p1; p++) sum -= lu_[p] * z[col_[p]];
-      z[i] = sum;
+      double* z = zs[k];
+      if (!tr[k]) {
+        double sum = z[i];
+        for (int64_t p = lst[i]; p < lst[i + 1]; p++) sum -= lv[p] * z[lc[p]];
+        z[i] = sum;
+      } else {
+        const double yi = z[i] * id[i];
+        z[i] = yi;
+        for (int64_t p = ust[i]; p < ust[i + 1]; p++) z[uc[p]] -= uv[p] * yi;
+      }
     }
   }
+  // Backward pass: U z = z (columns descending), or L^T z = y (L's rows scattered backward).
   for (int i = n - 1; i >= 0; i--) {
-    const int64_t p0 = diag_[i], p1 = start_[i + 1];
     for (int k = 0; k < m; k++) {
-      double* z = dst[k];
-      double sum = z[i];
-      for (int64_t p = p1 - 1; p > p0; p--) sum -= lu_[p] * z[col_[p]];
-      z[i] = sum * id[i];
+      double* z = zs[k];
+      if (!tr[k]) {
+        double sum = z[i];
+        for (int64_t p = ust[i + 1] - 1; p >= ust[i]; p--) sum -= uv[p] * z[uc[p]];
+        z[i] = sum * id[i];
+      } else {
+        const double zi = z[i];
+        for (int64_t p = lst[i]; p < lst[i + 1]; p++) z[lc[p]] -= lv[p] * zi;
+      }
     }
   }
 }
 
-void SparseSolver::applyLanes(const std::vector<const double*>& src, const std::vector<double*>& dst) {
-  const int n = n_, m = int(src.size());
+void SparseSolver::applyLanes(const std::vector<Lane*>& ls, std::vector<double> Lane::*in, std::vector<double> Lane::*out) {
+  const int n = n_, m = int(ls.size());
+  std::vector<const double*> xs(static_cast<size_t>(m));
+  std::vector<double*> ys(static_cast<size_t>(m));
+  std::vector<char> tr(static_cast<size_t>(m));
+  for (int k = 0; k < m; k++) {
+    xs[k] = (ls[k]->*in).data();
+    ys[k] = (ls[k]->*out).data();
+    tr[k] = ls[k]->transposed;
+    if (tr[k]) std::fill(ys[k], ys[k] + n, 0.0);
+  }
+  // y = A x row by row (gather), or y = A^T x (each row scattered, rows ascending).
   for (int i = 0; i < n; i++) {
     const int64_t p0 = start_[i], p1 = start_[i + 1];
     for (int k = 0; k < m; k++) {
-      const double* x = src[k];
-      double sum = 0;
-      for (int64_t p = p0; p < p1; p++) sum += a_[p] * x[col_[p]];
-      dst[k][i] = sum;
+      if (!tr[k]) {
+        const double* x = xs[k];
+        double sum = 0;
+        for (int64_t p = p0; p < p1; p++) sum += a_[p] * x[col_[p]];
+        ys[k][i] = sum;
+      } else {
+        const double xi = xs[k][i];
+        double* y = ys[k];
+        for (int64_t p = p0; p < p1; p++) y[col_[p]] += a_[p] * xi;
+      }
     }
   }
 }
 
-void SparseSolver::solveMany(int count, const double* const* b, double* const* x, double tol) {
+int SparseSolver::solve(const double* b, double* x, bool transposed, double tol) {
+  const bool tr[1] = {transposed};
+  solveMany(1, &b, &x, tr, tol);
+  return lanes_[0].iterations;
+}
+
+void SparseSolver::solveMany(int count, const double* const* b, double* const* x, const bool* transposed, double tol) {
   const int n = n_;
   if (int(lanes_.size()) < count) lanes_.resize(size_t(count));
   for (int k = 0; k < count; k++) {
     Lane& l = lanes_[k];
     l.b = b[k];
     l.x = x[k];
+    l.transposed = transposed[k];
     for (auto* v : {&l.r, &l.rh, &l.p, &l.v, &l.s, &l.t, &l.ph, &l.sh}) v->resize(size_t(n));
     l.iterations = 0;
     l.stalls = 0;
@@ -360,35 +285,18 @@ void SparseSolver::solveMany(int count, const double* const* b, double* const* x
     l.done = false;
   }
   std::vector<Lane*> first, second;
-  std::vector<const double*> src;
-  std::vector<double*> dst;
-  auto batch = [&](const std::vector<Lane*>& ls, std::vector<double> Lane::*in, std::vector<double> Lane::*mid,
-                   std::vector<double> Lane::*out) {
-    src.clear();
-    dst.clear();
-    for (Lane* l : ls) {
-      src.push_back((l->*in).data());
-      dst.push_back((l->*mid).data());
-    }
-    preconditionLanes(src, dst);
-    src.clear();
-    for (Lane* l : ls) src.push_back((l->*mid).data());
-    dst.clear();
-    for (Lane* l : ls) dst.push_back((l->*out).data());
-    applyLanes(src, dst);
-  };
   for (;;) {
-    // Restarts: the certificate, as in solve().
-    bool any = false;
+    // Restarts: the certificate, then a fresh BiCGSTAB cycle from x. The recursion's residual
+    // drifts from the true one; the certificate has the last word.
     for (int k = 0; k < count; k++) {
       Lane& l = lanes_[k];
       if (l.done || l.iterating) continue;
       double goal = 0;
-      if (certify(l.b, l.x, l.r.data(), false, tol, &goal)) {
+      if (certify(l.b, l.x, l.r.data(), l.transposed, tol, &goal)) {
         l.done = true;
         continue;
       }
-      const double rn = norm(l.r.data(), n, false);
+      const double rn = norm(l.r.data(), n, l.transposed);
       if (rn > 0.5 * l.previous && ++l.stalls >= 3)
         throw NumericError("sparse solve stagnated at a proven relative error of " + str(lastBound_) + " (target " +
                            str(tol) + ")");
@@ -403,6 +311,9 @@ void SparseSolver::solveMany(int count, const double* const* b, double* const* x
       l.rho = l.alpha = l.omega = 1;
       l.iterating = true;
     }
+    // One BiCGSTAB iteration (right-preconditioned, so r stays the residual of the system) for
+    // every lane in a cycle; a lane that converges or breaks down goes back to the certificate.
+    bool any = false;
     first.clear();
     for (int k = 0; k < count; k++) {
       Lane& l = lanes_[k];
@@ -423,7 +334,8 @@ void SparseSolver::solveMany(int count, const double* const* b, double* const* x
       first.push_back(&l);
     }
     if (!any) return;
-    batch(first, &Lane::p, &Lane::ph, &Lane::v);
+    preconditionLanes(first, &Lane::p, &Lane::ph);
+    applyLanes(first, &Lane::ph, &Lane::v);
     second.clear();
     for (Lane* lp : first) {
       Lane& l = *lp;
@@ -435,14 +347,15 @@ void SparseSolver::solveMany(int count, const double* const* b, double* const* x
       l.alpha = l.rhoNew / den;
       for (int i = 0; i < n; i++) l.s[i] = l.r[i] - l.alpha * l.v[i];
       l.iterations++;
-      if (norm(l.s.data(), n, false) <= l.target) {
+      if (norm(l.s.data(), n, l.transposed) <= l.target) {
         for (int i = 0; i < n; i++) l.x[i] = l.x[i] + l.alpha * l.ph[i];
         l.iterating = false;
         continue;
       }
       second.push_back(&l);
     }
-    batch(second, &Lane::s, &Lane::sh, &Lane::t);
+    preconditionLanes(second, &Lane::s, &Lane::sh);
+    applyLanes(second, &Lane::sh, &Lane::t);
     for (Lane* lp : second) {
       Lane& l = *lp;
       const double tt = dot4(l.t.data(), l.t.data(), n);
@@ -456,7 +369,7 @@ void SparseSolver::solveMany(int count, const double* const* b, double* const* x
         l.x[i] = l.x[i] + l.alpha * l.ph[i] + l.omega * l.sh[i];
         l.r[i] = l.s[i] - l.omega * l.t[i];
       }
-      if (norm(l.r.data(), n, false) <= l.target || l.omega == 0) {
+      if (norm(l.r.data(), n, l.transposed) <= l.target || l.omega == 0) {
         l.iterating = false;
         continue;
       }

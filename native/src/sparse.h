@@ -44,12 +44,13 @@ class SparseSolver {
   int solve(const double* b, double* x, bool transposed, double tol = kTolerance);
 
   /**
-   * The value systems (I - gamma K) x_k = b_k, k < count, solved together: each system follows
-   * exactly the iterates solve() gives it alone (the same operations in the same order, restarts
-   * included), but each row of the triangular solves and products is visited once for all of them,
-   * so their independent dependency chains overlap in the CPU. x[k] holds the initial guess.
+   * Several systems solved together (system k transposed when transposed[k]): each follows exactly
+   * the iterates it has alone (the same operations in the same order, restarts included; solve()
+   * is this with one system), but each row of the triangular solves and products is visited once
+   * for all of them, so their independent dependency chains overlap in the CPU. x[k] holds the
+   * initial guess.
    */
-  void solveMany(int count, const double* const* b, double* const* x, double tol = kTolerance);
+  void solveMany(int count, const double* const* b, double* const* x, const bool* transposed, double tol = kTolerance);
 
   /** The rounding floor of a residual: (m + 4) u with m the most entries in a row (or column). */
   double floorFactor(bool transposed) const;
@@ -63,10 +64,6 @@ class SparseSolver {
   void setPreconditioner(Precond p) { precond_ = p; }
 
  private:
-  /** y = A x or A^T x. */
-  void apply(const double* x, double* y, bool transposed) const;
-  /** z = M^{-1} r or M^{-T} r (in place allowed). */
-  void precondition(const double* r, double* z, bool transposed) const;
   /** fl(b - (I - gamma K) x) computed from K; returns the certified bound divided by max(1, |x|), and whether it passes. */
   bool certify(const double* b, const double* x, double* res, bool transposed, double tol, double* goal);
 
@@ -89,7 +86,7 @@ class SparseSolver {
   std::vector<double> lVal_, uVal_, invDiag_;
   std::vector<int64_t> pos_;
   std::vector<int32_t> colCount_;
-  std::vector<double> r_, rh_, p_, v_, s_, t_, ph_, sh_, work_;
+  std::vector<double> work_;
 
   /** One system of solveMany: its vectors and BiCGSTAB state. */
   struct Lane {
@@ -98,12 +95,13 @@ class SparseSolver {
     std::vector<double> r, rh, p, v, s, t, ph, sh;
     double rho = 1, rhoNew = 1, alpha = 1, omega = 1, previous = 0, target = 0;
     int iterations = 0, stalls = 0;
-    bool iterating = false, done = false;
+    bool transposed = false, iterating = false, done = false;
   };
   std::vector<Lane> lanes_;
-  /** dst[k] = M^{-1} src[k] (or A src[k]) for the lanes listed, one pass over the rows. */
-  void preconditionLanes(const std::vector<const double*>& src, const std::vector<double*>& dst);
-  void applyLanes(const std::vector<const double*>& src, const std::vector<double*>& dst);
+  /** lane.*out = M^{-1} lane.*in (M^{-T} for a transposed lane) for the lanes listed, one pass over the rows. */
+  void preconditionLanes(const std::vector<Lane*>& ls, std::vector<double> Lane::*in, std::vector<double> Lane::*out);
+  /** lane.*out = A lane.*in (A^T for a transposed lane), one pass over the rows. */
+  void applyLanes(const std::vector<Lane*>& ls, std::vector<double> Lane::*in, std::vector<double> Lane::*out);
   Precond precond_ = Precond::Ilu0;
   double lastBound_ = 0;
 };
