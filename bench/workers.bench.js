@@ -76,7 +76,7 @@ const median = (xs) => {
 };
 
 /** Seconds per round of the same algorithm written against the backend directly (no runtime). */
-function directRounds(backend, rounds) {
+function directRounds(backend, rounds, thetaOut = null) {
   const env = backend.createEnvironment(environmentSpec(mdp));
   try {
     const evaluator = new Evaluator(mdp, [env]);
@@ -107,9 +107,27 @@ function directRounds(backend, rounds) {
       sample();
       evaluator.score(theta);
     }
+    thetaOut?.set(theta);
     return (performance.now() - t0) / 1000 / rounds;
   } finally {
     env.dispose();
+  }
+}
+
+/**
+ * Pre-flight: the hand-written loop and the runtime (in-process and on 2 threads) compute the
+ * same run, so the timings below compare the same work. The hand-written server divides by N
+ * where Eq. 7 multiplies by alpha/N, hence a tolerance of round-off, not bit equality.
+ */
+async function checkAgreement(backend) {
+  const direct = new Float64Array(SA);
+  directRounds(backend, 3, direct);
+  for (const workers of [1, 2]) {
+    const r = await (await import('../dist/federation/train.js')).train(mdp, { ...settings, rounds: 3, backend, workers });
+    const got = r.theta.flat();
+    let worst = 0;
+    for (let j = 0; j < SA; j++) worst = Math.max(worst, Math.abs(got[j] - direct[j]) / Math.max(1, Math.abs(direct[j])));
+    if (!(worst < 1e-12)) throw new Error(`pre-flight: the runtime (W = ${workers}) and the hand-written loop disagree by ${worst}: the bench would compare different work`);
   }
 }
 
@@ -194,16 +212,16 @@ async function barrierRoundTrip(backendName) {
     backend: backendName,
     settings: resolveSettings({ horizon: 1, batch: 1 }),
     workers: 2,
-    states: tiny.rewards.map((_, i) => ({ rng: agentStream(0, i), memory: null })),
+    states: tiny.rewards.map((_, i) => ({ rng: agentStream(0, i), kept: [new Float64Array(4)] })),
     evaluate: false,
-    perAgentStarts: false,
   });
   try {
     const theta = new Float64Array(4), outs = tiny.rewards.map(() => new Float64Array(4));
     const n = quick ? 200 : 2000;
-    for (let i = 0; i < 100; i++) await pool.memorySamples(theta, outs, { round: 1 });
+    const all = tiny.rewards.map((_, i) => i);
+    for (let i = 0; i < 100; i++) await pool.reportPhase(all, theta, outs, { round: 1 });
     const t0 = performance.now();
-    for (let i = 0; i < n; i++) await pool.memorySamples(theta, outs, { round: 1 });
+    for (let i = 0; i < n; i++) await pool.reportPhase(all, theta, outs, { round: 1 });
     return (performance.now() - t0) / 1000 / n;
   } finally {
     await pool.close();
@@ -256,6 +274,7 @@ for (const name of names) {
     continue;
   }
   // Aim for about 0.3 s per timed run.
+  await checkAgreement(backend);
   const probe = directRounds(backend, 3);
   const rounds = Math.max(10, Math.min(400, Math.round(0.3 / probe)));
   const direct = [], w1 = [], w2 = [], w2main = [], w2workers = [], startup = [], cores = [], cpu1 = [], cpu2 = [], ceiling = [];

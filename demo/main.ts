@@ -20,6 +20,7 @@ import {
 } from 'chart.js';
 import {
   GRID_MOVES,
+  algorithmOf,
   InputError,
   Training,
   compileWasmModule,
@@ -453,7 +454,7 @@ async function run(): Promise<void> {
         if (rec.gap !== null) r.gap.push({ x: rec.round, y: chartGap(rec.gap) });
         updateCard(r.card, rec.round, rec.J, rec.gap);
         envSteps += rec.steps;
-        gradSteps += rec.round * N * (r.alg === 'centralized' ? 1 : settings[k]!.localSteps);
+        gradSteps += rec.round * N * algorithmOf(r.alg).localSteps(settings[k]!);
       });
       const secs = (performance.now() - started) / 1000;
       const sps = envSteps / secs;

@@ -5,7 +5,7 @@
  * drives in-process ones. Agent i lives in worker i mod W; each phase is a barrier over all
  * workers, and results land in the agents' slots, so the server's sums run in agent order.
  */
-import type { AgentPool, Mdp, TrainSettings, WasmModule } from '../src/browser.js';
+import { algorithmOf, agentStream, initialAgentState, type AgentPool, type AgentState, type Mdp, type TrainSettings, type WasmModule } from '../src/browser.js';
 import type { FromWorker, Request, SharedEnvironment } from './protocol.js';
 
 type Ok = Extract<FromWorker, { ok: true }>;
@@ -66,13 +66,18 @@ export class WorkerPool implements AgentPool {
   readonly size: number;
   private readonly groups: { host: WorkerHost; ids: number[] }[];
   private readonly opened: Promise<void>;
+  /** The agents' states as their workers last reported them. */
+  private readonly copies: AgentState[];
 
   constructor(
     hosts: WorkerHost[],
     private readonly run: string,
     mdp: Mdp,
     settings: TrainSettings,
+    theta0: Float64Array = new Float64Array(mdp.states * mdp.actions),
   ) {
+    const alg = algorithmOf(settings.algorithm);
+    this.copies = mdp.rewards.map((_, i) => initialAgentState(alg, settings, agentStream(settings.seed, i), theta0));
     const N = mdp.rewards.length;
     this.size = N;
     this.groups = hosts.map((host) => ({ host, ids: [] as number[] }));
@@ -89,34 +94,36 @@ export class WorkerPool implements AgentPool {
           settings,
           env,
           agents: ids.map((id) => ({ id, reward: mdp.rewards[id]!, kernel: mdp.kernels.length === 1 ? 0 : id })),
+          theta0,
         });
       }),
     ).then(() => undefined);
   }
 
-  async localRounds(starts: Float64Array | Float64Array[], globalMemory: Float64Array | null, steps: number, out: Float64Array[]): Promise<void> {
-    await this.opened;
-    await Promise.all(
-      this.groups.map(async ({ host, ids }) => {
-        const r = await host.call({
-          type: 'local',
-          run: this.run,
-          ids,
-          starts: ids.map((i) => (Array.isArray(starts) ? starts[i]! : starts)),
-          globalMemory,
-          steps,
-        });
-        ids.forEach((i, k) => out[i]!.set(r.outs![k]!));
-      }),
-    );
+  async localPhase(agents: readonly number[], start: Float64Array, down: readonly Float64Array[], out: Float64Array[]): Promise<void> {
+    await this.phase(agents, out, (ids) => ({ type: 'local', run: this.run, ids, start, down: [...down] }));
   }
 
-  async memorySamples(theta: Float64Array, out: Float64Array[]): Promise<void> {
+  async reportPhase(agents: readonly number[], theta: Float64Array, out: Float64Array[]): Promise<void> {
+    await this.phase(agents, out, (ids) => ({ type: 'memory', run: this.run, ids, theta }));
+  }
+
+  states(): AgentState[] {
+    return this.copies.map((c) => ({ rng: c.rng.slice(), kept: c.kept.map((k) => k.slice()) }));
+  }
+
+  private async phase(agents: readonly number[], out: Float64Array[], request: (ids: number[]) => Request): Promise<void> {
     await this.opened;
+    const taking = new Set(agents);
     await Promise.all(
-      this.groups.map(async ({ host, ids }) => {
-        const r = await host.call({ type: 'memory', run: this.run, ids, theta });
-        ids.forEach((i, k) => out[i]!.set(r.outs![k]!));
+      this.groups.map(async ({ host, ids: all }) => {
+        const ids = all.filter((i) => taking.has(i));
+        if (!ids.length) return;
+        const r = await host.call(request(ids));
+        ids.forEach((i, k) => {
+          out[i]!.set(r.outs![k]!);
+          this.copies[i] = r.states![k]!;
+        });
       }),
     );
   }

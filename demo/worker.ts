@@ -4,7 +4,7 @@
  * page compiled (posted once), builds an environment per run, and runs the lead's LocalAgent:
  * the same agent code as the Node runtimes, here behind postMessage.
  */
-import { instantiateWasmBackend, LocalAgent, agentStream, type Environment, type TrainSettings, type WasmBackend } from '../src/browser.js';
+import { algorithmOf, copyAgentState, initialAgentState, instantiateWasmBackend, LocalAgent, agentStream, type AgentState, type Environment, type TrainSettings, type WasmBackend } from '../src/browser.js';
 import type { FromWorker, ToWorker } from './protocol.js';
 
 interface Run {
@@ -34,6 +34,10 @@ function agentOf(run: Run, id: number): LocalAgent {
   return a;
 }
 
+function statesOf(run: Run, ids: number[]): AgentState[] {
+  return ids.map((id) => copyAgentState(agentOf(run, id).state));
+}
+
 scope.onmessage = async (ev: MessageEvent<ToWorker>) => {
   const m = ev.data;
   try {
@@ -50,7 +54,8 @@ scope.onmessage = async (ev: MessageEvent<ToWorker>) => {
         const envs = m.env.kernels.map((transitions) => b.createEnvironment({ states, actions, gamma, initial, transitions }));
         const agents = new Map<number, LocalAgent>();
         for (const a of m.agents) {
-          agents.set(a.id, new LocalAgent(a.id, envs[a.kernel]!, a.reward, { rng: agentStream(m.settings.seed, a.id), memory: null }));
+          const alg = algorithmOf(m.settings.algorithm);
+          agents.set(a.id, new LocalAgent(a.id, envs[a.kernel]!, a.reward, initialAgentState(alg, m.settings, agentStream(m.settings.seed, a.id), m.theta0), alg, m.settings));
         }
         runs.get(m.run)?.envs.forEach((e) => e.dispose());
         runs.set(m.run, { settings: m.settings, envs, agents, SA: states * actions });
@@ -59,18 +64,22 @@ scope.onmessage = async (ev: MessageEvent<ToWorker>) => {
       }
       case 'local': {
         const run = runOf(m.run);
-        const outs = m.ids.map((id, k) => {
+        const outs = m.ids.map((id) => {
           const out = new Float64Array(run.SA);
-          agentOf(run, id).localRound(m.starts[k]!, m.globalMemory, m.steps, run.settings, out);
+          agentOf(run, id).localPhase(m.start, m.down, out);
           return out;
         });
-        reply({ seq: m.seq, ok: true, outs }, outs.map((o) => o.buffer));
+        reply({ seq: m.seq, ok: true, outs, states: statesOf(run, m.ids) }, outs.map((o) => o.buffer));
         break;
       }
       case 'memory': {
         const run = runOf(m.run);
-        const outs = m.ids.map((id) => Float64Array.from(agentOf(run, id).sampleMemory(m.theta, run.settings)));
-        reply({ seq: m.seq, ok: true, outs }, outs.map((o) => o.buffer));
+        const outs = m.ids.map((id) => {
+          const out = new Float64Array(run.SA);
+          agentOf(run, id).reportPhase(m.theta, out);
+          return out;
+        });
+        reply({ seq: m.seq, ok: true, outs, states: statesOf(run, m.ids) }, outs.map((o) => o.buffer));
         break;
       }
       case 'close': {

@@ -35,13 +35,16 @@ export { MDP_FORMAT, mdpToJson, parseJsonText, parseMdp, parseTheta, thetaToJson
 export { chainMdp, gridworldMdp, randomMdp, GRID_MOVES } from './mdp/generate.js';
 export type { ChainOptions, GridworldOptions, RandomMdpOptions } from './mdp/generate.js';
 export { agentStream, nextDouble, nextUint32 } from './rng.js';
-export { ALGORITHMS, DEFAULT_SETTINGS, costsAfter, resolveSettings } from './federation/settings.js';
+export { ALGORITHMS, DEFAULT_SETTINGS, resolveSettings } from './federation/settings.js';
+export { algorithmNames, algorithmOf, registerAlgorithm } from './federation/algorithms/registry.js';
+export type { AlgorithmPlugin, AgentSide, ServerSide } from './federation/algorithms/types.js';
+export { ServerCore } from './federation/server.js';
 export type { Algorithm, TrainSettings } from './federation/settings.js';
 export { Training, train, trainRounds } from './federation/train.js';
 export type { RoundRecord, TrainHeader, TrainOptions, TrainResult } from './federation/train.js';
 export type { AgentPool, RoundContext } from './federation/pool.js';
 export { InProcessPool } from './federation/pool.js';
-export { LocalAgent, exactGradient } from './federation/agent.js';
+export { LocalAgent, exactGradient, initialAgentState, copyAgentState, keptNames } from './federation/agent.js';
 export type { AgentState } from './federation/agent.js';
 
 /**

@@ -16,3 +16,17 @@ export class UsageError extends Error {
     this.name = 'UsageError';
   }
 }
+
+/**
+ * A backend that cannot load here (a missing or broken build, an engine without what it needs);
+ * its message lists what was tried and how to fix it. The CLI prints it on one line and exits 1.
+ */
+export class BackendUnavailableError extends Error {
+  constructor(
+    readonly backend: 'js' | 'native' | 'wasm',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'BackendUnavailableError';
+  }
+}

@@ -28,14 +28,18 @@ export { chainMdp, gridworldMdp, randomMdp, GRID_MOVES } from './mdp/generate.js
 export type { ChainOptions, GridworldOptions, RandomMdpOptions } from './mdp/generate.js';
 export { evaluatePolicy, type PolicyReport } from './evaluate.js';
 export { agentStream, nextDouble, nextUint32 } from './rng.js';
-export { ALGORITHMS, DEFAULT_SETTINGS, costsAfter, resolveSettings } from './federation/settings.js';
+export { ALGORITHMS, DEFAULT_SETTINGS, resolveSettings } from './federation/settings.js';
+export { algorithmNames, algorithmOf, registerAlgorithm } from './federation/algorithms/registry.js';
+export type { AlgorithmPlugin, AgentSide, ServerSide } from './federation/algorithms/types.js';
+export { ServerCore } from './federation/server.js';
 export type { Algorithm, TrainSettings } from './federation/settings.js';
 export { Training, train, trainRounds } from './federation/train.js';
 export type { CheckpointOptions, ResumeInfo, RoundRecord, TrainHeader, TrainOptions, TrainResult } from './federation/train.js';
 export type { AgentPool } from './federation/pool.js';
 export { InProcessPool } from './federation/pool.js';
-export { LocalAgent, exactGradient } from './federation/agent.js';
-export { applyDeltas, applyThetas, meanInto } from './federation/aggregate.js';
+export { LocalAgent, exactGradient, initialAgentState, copyAgentState, keptNames } from './federation/agent.js';
+export type { AgentState } from './federation/agent.js';
+export { applyDeltas, aggregateInto, parseAggregation, meanInto } from './federation/aggregate.js';
 // The federation across machines (ConnectRPC): see README, "A federation across machines".
 export { startAggregator, nodeTransport, WIRE_PROTOCOLS } from './network/node.js';
 export type { AggregatorRunOptions, AggregatorResult, RunningAggregator, WireProtocol } from './network/node.js';

@@ -60,3 +60,22 @@ export function nextDouble(s: Uint32Array): number {
   const y = nextUint32(s) >>> 6;
   return (x * 67108864 + y) * 1.1102230246251565e-16;
 }
+
+/**
+ * An agent's private stream key: the 16 bytes of its initial xoshiro128** state as 32 lowercase hex
+ * characters (fedpg-rewards/2's `key`). `fedpg split` derives it one-way from a secret the
+ * aggregator never sees (or, with --seed S, writes agentStream(S, i), which `train --seed S` uses).
+ */
+export function streamKey(stream: Uint32Array): string {
+  let out = '';
+  for (let k = 0; k < 4; k++) out += stream[k]!.toString(16).padStart(8, '0');
+  return out;
+}
+
+/** The stream of a key (32 hex characters, not all zero); null when the text is not one. */
+export function streamFromKey(key: string): Uint32Array | null {
+  if (!/^[0-9a-f]{32}$/.test(key)) return null;
+  const s = new Uint32Array(4);
+  for (let k = 0; k < 4; k++) s[k] = parseInt(key.slice(8 * k, 8 * k + 8), 16);
+  return (s[0]! | s[1]! | s[2]! | s[3]!) === 0 ? null : s;
+}

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { fixturePath } from './helpers/fixtures.js';
+import { fixturePath, parseUntimed } from './helpers/fixtures.js';
 
 /**
  * The CLI flags of the worker runtime: --workers, --checkpoint/--checkpoint-every/--fresh,
@@ -26,7 +26,7 @@ function json(args: string[], env: Record<string, string> = {}): any {
   const r = fedpg([...args, '--json'], env);
   expect(r.stderr).toBe('');
   expect(r.code).toBe(0);
-  return JSON.parse(r.stdout);
+  return parseUntimed(r.stdout);
 }
 
 const reference = json(RUN);
@@ -64,7 +64,7 @@ describe('faults through the CLI (FEDPG_FAULT)', () => {
     const r = fedpg([...RUN, '--workers', '2', '--out', log], { FEDPG_FAULT: 'throw,agent=5,round=4' });
     expect(r.code).toBe(1);
     expect(r.stderr).toBe('fedpg: error: agent 5 failed in round 4 (local steps): injected fault: throw at agent 5, round 4, local phase\n');
-    const lines = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const lines = readFileSync(log, 'utf8').trim().split('\n').map((l) => parseUntimed(l));
     expect(lines.map((l) => l.round ?? 'header')).toEqual(['header', 1, 2, 3]);
     expect(lines.slice(1)).toEqual(reference.records.slice(0, 3));
   });
@@ -73,7 +73,7 @@ describe('faults through the CLI (FEDPG_FAULT)', () => {
     const r = fedpg([...RUN, '--workers', '3', '--retry', '1', '--json'], { FEDPG_FAULT: 'exit,agent=5,round=4,once' });
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(/^fedpg: agent 5 failed in round 4 \(local steps\): its worker thread died .*; rerunning it on a fresh worker thread for agents 5-7 from their saved state \(retry 1 of 1\)\n$/);
-    expect(JSON.parse(r.stdout)).toEqual(reference);
+    expect(parseUntimed(r.stdout)).toEqual(reference);
   });
 
   it('--round-timeout ends a hung round instead of hanging', () => {
@@ -106,15 +106,16 @@ describe('checkpoint and resume through the CLI', () => {
     const resumed = fedpg([...args, '--json']);
     expect(resumed.code).toBe(0);
     expect(resumed.stderr).toBe(`fedpg: resuming from checkpoint ${ckpt} at round 2 of 8\n`);
-    expect(JSON.parse(resumed.stdout)).toEqual(reference);
+    expect(parseUntimed(resumed.stdout)).toEqual(reference);
     expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toHaveLength(0);
-    // The log is the uninterrupted run's, byte for byte.
+    // The log is the uninterrupted run's, line for line (but for the wall-clock fields).
     expect(fedpg([...RUN, '--out', full]).code).toBe(0);
-    expect(readFileSync(log, 'utf8')).toBe(readFileSync(full, 'utf8'));
+    const lines = (f: string): unknown[] => readFileSync(f, 'utf8').trim().split('\n').map(parseUntimed);
+    expect(lines(log)).toEqual(lines(full));
     // Running it again: already finished, nothing to do, same answer.
     const again = fedpg([...args, '--json']);
     expect(again.stderr).toBe(`fedpg: resuming from checkpoint ${ckpt} at round 8 of 8\n`);
-    expect(JSON.parse(again.stdout)).toEqual(reference);
+    expect(parseUntimed(again.stdout)).toEqual(reference);
   });
 
   it('--fresh starts over; a mismatched or corrupt checkpoint is refused with a message', () => {
@@ -127,7 +128,7 @@ describe('checkpoint and resume through the CLI', () => {
     );
     const fresh = fedpg([...RUN, '--checkpoint', ckpt, '--fresh', '--json']);
     expect(fresh.stderr).toBe('');
-    expect(JSON.parse(fresh.stdout)).toEqual(reference);
+    expect(parseUntimed(fresh.stdout)).toEqual(reference);
     spawnSync('truncate', ['-s', '100', ckpt]);
     const corrupt = fedpg([...RUN, '--checkpoint', ckpt]);
     expect(corrupt.code).toBe(1);
@@ -142,7 +143,7 @@ describe('checkpoint and resume through the CLI', () => {
     expect(existsSync(join(dir, 'ck.fast-fedpg.json')) && existsSync(join(dir, 'ck.fedavg.json'))).toBe(true);
     const second = fedpg(args);
     expect(second.stderr).toBe(`fedpg: resuming from checkpoint ${join(dir, 'ck.fast-fedpg.json')} at round 6 of 6\nfedpg: resuming from checkpoint ${join(dir, 'ck.fedavg.json')} at round 6 of 6\n`);
-    expect(JSON.parse(second.stdout).results).toEqual(JSON.parse(first.stdout).results);
+    expect(parseUntimed(second.stdout).results).toEqual(parseUntimed(first.stdout).results);
   });
 });
 

@@ -123,7 +123,7 @@ describe.runIf(haveChromium)('a browser agent beside Node agents', () => {
   const procs: Proc[] = [];
 
   beforeAll(async () => {
-    const split = start(['split', fixturePath(`${FIXTURE}.json`), '--out', fed]);
+    const split = start(['split', fixturePath(`${FIXTURE}.json`), '--out', fed, '--seed', '0']);
     expect(await split.exited).toBe(0);
     // Bundle the page (vite, as the demo is built): the agent code and the wasm module come from src/ and wasm/.
     const src = join(work, 'page');

@@ -6,8 +6,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { jsBackend } from '../src/backends/js/index.js';
-import { applyDeltas, applyThetas, deltaInto, meanInto, meanOf } from '../src/federation/aggregate.js';
-import { LocalAgent } from '../src/federation/agent.js';
+import { applyDeltas, deltaInto, meanInto, meanOf } from '../src/federation/aggregate.js';
+import { initialAgentState, LocalAgent } from '../src/federation/agent.js';
+import { algorithmOf } from '../src/federation/algorithms/registry.js';
 import { resolveSettings, type TrainSettings } from '../src/federation/settings.js';
 import { train } from '../src/federation/train.js';
 import { loadMdp, mdpToJson } from '../src/mdp/format.js';
@@ -21,7 +22,7 @@ import { nodeTransport } from '../src/network/node.js';
 import { FederationService } from '../src/network/protocol.js';
 import { federationRoutes, TokenAuth } from '../src/network/service.js';
 import { packF64, unpackF64 } from '../src/network/wire.js';
-import { agentStream } from '../src/rng.js';
+import { agentStream, streamKey } from '../src/rng.js';
 import { fixturePath } from './helpers/fixtures.js';
 
 /**
@@ -36,7 +37,9 @@ const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli', '
 const tmp = mkdtempSync(join(tmpdir(), 'fedpg-net-'));
 const FIXTURE = 'random-s6-a3-n4';
 const SAMPLED = { rounds: 4, localSteps: 3, batch: 2, horizon: 10, seed: 3 };
-const SAMPLED_FLAGS = ['--rounds', '4', '--local-steps', '3', '--batch', '2', '--horizon', '10', '--seed', '3'];
+// serve takes no --seed: the agents' streams come from `split --seed 3` (see split() below); the
+// server's own draws default to server seed 0, which these settings do not use.
+const SAMPLED_FLAGS = ['--rounds', '4', '--local-steps', '3', '--batch', '2', '--horizon', '10'];
 const PROC_LIMIT_MS = 60_000;
 
 interface Proc {
@@ -97,7 +100,7 @@ afterAll(() => {
 /** split the fixture into dir (once per test) and return the paths. */
 function split(name: string): { dir: string; shared: string; tokens: string } {
   const dir = join(tmp, name);
-  start(['split', fixturePath(`${FIXTURE}.json`), '--out', dir]);
+  start(['split', fixturePath(`${FIXTURE}.json`), '--out', dir, '--seed', String(SAMPLED.seed)]);
   return { dir, shared: join(dir, 'shared.json'), tokens: join(dir, 'tokens.json') };
 }
 
@@ -144,11 +147,8 @@ describe('the server arithmetic (src/federation/aggregate.ts)', () => {
       const bar = Float64Array.from({ length: 37 }, rnd);
       const thetas = Array.from({ length: n }, () => Float64Array.from({ length: 37 }, rnd));
       const a = bar.slice();
-      const b = bar.slice();
-      applyThetas(a, thetas, 0.7);
-      applyDeltas(b, thetas.map((t) => deltaInto(new Float64Array(37), t, bar)), 0.7);
-      expectBitwise(Array.from(b), Array.from(a));
-      // and the expression itself: theta_bar + (alpha/n) * sum in agent order.
+      applyDeltas(a, thetas.map((t) => deltaInto(new Float64Array(37), t, bar)), 0.7);
+      // the expression itself: theta_bar + (alpha/n) * sum of the deltas in agent order.
       const j = 5;
       let acc = 0;
       for (const t of thetas) acc = acc + (t[j]! - bar[j]!);
@@ -180,10 +180,10 @@ describe('wire format and files', () => {
     expect(shared).not.toHaveProperty('rewards');
     expect(() => parseShared({ ...sharedToJson(mdp), rewards: [] })).toThrow(/must not hold rewards/);
     expect(() => parseShared({ ...sharedToJson(mdp), format: 'fedpg-mdp/1' })).toThrow(/format must be "fedpg-shared\/1"/);
-    const r = parseRewards(JSON.parse(JSON.stringify(rewardsToJson(2, mdp.rewards[2]!, 6, 3))), 6, 3);
+    const r = parseRewards(JSON.parse(JSON.stringify(rewardsToJson(2, mdp.rewards[2]!, 6, 3, agentStream(5, 2)))), 6, 3);
     expect(r.agent).toBe(2);
     expectBitwise(Array.from(r.reward), Array.from(mdp.rewards[2]!));
-    expect(() => parseRewards(rewardsToJson(0, mdp.rewards[0]!, 6, 3), 6, 4, 'r.json')).toThrow(/r\.json: rewards\[0\] must have 4 entries/);
+    expect(() => parseRewards(rewardsToJson(0, mdp.rewards[0]!, 6, 3, agentStream(5, 0)), 6, 4, 'r.json')).toThrow(/r\.json: rewards\[0\] must have 4 entries/);
     // per-agent kernels survive (labbi: two agents, kernels that differ)
     const labbi = loadMdp(fixturePath('labbi-challenging.json'));
     expect(parseShared(JSON.parse(JSON.stringify(sharedToJson(labbi)))).kernels).toHaveLength(2);
@@ -268,7 +268,8 @@ describe('in-process agents behind the same transport (Connect router transport)
 function simulate(mdp: Mdp, s: TrainSettings, excluded: Set<string>): { J: number[]; theta: Float64Array } {
   const SA = mdp.states * mdp.actions;
   const env = jsBackend.createEnvironment(environmentSpec(mdp, 0));
-  const agents = mdp.rewards.map((r, i) => new LocalAgent(i, env, r, { rng: agentStream(s.seed, i), memory: null }));
+  const alg = algorithmOf(s.algorithm);
+  const agents = mdp.rewards.map((r, i) => new LocalAgent(i, env, r, initialAgentState(alg, s, agentStream(s.seed, i), new Float64Array(SA)), alg, s));
   const theta = new Float64Array(SA);
   const g = new Float64Array(SA);
   const ev = { J: new Float64Array(1), V: new Float64Array(mdp.states), Q: new Float64Array(SA), grad: new Float64Array(SA), occupancy: new Float64Array(mdp.states) };
@@ -280,16 +281,23 @@ function simulate(mdp: Mdp, s: TrainSettings, excluded: Set<string>): { J: numbe
       }),
     );
   const sample = (): void => {
-    meanInto(g, agents.map((a) => a.sampleMemory(theta, s).slice()));
+    meanInto(
+      g,
+      agents.map((a) => {
+        const out = new Float64Array(SA);
+        a.reportPhase(theta, out);
+        return out;
+      }),
+    );
   };
   sample();
   const J = [score()];
   for (let t = 1; t <= s.rounds; t++) {
     const deltas: Float64Array[] = [];
     agents.forEach((a, i) => {
-      const out = new Float64Array(SA);
-      a.localRound(theta, g, s.localSteps, s, out);
-      if (!excluded.has(`${t}:${i}`)) deltas.push(deltaInto(new Float64Array(SA), out, theta));
+      const delta = new Float64Array(SA);
+      a.localPhase(theta, [g], delta);
+      if (!excluded.has(`${t}:${i}`)) deltas.push(delta);
     });
     applyDeltas(theta, deltas, s.alphaG);
     sample();
@@ -309,7 +317,7 @@ describe('fedpg split, serve and agent on loopback (child processes)', () => {
     const tokens = JSON.parse(readFileSync(s.tokens, 'utf8')).tokens;
     for (let i = 0; i < 4; i++) {
       const r = JSON.parse(readFileSync(join(s.dir, `rewards-${i}.json`), 'utf8'));
-      expect(r).toEqual({ format: 'fedpg-rewards/1', agent: i, rewards: mdp.rewards![i] });
+      expect(r).toEqual({ format: 'fedpg-rewards/2', agent: i, key: streamKey(agentStream(SAMPLED.seed, i)), rewards: mdp.rewards![i] });
       const t = JSON.parse(readFileSync(join(s.dir, `token-${i}.json`), 'utf8'));
       expect(t.agent).toBe(i);
       expect(t.token).toBe(tokens[String(i)]);
@@ -320,6 +328,7 @@ describe('fedpg split, serve and agent on loopback (child processes)', () => {
       const { statSync } = await import('node:fs');
       expect(statSync(s.tokens).mode & 0o777).toBe(0o600);
       expect(statSync(join(s.dir, 'token-0.json')).mode & 0o777).toBe(0o600);
+      expect(statSync(join(s.dir, 'rewards-0.json')).mode & 0o777).toBe(0o600);
     }
   });
 
@@ -394,6 +403,12 @@ describe('fedpg split, serve and agent on loopback (child processes)', () => {
     await expectRefused(client.pushGradient({ agent: 0, round: 0, gradient: packF64(new Float64Array(SA - 1)), objective: 1 }), Code.InvalidArgument, /136 bytes \(17 values\), expected 144/);
     await expectRefused(client.pushGradient({ agent: 0, round: 0, gradient: packF64(new Float64Array(SA)), objective: Infinity }), Code.InvalidArgument, /J_i for round 0 is Infinity/);
     await expectRefused(client.pushDelta({ agent: 0, round: 1, delta: packF64(new Float64Array(SA)) }), Code.FailedPrecondition, /round 1 \(local steps\), which is not open/);
+    // Finite but huge: no honest agent sends them (the trust issue: Number.MAX_VALUE drove theta_bar to Inf).
+    await expectRefused(client.pushDelta({ agent: 0, round: 1, delta: packF64(new Float64Array(SA).fill(Number.MAX_VALUE)) }), Code.InvalidArgument, /delta for round 1 has norm Infinity, above the bound/);
+    await expectRefused(client.pushDelta({ agent: 0, round: 1, delta: packF64(new Float64Array(SA).fill(1e4)) }), Code.InvalidArgument, /delta for round 1 has norm 42426\.\d+, above the bound [0-9.]+ an honest agent stays within/);
+    await expectRefused(client.pushGradient({ agent: 0, round: 0, gradient: packF64(new Float64Array(SA).fill(1e6)), objective: 1 }), Code.InvalidArgument, /gradient for round 0 has norm .* above the bound/);
+    await expectRefused(client.pushGradient({ agent: 0, round: 0, gradient: packF64(new Float64Array(SA)), objective: 1e308 }), Code.InvalidArgument, /J_i for round 0 is 1e\+308, outside \[0, 10\.0+\d*\]/);
+    await expectRefused(client.pushGradient({ agent: 0, round: 0, gradient: packF64(new Float64Array(SA)), objective: -0.5 }), Code.InvalidArgument, /J_i for round 0 is -0\.5, outside/);
     await expectRefused(client.pushDelta({ agent: 1, round: 1, delta: packF64(new Float64Array(SA)) }), Code.PermissionDenied, /token of agent 0/);
     await expectRefused(client.pushDelta({ agent: 0, round: 1, delta: new Uint8Array(1 << 20) }), Code.ResourceExhausted, /.+/);
     // CORS: a preflight from the allowed page origin is answered; another origin is not.
@@ -437,7 +452,7 @@ describe('fedpg split, serve and agent on loopback (child processes)', () => {
     for (const a of agents) resent += (await result(a)).resent;
     expect(resent).toBeGreaterThanOrEqual(1);
     // A checkpoint of another run is refused with a way out.
-    const other = start(['serve', s.shared, '--agents', '4', '--token-file', s.tokens, '--port', '0', '--checkpoint', ck, '--seed', '99']);
+    const other = start(['serve', s.shared, '--agents', '4', '--token-file', s.tokens, '--port', '0', '--checkpoint', ck, '--eta', '0.3']);
     expect((await other.exited).code).toBe(1);
     expect(other.err()).toMatch(/checkpoint .* refused: it belongs to another run.*--fresh/);
   });

@@ -1,5 +1,6 @@
 import type { Backend, BackendChoice, BackendName } from './types.js';
 import { jsBackend } from './js/index.js';
+import { BackendUnavailableError } from '../errors.js';
 
 /**
  * Backend selection. `auto` tries native, then wasm, then js (the order the bench/ results
@@ -10,15 +11,8 @@ import { jsBackend } from './js/index.js';
 
 export const BACKEND_NAMES: readonly BackendName[] = ['native', 'wasm', 'js'];
 
-export class BackendUnavailableError extends Error {
-  constructor(
-    readonly backend: BackendName,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'BackendUnavailableError';
-  }
-}
+// Defined with the other errors, so the loaders below need not import this module (no cycle).
+export { BackendUnavailableError } from '../errors.js';
 
 type Loader = () => Promise<Backend>;
 

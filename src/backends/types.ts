@@ -106,6 +106,13 @@ export interface LocalRoundArgs {
    * "Baselines"). Only passed to environments that have {@link Environment.estimateRegularized}.
    */
   entropy?: number;
+  /**
+   * FedSVRPG-M (SPEC.md): per local step ONE batch of M fresh trajectories of K steps under theta;
+   * gc = GPOMDP estimate at theta, gw = mean over the batch of w_m * GPOMDP_m at thetaPrev, where
+   * w_m = prod_{h<K} pi_thetaPrev(a_h|s_h) / pi_theta(a_h|s_h) clipped to [1/clip, clip] (clip 0: no
+   * clipping); d = beta*gc + (1-beta)*(u + gc - gw); theta += eta*d. Sampled only.
+   */
+  svrpg?: { thetaPrev: Float64Array; u: Float64Array; beta: number; clip: number };
 }
 
 export interface Environment {
@@ -132,14 +139,13 @@ export interface Environment {
   /** H steps theta <- theta + eta (g_hat(theta) + correction), in one call. */
   localRound(args: LocalRoundArgs): void;
   /**
-   * Entropy-regularised kernels (optional until every backend has them; the training loop refuses
-   * entropy > 0 on a backend without them). evaluateRegularized fills J with J_tau, V and Q with
+   * Entropy-regularised kernels (every backend has them). evaluateRegularized fills J with J_tau, V and Q with
    * V_tau and Q_tau, and grad with the exact gradient of J_tau; estimateRegularized is the GPOMDP
    * estimator g = sum_t gamma^t (r_t - tau log pi(a_t|s_t)) sum_{l<=t} grad log pi(a_l|s_l),
    * drawing from the stream exactly as estimateGradient does.
    */
-  evaluateRegularized?(theta: Float64Array, rewards: Float64Array, tau: number, out: Evaluation, warm?: WarmStart): void;
-  estimateRegularized?(
+  evaluateRegularized(theta: Float64Array, rewards: Float64Array, tau: number, out: Evaluation, warm?: WarmStart): void;
+  estimateRegularized(
     theta: Float64Array,
     reward: Float64Array,
     tau: number,

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { createRequire } from 'node:module';
-import { BackendUnavailableError } from '../backends/select.js';
+import { BackendUnavailableError } from '../errors.js';
 import { InputError, UsageError } from '../errors.js';
 import { AgentFailure } from '../federation/faults.js';
 import { evaluateCommand } from './commands/evaluate.js';

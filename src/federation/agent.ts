@@ -1,56 +1,120 @@
 import type { Environment } from '../backends/types.js';
+import { deltaInto } from './aggregate.js';
+import type { AlgorithmPlugin, AgentSide } from './algorithms/types.js';
+import { applyAttack, parseAttack, type Attack } from './attacks.js';
+import { parsePersonalize } from './personalize.js';
+import { privatize } from './privacy.js';
 import type { TrainSettings } from './settings.js';
 
 /**
- * One agent as the aggregator sees it: it receives theta_bar and the global gradient memory g,
- * runs its local steps without communication, and keeps its own data (reward table, random
- * stream, its memory sample g_i) private. In-process, worker and networked agents all implement
- * this, so the training loop (train.ts) is the same for every runtime.
+ * One agent's private state: its random stream and the vectors it keeps between rounds (named by
+ * keptNames: the algorithm's own, e.g. Fast-FedPG's memory g_i, then Ditto's personal policy),
+ * all [S*A]. Runtimes move it as is (checkpoints, worker shared memory, agent state files).
  */
 export interface AgentState {
-  /** The agent's random stream (xoshiro128** words), advanced by every sampled gradient. */
+  /** The agent's random stream (xoshiro128** words), advanced by every sampled estimate. */
   rng: Uint32Array;
-  /** g_i(theta_bar) as last sent to the server (Fast-FedPG's memory), or null before the first. */
-  memory: Float64Array | null;
+  /** The kept vectors, in keptNames order. */
+  kept: Float64Array[];
 }
 
-/** An agent in this thread, computing with the given backend environment. */
-export class LocalAgent {
-  private readonly correction: Float64Array;
-  private readonly scratch: Float64Array;
+/** The vectors an agent keeps under these settings: the algorithm's, then `personal` with Ditto. */
+export function keptNames(alg: AlgorithmPlugin, s: TrainSettings): string[] {
+  const names = [...alg.agentState(s)];
+  if (parsePersonalize(s.personalize).kind === 'ditto') names.push('personal');
+  return names;
+}
+
+/** A fresh state: the stream, and the kept vectors (Ditto's v_i and local's theta start at theta0). */
+export function initialAgentState(alg: AlgorithmPlugin, s: TrainSettings, rng: Uint32Array, theta0: Float64Array): AgentState {
+  return {
+    rng,
+    kept: keptNames(alg, s).map((n) => (n === 'personal' || (alg.topology !== 'server' && n === 'theta') ? Float64Array.from(theta0) : new Float64Array(theta0.length))),
+  };
+}
+
+export function copyAgentState(a: AgentState): AgentState {
+  return { rng: a.rng.slice(), kept: a.kept.map((k) => k.slice()) };
+}
+
+/**
+ * An agent in this thread: the algorithm's agent side plus the field's options around it. It
+ * receives theta_bar and the server's down vectors, runs its local round without communication,
+ * and sends only Delta_i and its reports; its reward table, stream and kept vectors stay here.
+ * The in-process pool, the worker threads and the network agent all run this class, so every
+ * runtime computes the same bits.
+ *
+ * Stream order within a round (SPEC.md): the local steps, DP noise on Delta_i, attack noise on
+ * Delta_i, Ditto's personal steps; then, in the report phase, the report, its DP noise, its attack
+ * noise.
+ */
+export class LocalAgent implements AgentSide {
+  readonly settings: TrainSettings;
+  private readonly names: string[];
+  private readonly scratches = new Map<string, Float64Array>();
+  private readonly attack: Attack;
+  private readonly dittoLambda: number | null;
+  private readonly work: Float64Array;
 
   constructor(
     readonly id: number,
-    private readonly env: Environment,
-    private readonly reward: Float64Array,
-    readonly state: AgentState,
+    readonly env: Environment,
+    readonly reward: Float64Array,
+    public state: AgentState,
+    readonly algorithm: AlgorithmPlugin,
+    settings: TrainSettings,
   ) {
-
-    this.correction = new Float64Array(reward.length);
-    this.scratch = new Float64Array(reward.length);
+    this.settings = settings;
+    this.names = keptNames(algorithm, settings);
+    if (state.kept.length !== this.names.length) throw new Error(`agent ${id}: its state has ${state.kept.length} kept vectors, ${algorithm.name} needs ${this.names.length} (${this.names.join(', ')})`);
+    this.attack = id < settings.byzantine ? parseAttack(settings.attack) : { kind: 'none' };
+    const p = parsePersonalize(settings.personalize);
+    this.dittoLambda = p.kind === 'ditto' ? p.lambda : null;
+    this.work = new Float64Array(reward.length);
   }
 
-  /**
-   * H local steps from `start` into `out` (Eq. 6). With `globalMemory` (Fast-FedPG) every step
-   * adds g - g_i, where g_i is this agent's remembered sample, not a fresh one: only then does
-   * the correction telescope.
-   */
-  localRound(start: Float64Array, globalMemory: Float64Array | null, steps: number, s: TrainSettings, out: Float64Array): void {
-    out.set(start);
-    let correction: Float64Array | null = null;
-    if (globalMemory) {
-      let mine = this.state.memory;
-      if (!mine) throw new Error(`agent ${this.id} has no gradient memory yet`);
-      if (s.correction === 'fresh') {
-        // The ablation: a new sample at theta_bar, which the server's g never saw.
-        mine = this.scratch;
-        this.gradientAt(start, s, mine);
-      }
-      correction = this.correction;
-      for (let j = 0; j < correction.length; j++) correction[j] = globalMemory[j]! - mine[j]!;
+  get rng(): Uint32Array {
+    return this.state.rng;
+  }
+
+  /** Whether this agent is one of the simulated hostile ones. */
+  get hostile(): boolean {
+    return this.attack.kind !== 'none';
+  }
+
+  kept(name: string): Float64Array {
+    const k = this.names.indexOf(name);
+    if (k < 0) throw new Error(`${this.algorithm.name} keeps no vector named ${name} (it keeps ${this.names.join(', ') || 'none'})`);
+    return this.state.kept[k]!;
+  }
+
+  scratch(name: string): Float64Array {
+    let v = this.scratches.get(name);
+    if (!v) {
+      v = new Float64Array(this.reward.length);
+      this.scratches.set(name, v);
     }
+    return v;
+  }
+
+  gradient(theta: Float64Array, out: Float64Array): void {
+    const s = this.settings;
+    const tau = s.entropy;
+    if (s.gradient === 'sampled') {
+      if (tau > 0) this.env.estimateRegularized(theta, this.reward, tau, s.horizon, s.batch, this.state.rng, out);
+      else this.env.estimateGradient(theta, this.reward, s.horizon, s.batch, this.state.rng, out);
+    } else if (tau > 0) {
+      const S = this.env.states;
+      this.env.evaluateRegularized(theta, this.reward, tau, { J: new Float64Array(1), V: new Float64Array(S), Q: new Float64Array(this.reward.length), grad: out, occupancy: new Float64Array(S) });
+    } else {
+      exactGradient(this.env, theta, this.reward, out);
+    }
+  }
+
+  ascend(theta: Float64Array, steps: number, correction: Float64Array | null): void {
+    const s = this.settings;
     this.env.localRound({
-      theta: out,
+      theta,
       reward: this.reward,
       correction,
       eta: s.eta,
@@ -63,26 +127,59 @@ export class LocalAgent {
     });
   }
 
-  /** g_i(theta): a sample (or the exact gradient) of this agent's objective, J_tau when entropy > 0. */
-  private gradientAt(theta: Float64Array, s: TrainSettings, out: Float64Array): void {
-    const tau = s.entropy;
-    if (s.gradient === 'sampled') {
-      if (tau > 0) this.env.estimateRegularized!(theta, this.reward, tau, s.horizon, s.batch, this.state.rng, out);
-      else this.env.estimateGradient(theta, this.reward, s.horizon, s.batch, this.state.rng, out);
-    } else if (tau > 0) {
-      const S = this.env.states;
-      this.env.evaluateRegularized!(theta, this.reward, tau, { J: new Float64Array(1), V: new Float64Array(S), Q: new Float64Array(this.reward.length), grad: out, occupancy: new Float64Array(S) });
-    } else {
-      exactGradient(this.env, theta, this.reward, out);
+  /**
+   * The local phase of a round from `start` (theta_bar(t); ignored by 'local', which starts from
+   * its own theta): the algorithm's local round, then the message into `message` (Delta_i, or
+   * for 'local' the agent's new theta, which it sends to nobody), then Ditto's personal steps.
+   */
+  localPhase(start: Float64Array, down: readonly Float64Array[], message: Float64Array): void {
+    const alg = this.algorithm;
+    if (alg.topology === 'local') {
+      const own = this.kept('theta');
+      this.work.set(own);
+      alg.localRound(this, own, this.work, down);
+      message.set(own);
+      return;
     }
+    const theta = this.work;
+    theta.set(start);
+    alg.localRound(this, theta, start, down);
+    deltaInto(message, theta, start);
+    this.privatize(message);
+    if (this.hostile) applyAttack(this.attack, message, this.state.rng);
+    if (this.dittoLambda !== null) this.personalSteps(start);
   }
 
-  /** Samples g_i(theta), keeps it as the memory and returns it (the second message of a round). */
-  sampleMemory(theta: Float64Array, s: TrainSettings): Float64Array {
-    const g = this.state.memory ?? new Float64Array(this.reward.length);
-    this.gradientAt(theta, s, g);
-    this.state.memory = g;
-    return g;
+  /** The report phase at theta: the algorithm's report, kept as sent (pre-attack), then attacked. */
+  reportPhase(theta: Float64Array, message: Float64Array): void {
+    const alg = this.algorithm;
+    if (!alg.report) throw new Error(`${alg.name} has no report phase`);
+    // A decentralised agent reports at its own parameters.
+    alg.report(this, alg.topology === 'peers' ? this.kept('theta') : theta, message);
+    // An agent keeps its DP-noised, pre-attack report: the server's g averages exactly those.
+    if (alg.topology === 'server') this.privatize(message);
+    if (alg.keepsReport) this.kept(alg.keepsReport).set(message);
+    if (this.hostile) applyAttack(this.attack, message, this.state.rng);
+  }
+
+  /** Differential privacy on a message it is about to send (privacy.ts): clip, then Gaussian noise. */
+  private privatize(message: Float64Array): void {
+    const s = this.settings;
+    if (s.dpClip > 0) privatize(message, s.dpClip, s.dpNoise, this.state.rng);
+  }
+
+  /**
+   * Ditto (Li et al., ICML 2021): H steps v_i += eta (g_hat_i(v_i) - LAMBDA (v_i - theta_bar(t)))
+   * with fresh samples and no correction; the pull changes with v_i, so one step per call.
+   */
+  private personalSteps(start: Float64Array): void {
+    const v = this.kept('personal');
+    const pull = this.scratch('personal-pull');
+    const lambda = this.dittoLambda!;
+    for (let l = 0; l < this.settings.localSteps; l++) {
+      for (let j = 0; j < pull.length; j++) pull[j] = -(lambda * (v[j]! - start[j]!));
+      this.ascend(v, 1, pull);
+    }
   }
 }
 

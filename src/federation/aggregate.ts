@@ -1,12 +1,64 @@
+import { InputError } from '../errors.js';
+
 /**
- * The server's arithmetic, in one place for every runtime: the in-process loop (train.ts), every
- * worker thread in run mode (workers/host.ts, so all of them hold theta_bar(t+1) and g without a
- * trip through the main thread), and the networked aggregator (src/network). Pure functions over Float64Arrays; every sum runs in agent order (the order of
- * the arrays given), element by element, with the same expressions as train.ts, so the two give
- * bit-identical results whatever computed the agents' vectors.
+ * The server's arithmetic, in one place for every runtime: the in-process loop (train.ts), the
+ * worker runtime (which leaves the server step to the main thread) and the networked aggregator
+ * (src/network). Pure functions over Float64Arrays; every sum runs in the order of the arrays
+ * given (agent order), element by element, so any runtime gives bit-identical results whatever
+ * computed the agents' vectors.
+ *
+ * The aggregation rules (SPEC.md, "The field's methods") live here too: `mean` (Eq. 7), and the
+ * robust rules `median`, `trimmed:B`, `krum:F` and `geomed`, applied to a round's deltas and, for
+ * Fast-FedPG, to the memories that form g.
  */
 
-/** Delta_i = theta_i - start, as an agent sends it (the same subtraction the server would do). */
+export type AggregationRule =
+  | { kind: 'mean' }
+  | { kind: 'median' }
+  | { kind: 'trimmed'; beta: number }
+  | { kind: 'krum'; f: number }
+  | { kind: 'geomed' };
+
+/** Parses `mean | median | trimmed:B | krum:F | geomed`; InputError naming the value otherwise. */
+export function parseAggregation(text: string): AggregationRule {
+  if (text === 'mean' || text === 'median' || text === 'geomed') return { kind: text };
+  const m = /^(trimmed|krum):(.+)$/.exec(String(text));
+  if (m) {
+    const x = Number(m[2]);
+    if (m[1] === 'trimmed') {
+      if (m[2]!.trim() === '' || !Number.isFinite(x) || x < 0 || x >= 0.5) throw new InputError(`aggregation trimmed:B needs B in [0, 0.5), got '${text}'`);
+      return { kind: 'trimmed', beta: x };
+    }
+    if (!Number.isSafeInteger(x) || x < 0) throw new InputError(`aggregation krum:F needs an integer F >= 0, got '${text}'`);
+    return { kind: 'krum', f: x };
+  }
+  throw new InputError(`aggregation must be mean, median, trimmed:B, krum:F or geomed, got '${String(text)}'`);
+}
+
+/** trimmed:B drops this many values at each end of every coordinate. */
+function trimCount(beta: number, n: number): number {
+  return Math.floor(beta * n + 1e-9);
+}
+
+/** The fewest vectors a rule can aggregate. */
+export function minimumVectors(rule: AggregationRule): number {
+  switch (rule.kind) {
+    case 'krum':
+      return rule.f + 3;
+    default:
+      return 1;
+  }
+}
+
+/** Why `rule` cannot aggregate `n` vectors, or null when it can. */
+export function ruleProblem(rule: AggregationRule, n: number): string | null {
+  if (n < 1) return 'there are no vectors to aggregate';
+  if (rule.kind === 'krum' && n - rule.f - 2 < 1) return `krum:${rule.f} needs at least ${rule.f + 3} vectors (n - F - 2 >= 1), but a round has ${n}`;
+  if (rule.kind === 'trimmed' && n - 2 * trimCount(rule.beta, n) < 1) return `trimmed:${rule.beta} would drop all ${n} values of a coordinate`;
+  return null;
+}
+
+/** Delta_i = theta_i - start, as an agent sends it. */
 export function deltaInto(out: Float64Array, theta: Float64Array, start: Float64Array): Float64Array {
   for (let j = 0; j < out.length; j++) out[j] = theta[j]! - start[j]!;
   return out;
@@ -21,18 +73,6 @@ export function applyDeltas(thetaBar: Float64Array, deltas: readonly Float64Arra
   acc.fill(0);
   for (const d of deltas) for (let j = 0; j < acc.length; j++) acc[j] = acc[j]! + d[j]!;
   const scale = alphaG / deltas.length;
-  for (let j = 0; j < thetaBar.length; j++) thetaBar[j] = thetaBar[j]! + scale * acc[j]!;
-}
-
-/**
- * Eq. 7 from the agents' final thetas (train.ts's form): the same result as applyDeltas on
- * deltaInto(theta_i, thetaBar), bit for bit.
- */
-export function applyThetas(thetaBar: Float64Array, thetas: readonly Float64Array[], alphaG: number, acc: Float64Array = new Float64Array(thetaBar.length)): void {
-  if (thetas.length === 0) throw new RangeError('applyThetas needs at least one theta');
-  acc.fill(0);
-  for (const o of thetas) for (let j = 0; j < acc.length; j++) acc[j] = acc[j]! + (o[j]! - thetaBar[j]!);
-  const scale = alphaG / thetas.length;
   for (let j = 0; j < thetaBar.length; j++) thetaBar[j] = thetaBar[j]! + scale * acc[j]!;
 }
 
@@ -51,4 +91,136 @@ export function meanOf(values: ArrayLike<number>): number {
   let s = 0;
   for (let i = 0; i < values.length; i++) s += values[i]!;
   return s / values.length;
+}
+
+/** Coordinate-wise median (even count: the mean of the two middle values). */
+function medianInto(out: Float64Array, xs: readonly Float64Array[]): void {
+  const n = xs.length;
+  const col = new Float64Array(n);
+  for (let j = 0; j < out.length; j++) {
+    for (let i = 0; i < n; i++) col[i] = xs[i]![j]!;
+    col.sort();
+    out[j] = n % 2 === 1 ? col[(n - 1) / 2]! : (col[n / 2 - 1]! + col[n / 2]!) / 2;
+  }
+}
+
+/** Coordinate-wise trimmed mean: drop the floor(B n + 1e-9) smallest and largest, mean the rest (in ascending order). */
+function trimmedInto(out: Float64Array, xs: readonly Float64Array[], beta: number): void {
+  const n = xs.length;
+  const k = trimCount(beta, n);
+  const col = new Float64Array(n);
+  for (let j = 0; j < out.length; j++) {
+    for (let i = 0; i < n; i++) col[i] = xs[i]![j]!;
+    col.sort();
+    let s = 0;
+    for (let i = k; i < n - k; i++) s += col[i]!;
+    out[j] = s / (n - 2 * k);
+  }
+}
+
+function squaredDistance(a: Float64Array, b: Float64Array): number {
+  let d = 0;
+  for (let j = 0; j < a.length; j++) {
+    const e = a[j]! - b[j]!;
+    d += e * e;
+  }
+  return d;
+}
+
+/** Krum (Blanchard et al., NeurIPS 2017): the vector whose n - F - 2 nearest others are closest. */
+function krumIndex(xs: readonly Float64Array[], f: number): number {
+  const n = xs.length;
+  const d = new Float64Array(n * n);
+  for (let i = 0; i < n; i++)
+    for (let j = i + 1; j < n; j++) {
+      const v = squaredDistance(xs[i]!, xs[j]!);
+      d[i * n + j] = v;
+      d[j * n + i] = v;
+    }
+  const keep = n - f - 2;
+  let best = -1;
+  let bestScore = Infinity;
+  const row: number[] = [];
+  for (let i = 0; i < n; i++) {
+    row.length = 0;
+    for (let j = 0; j < n; j++) if (j !== i) row.push(d[i * n + j]!);
+    row.sort((a, b) => a - b);
+    let score = 0;
+    for (let k = 0; k < keep; k++) score += row[k]!;
+    if (score < bestScore) {
+      bestScore = score;
+      best = i;
+    }
+  }
+  return best;
+}
+
+function norm(x: Float64Array): number {
+  let s = 0;
+  for (let j = 0; j < x.length; j++) s += x[j]! * x[j]!;
+  return Math.sqrt(s);
+}
+
+/** The geometric median by Weiszfeld's iteration (Pillutla et al., 2022), from the mean. */
+function geomedInto(out: Float64Array, xs: readonly Float64Array[]): void {
+  const z = meanInto(new Float64Array(out.length), xs);
+  const next = new Float64Array(out.length);
+  const diff = new Float64Array(out.length);
+  for (let it = 0; it < 1000; it++) {
+    next.fill(0);
+    let wsum = 0;
+    for (const x of xs) {
+      const w = 1 / Math.max(1e-12, norm(deltaInto(diff, x, z)));
+      wsum += w;
+      for (let j = 0; j < next.length; j++) next[j] = next[j]! + w * x[j]!;
+    }
+    for (let j = 0; j < next.length; j++) next[j] = next[j]! / wsum;
+    const moved = norm(deltaInto(diff, next, z));
+    z.set(next);
+    if (moved <= 1e-12 * (1 + norm(next))) break;
+  }
+  out.set(z);
+}
+
+/** agg(xs) into out by `rule`; `mean` is meanInto's expression. */
+export function aggregateInto(out: Float64Array, xs: readonly Float64Array[], rule: AggregationRule): Float64Array {
+  const problem = ruleProblem(rule, xs.length);
+  if (problem) throw new InputError(`aggregation ${describeRule(rule)} cannot apply: ${problem}`);
+  switch (rule.kind) {
+    case 'mean':
+      return meanInto(out, xs);
+    case 'median':
+      medianInto(out, xs);
+      return out;
+    case 'trimmed':
+      trimmedInto(out, xs, rule.beta);
+      return out;
+    case 'krum':
+      out.set(xs[krumIndex(xs, rule.f)]!);
+      return out;
+    case 'geomed':
+      geomedInto(out, xs);
+      return out;
+  }
+}
+
+/**
+ * The server step on theta_bar: Eq. 7's expression for `mean` (theta_bar + (alpha_g / n) * sum,
+ * so existing results keep their bits), theta_bar + alpha_g * agg(deltas) for any other rule.
+ */
+export function stepWithRule(thetaBar: Float64Array, deltas: readonly Float64Array[], alphaG: number, rule: AggregationRule, scratch: Float64Array): void {
+  if (rule.kind === 'mean') return applyDeltas(thetaBar, deltas, alphaG, scratch);
+  aggregateInto(scratch, deltas, rule);
+  for (let j = 0; j < thetaBar.length; j++) thetaBar[j] = thetaBar[j]! + alphaG * scratch[j]!;
+}
+
+export function describeRule(rule: AggregationRule): string {
+  switch (rule.kind) {
+    case 'trimmed':
+      return `trimmed:${rule.beta}`;
+    case 'krum':
+      return `krum:${rule.f}`;
+    default:
+      return rule.kind;
+  }
 }

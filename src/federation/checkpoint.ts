@@ -4,6 +4,7 @@ import type { BackendName } from '../backends/types.js';
 import { InputError } from '../errors.js';
 import type { Mdp } from '../mdp/model.js';
 import type { AgentState } from './agent.js';
+import type { Costs, ServerState } from './server.js';
 import type { FaultSpec } from './faults.js';
 import type { TrainSettings } from './settings.js';
 import { writeFileAtomic } from '../util/atomic.js';
@@ -25,21 +26,28 @@ import { decodeFloat64, encodeFloat64, float64Bytes } from '../util/float64.js';
  * directory. A process killed at any point leaves the previous checkpoint or the new one.
  */
 
-export const CHECKPOINT_FORMAT = 'fedpg-checkpoint/1';
+export const CHECKPOINT_FORMAT = 'fedpg-checkpoint/2';
 
 export interface CheckpointState {
   /** Rounds finished. */
   round: number;
-  thetaBar: Float64Array;
-  /** Algorithm `local`: every agent's theta. */
-  thetas: Float64Array[] | null;
-  globalMemory: Float64Array | null;
+  /** The server: theta_bar, its vectors, every agent's last report, its stream, its cost counters. */
+  server: ServerState;
   /** |grad J|^2 at theta_bar (the next round's start); null for `local`. */
   lastGradNormSq: number | null;
   /** J before round 1, then after each finished round: round + 1 values. */
   J: number[];
   /** round values (null for `local`). */
   gradNormSq: (number | null)[];
+  /** Ditto's personal J history (round + 1 values), or null. */
+  personalJ: number[] | null;
+  /** Decentralised algorithms' consensus history (round + 1 values), or null. */
+  consensus: number[] | null;
+  /** J_i per agent before round 1 and after each round. */
+  agentJ: number[][];
+  /** The costs after each finished round and who took part (the records are rebuilt from them). */
+  costs: (Costs & { participants?: number[]; dpEpsilon?: number | null })[];
+  /** Every agent's stream and kept vectors. */
   agents: AgentState[];
 }
 
@@ -87,16 +95,27 @@ export function runIdentity(mdp: Mdp, theta0: Float64Array, backend: BackendName
 }
 
 function serialise(id: RunIdentity, st: CheckpointState): string {
+  const sv = st.server;
   const body = {
     run: id,
     round: st.round,
-    thetaBar: encodeFloat64(st.thetaBar),
-    thetas: st.thetas ? st.thetas.map(encodeFloat64) : null,
-    globalMemory: st.globalMemory ? encodeFloat64(st.globalMemory) : null,
+    server: {
+      thetaBar: encodeFloat64(sv.thetaBar),
+      vectors: sv.vectors.map(encodeFloat64),
+      reports: sv.reports.map((r) => (r ? encodeFloat64(r) : null)),
+      rng: Array.from(sv.rng),
+      trajectories: sv.trajectories,
+      vectorsSent: sv.vectors_sent,
+      messages: sv.messages,
+    },
     lastGradNormSq: st.lastGradNormSq === null ? null : encodeFloat64(new Float64Array([st.lastGradNormSq])),
     J: encodeFloat64(Float64Array.from(st.J)),
     gradNormSq: st.gradNormSq.some((g) => g === null) ? null : encodeFloat64(Float64Array.from(st.gradNormSq as number[])),
-    agents: st.agents.map((a) => ({ rng: Array.from(a.rng), memory: a.memory ? encodeFloat64(a.memory) : null })),
+    personalJ: st.personalJ ? encodeFloat64(Float64Array.from(st.personalJ)) : null,
+    consensus: st.consensus ? encodeFloat64(Float64Array.from(st.consensus)) : null,
+    agentJ: st.agentJ.map((a) => encodeFloat64(Float64Array.from(a))),
+    costs: st.costs,
+    agents: st.agents.map((a) => ({ rng: Array.from(a.rng), kept: a.kept.map(encodeFloat64) })),
   };
   const text = JSON.stringify(body);
   const head = { format: CHECKPOINT_FORMAT, sha256: createHash('sha256').update(text).digest('hex'), bytes: Buffer.byteLength(text) };
@@ -138,7 +157,7 @@ function describeDifference(want: RunIdentity, got: RunIdentity): string | null 
  * Reads and checks a checkpoint of this run; throws InputError (corrupt, other run, or beyond
  * `rounds`) with a message that says how to start over.
  */
-export function readCheckpoint(path: string, want: RunIdentity, rounds: number): CheckpointState {
+export function readCheckpoint(path: string, want: RunIdentity, rounds: number, keptCount: number, serverVectors: number): CheckpointState {
   const refuse = (why: string): never => {
     throw new InputError(`checkpoint ${path} refused: ${why}; pass --fresh to start over or choose another --checkpoint file`);
   };
@@ -155,6 +174,7 @@ export function readCheckpoint(path: string, want: RunIdentity, rounds: number):
   } catch {
     return refuse('it is not a fedpg checkpoint (corrupt or another kind of file)');
   }
+  if (head?.format === 'fedpg-checkpoint/1') return refuse('it was written by an older fast-fedpg (fedpg-checkpoint/1), whose state this version cannot continue');
   if (head?.format !== CHECKPOINT_FORMAT) return refuse(`its format is ${JSON.stringify(head?.format)}, not ${CHECKPOINT_FORMAT}`);
   const body = nl < 0 ? '' : text.slice(nl + 1).replace(/\n$/, '');
   if (createHash('sha256').update(body).digest('hex') !== head.sha256) return refuse('it is corrupt (checksum mismatch: truncated or altered)');
@@ -173,26 +193,52 @@ export function readCheckpoint(path: string, want: RunIdentity, rounds: number):
     const SA = want.states * want.actions;
     const N = want.agents;
     const local = want.settings.algorithm === 'local';
-    const thetas = b.thetas;
-    if (local && (!Array.isArray(thetas) || thetas.length !== N)) throw new Error('the agents\' thetas are missing');
     const agents = b.agents;
     if (!Array.isArray(agents) || agents.length !== N) throw new Error('the agents\' states are missing');
     const J = decodeFloat64(b.J, round + 1, 'J');
     const g = b.gradNormSq === null ? null : decodeFloat64(b.gradNormSq, round, 'gradNormSq');
     if (!local && !g) throw new Error('gradNormSq is missing');
+    const sv = b.server as Record<string, unknown> | undefined;
+    if (!sv || typeof sv !== 'object') throw new Error('the server state is missing');
+    const vectors = sv.vectors;
+    if (!Array.isArray(vectors) || vectors.length !== serverVectors) throw new Error('the server vectors are missing');
+    const reports = sv.reports;
+    if (!Array.isArray(reports)) throw new Error('the server\'s reports are missing');
+    const agentJ = b.agentJ;
+    if (!Array.isArray(agentJ) || agentJ.length !== round + 1) throw new Error('the per-agent J history is missing');
+    const costs = b.costs;
+    if (!Array.isArray(costs) || costs.length !== round || !costs.every((c) => c && ['trajectories', 'steps', 'bytes'].every((k) => Number.isSafeInteger((c as Record<string, unknown>)[k]))))
+      throw new Error('the cost history is malformed');
+    const stream = (x: unknown, what: string): Uint32Array => {
+      if (!Array.isArray(x) || x.length !== 4 || !x.every((v) => Number.isInteger(v) && v >= 0 && v <= 0xffffffff)) throw new Error(`${what} is malformed`);
+      return Uint32Array.from(x as number[]);
+    };
+    const counter = (x: unknown, what: string): number => {
+      if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < 0) throw new Error(`${what} is malformed`);
+      return x;
+    };
     return {
       round,
-      thetaBar: decodeFloat64(b.thetaBar, SA, 'theta_bar'),
-      thetas: local ? (thetas as unknown[]).map((t, i) => decodeFloat64(t, SA, `theta of agent ${i}`)) : null,
-      globalMemory: b.globalMemory === null ? null : decodeFloat64(b.globalMemory, SA, 'the global memory'),
+      server: {
+        thetaBar: decodeFloat64(sv.thetaBar, SA, 'theta_bar'),
+        vectors: vectors.map((v, k) => decodeFloat64(v, SA, `server vector ${k}`)),
+        reports: reports.map((r, i) => (r === null ? null : decodeFloat64(r, SA, `agent ${i}'s report`))),
+        rng: stream(sv.rng, 'the server\'s random stream'),
+        trajectories: counter(sv.trajectories, 'the trajectory count'),
+        vectors_sent: counter(sv.vectorsSent, 'the vector count'),
+        messages: Array.isArray(sv.messages) && sv.messages.length === N ? sv.messages.map((m, i) => counter(m, `agent ${i}'s message count`)) : (() => { throw new Error('the message counts are missing'); })(),
+      },
       lastGradNormSq: b.lastGradNormSq === null ? null : decodeFloat64(b.lastGradNormSq, 1, 'lastGradNormSq')[0]!,
       J: Array.from(J),
       gradNormSq: g ? Array.from(g) : new Array<null>(round).fill(null),
-      agents: (agents as { rng?: unknown; memory?: unknown }[]).map((a, i) => {
-        const rng = a.rng;
-        if (!Array.isArray(rng) || rng.length !== 4 || !rng.every((x) => Number.isInteger(x) && x >= 0 && x <= 0xffffffff))
-          throw new Error(`agent ${i}'s random stream is malformed`);
-        return { rng: Uint32Array.from(rng as number[]), memory: a.memory === null || a.memory === undefined ? null : decodeFloat64(a.memory, SA, `agent ${i}'s memory`) };
+      personalJ: b.personalJ === null || b.personalJ === undefined ? null : Array.from(decodeFloat64(b.personalJ, round + 1, 'personalJ')),
+      consensus: b.consensus === null || b.consensus === undefined ? null : Array.from(decodeFloat64(b.consensus, round + 1, 'consensus')),
+      agentJ: agentJ.map((a, t) => Array.from(decodeFloat64(a, N, `agentJ of round ${t}`))),
+      costs: costs as (Costs & { participants?: number[]; dpEpsilon?: number | null })[],
+      agents: (agents as { rng?: unknown; kept?: unknown }[]).map((a, i) => {
+        const kept = a.kept;
+        if (!Array.isArray(kept) || kept.length !== keptCount) throw new Error(`agent ${i}'s kept vectors are missing`);
+        return { rng: stream(a.rng, `agent ${i}'s random stream`), kept: kept.map((k, j) => decodeFloat64(k, SA, `agent ${i}'s kept vector ${j}`)) };
       }),
     };
   } catch (e) {

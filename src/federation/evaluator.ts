@@ -100,14 +100,46 @@ export class Evaluator {
   /** J* of the average MDP, or null with per-agent kernels. */
   readonly Jstar: number | null;
 
-  constructor(mdp: Mdp, envs: Environment[]) {
+  private readonly envs: Environment[];
+  private readonly rewards: Float64Array[];
+  private readonly one: Evaluation;
+  /** J_i* per agent (each agent's own optimum on its own kernel), when asked for. */
+  readonly JstarPerAgent: number[] | null;
+
+  constructor(mdp: Mdp, envs: Environment[], o: { perAgentOptimum?: boolean } = {}) {
     this.N = mdp.rewards.length;
+    this.envs = envs;
+    this.rewards = mdp.rewards;
     const S = mdp.states;
     this.SA = S * mdp.actions;
     this.scorer = new AgentScorer(scoreGroups(mdp, envs), S, this.SA);
     this.gradSum = new Float64Array(this.SA);
     this.grad = new Float64Array(this.N * this.SA);
     this.Jstar = mdp.perAgentKernels ? null : envs[0]!.optimal(averageReward(mdp), new Float64Array(S));
+    this.one = { J: new Float64Array(1), V: new Float64Array(S), Q: new Float64Array(this.SA), grad: new Float64Array(this.SA), occupancy: new Float64Array(S) };
+    this.JstarPerAgent = o.perAgentOptimum ? mdp.rewards.map((r, i) => this.envOf(i).optimal(r, new Float64Array(S))) : null;
+  }
+
+  private envOf(i: number): Environment {
+    return this.envs.length === 1 ? this.envs[0]! : this.envs[i]!;
+  }
+
+  /** (1/N) sum_i J_i(v_i): every agent's own objective at its own policy (Ditto's personal J), in agent order. */
+  personalJ(policies: readonly Float64Array[]): number {
+    let J = 0;
+    policies.forEach((v, i) => {
+      this.envOf(i).evaluate(v, this.rewards[i]!, this.one);
+      J += this.one.J[0]!;
+    });
+    return J / policies.length;
+  }
+
+  /** (1/N) sum_i (J_i* - J_i(v_i)) from the personal J: the mean of J_i* minus it. */
+  personalGap(personalJ: number): number | null {
+    if (!this.JstarPerAgent) return null;
+    let s = 0;
+    for (const j of this.JstarPerAgent) s += j;
+    return s / this.JstarPerAgent.length - personalJ;
   }
 
   score(theta: Float64Array): PolicyScore {

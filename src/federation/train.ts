@@ -5,24 +5,23 @@ import type { Mdp } from '../mdp/model.js';
 import { environmentSpec } from '../mdp/model.js';
 import { agentStream } from '../rng.js';
 import { yieldToEventLoop } from '../util/yield.js';
-import { LocalAgent, type AgentState } from './agent.js';
+import { initialAgentState, keptNames, LocalAgent, type AgentState } from './agent.js';
+import { meanInto } from './aggregate.js';
+import { mixParameters, mixTrackers, npgAlpha } from './algorithms/fednpg.js';
+import { algorithmOf, checkAgainstAgents } from './algorithms/registry.js';
+import { mixingMatrix, parseTopology } from './topology.js';
+import type { AlgorithmPlugin } from './algorithms/types.js';
 // Checkpoints and worker threads are Node-only: loaded on demand, so the browser entry (which
 // imports this module) pulls in neither fs, crypto nor worker_threads.
 import type { CheckpointState, RunIdentity } from './checkpoint.js';
 import { combineScores, Evaluator } from './evaluator.js';
 import { resolveFaults, type FaultSpec } from './faults.js';
 import { InProcessPool, type AgentPool } from './pool.js';
-import { applyThetas, meanInto } from './aggregate.js';
-import { costsAfter, resolveSettings, type TrainSettings } from './settings.js';
+import { ServerCore, type Costs } from './server.js';
+import { refuseUnknownKeys, resolveSettings, type TrainSettings } from './settings.js';
 import type { WorkersChoice } from './workers/plan.js';
-import type { WorkerPool } from './workers/pool.js';
 
 type CheckpointIO = typeof import('./checkpoint.js');
-
-/** A worker pool that runs whole rounds itself (the server step included). */
-function runsRounds(pool: AgentPool): pool is WorkerPool {
-  return (pool as Partial<WorkerPool>).runs === true;
-}
 
 /** One line of the round log. Rounds count from 1; J and gap are after the round, gradNormSq at its start. */
 export interface RoundRecord {
@@ -36,6 +35,22 @@ export interface RoundRecord {
   trajectories: number;
   steps: number;
   bytes: number;
+  /** J_i(theta_bar) per agent after the round (for `local`: J_i(theta_i)). */
+  agentJ: number[];
+  /** Wall-clock seconds since the run (or its resumption) started. */
+  seconds: number;
+  /** Sampled runs: environment steps per wall-clock second so far in this process; null with exact gradients. */
+  stepsPerSecond: number | null;
+  /** The agents that took part in the round (ascending); present when --participation < 1. */
+  participants?: number[];
+  /** Ditto: (1/N) sum_i J_i(v_i) after the round. */
+  personalJ?: number;
+  /** Ditto: (1/N) sum_i (J_i* - J_i(v_i)); null with per-agent kernels. */
+  personalGap?: number | null;
+  /** Decentralised algorithms: (1/N) sum_n |theta_n - theta_bar|^2 after the round. */
+  consensus?: number;
+  /** Differential privacy: the largest epsilon over agents so far (null: infinite, clipping without noise). */
+  dpEpsilon?: number | null;
 }
 
 /** What is known before round 1 (the log's header line). */
@@ -58,6 +73,14 @@ export interface TrainResult extends Omit<TrainHeader, 'J0'> {
   theta: number[][] | null;
   /** `local` only: every agent's final theta. */
   thetas?: number[][][];
+  /** Ditto: (1/N) sum_i J_i(v_i) before round 1 and after every round (T + 1 values). */
+  personalJ?: number[];
+  /** Ditto: every agent's final personal policy v_i. */
+  personalThetas?: number[][][];
+  /** Decentralised algorithms: (1/N) sum_n |theta_n - theta_bar|^2 before round 1 and after every round (T + 1 values). */
+  consensus?: number[];
+  /** Differential privacy: each agent's epsilon at the end (null: infinite). */
+  dpEpsilonPerAgent?: (number | null)[];
   records: RoundRecord[];
 }
 
@@ -120,6 +143,11 @@ export interface TrainOptions extends Partial<TrainSettings> {
   pool?: (agents: LocalAgent[], settings: TrainSettings) => AgentPool;
 }
 
+/** The keys of TrainOptions besides the settings' own (anything else is refused as a typo). */
+export const TRAIN_OPTION_KEYS: readonly string[] = [
+  'theta0', 'backend', 'signal', 'onRecord', 'onStart', 'onRuntime', 'onInfo', 'workers', 'retry', 'evaluation', 'roundTimeout', 'checkpoint', 'faults', 'pool',
+];
+
 function rowsOf(t: Float64Array, A: number): number[][] {
   const out: number[][] = [];
   for (let i = 0; i < t.length; i += A) out.push(Array.from(t.subarray(i, i + A)));
@@ -133,7 +161,7 @@ function nonNegInt(name: string, v: number | undefined, min = 0): number | undef
 }
 
 /** The state at the end of the last finished round, minus the append-only histories. */
-type Snapshot = Omit<CheckpointState, 'J' | 'gradNormSq'>;
+type Snapshot = Omit<CheckpointState, 'J' | 'gradNormSq' | 'personalJ' | 'agentJ' | 'consensus'>;
 
 interface Extra {
   restored: CheckpointState | null;
@@ -145,12 +173,11 @@ interface Extra {
 }
 
 /**
- * A training run, round by round. The loop is the aggregator's view of Algorithm 1: it owns
- * theta_bar and the global memory g, and talks to the agents only through the pool.
- *
- * With worker threads the round's exact evaluation (J, gap, |grad J|^2 of the new theta_bar) is
- * done by the agents' threads, each for its own agents, in the same command that starts the next
- * round's local steps, so it neither serialises the round nor waits for the caller.
+ * A training run, round by round. The loop is the server's view of a round: it owns a ServerCore
+ * (theta_bar, the algorithm's server vectors, every agent's last report, the server's stream)
+ * and talks to the agents only through the pool, driving the algorithm only through its plug-in
+ * (algorithms/types.ts). The evaluation of each round (exact J, gap, |grad J|^2) is for the log
+ * only and never feeds back into training.
  */
 export class Training {
   readonly header: TrainHeader;
@@ -159,23 +186,33 @@ export class Training {
   readonly workers: number;
   /** Where the run resumed from, or null for a fresh run. */
   readonly resumed: { path: string; round: number } | null;
+  readonly algorithm: AlgorithmPlugin;
+  private readonly server: ServerCore;
   private readonly J: number[];
   private readonly gradNormSq: (number | null)[];
+  private readonly personalJ: number[] | null;
+  private readonly consensus: number[] | null;
+  private readonly agentJ: number[][];
+  /** Decentralised algorithms: the mixing matrix W [N*N] and alpha. */
+  private readonly mixing: { W: Float64Array; alpha: number; degrees: number } | null;
   private lastGradNormSq: number | null;
   private round: number;
+  private readonly all: number[];
   private readonly outs: Float64Array[];
-  private readonly globalMemory: Float64Array | null;
-  private readonly thetas: Float64Array[] | null;
+  private readonly reports: Float64Array[];
   private readonly evalJ: Float64Array;
   private readonly evalGrad: Float64Array;
   private readonly gsum: Float64Array;
-  private readonly acc: Float64Array;
-  private pending: Promise<void> | null = null;
-  private runStarted = false;
+  private pending: { promise: Promise<void>; ids: number[] } | null = null;
+  private nextIds: number[] | null = null;
   private snapshot: Snapshot | null = null;
   private savedRound: number;
   private closed = false;
   private lastYield = performance.now();
+  private readonly started = performance.now();
+  private readonly startSteps: number;
+  private readonly ditto: boolean;
+  private lastPersonal: { J: number; gap: number | null } | null = null;
 
   private constructor(
     private readonly mdp: Mdp,
@@ -183,39 +220,52 @@ export class Training {
     private readonly envs: Environment[],
     private readonly pool: AgentPool,
     private readonly evaluator: Evaluator,
-    private readonly thetaBar: Float64Array,
+    theta0: Float64Array,
     backend: Backend,
     private readonly x: Extra,
   ) {
     const N = mdp.rewards.length;
     const SA = mdp.states * mdp.actions;
+    this.algorithm = algorithmOf(settings.algorithm);
     this.workers = x.workers;
+    this.all = Array.from({ length: N }, (_, i) => i);
     this.outs = Array.from({ length: N }, () => new Float64Array(SA));
-    this.globalMemory = settings.algorithm === 'fast-fedpg' ? new Float64Array(SA) : null;
-    this.thetas = settings.algorithm === 'local' ? Array.from({ length: N }, () => Float64Array.from(thetaBar)) : null;
+    this.reports = Array.from({ length: N }, () => new Float64Array(SA));
     this.evalJ = new Float64Array(N);
     this.evalGrad = new Float64Array(pool.evaluates && pool.evaluateAndStart ? N * SA : 0);
     this.gsum = new Float64Array(SA);
-    this.acc = new Float64Array(SA);
+    this.ditto = keptNames(this.algorithm, settings).includes('personal');
+    if (this.algorithm.topology === 'peers') {
+      const W = mixingMatrix(parseTopology(settings.topology), N, settings.serverSeed);
+      let degrees = 0;
+      for (let n = 0; n < N; n++) for (let m = 0; m < N; m++) if (m !== n && W[n * N + m] !== 0) degrees++;
+      this.mixing = { W, alpha: npgAlpha(settings.eta, settings.entropy, mdp.gamma), degrees };
+    } else this.mixing = null;
     const r = x.restored;
+    this.server = new ServerCore(settings, N, theta0, r?.server);
     if (r) {
-      thetaBar.set(r.thetaBar);
-      if (this.thetas) r.thetas!.forEach((t, i) => this.thetas![i]!.set(t));
-      if (this.globalMemory) this.globalMemory.set(r.globalMemory!);
       this.J = r.J.slice();
       this.gradNormSq = r.gradNormSq.slice();
+      this.personalJ = r.personalJ ? r.personalJ.slice() : null;
+      this.consensus = r.consensus ? r.consensus.slice() : null;
+      this.agentJ = r.agentJ.map((a) => a.slice());
       this.lastGradNormSq = r.lastGradNormSq;
       this.round = r.round;
       for (let t = 1; t <= r.round; t++) this.records.push(this.makeRecord(t));
       this.resumed = { path: x.checkpoint!.path, round: r.round };
     } else {
-      const start = evaluator.score(thetaBar);
+      const local = this.algorithm.topology === 'local';
+      const start = local ? this.scoreLocal(pool.states()) : evaluator.score(this.server.thetaBar);
+      this.consensus = this.mixing ? [0] : null;
       this.J = [start.J];
+      this.agentJ = [Array.from(start.perAgent)];
       this.gradNormSq = [];
-      this.lastGradNormSq = settings.algorithm === 'local' ? null : start.gradNormSq;
+      this.lastGradNormSq = local ? null : start.gradNormSq;
+      this.personalJ = this.ditto ? [this.scorePersonal(pool.states()).J] : null;
       this.round = 0;
       this.resumed = null;
     }
+    this.startSteps = this.server.costs().steps;
     this.savedRound = this.round;
     this.header = {
       algorithm: settings.algorithm,
@@ -228,7 +278,12 @@ export class Training {
   }
 
   static async create(mdp: Mdp, options: TrainOptions = {}): Promise<Training> {
+    refuseUnknownKeys(options, TRAIN_OPTION_KEYS);
     const settings = resolveSettings(options);
+    const N = mdp.rewards.length;
+    checkAgainstAgents(settings, N);
+    const alg = algorithmOf(settings.algorithm);
+    if (alg.topology === 'peers') npgAlpha(settings.eta, settings.entropy, mdp.gamma);
     const SA = mdp.states * mdp.actions;
     const theta0 = options.theta0 ?? new Float64Array(SA);
     if (theta0.length !== SA) throw new InputError(`theta0 has ${theta0.length} values, expected states*actions = ${SA}`);
@@ -246,19 +301,12 @@ export class Training {
     const envs = mdp.kernels.map((_, k) => backend.createEnvironment(environmentSpec(mdp, k)));
     let pool: AgentPool | null = null;
     try {
-      if (settings.entropy > 0 && envs.some((e) => typeof e.estimateRegularized !== 'function' || typeof e.evaluateRegularized !== 'function')) {
-        throw new InputError(`the ${backend.name} backend has no entropy-regularised kernels yet; use --backend js for --entropy`);
-      }
-      const evaluator = new Evaluator(mdp, envs);
+      const ditto = keptNames(alg, settings).includes('personal');
+      const evaluator = new Evaluator(mdp, envs, { perAgentOptimum: ditto });
       const io = ck ? await import('./checkpoint.js') : null;
       const identity = io ? io.runIdentity(mdp, theta0, backend.name, settings) : null;
-      const restored = io && ck && !ck.fresh && io.checkpointExists(ck.path) ? io.readCheckpoint(ck.path, identity!, settings.rounds) : null;
-      if (restored) {
-        const fast = settings.algorithm === 'fast-fedpg';
-        if (fast && (!restored.globalMemory || restored.agents.some((a) => !a.memory)))
-          throw new InputError(`checkpoint ${ck!.path} refused: it is corrupt (Fast-FedPG's memory is missing); pass --fresh to start over`);
-      }
-      const states: AgentState[] = restored ? restored.agents : mdp.rewards.map((_, i) => ({ rng: agentStream(settings.seed, i), memory: null }));
+      const restored = io && ck && !ck.fresh && io.checkpointExists(ck.path) ? io.readCheckpoint(ck.path, identity!, settings.rounds, keptNames(alg, settings).length, alg.serverState.length) : null;
+      const states: AgentState[] = restored ? restored.agents : mdp.rewards.map((_, i) => initialAgentState(alg, settings, agentStream(settings.seed, i), theta0));
       const planner = options.pool || options.workers === undefined || options.workers === 1 ? null : await import('./workers/plan.js');
       const plan = options.pool
         ? { workers: 1, why: 'a custom agent pool' }
@@ -269,7 +317,7 @@ export class Training {
         const f = faults.find((g) => g.kind === 'hang' || g.kind === 'exit');
         if (f) throw new InputError(`the injected fault '${f.kind}' needs worker threads (workers >= 2)`);
       }
-      const agents = (): LocalAgent[] => mdp.rewards.map((r, i) => new LocalAgent(i, envs.length === 1 ? envs[0]! : envs[i]!, r, states[i]!));
+      const agents = (): LocalAgent[] => mdp.rewards.map((r, i) => new LocalAgent(i, envs.length === 1 ? envs[0]! : envs[i]!, r, states[i]!, alg, settings));
       if (options.pool) pool = options.pool(agents(), settings);
       else if (plan.workers > 1)
         pool = await (await import('./workers/pool.js')).WorkerPool.create({
@@ -279,18 +327,16 @@ export class Training {
           workers: plan.workers,
           states,
           evaluate:
-            settings.algorithm !== 'local' &&
+            alg.topology !== 'local' &&
             (options.evaluation === 'workers' || (options.evaluation !== 'main' && planner!.evaluationOnWorkers(mdp, settings, backend.name, plan.workers))),
-          perAgentStarts: settings.algorithm === 'local',
           retry,
           roundTimeout,
           faults,
           ...(options.signal ? { signal: options.signal } : {}),
           ...(options.onInfo ? { onInfo: options.onInfo } : {}),
         });
-      else pool = new InProcessPool(agents(), settings, { faults, retry, ...(options.onInfo ? { onInfo: options.onInfo } : {}) });
-      if (ck && !pool.states) throw new InputError('checkpoints need an agent pool that reports its agents\' states');
-      const t = new Training(mdp, settings, envs, pool, evaluator, Float64Array.from(theta0), backend, {
+      else pool = new InProcessPool(agents(), { faults, retry, ...(options.onInfo ? { onInfo: options.onInfo } : {}) });
+      const t = new Training(mdp, settings, envs, pool, evaluator, theta0, backend, {
         restored,
         checkpoint: ck ? { ...ck, identity: identity!, every: ck.every ?? 10, io: io! } : null,
         faults,
@@ -300,23 +346,24 @@ export class Training {
       });
       options.onRuntime?.({ workers: plan.workers, why: plan.why });
       if (restored) options.onInfo?.(`resuming from checkpoint ${ck!.path} at round ${restored.round} of ${settings.rounds}`);
-      if (!restored && t.globalMemory) await t.refreshMemory(0);
+      if (!restored && alg.reports !== 'none') await t.reportRound(t.all, 0, true);
+      if (!restored && alg.topology === 'peers') await t.peersStart();
       if (ck) t.snapshot = t.takeSnapshot();
       return t;
     } catch (e) {
       try {
         await pool?.close();
       } finally {
-        envs.forEach((e2) => e2.dispose());
+        envs.forEach((e) => e.dispose());
       }
       throw e;
     }
   }
 
-  /** Fast-FedPG's second message: every agent's g_i(theta_bar), and their mean g. */
-  private async refreshMemory(round: number): Promise<void> {
-    await this.pool.memorySamples(this.thetaBar, this.outs, { round });
-    meanInto(this.globalMemory!, this.outs);
+  /** A report phase: the agents' reports at theta_bar, then the server's rule over every report held. */
+  private async reportRound(ids: number[], round: number, initial: boolean): Promise<void> {
+    await this.pool.reportPhase(ids, this.server.thetaBar, this.reports, { round });
+    this.server.applyReports(ids, ids.map((i) => this.reports[i]!), initial);
   }
 
   get finished(): boolean {
@@ -328,27 +375,79 @@ export class Training {
     return this.round;
   }
 
-  private makeRecord(t: number): RoundRecord {
+  private makeRecord(t: number, participants?: number[]): RoundRecord {
+    // A resumed run's finished rounds come from the checkpoint's history.
     const Jstar = this.evaluator.Jstar;
     const J = this.J[t]!;
-    return {
+    const past = this.x.restored && t <= this.x.restored.round ? this.x.restored.costs[t - 1]! : null;
+    const costs: Costs = past ? { trajectories: past.trajectories, steps: past.steps, bytes: past.bytes } : this.server.costs();
+    if (past?.participants) participants = past.participants;
+    const dp = past ? past.dpEpsilon : this.server.dpEpsilon();
+    const seconds = (performance.now() - this.started) / 1000;
+    const rec: RoundRecord = {
       round: t,
       J,
       gap: Jstar === null ? null : Jstar - J,
       gradNormSq: this.gradNormSq[t - 1]!,
-      ...costsAfter(this.settings, this.mdp.rewards.length, this.thetaBar.length, t),
+      ...costs,
+      agentJ: this.agentJ[t]!,
+      seconds,
+      stepsPerSecond: this.settings.gradient === 'sampled' && seconds > 0 ? (costs.steps - this.startSteps) / seconds : null,
     };
+    if (participants && participants.length < this.all.length) rec.participants = participants;
+    if (this.personalJ) {
+      rec.personalJ = this.personalJ[t]!;
+      rec.personalGap = this.evaluator.personalGap(this.personalJ[t]!);
+    }
+    if (this.consensus) rec.consensus = this.consensus[t]!;
+    if (dp !== undefined) rec.dpEpsilon = dp;
+    return rec;
   }
 
-  private setPending(p: Promise<void>): void {
-    p.catch(() => {});
-    this.pending = p;
+  /** Decentralised start: every agent's tracker and last Q are its Q_tau at theta0. */
+  private async peersStart(): Promise<void> {
+    const names = keptNames(this.algorithm, this.settings);
+    await this.pool.reportPhase(this.all, this.server.thetaBar, this.reports, { round: 0 });
+    for (const i of this.all) {
+      this.pool.writeKept!(i, names.indexOf('tracker'), this.reports[i]!);
+      this.pool.writeKept!(i, names.indexOf('q'), this.reports[i]!);
+    }
   }
 
-  private takePending(): Promise<void> | null {
-    const p = this.pending;
-    this.pending = null;
-    return p;
+  /**
+   * One decentralised round (FedNPG): the mixing of parameters over the graph, every agent's Q at
+   * its new parameters, the mixing of the trackers; theta_bar is the agents' mean.
+   */
+  private async peersRound(r: number): Promise<number[]> {
+    const names = keptNames(this.algorithm, this.settings);
+    const [kTheta, kTracker, kQ] = [names.indexOf('theta'), names.indexOf('tracker'), names.indexOf('q')];
+    const m = this.mixing!;
+    const before = this.pool.states();
+    const thetas = before.map((st) => st.kept[kTheta]!);
+    const trackers = before.map((st) => st.kept[kTracker]!);
+    const qOld = before.map((st) => st.kept[kQ]!);
+    const mixed = this.outs;
+    mixParameters(m.W, m.alpha, this.settings.eta / (1 - this.mdp.gamma), thetas, trackers, mixed);
+    for (const i of this.all) this.pool.writeKept!(i, kTheta, mixed[i]!);
+    await this.pool.reportPhase(this.all, this.server.thetaBar, this.reports, { round: r });
+    const newTrackers = trackers.map((t) => new Float64Array(t.length));
+    mixTrackers(m.W, trackers, this.reports, qOld, newTrackers);
+    for (const i of this.all) {
+      this.pool.writeKept!(i, kTracker, newTrackers[i]!);
+      this.pool.writeKept!(i, kQ, this.reports[i]!);
+    }
+    // theta_bar = (1/N) sum_n theta_n, in agent order; consensus = (1/N) sum_n |theta_n - theta_bar|^2.
+    meanInto(this.server.thetaBar, mixed);
+    let consensus = 0;
+    for (const th of mixed)
+      for (let j = 0; j < th.length; j++) {
+        const e = th[j]! - this.server.thetaBar[j]!;
+        consensus += e * e;
+      }
+    this.consensus!.push(consensus / this.all.length);
+    // Each agent sends theta_n and T_n to each neighbour.
+    this.server.countVectors(2 * m.degrees);
+    return this.all;
   }
 
   /**
@@ -361,6 +460,31 @@ export class Training {
     this.lastYield = performance.now();
   }
 
+  private scoreLocal(states: AgentState[]): { J: number; gradNormSq: number; perAgent: Float64Array } {
+    const k = keptNames(this.algorithm, this.settings).indexOf('theta');
+    const N = states.length;
+    let J = 0;
+    const perAgent = new Float64Array(N);
+    states.forEach((st, i) => {
+      const sc = this.evaluator.score(st.kept[k]!);
+      J += sc.J;
+      perAgent[i] = sc.perAgent[i]!;
+    });
+    return { J: J / N, gradNormSq: 0, perAgent };
+  }
+
+  private scorePersonal(states: AgentState[]): { J: number } {
+    const k = keptNames(this.algorithm, this.settings).indexOf('personal');
+    return { J: this.evaluator.personalJ(states.map((s) => s.kept[k]!)) };
+  }
+
+  /** Starts the local phase of round r (a concurrent pool runs it while this thread evaluates). */
+  private startLocal(r: number, ids: number[]): Promise<void> {
+    const p = this.pool.localPhase(ids, this.server.thetaBar, this.server.down(), this.outs, { round: r });
+    p.catch(() => {});
+    return p;
+  }
+
   /** Runs one round and returns its record. */
   async step(): Promise<RoundRecord> {
     if (this.finished) throw new Error(`the run is finished (${this.settings.rounds} rounds)`);
@@ -368,64 +492,71 @@ export class Training {
     await this.breathe();
     this.x.signal?.throwIfAborted();
     const s = this.settings;
-    const N = this.outs.length;
-    const theta = this.thetaBar;
     const r = this.round + 1;
     const more = r < s.rounds && !this.x.signal?.aborted;
+    const alg = this.algorithm;
     let J: number;
-    if (this.thetas) {
-      await (this.takePending() ?? this.pool.localRounds(this.thetas, null, s.localSteps, this.outs, { round: r }));
-      this.outs.forEach((o, i) => this.thetas![i]!.set(o));
-      // A concurrent pool starts the next round now (it copies the starts) while this thread evaluates.
-      if (this.pool.concurrent && more) this.setPending(this.pool.localRounds(this.thetas, null, s.localSteps, this.outs, { round: r + 1 }));
-      J = 0;
-      for (const th of this.thetas) J += this.evaluator.score(th).J;
-      J /= N;
-      this.gradNormSq.push(null);
-    } else if (runsRounds(this.pool)) {
-      // Run mode: the workers run whole rounds (server step included) and may be one round
-      // ahead; this thread collects theta_bar(r), evaluates it (or collects the workers'
-      // evaluation) and reports, while round r + 1 runs.
-      const pool = this.pool;
-      if (!this.runStarted) {
-        pool.startRun(r, theta, this.globalMemory, s.algorithm === 'centralized' ? 1 : s.alphaG, s.algorithm === 'centralized' ? 1 : s.localSteps);
-        this.runStarted = true;
-        pool.permit(r);
-      }
-      if (more) pool.permit(r + 1);
-      await pool.roundDone(r, theta, this.globalMemory);
-      let score: { J: number; gradNormSq: number };
-      if (pool.evaluates) {
-        await pool.roundEvaluation(r, this.evalJ, this.evalGrad);
-        score = combineScores(this.evalJ, this.evalGrad, theta.length, this.gsum);
-      } else score = this.evaluator.score(theta);
+    let perAgent: Float64Array;
+    let ids: number[];
+    if (alg.topology === 'peers') {
+      ids = await this.peersRound(r);
+      const score = this.evaluator.score(this.server.thetaBar);
       J = score.J;
+      perAgent = score.perAgent;
       this.gradNormSq.push(this.lastGradNormSq);
       this.lastGradNormSq = score.gradNormSq;
+    } else if (alg.topology === 'local') {
+      ids = this.all;
+      await this.pool.localPhase(ids, this.server.thetaBar, [], this.outs, { round: r });
+      this.server.countSilent(ids.length);
+      const sc = this.scoreLocal(this.pool.states());
+      J = sc.J;
+      perAgent = sc.perAgent;
+      this.gradNormSq.push(null);
     } else {
-      const steps = s.algorithm === 'centralized' ? 1 : s.localSteps;
-      const alpha = s.algorithm === 'centralized' ? 1 : s.alphaG;
-      await (this.takePending() ?? this.pool.localRounds(theta, this.globalMemory, steps, this.outs, { round: r }));
-      // Eq. 7: theta_bar += (alpha_g / N) sum_i Delta_i, summed in agent order.
-      applyThetas(theta, this.outs, alpha, this.acc);
-      if (this.globalMemory) await this.refreshMemory(r);
-      let score: { J: number; gradNormSq: number };
+      // The participants were drawn when this round's local phase started early (concurrent pools).
+      ids = this.nextIds ?? this.server.participants();
+      this.nextIds = null;
+      const pending = this.pending;
+      this.pending = null;
+      await (pending ? pending.promise : this.pool.localPhase(ids, this.server.thetaBar, this.server.down(), this.outs, { round: r }));
+      this.server.applyLocal(ids, ids.map((i) => this.outs[i]!));
+      if (alg.reports === 'every-round') await this.reportRound(ids, r, false);
+      if (this.ditto) this.lastPersonal = { J: this.scorePersonal(this.pool.states()).J, gap: null };
+      let score: { J: number; gradNormSq: number; perAgent: Float64Array };
       if (this.pool.evaluates && this.pool.evaluateAndStart) {
-        const h = this.pool.evaluateAndStart(theta, this.evalJ, this.evalGrad, more ? { globalMemory: this.globalMemory, steps, out: this.outs } : null, { round: r });
-        if (h.local) this.setPending(h.local);
+        const next = more ? this.server.participants() : null;
+        const h = this.pool.evaluateAndStart(
+          this.server.thetaBar,
+          this.evalJ,
+          this.evalGrad,
+          next ? { agents: next, down: this.server.down(), out: this.outs } : null,
+          { round: r },
+        );
+        if (h.local && next) {
+          this.pending = { promise: h.local, ids: next };
+          this.nextIds = next;
+        }
         await h.evaluated;
-        score = combineScores(this.evalJ, this.evalGrad, theta.length, this.gsum);
+        score = { ...combineScores(this.evalJ, this.evalGrad, this.server.thetaBar.length, this.gsum), perAgent: this.evalJ.slice() };
       } else {
-        if (this.pool.concurrent && more) this.setPending(this.pool.localRounds(theta, this.globalMemory, steps, this.outs, { round: r + 1 }));
-        score = this.evaluator.score(theta);
+        if (this.pool.concurrent && more) {
+          const next = this.server.participants();
+          this.nextIds = next;
+          this.pending = { promise: this.startLocal(r + 1, next), ids: next };
+        }
+        score = this.evaluator.score(this.server.thetaBar);
       }
       J = score.J;
+      perAgent = score.perAgent;
       this.gradNormSq.push(this.lastGradNormSq);
       this.lastGradNormSq = score.gradNormSq;
     }
     this.round = r;
     this.J.push(J);
-    const record = this.makeRecord(r);
+    this.agentJ.push(Array.from(perAgent));
+    if (this.personalJ) this.personalJ.push(this.lastPersonal!.J);
+    const record = this.makeRecord(r, ids);
     this.records.push(record);
     if (this.x.checkpoint) this.snapshot = this.takeSnapshot();
     return record;
@@ -434,11 +565,16 @@ export class Training {
   private takeSnapshot(): Snapshot {
     return {
       round: this.round,
-      thetaBar: this.thetaBar.slice(),
-      thetas: this.thetas ? this.thetas.map((t) => t.slice()) : null,
-      globalMemory: this.globalMemory ? this.globalMemory.slice() : null,
+      server: this.server.snapshot(),
       lastGradNormSq: this.lastGradNormSq,
-      agents: this.pool.states!(),
+      agents: this.pool.states(),
+      costs: this.records.map((r) => ({
+        trajectories: r.trajectories,
+        steps: r.steps,
+        bytes: r.bytes,
+        ...(r.participants ? { participants: r.participants } : {}),
+        ...(r.dpEpsilon !== undefined ? { dpEpsilon: r.dpEpsilon } : {}),
+      })),
     };
   }
 
@@ -451,7 +587,14 @@ export class Training {
     ck.io.writeCheckpoint(
       ck.path,
       ck.identity,
-      { ...snap, J: this.J.slice(0, snap.round + 1), gradNormSq: this.gradNormSq.slice(0, snap.round) },
+      {
+        ...snap,
+        J: this.J.slice(0, snap.round + 1),
+        gradNormSq: this.gradNormSq.slice(0, snap.round),
+        personalJ: this.personalJ ? this.personalJ.slice(0, snap.round + 1) : null,
+        consensus: this.consensus ? this.consensus.slice(0, snap.round + 1) : null,
+        agentJ: this.agentJ.slice(0, snap.round + 1),
+      },
       this.x.faults,
     );
     this.savedRound = snap.round;
@@ -461,14 +604,23 @@ export class Training {
   result(): TrainResult {
     const { J0: _j0, ...head } = this.header;
     const A = this.mdp.actions;
+    const local = this.algorithm.topology === 'local';
     const out: TrainResult = {
       ...head,
       J: [...this.J],
       gradNormSq: [...this.gradNormSq],
-      theta: this.thetas ? null : rowsOf(this.thetaBar, A),
+      theta: local ? null : rowsOf(this.server.thetaBar, A),
       records: [...this.records],
     };
-    if (this.thetas) out.thetas = this.thetas.map((t) => rowsOf(t, A));
+    const names = keptNames(this.algorithm, this.settings);
+    const states = local || this.ditto ? this.pool.states() : [];
+    if (local) out.thetas = states.map((st) => rowsOf(st.kept[names.indexOf('theta')]!, A));
+    if (this.consensus) out.consensus = [...this.consensus];
+    if (this.settings.dpClip > 0) out.dpEpsilonPerAgent = this.server.dpEpsilons().map((e) => (Number.isFinite(e) ? e : null));
+    if (this.personalJ) {
+      out.personalJ = [...this.personalJ];
+      out.personalThetas = states.map((st) => rowsOf(st.kept[names.indexOf('personal')]!, A));
+    }
     return out;
   }
 
@@ -484,6 +636,7 @@ export class Training {
           this.x.onInfo?.(`could not save the checkpoint: ${e instanceof Error ? e.message : String(e)}`);
         }
       }
+      await this.pending?.promise.catch(() => {});
       await this.pool.close();
     } finally {
       this.envs.forEach((e) => e.dispose());

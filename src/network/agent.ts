@@ -1,13 +1,12 @@
 import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from '@connectrpc/connect';
 import type { Backend, Environment, Evaluation } from '../backends/types.js';
 import { InputError } from '../errors.js';
-import { deltaInto } from '../federation/aggregate.js';
-import { LocalAgent } from '../federation/agent.js';
+import { initialAgentState, LocalAgent } from '../federation/agent.js';
+import { algorithmOf } from '../federation/algorithms/registry.js';
 import type { TrainSettings } from '../federation/settings.js';
-import { agentStream } from '../rng.js';
 import type { PullRoundResponse } from './gen/fedpg/v1/federation_pb.js';
 import { parseRewards, parseShared, sharedEnvironmentSpec } from './formats.js';
-import { AUTH_HEADER, bearer, FederationService, NETWORK_ALGORITHMS, Phase, phaseKey, phaseName, settingsFromProto, Status } from './protocol.js';
+import { AUTH_HEADER, bearer, FederationService, networkRefusal, Phase, phaseKey, phaseName, settingsFromProto, Status } from './protocol.js';
 import { packF64, unpackF64 } from './wire.js';
 
 /**
@@ -40,7 +39,10 @@ export interface AgentSavedState {
   runId: string;
   cursor: { round: number; phase: Phase; pushed: boolean };
   rng: number[];
-  memory: Float64Array | null;
+  /** The agent's kept vectors (keptNames order: Fast-FedPG's memory, Ditto's v_i, ...). */
+  kept: Float64Array[];
+  /** Whether it holds a report the aggregator accepted (Fast-FedPG's memory), and of which round. */
+  hasMemory: boolean;
   memoryRound: number;
   pending: PendingPush | null;
 }
@@ -57,6 +59,7 @@ export interface PendingPush {
   delta?: Uint8Array;
   gradient?: Uint8Array;
   objective?: number;
+  personalObjective?: number;
 }
 
 export interface RunAgentOptions {
@@ -178,42 +181,49 @@ export async function runAgent(o: RunAgentOptions): Promise<AgentSummary> {
   }
   const shared = parseShared(sharedJson, 'the shared MDP from the aggregator');
   if (!reg.settings) throw new AgentError('the aggregator sent no run settings');
-  const settings = settingsFromProto(reg.settings);
-  if (!NETWORK_ALGORITHMS.includes(settings.algorithm)) throw new AgentError(`the aggregator runs ${settings.algorithm}, which a federation cannot run`);
+  let settings: TrainSettings;
+  try {
+    settings = settingsFromProto(reg.settings);
+  } catch (e) {
+    throw new AgentError(`the aggregator's run settings are not ones this agent can run: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  const refusal = networkRefusal(settings);
+  if (refusal) throw new AgentError(`the aggregator runs settings a federation cannot run: ${refusal}`);
+  const algorithm = algorithmOf(settings.algorithm);
   const S = shared.states;
   const A = shared.actions;
   const SA = S * A;
-  const { agent: rewardsAgent, reward } = parseRewards(o.rewards, S, A, o.rewardsWhere ?? 'rewards');
+  const { agent: rewardsAgent, reward, stream } = parseRewards(o.rewards, S, A, o.rewardsWhere ?? 'rewards');
   if (rewardsAgent !== o.agent) throw new InputError(`${o.rewardsWhere ?? 'rewards'}: it is agent ${rewardsAgent}'s reward table, not agent ${o.agent}'s`);
   const env: Environment = o.backend.createEnvironment(sharedEnvironmentSpec(shared, o.agent));
   try {
-    if (settings.entropy > 0 && (typeof env.estimateRegularized !== 'function' || typeof env.evaluateRegularized !== 'function')) {
-      throw new InputError(`the ${o.backend.name} backend has no entropy-regularised kernels yet; use --backend js for --entropy`);
-    }
-    const memoryMode = settings.algorithm === 'fast-fedpg';
+    const memoryMode = algorithm.keepsReport !== undefined;
     const stored = o.store?.load() ?? null;
     if (stored && stored.runId !== runId) throw new InputError(`the agent's state file belongs to another run (${stored.runId}, the aggregator runs ${runId}); delete it to join this run`);
-    let memory: Float64Array | null = stored ? stored.memory : reg.hasMemory ? unpackF64(reg.memory, SA, 'the memory sample from the aggregator') : null;
+    // The stream comes from the agent's private key, which the aggregator never sees.
+    const fresh = initialAgentState(algorithm, settings, stream, unpackF64(reg.theta0.length ? reg.theta0 : new Uint8Array(8 * SA), SA, 'theta0 from the aggregator'));
+    const state = stored ? { rng: Uint32Array.from(stored.rng), kept: stored.kept } : fresh;
+    if (state.kept.length !== fresh.kept.length) throw new InputError(`the agent's state file keeps ${state.kept.length} vectors, ${algorithm.name} needs ${fresh.kept.length}; delete it to join this run`);
+    const la = new LocalAgent(o.agent, env, reward, state, algorithm, settings);
+    let hasMemory = stored ? stored.hasMemory : reg.hasMemory;
+    if (!stored && reg.hasMemory && memoryMode) la.kept(algorithm.keepsReport!).set(unpackF64(reg.memory, SA, 'the memory sample from the aggregator'));
     let memoryRound = stored ? stored.memoryRound : reg.memoryRound;
-    const rng = stored ? Uint32Array.from(stored.rng) : agentStream(settings.seed, o.agent);
-    const la = new LocalAgent(o.agent, env, reward, { rng, memory });
     let cursor = stored ? { ...stored.cursor } : { round: 0, phase: Phase.UNSPECIFIED, pushed: false };
     let pending: PendingPush | null = stored?.pending ?? null;
     if (stored) info(`resuming from its state file at ${phaseName(cursor.round, cursor.phase)}`);
     const ev: Evaluation = { J: new Float64Array(1), V: new Float64Array(S), Q: new Float64Array(SA), grad: new Float64Array(SA), occupancy: new Float64Array(S) };
     const out = new Float64Array(SA);
-    const delta = new Float64Array(SA);
     const summary: AgentSummary = { agent: o.agent, runId, backend: o.backend.name, rounds: 0, settings, deltas: 0, gradients: 0, refused: 0, satOut: 0, resent: 0, lastJ: null };
+    const personal = settings.personalize !== 'none';
 
     const save = (): void => {
-      memory = la.state.memory;
-      o.store?.save({ runId, cursor: { ...cursor }, rng: Array.from(la.state.rng), memory: memory ? memory.slice() : null, memoryRound, pending });
+      o.store?.save({ runId, cursor: { ...cursor }, rng: Array.from(la.state.rng), kept: la.state.kept.map((k) => k.slice()), hasMemory, memoryRound, pending });
     };
 
     const pull = (): Promise<PullRoundResponse> =>
       call('PullRound', () =>
         client.pullRound(
-          { agent: o.agent, afterRound: cursor.round, afterPhase: cursor.phase, pushed: cursor.pushed, hasMemory: la.state.memory !== null, memoryRound },
+          { agent: o.agent, afterRound: cursor.round, afterPhase: cursor.phase, pushed: cursor.pushed, hasMemory, memoryRound },
           { timeoutMs: pollTimeoutMs, ...(signal ? { signal } : {}) },
         ),
       );
@@ -222,7 +232,16 @@ export async function runAgent(o: RunAgentOptions): Promise<AgentSummary> {
     const push = async (p: PendingPush): Promise<boolean> => {
       try {
         if (p.phase === Phase.LOCAL) await call('PushDelta', () => client.pushDelta({ agent: o.agent, round: p.round, delta: p.delta! }));
-        else await call('PushGradient', () => client.pushGradient({ agent: o.agent, round: p.round, gradient: p.gradient!, objective: p.objective! }));
+        else
+          await call('PushGradient', () =>
+            client.pushGradient({
+              agent: o.agent,
+              round: p.round,
+              gradient: p.gradient!,
+              objective: p.objective!,
+              ...(p.personalObjective !== undefined ? { hasPersonal: true, personalObjective: p.personalObjective } : {}),
+            }),
+          );
         return true;
       } catch (e) {
         if (e instanceof ConnectError && e.code === Code.FailedPrecondition) {
@@ -256,7 +275,7 @@ export async function runAgent(o: RunAgentOptions): Promise<AgentSummary> {
           continue;
         }
         case Status.SIT_OUT:
-          info(`sits out ${phaseName(r.round, r.phase)}: the aggregator holds no memory sample of it yet`);
+          info(`sits out ${phaseName(r.round, r.phase)} (not drawn, or the aggregator holds no memory sample of it yet)`);
           summary.satOut++;
           cursor = { round: r.round, phase: r.phase, pushed: false };
           save();
@@ -268,14 +287,15 @@ export async function runAgent(o: RunAgentOptions): Promise<AgentSummary> {
       }
       const theta = unpackF64(r.thetaBar, SA, 'theta_bar from the aggregator', A);
       if (r.phase === Phase.LOCAL) {
-        let g: Float64Array | null = null;
+        if (r.down.length !== algorithm.down.length) throw new AgentError(`the aggregator sent ${r.down.length} vectors with theta_bar, ${algorithm.name} needs ${algorithm.down.length}`);
+        const down = r.down.map((d, k) => unpackF64(d, SA, `down vector ${k} (${algorithm.down[k]}) from the aggregator`, A));
         if (memoryMode) {
-          g = unpackF64(r.globalMemory, SA, 'the global memory from the aggregator', A);
           if (r.memory.length > 0) {
-            la.state.memory = unpackF64(r.memory, SA, 'the memory sample from the aggregator', A);
+            la.kept(algorithm.keepsReport!).set(unpackF64(r.memory, SA, 'the memory sample from the aggregator', A));
+            hasMemory = true;
             memoryRound = r.memoryRound;
             info(`took back its memory sample of round ${memoryRound} from the aggregator`);
-          } else if (!la.state.memory || memoryRound !== r.memoryRound) {
+          } else if (!hasMemory || memoryRound !== r.memoryRound) {
             throw new AgentError(`its memory sample (round ${memoryRound}) differs from the aggregator's (round ${r.memoryRound})`);
           }
         }
@@ -284,9 +304,8 @@ export async function runAgent(o: RunAgentOptions): Promise<AgentSummary> {
           info(`injected fault: exits at round ${r.round}`);
           (o.exit ?? (() => { throw new AgentError('injected exit'); }))();
         }
-        la.localRound(theta, g, r.steps, settings, out);
-        deltaInto(delta, out, theta);
-        pending = { round: r.round, phase: Phase.LOCAL, delta: packF64(delta) };
+        la.localPhase(theta, down, out);
+        pending = { round: r.round, phase: Phase.LOCAL, delta: packF64(out) };
         if (fault?.kind === 'stall') {
           info(`injected fault: stalls, withholding its delta for round ${r.round} until that round closed`);
           cursor = { round: r.round, phase: Phase.LOCAL, pushed: false };
@@ -301,20 +320,34 @@ export async function runAgent(o: RunAgentOptions): Promise<AgentSummary> {
       } else if (r.phase === Phase.GRADIENT) {
         env.evaluate(theta, reward, ev);
         const J = ev.J[0]!;
+        let personalObjective: number | undefined;
+        if (personal) {
+          env.evaluate(la.kept('personal'), reward, ev);
+          personalObjective = ev.J[0]!;
+        }
         let gradient: Uint8Array = new Uint8Array(0);
-        const saved = la.state.memory ? la.state.memory.slice() : null;
-        if (memoryMode) gradient = packF64(la.sampleMemory(theta, settings));
-        pending = { round: r.round, phase: Phase.GRADIENT, gradient, objective: J };
+        const saved = la.state.kept.map((k) => k.slice());
+        const rngSaved = la.state.rng.slice();
+        const due = r.round === 0 ? algorithm.reports !== 'none' : algorithm.reports === 'every-round';
+        if (due) {
+          la.reportPhase(theta, out);
+          gradient = packF64(out);
+        }
+        pending = { round: r.round, phase: Phase.GRADIENT, gradient, objective: J, ...(personalObjective !== undefined ? { personalObjective } : {}) };
         const ok = await push(pending);
         if (ok) {
           summary.gradients++;
           summary.lastJ = J;
           summary.rounds = r.round;
-          if (memoryMode) memoryRound = r.round;
+          if (due && memoryMode) {
+            hasMemory = true;
+            memoryRound = r.round;
+          }
           o.onReport?.(r.round, J);
-        } else if (memoryMode) {
-          // Refused: the aggregator keeps the previous sample, and so must the agent.
-          la.state.memory = saved;
+        } else if (due) {
+          // Refused: the aggregator keeps the previous report, so the agent keeps its previous memory.
+          saved.forEach((k, j) => la.state.kept[j]!.set(k));
+          void rngSaved;
         }
         cursor = { round: r.round, phase: Phase.GRADIENT, pushed: ok };
       } else {

@@ -1,6 +1,10 @@
 import { create } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
-import { applyDeltas, meanInto, meanOf } from '../federation/aggregate.js';
+import { InputError } from '../errors.js';
+import { meanOf, parseAggregation, ruleProblem } from '../federation/aggregate.js';
+import type { AlgorithmPlugin } from '../federation/algorithms/types.js';
+import { euclidean, updateBounds } from '../federation/bounds.js';
+import { ServerCore, type ServerState } from '../federation/server.js';
 import type { TrainSettings } from '../federation/settings.js';
 import {
   PullRoundResponseSchema,
@@ -11,13 +15,15 @@ import {
   type PushGradientRequest,
   type RegisterResponse,
 } from './gen/fedpg/v1/federation_pb.js';
-import { Phase, Status, phaseKey, phaseName, roundShape, settingsToProto } from './protocol.js';
+import { Phase, Status, phaseKey, phaseName, settingsToProto } from './protocol.js';
 import { packF64, unpackF64, WireError } from './wire.js';
 
 /**
- * The aggregator's state machine: Algorithm 1's server, phase by phase, behind the four RPCs.
- * It owns theta_bar, every agent's memory sample g_i as last accepted, and the global memory g;
- * it never sees a reward table, and learns J(theta_bar) only as the mean of the agents' J_i.
+ * The aggregator's state machine: the algorithm's server, phase by phase, behind the four RPCs.
+ * It holds a ServerCore (theta_bar, the algorithm's server vectors, every agent's last accepted
+ * report, the server's own stream for participation draws), the same object the in-process loop
+ * uses, and drives the algorithm only through its plug-in; it never sees a reward table, and
+ * learns J(theta_bar) only as the mean of the agents' J_i.
  *
  * Closing a phase. A phase closes as soon as every eligible agent's update arrived, or once
  * `quorum` updates arrived and the phase's deadline passed (a phase without a deadline waits for
@@ -58,6 +64,12 @@ export interface NetRecord {
   deltas: number;
   /** J_i (and g_i) reports received in the round's GRADIENT phase. */
   gradients: number;
+  /** The agents drawn for the round, when --participation < 1. */
+  participants?: number[];
+  /** Ditto: (1/N) sum_i J_i(v_i) from the agents' reports; null unless every agent reported. */
+  personalJ?: number | null;
+  /** Differential privacy: the largest epsilon over agents so far (null: infinite). */
+  dpEpsilon?: number | null;
 }
 
 /** What a checkpoint holds: everything the aggregator needs to continue bit for bit. */
@@ -66,15 +78,15 @@ export interface AggregatorSnapshot {
   /** The open phase (or 'done' after round `round`). */
   round: number;
   phase: PhaseKind;
-  thetaBar: Float64Array;
-  globalMemory: Float64Array | null;
-  memory: (Float64Array | null)[];
+  /** theta_bar, the server vectors, every agent's last accepted report, the server's stream, the costs. */
+  server: ServerState;
+  /** The round of each agent's last accepted report (Fast-FedPG: its memory sample). */
   memoryRound: number[];
+  /** The open round's participants (ascending). */
+  participants: number[];
   /** J before round 1 (null if some agent did not report), then after every finished round. */
   J: (number | null)[];
   records: NetRecord[];
-  trajectories: number;
-  vectors: number;
   /** The agents whose update the last closed phase included (for idempotent re-pushes). */
   lastClosed: { key: number; agents: number[] } | null;
   /** Deltas the open round's LOCAL phase aggregated (for its record). */
@@ -106,6 +118,13 @@ export interface AggregatorOptions {
   holdMs?: number;
   /** After the last phase, how long to wait for every agent to hear DONE (default 10 s). */
   lingerMs?: number;
+  /** The discount of the shared MDP (J_i lies in [0, 1 / (1 - gamma)]). */
+  gamma: number;
+  /**
+   * The largest norm accepted for a delta and for a report (default: updateBounds, derived from
+   * the problem's scales; null: no norm check). Finite scalars and vectors are always required.
+   */
+  maxUpdateNorm?: { delta: number; report: number } | null;
   /** Resume from this snapshot (a checkpoint of the same run). */
   resume?: AggregatorSnapshot;
   /** Called with every new state before agents hear of it; must be durable when it returns. */
@@ -125,6 +144,7 @@ interface GradientUpdate {
   bytes: Uint8Array;
   gradient: Float64Array | null;
   J: number;
+  personalJ: number | null;
 }
 
 function kindOf(p: PhaseKind): Phase {
@@ -143,20 +163,20 @@ export class Aggregator {
   readonly quorum: number;
   readonly deadlineMs: number | null;
   private readonly s: TrainSettings;
-  private readonly shape: ReturnType<typeof roundShape>;
+  private readonly alg: AlgorithmPlugin;
+  private readonly core: ServerCore;
+  private readonly ditto: boolean;
   private readonly holdMs: number;
+  private readonly bounds: { delta: number; report: number } | null;
+  private readonly maxObjective: number;
   private readonly lingerMs: number;
 
   private round: number;
   private phase: PhaseKind;
-  private readonly thetaBar: Float64Array;
-  private readonly globalMemory: Float64Array | null;
-  private readonly memory: (Float64Array | null)[];
   private readonly memoryRound: number[];
+  private participants: number[];
   private readonly J: (number | null)[];
   private readonly records: NetRecord[];
-  private trajectories: number;
-  private vectors: number;
   private lastClosed: { key: number; agents: number[] } | null;
   private roundDeltas: number;
 
@@ -174,7 +194,7 @@ export class Aggregator {
   private readonly sawDone = new Set<number>();
   private waiters = new Set<() => void>();
   private packedTheta: Uint8Array | null = null;
-  private packedMemory: Uint8Array | null = null;
+  private packedDown: Uint8Array[] | null = null;
   private lingerTimer: ReturnType<typeof setTimeout> | null = null;
   private finishedResolve!: () => void;
   /** Resolves when the run is over and every agent heard so (or the linger time ran out). */
@@ -185,52 +205,68 @@ export class Aggregator {
     this.N = o.agents;
     this.SA = o.states * o.actions;
     this.s = o.settings;
-    this.shape = roundShape(o.settings);
     this.quorum = o.quorum ?? o.agents;
     this.deadlineMs = o.deadlineMs ?? null;
     this.holdMs = o.holdMs ?? 15_000;
     this.lingerMs = o.lingerMs ?? 10_000;
     if (!Number.isSafeInteger(this.quorum) || this.quorum < 1 || this.quorum > this.N) throw new RangeError(`quorum must be an integer in [1, ${this.N}], got ${this.quorum}`);
     if (this.quorum < this.N && this.deadlineMs === null) throw new RangeError('a quorum below the number of agents needs a deadline');
+    const problem = ruleProblem(parseAggregation(o.settings.aggregation), this.quorum);
+    if (problem) throw new InputError(`--aggregation ${o.settings.aggregation} cannot apply with a quorum of ${this.quorum}: ${problem}`);
     this.backends = new Array<string | null>(this.N).fill(null);
     this.finished = new Promise((r) => (this.finishedResolve = r));
     const r = o.resume;
+    this.core = new ServerCore(o.settings, this.N, o.theta0, r?.server);
+    this.alg = this.core.algorithm;
+    this.ditto = o.settings.personalize !== 'none';
+    const derived = updateBounds(o.settings, o.gamma, o.states, o.actions);
+    this.bounds = o.maxUpdateNorm === undefined ? { delta: derived.delta, report: derived.report } : o.maxUpdateNorm;
+    // J_i lies in [0, 1/(1-gamma)]; a relative slack for the agents' round-off.
+    this.maxObjective = derived.objective * (1 + 1e-9);
     if (r) {
       if (r.runId !== o.runId) throw new RangeError('the snapshot belongs to another run');
       this.round = r.round;
       this.phase = r.phase;
-      this.thetaBar = Float64Array.from(r.thetaBar);
-      this.globalMemory = r.globalMemory ? Float64Array.from(r.globalMemory) : this.shape.memory ? new Float64Array(this.SA) : null;
-      this.memory = r.memory.map((m) => (m ? Float64Array.from(m) : null));
       this.memoryRound = [...r.memoryRound];
+      this.participants = [...r.participants];
       this.J = [...r.J];
       this.records = r.records.map((x) => ({ ...x }));
-      this.trajectories = r.trajectories;
-      this.vectors = r.vectors;
       this.lastClosed = r.lastClosed;
       this.roundDeltas = r.roundDeltas;
       if (this.round > this.s.rounds) throw new RangeError(`the snapshot is at round ${this.round}, beyond this run's ${this.s.rounds} rounds`);
       // A finished run given more rounds goes on.
-      if (this.phase === 'done' && this.round < this.s.rounds) {
-        this.round += 1;
-        this.phase = 'local';
-      }
+      if (this.phase === 'done' && this.round < this.s.rounds) this.openLocal(this.round + 1);
     } else {
       this.round = 0;
       this.phase = 'gradient';
-      this.thetaBar = Float64Array.from(o.theta0);
-      this.globalMemory = this.shape.memory ? new Float64Array(this.SA) : null;
-      this.memory = new Array<Float64Array | null>(this.N).fill(null);
       this.memoryRound = new Array<number>(this.N).fill(0);
+      this.participants = Array.from({ length: this.N }, (_, i) => i);
       this.J = [];
       this.records = [];
-      this.trajectories = 0;
-      this.vectors = 0;
       this.lastClosed = null;
       this.roundDeltas = 0;
     }
     this.armed = false;
     if (this.phase === 'done') this.enterDone();
+  }
+
+  /** Opens round t's LOCAL phase: the server draws its participants. */
+  private openLocal(t: number): void {
+    this.round = t;
+    this.phase = 'local';
+    this.participants = this.core.participants();
+  }
+
+  /** Whether the GRADIENT phase of `round` carries a report vector. */
+  private reportDue(round: number): boolean {
+    return round === 0 ? this.alg.reports !== 'none' : this.alg.reports === 'every-round';
+  }
+
+  /** Whether agent i takes part in the open phase. */
+  private takesPart(i: number): boolean {
+    if (this.phase === 'gradient' && this.round === 0) return true;
+    if (!this.participants.includes(i)) return false;
+    return this.phase !== 'local' || !this.alg.keepsReport || this.core.state.reports[i] !== null;
   }
 
   /** The current state (what a checkpoint stores). */
@@ -239,14 +275,11 @@ export class Aggregator {
       runId: this.o.runId,
       round: this.round,
       phase: this.phase,
-      thetaBar: this.thetaBar.slice(),
-      globalMemory: this.globalMemory ? this.globalMemory.slice() : null,
-      memory: this.memory.map((m) => (m ? m.slice() : null)),
+      server: this.core.snapshot(),
       memoryRound: [...this.memoryRound],
+      participants: [...this.participants],
       J: [...this.J],
       records: this.records.map((x) => ({ ...x })),
-      trajectories: this.trajectories,
-      vectors: this.vectors,
       lastClosed: this.lastClosed ? { key: this.lastClosed.key, agents: [...this.lastClosed.agents] } : null,
       roundDeltas: this.roundDeltas,
     };
@@ -266,7 +299,7 @@ export class Aggregator {
   }
 
   theta(): Float64Array {
-    return this.thetaBar.slice();
+    return this.core.thetaBar.slice();
   }
 
   agentBackends(): (string | null)[] {
@@ -290,7 +323,7 @@ export class Aggregator {
     if (backend) this.backends[agent] = backend;
     this.info(`agent ${agent} ${again ? 're-registered' : 'registered'}${backend ? ` (backend ${backend}${client ? `, ${client}` : ''})` : ''} at ${this.where()}`);
     this.heard(agent);
-    const m = this.memory[agent];
+    const m = this.alg.keepsReport ? this.core.state.reports[agent] : null;
     return create(RegisterResponseSchema, {
       runId: this.o.runId,
       agents: this.N,
@@ -300,6 +333,7 @@ export class Aggregator {
       memoryRound: this.memoryRound[agent] ?? 0,
       memory: m ? packF64(m) : new Uint8Array(0),
       maxRequestBytes: this.maxRequestBytes(),
+      theta0: packF64(this.o.theta0),
     });
   }
 
@@ -329,11 +363,15 @@ export class Aggregator {
     } catch (e) {
       throw this.refuse(Code.InvalidArgument, e instanceof WireError ? e.message : String(e));
     }
+    if (this.bounds) this.checkNorm(agent, req.round, 'delta', delta, this.bounds.delta);
     const included = this.alreadyIncluded(agent, req.round, Phase.LOCAL);
     if (included !== null) return included;
     this.checkOpen(agent, req.round, 'local', 'delta');
-    if (this.shape.memory && !this.memory[agent]) {
-      throw this.refuse(Code.FailedPrecondition, `agent ${agent} has no accepted memory sample yet, so it sits out ${this.where()}`);
+    if (!this.takesPart(agent)) {
+      throw this.refuse(
+        Code.FailedPrecondition,
+        this.participants.includes(agent) ? `agent ${agent} has no accepted memory sample yet, so it sits out ${this.where()}` : `agent ${agent} was not drawn for ${this.where()}`,
+      );
     }
     const prev = this.received.get(agent);
     if (prev) {
@@ -348,24 +386,30 @@ export class Aggregator {
     this.heard(agent);
     let gradient: Float64Array | null = null;
     try {
-      if (this.shape.memory) gradient = unpackF64(req.gradient, this.SA, `agent ${agent}'s gradient for round ${req.round}`, this.o.actions);
-      else if (req.gradient.length !== 0) throw new WireError(`agent ${agent}'s gradient for round ${req.round} must be empty: ${this.s.algorithm} keeps no memory`);
-      if (!Number.isFinite(req.objective)) throw new WireError(`agent ${agent}'s J_i for round ${req.round} is ${req.objective}, not a finite number`);
+      if (this.reportDue(req.round)) gradient = unpackF64(req.gradient, this.SA, `agent ${agent}'s gradient for round ${req.round}`, this.o.actions);
+      else if (req.gradient.length !== 0) throw new WireError(`agent ${agent}'s gradient for round ${req.round} must be empty: ${this.s.algorithm} sends no report then`);
+      this.checkObjective(agent, req.round, 'J_i', req.objective);
+      if (req.hasPersonal) this.checkObjective(agent, req.round, 'J_i(v_i)', req.personalObjective);
+      if (gradient && this.bounds) this.checkNorm(agent, req.round, 'gradient', gradient, this.bounds.report);
+      if (this.ditto && (!req.hasPersonal || !Number.isFinite(req.personalObjective)))
+        throw new WireError(`agent ${agent}'s report for round ${req.round} lacks a finite J_i(v_i) (the run has personal policies)`);
     } catch (e) {
       throw this.refuse(Code.InvalidArgument, e instanceof WireError ? e.message : String(e));
     }
     const included = this.alreadyIncluded(agent, req.round, Phase.GRADIENT);
     if (included !== null) return included;
     this.checkOpen(agent, req.round, 'gradient', 'gradient');
-    const bytes = new Uint8Array(req.gradient.length + 8);
+    if (!this.takesPart(agent)) throw this.refuse(Code.FailedPrecondition, `agent ${agent} was not drawn for ${this.where()}`);
+    const bytes = new Uint8Array(req.gradient.length + 16);
     bytes.set(req.gradient);
     new DataView(bytes.buffer).setFloat64(req.gradient.length, req.objective, true);
+    new DataView(bytes.buffer).setFloat64(req.gradient.length + 8, req.hasPersonal ? req.personalObjective : Number.NaN, true);
     const prev = this.received.get(agent);
     if (prev) {
       if (sameBytes(prev.bytes, bytes)) return this.received.size;
       throw this.refuse(Code.AlreadyExists, `agent ${agent} already pushed a different gradient for round ${req.round}`);
     }
-    this.received.set(agent, { bytes, gradient, J: req.objective });
+    this.received.set(agent, { bytes, gradient, J: req.objective, personalJ: req.hasPersonal ? req.personalObjective : null });
     return this.accepted();
   }
 
@@ -378,6 +422,17 @@ export class Aggregator {
   }
 
   // ---- internals ----
+
+  private checkObjective(agent: number, round: number, what: string, v: number): void {
+    if (!Number.isFinite(v) || v < 0 || v > this.maxObjective)
+      throw new WireError(`agent ${agent}'s ${what} for round ${round} is ${v}, outside [0, ${this.maxObjective / (1 + 1e-9)}] (rewards in [0, 1], gamma ${this.o.gamma})`);
+  }
+
+  private checkNorm(agent: number, round: number, what: string, x: Float64Array, bound: number): void {
+    const n = euclidean(x);
+    if (!(n <= bound))
+      throw this.refuse(Code.InvalidArgument, `agent ${agent}'s ${what} for round ${round} has norm ${n}, above the bound ${bound} an honest agent stays within (--max-update-norm)`);
+  }
 
   private refuse(code: Code, message: string): ConnectError {
     this.info(`refused: ${message}`);
@@ -403,8 +458,9 @@ export class Aggregator {
   }
 
   private eligible(): number {
-    if (this.phase === 'local' && this.shape.memory) return this.memory.reduce((n, m) => n + (m ? 1 : 0), 0);
-    return this.N;
+    let n = 0;
+    for (let i = 0; i < this.N; i++) if (this.takesPart(i)) n++;
+    return n;
   }
 
   private accepted(): number {
@@ -453,7 +509,7 @@ export class Aggregator {
     if (!all && !(this.deadlinePassed && n >= this.quorum)) return;
     if (!all) {
       const missing: number[] = [];
-      for (let i = 0; i < this.N; i++) if (!this.received.has(i) && (this.phase !== 'local' || !this.shape.memory || this.memory[i])) missing.push(i);
+      for (let i = 0; i < this.N; i++) if (!this.received.has(i) && this.takesPart(i)) missing.push(i);
       this.info(`${this.where()} closes at its deadline with ${n} of ${this.eligible()} updates (missing: agent${missing.length > 1 ? 's' : ''} ${missing.join(', ')})`);
     }
     if (this.phase === 'local') this.closeLocal();
@@ -467,44 +523,48 @@ export class Aggregator {
   private closeLocal(): void {
     const ids = this.agentsInOrder();
     const deltas = ids.map((i) => (this.received.get(i) as DeltaUpdate).delta);
-    applyDeltas(this.thetaBar, deltas, this.shape.alpha);
-    if (this.s.gradient === 'sampled') {
-      const perDelta = this.shape.steps + (this.shape.memory && this.s.correction === 'fresh' ? 1 : 0);
-      this.trajectories += ids.length * perDelta * this.s.batch;
+    const before = this.core.snapshot();
+    this.core.applyLocal(ids, deltas);
+    // Never commit (nor checkpoint) a non-finite theta_bar: the bounds make it unreachable, this makes it certain.
+    if (!this.core.thetaBar.every(Number.isFinite)) {
+      this.core.state.thetaBar.set(before.thetaBar);
+      before.vectors.forEach((v, k) => this.core.state.vectors[k]!.set(v));
+      this.core.state.trajectories = before.trajectories;
+      this.core.state.vectors_sent = before.vectors_sent;
+      this.info(`${this.where()}: the deltas of agents ${ids.join(', ')} would make theta_bar non-finite; the phase stays open`);
+      this.received = new Map();
+      return;
     }
-    // Down: theta_bar (and g for Fast-FedPG); up: the delta (SPEC.md's count).
-    this.vectors += ids.length * (this.shape.memory ? 3 : 2);
     this.roundDeltas = ids.length;
     this.advance(ids, 'gradient', this.round);
   }
 
   private closeGradient(): void {
     const ids = this.agentsInOrder();
-    if (this.shape.memory) {
-      for (const i of ids) {
-        this.memory[i] = (this.received.get(i) as GradientUpdate).gradient;
-        this.memoryRound[i] = this.round;
-      }
-      const held = this.memory.filter((m): m is Float64Array => m !== null);
-      meanInto(this.globalMemory!, held);
-      if (this.s.gradient === 'sampled') this.trajectories += ids.length * this.s.batch;
-      this.vectors += ids.length;
+    const got = ids.map((i) => this.received.get(i) as GradientUpdate);
+    if (this.reportDue(this.round)) {
+      this.core.applyReports(ids, got.map((u) => u.gradient!), this.round === 0);
+      for (const i of ids) this.memoryRound[i] = this.round;
     }
-    const J = ids.length === this.N ? meanOf(ids.map((i) => (this.received.get(i) as GradientUpdate).J)) : null;
+    const J = ids.length === this.N ? meanOf(got.map((u) => u.J)) : null;
+    const personalJ = this.ditto ? (ids.length === this.N ? meanOf(got.map((u) => u.personalJ!)) : null) : undefined;
     this.J.push(J);
     if (this.round > 0) {
-      const traj = this.trajectories;
-      this.records.push({
+      const c = this.core.costs();
+      const rec: NetRecord = {
         round: this.round,
         J,
         gap: null,
         gradNormSq: null,
-        trajectories: traj,
-        steps: traj * this.s.horizon,
-        bytes: 8 * this.SA * this.vectors,
+        ...c,
         deltas: this.roundDeltas,
         gradients: ids.length,
-      });
+      };
+      if (this.participants.length < this.N) rec.participants = [...this.participants];
+      if (personalJ !== undefined) rec.personalJ = personalJ;
+      const dp = this.core.dpEpsilon();
+      if (dp !== undefined) rec.dpEpsilon = dp;
+      this.records.push(rec);
     }
     if (this.round >= this.s.rounds) this.advance(ids, 'done', this.round);
     else this.advance(ids, 'local', this.round + 1);
@@ -520,10 +580,13 @@ export class Aggregator {
     if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
     this.deadlineTimer = null;
     this.deadlinePassed = false;
-    this.round = round;
-    this.phase = next;
+    if (next === 'local') this.openLocal(round);
+    else {
+      this.round = round;
+      this.phase = next;
+    }
     this.packedTheta = null;
-    this.packedMemory = null;
+    this.packedDown = null;
     this.o.save?.(this.snapshot());
     if (closedWasGradient) {
       if (closedRound === 0) this.o.onHeader?.(this.J[0] ?? null);
@@ -596,8 +659,8 @@ export class Aggregator {
       if (req.pushed && !this.received.has(agent)) return create(PullRoundResponseSchema, { ...base, status: Status.RESEND });
       return null;
     }
-    if (this.phase === 'local' && this.shape.memory && !this.memory[agent]) return create(PullRoundResponseSchema, { ...base, status: Status.SIT_OUT });
-    this.packedTheta ??= packF64(this.thetaBar);
+    if (!this.takesPart(agent)) return create(PullRoundResponseSchema, { ...base, status: Status.SIT_OUT });
+    this.packedTheta ??= packF64(this.core.thetaBar);
     const r = create(PullRoundResponseSchema, {
       ...base,
       status: Status.OPEN,
@@ -605,11 +668,11 @@ export class Aggregator {
       deadlineMs: this.deadlineTimer ? Math.max(1, this.deadlineAt - Date.now()) : 0,
     });
     if (this.phase === 'local') {
-      r.steps = this.shape.steps;
-      if (this.shape.memory) {
-        this.packedMemory ??= packF64(this.globalMemory!);
-        r.globalMemory = this.packedMemory;
-        const m = this.memory[agent]!;
+      r.steps = this.alg.localSteps(this.s);
+      this.packedDown ??= this.core.down().map(packF64);
+      r.down = this.packedDown;
+      if (this.alg.keepsReport) {
+        const m = this.core.state.reports[agent]!;
         r.hasMemory = true;
         r.memoryRound = this.memoryRound[agent]!;
         if (!req.hasMemory || req.memoryRound !== this.memoryRound[agent]) r.memory = packF64(m);

@@ -14,7 +14,7 @@ import type { AggregatorSnapshot, NetRecord, PhaseKind } from './aggregator.js';
  * run's is refused.
  */
 
-export const AGGREGATOR_CHECKPOINT_FORMAT = 'fedpg-aggregator-checkpoint/1';
+export const AGGREGATOR_CHECKPOINT_FORMAT = 'fedpg-aggregator-checkpoint/2';
 
 /** The run id: what must match for a checkpoint (and for agents after a reconnection). */
 export function runIdOf(sharedMdp: Uint8Array, settings: TrainSettings, theta0: Float64Array, agents: number): string {
@@ -40,14 +40,19 @@ export function writeAggregatorCheckpoint(path: string, s: AggregatorSnapshot): 
     runId: s.runId,
     round: s.round,
     phase: s.phase,
-    thetaBar: encodeFloat64(s.thetaBar),
-    globalMemory: s.globalMemory ? encodeFloat64(s.globalMemory) : null,
-    memory: s.memory.map((m) => (m ? encodeFloat64(m) : null)),
+    server: {
+      thetaBar: encodeFloat64(s.server.thetaBar),
+      vectors: s.server.vectors.map(encodeFloat64),
+      reports: s.server.reports.map((m) => (m ? encodeFloat64(m) : null)),
+      rng: Array.from(s.server.rng),
+      trajectories: s.server.trajectories,
+      vectorsSent: s.server.vectors_sent,
+      messages: s.server.messages,
+    },
     memoryRound: s.memoryRound,
+    participants: s.participants,
     J: s.J.map(encNum),
-    records: s.records.map((r) => ({ ...r, J: encNum(r.J) })),
-    trajectories: s.trajectories,
-    vectors: s.vectors,
+    records: s.records.map((r) => ({ ...r, J: encNum(r.J), ...(r.personalJ !== undefined ? { personalJ: encNum(r.personalJ) } : {}) })),
     lastClosed: s.lastClosed,
     roundDeltas: s.roundDeltas,
   });
@@ -64,7 +69,7 @@ const int = (v: unknown, what: string): number => {
  * Reads a checkpoint of run `runId` (N agents, SA parameters); throws InputError saying why it
  * is refused and how to start over.
  */
-export function readAggregatorCheckpoint(path: string, runId: string, agents: number, SA: number): AggregatorSnapshot {
+export function readAggregatorCheckpoint(path: string, runId: string, agents: number, SA: number, serverVectors: number): AggregatorSnapshot {
   const refuse = (why: string): never => {
     throw new InputError(`checkpoint ${path} refused: ${why}; pass --fresh to start the run over or choose another --checkpoint file`);
   };
@@ -94,8 +99,16 @@ export function readAggregatorCheckpoint(path: string, runId: string, agents: nu
   try {
     const phase = b.phase as PhaseKind;
     if (phase !== 'local' && phase !== 'gradient' && phase !== 'done') throw new Error('bad phase');
-    const memory = b.memory;
-    if (!Array.isArray(memory) || memory.length !== agents) throw new Error('the agents\' memory is missing');
+    const sv = b.server as Record<string, unknown> | undefined;
+    if (!sv || typeof sv !== 'object') throw new Error('the server state is missing');
+    const vectors = sv.vectors;
+    if (!Array.isArray(vectors) || vectors.length !== serverVectors) throw new Error('the server vectors are missing');
+    const reports = sv.reports;
+    if (!Array.isArray(reports) || (reports.length !== agents && reports.length !== 0)) throw new Error('the agents\' reports are missing');
+    const rng = sv.rng;
+    if (!Array.isArray(rng) || rng.length !== 4 || !rng.every((x) => Number.isInteger(x) && x >= 0 && x <= 0xffffffff)) throw new Error('the server\'s stream is malformed');
+    const participants = b.participants;
+    if (!Array.isArray(participants)) throw new Error('the participants are missing');
     const memoryRound = b.memoryRound;
     if (!Array.isArray(memoryRound) || memoryRound.length !== agents) throw new Error('the memory rounds are missing');
     const J = b.J;
@@ -108,14 +121,22 @@ export function readAggregatorCheckpoint(path: string, runId: string, agents: nu
       runId,
       round: int(b.round, 'round'),
       phase,
-      thetaBar: decodeFloat64(b.thetaBar, SA, 'theta_bar'),
-      globalMemory: b.globalMemory === null ? null : decodeFloat64(b.globalMemory, SA, 'the global memory'),
-      memory: memory.map((m, i) => (m === null ? null : decodeFloat64(m, SA, `agent ${i}'s memory`))),
+      server: {
+        thetaBar: decodeFloat64(sv.thetaBar, SA, 'theta_bar'),
+        vectors: vectors.map((v, k) => decodeFloat64(v, SA, `server vector ${k}`)),
+        reports: reports.map((m, i) => (m === null ? null : decodeFloat64(m, SA, `agent ${i}'s report`))),
+        rng: Uint32Array.from(rng as number[]),
+        trajectories: int(sv.trajectories, 'trajectories'),
+        vectors_sent: int(sv.vectorsSent, 'vectors'),
+        messages: Array.isArray(sv.messages) && sv.messages.length === agents ? sv.messages.map((m, i) => int(m, `agent ${i}'s message count`)) : (() => { throw new Error('the message counts are missing'); })(),
+      },
       memoryRound: memoryRound.map((r, i) => int(r, `agent ${i}'s memory round`)),
+      participants: participants.map((a) => int(a, 'participant')),
       J: J.map((v, i) => decNum(v, `J[${i}]`)),
-      records: (records as (NetRecord & { J: unknown })[]).map((r, i) => ({ ...r, J: decNum(r.J, `record ${i}'s J`) })),
-      trajectories: int(b.trajectories, 'trajectories'),
-      vectors: int(b.vectors, 'vectors'),
+      records: (records as (NetRecord & { J: unknown; personalJ?: unknown })[]).map((r, i) => {
+        const { personalJ, ...rest } = r;
+        return { ...rest, J: decNum(r.J, `record ${i}'s J`), ...(personalJ !== undefined ? { personalJ: decNum(personalJ, `record ${i}'s personalJ`) } : {}) };
+      }),
       lastClosed: lc === null ? null : { key: lc.key as number, agents: (lc.agents as unknown[]).map((a) => int(a, 'lastClosed agent')) },
       roundDeltas: int(b.roundDeltas, 'roundDeltas'),
     };

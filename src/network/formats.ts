@@ -1,3 +1,4 @@
+import { streamFromKey, streamKey } from '../rng.js';
 import type { EnvironmentSpec } from '../backends/types.js';
 import { InputError } from '../errors.js';
 import { MDP_FORMAT, mdpToJson, parseMdp } from '../mdp/parse.js';
@@ -5,13 +6,13 @@ import type { Mdp } from '../mdp/model.js';
 
 /**
  * The files of a federation across machines (SPEC.md): fedpg-shared/1 (the MDP without its
- * rewards: what the aggregator and every agent may see), fedpg-rewards/1 (one agent's reward
+ * rewards: what the aggregator and every agent may see), fedpg-rewards/2 (one agent's reward
  * table, which never leaves that agent) and the token files. Parsing is browser-safe (no fs): a
  * browser agent gets the shared MDP from Register and its rewards from its own page.
  */
 
 export const SHARED_FORMAT = 'fedpg-shared/1';
-export const REWARDS_FORMAT = 'fedpg-rewards/1';
+export const REWARDS_FORMAT = 'fedpg-rewards/2';
 
 /** An MDP without rewards. */
 export type SharedMdp = Omit<Mdp, 'rewards'>;
@@ -69,13 +70,19 @@ export function sharedEnvironmentSpec(mdp: SharedMdp, agent: number): Environmen
   return { states: mdp.states, actions: mdp.actions, gamma: mdp.gamma, initial: mdp.initial, transitions: k };
 }
 
-/** Validates fedpg-rewards/1 against the shared MDP's shape; returns the agent index and its table. */
-export function parseRewards(json: unknown, states: number, actions: number, where = 'rewards'): { agent: number; reward: Float64Array } {
+/**
+ * Validates fedpg-rewards/2 against the shared MDP's shape; returns the agent index, its table and
+ * its private random stream (from `key`, which only this agent holds).
+ */
+export function parseRewards(json: unknown, states: number, actions: number, where = 'rewards'): { agent: number; reward: Float64Array; stream: Uint32Array } {
   const fail = (msg: string): never => {
     throw new InputError(`${where}: ${msg}`);
   };
   if (!isObject(json)) return fail(`must be a JSON object, got ${describe(json)}`);
+  if (json.format === 'fedpg-rewards/1') fail('it is a fedpg-rewards/1 file, which holds no private stream key: re-run fedpg split');
   if (json.format !== REWARDS_FORMAT) fail(`format must be "${REWARDS_FORMAT}", got ${describe(json.format)}`);
+  const stream = typeof json.key === 'string' ? streamFromKey(json.key) : null;
+  if (!stream) fail(`key must be the agent's stream key, 32 lowercase hex characters not all zero, got ${typeof json.key === 'string' ? `a string of ${json.key.length} characters` : describe(json.key)}`);
   const agent = json.agent;
   if (typeof agent !== 'number' || !Number.isSafeInteger(agent) || agent < 0) fail(`agent must be an integer >= 0, got ${describe(agent)}`);
   const rows = json.rewards;
@@ -92,13 +99,14 @@ export function parseRewards(json: unknown, states: number, actions: number, whe
       reward[s * actions + a] = v as number;
     }
   }
-  return { agent: agent as number, reward };
+  return { agent: agent as number, reward, stream: stream! };
 }
 
-export function rewardsToJson(agent: number, reward: Float64Array, states: number, actions: number): Record<string, unknown> {
+/** An agent's fedpg-rewards/2 document: its reward table and its private stream key. */
+export function rewardsToJson(agent: number, reward: Float64Array, states: number, actions: number, stream: Uint32Array): Record<string, unknown> {
   const rows: number[][] = [];
   for (let s = 0; s < states; s++) rows.push(Array.from(reward.subarray(s * actions, (s + 1) * actions)));
-  return { format: REWARDS_FORMAT, agent, rewards: rows };
+  return { format: REWARDS_FORMAT, agent, key: streamKey(stream), rewards: rows };
 }
 
 /** Tokens are URL- and header-safe: 16 to 256 characters of [A-Za-z0-9_-]. */

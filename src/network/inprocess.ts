@@ -1,5 +1,6 @@
 import { createRouterTransport, type Transport } from '@connectrpc/connect';
 import { randomBytes } from 'node:crypto';
+import { agentStream } from '../rng.js';
 import type { Backend } from '../backends/types.js';
 import type { TrainSettings } from '../federation/settings.js';
 import { resolveSettings } from '../federation/settings.js';
@@ -20,12 +21,16 @@ export interface InProcessFederationOptions extends Partial<TrainSettings> {
   theta0?: Float64Array;
   quorum?: number;
   deadlineMs?: number | null;
+  /** Each agent's private stream (default agentStream(seed, i), as `fedpg split --seed` writes). */
+  streams?: Uint32Array[];
   /** Faults per agent index. */
   faults?: Record<number, AgentFault[]>;
   onInfo?: (message: string) => void;
 }
 
 export interface InProcessFederationResult {
+  /** Every agent's last report as the aggregator received it (what the aggregator could analyse). */
+  reports: (Float64Array | null)[];
   J: (number | null)[];
   theta: Float64Array;
   records: NetRecord[];
@@ -48,6 +53,7 @@ export async function runInProcessFederation(mdp: Mdp, o: InProcessFederationOpt
     states: mdp.states,
     actions: mdp.actions,
     settings,
+    gamma: mdp.gamma,
     sharedMdp: new TextEncoder().encode(JSON.stringify(sharedToJson(mdp))),
     theta0: o.theta0 ?? new Float64Array(SA),
     ...(o.quorum !== undefined ? { quorum: o.quorum } : {}),
@@ -62,7 +68,8 @@ export async function runInProcessFederation(mdp: Mdp, o: InProcessFederationOpt
         runAgent({
           transport: routerTransport(routes, tokens[i]!),
           agent: i,
-          rewards: rewardsToJson(i, r, mdp.states, mdp.actions),
+          // agentStream(seed, i), as `fedpg split --seed` writes it, so the run equals `train --seed`.
+          rewards: rewardsToJson(i, r, mdp.states, mdp.actions, o.streams?.[i] ?? agentStream(settings.seed, i)),
           backend: o.backend,
           client: 'in-process',
           ...(o.faults?.[i] ? { faults: o.faults[i] } : {}),
@@ -71,7 +78,7 @@ export async function runInProcessFederation(mdp: Mdp, o: InProcessFederationOpt
       ),
     );
     await agg.finished;
-    return { J: agg.history(), theta: agg.theta(), records: agg.allRecords(), agents };
+    return { reports: agg.snapshot().server.reports, J: agg.history(), theta: agg.theta(), records: agg.allRecords(), agents };
   } finally {
     agg.stop();
   }

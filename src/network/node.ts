@@ -2,6 +2,7 @@ import type { Interceptor, Transport } from '@connectrpc/connect';
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from '@connectrpc/connect-node';
 import { existsSync, readFileSync } from 'node:fs';
 import { InputError } from '../errors.js';
+import { algorithmOf } from '../federation/algorithms/registry.js';
 import type { TrainSettings } from '../federation/settings.js';
 import { parseJsonText, readTextFile } from '../mdp/format.js';
 import { LineLog, writeFileAtomic } from '../util/atomic.js';
@@ -44,7 +45,7 @@ export class FileAgentStore implements AgentStore {
     let j: Record<string, any>;
     try {
       j = JSON.parse(readFileSync(this.path, 'utf8')) as Record<string, any>;
-      if (j.format !== 'fedpg-agent-state/1') throw new Error(`format is ${JSON.stringify(j.format)}`);
+      if (j.format !== 'fedpg-agent-state/2') throw new Error(`format is ${JSON.stringify(j.format)}, not fedpg-agent-state/2`);
       const p = j.pending as Record<string, unknown> | null;
       const pending: PendingPush | null = p
         ? {
@@ -52,13 +53,15 @@ export class FileAgentStore implements AgentStore {
             phase: p.phase as Phase,
             ...(p.delta !== undefined ? { delta: unb64(p.delta, 'pending delta') } : {}),
             ...(p.gradient !== undefined ? { gradient: unb64(p.gradient, 'pending gradient') } : {}),
-            ...(p.objective !== undefined ? { objective: new Float64Array(unb64(p.objective, 'pending objective').buffer)[0]! } : {}),
+            ...(p.objective !== undefined ? { objective: new Float64Array(unb64(p.objective, 'pending objective').slice().buffer)[0]! } : {}),
+            ...(p.personalObjective !== undefined ? { personalObjective: new Float64Array(unb64(p.personalObjective, 'pending personal objective').slice().buffer)[0]! } : {}),
           }
         : null;
-      const mem = j.memory === null ? null : new Float64Array(unb64(j.memory, 'memory').slice().buffer);
+      if (!Array.isArray(j.kept)) throw new Error('kept is missing');
+      const kept = (j.kept as unknown[]).map((k, i) => new Float64Array(unb64(k, `kept vector ${i}`).slice().buffer));
       const rng = j.rng as unknown;
       if (!Array.isArray(rng) || rng.length !== 4 || !rng.every((x) => Number.isInteger(x) && x >= 0 && x <= 0xffffffff)) throw new Error('rng is malformed');
-      return { runId: String(j.runId), cursor: j.cursor, rng: rng as number[], memory: mem, memoryRound: j.memoryRound as number, pending };
+      return { runId: String(j.runId), cursor: j.cursor, rng: rng as number[], kept, hasMemory: j.hasMemory === true, memoryRound: j.memoryRound as number, pending };
     } catch (e) {
       throw new InputError(`agent state file ${this.path} is unreadable (${e instanceof Error ? e.message : String(e)}); delete it to start the agent afresh`);
     }
@@ -69,11 +72,12 @@ export class FileAgentStore implements AgentStore {
     writeFileAtomic(
       this.path,
       JSON.stringify({
-        format: 'fedpg-agent-state/1',
+        format: 'fedpg-agent-state/2',
         runId: s.runId,
         cursor: s.cursor,
         rng: s.rng,
-        memory: s.memory ? b64(new Uint8Array(s.memory.buffer, s.memory.byteOffset, s.memory.byteLength)) : null,
+        kept: s.kept.map((k) => b64(new Uint8Array(k.buffer, k.byteOffset, k.byteLength))),
+        hasMemory: s.hasMemory,
         memoryRound: s.memoryRound,
         pending: p
           ? {
@@ -82,6 +86,7 @@ export class FileAgentStore implements AgentStore {
               ...(p.delta ? { delta: b64(p.delta) } : {}),
               ...(p.gradient ? { gradient: b64(p.gradient) } : {}),
               ...(p.objective !== undefined ? { objective: b64(new Uint8Array(new Float64Array([p.objective]).buffer)) } : {}),
+              ...(p.personalObjective !== undefined ? { personalObjective: b64(new Uint8Array(new Float64Array([p.personalObjective]).buffer)) } : {}),
             }
           : null,
       }) + '\n',
@@ -116,6 +121,8 @@ export interface AggregatorRunOptions {
   holdMs?: number;
   lingerMs?: number;
   crash?: AggregatorCrash;
+  /** The largest norm of a delta and of a report (default: derived from the problem, see federation/bounds.ts; null: none). */
+  maxUpdateNorm?: { delta: number; report: number } | null;
   onInfo?: (message: string) => void;
   onRecord?: (r: NetRecord) => void;
 }
@@ -137,6 +144,9 @@ export interface AggregatorResult {
 }
 
 export interface RunningAggregator {
+  /** True when the checkpoint holds this run already finished: nothing listens, `result` is ready. */
+  over: boolean;
+  /** '' and 0 when `over`. */
   url: string;
   port: number;
   aggregator: Aggregator;
@@ -153,7 +163,7 @@ export async function startAggregator(o: AggregatorRunOptions): Promise<RunningA
   const sharedMdp = new TextEncoder().encode(JSON.stringify(sharedToJson(o.shared)));
   const runId = runIdOf(sharedMdp, o.settings, o.theta0, o.agents);
   const info = o.onInfo ?? (() => {});
-  const resume = o.checkpoint && !o.fresh && existsSync(o.checkpoint) ? readAggregatorCheckpoint(o.checkpoint, runId, o.agents, SA) : undefined;
+  const resume = o.checkpoint && !o.fresh && existsSync(o.checkpoint) ? readAggregatorCheckpoint(o.checkpoint, runId, o.agents, SA, algorithmOf(o.settings.algorithm).serverState.length) : undefined;
   if (resume) info(`resuming from checkpoint ${o.checkpoint} (${resume.phase === 'done' ? `finished after round ${resume.round}` : `round ${resume.round}, ${resume.phase} phase`})`);
   const log = o.out ? new LineLog(o.out) : null;
   const settingsOut = { ...o.settings, agents: o.agents, states: S, actions: A, perAgentKernels: o.shared.perAgentKernels };
@@ -163,6 +173,9 @@ export async function startAggregator(o: AggregatorRunOptions): Promise<RunningA
     writeHeader(resume.J[0]!);
     for (const r of resume.records) log?.write(r);
   }
+  // A finished run (a rerun with its checkpoint present) has nothing to serve: no listener, no
+  // linger for agents that already heard it is over, the result at once.
+  const over = !!resume && resume.phase === 'done' && resume.round >= o.settings.rounds;
   const shutdown = new AbortController();
   const aggregator = new Aggregator({
     runId,
@@ -170,12 +183,14 @@ export async function startAggregator(o: AggregatorRunOptions): Promise<RunningA
     states: S,
     actions: A,
     settings: o.settings,
+    gamma: o.shared.gamma,
     sharedMdp,
     theta0: o.theta0,
+    ...(o.maxUpdateNorm !== undefined ? { maxUpdateNorm: o.maxUpdateNorm } : {}),
     ...(o.quorum !== undefined ? { quorum: o.quorum } : {}),
     deadlineMs: o.deadlineMs ?? null,
     ...(o.holdMs !== undefined ? { holdMs: o.holdMs } : {}),
-    ...(o.lingerMs !== undefined ? { lingerMs: o.lingerMs } : {}),
+    ...(over ? { lingerMs: 0 } : o.lingerMs !== undefined ? { lingerMs: o.lingerMs } : {}),
     ...(resume ? { resume } : {}),
     ...(o.checkpoint ? { save: (s) => writeAggregatorCheckpoint(o.checkpoint!, s) } : {}),
     onHeader: writeHeader,
@@ -187,9 +202,11 @@ export async function startAggregator(o: AggregatorRunOptions): Promise<RunningA
     ...(o.crash ? { crash: { at: o.crash, kill: () => process.kill(process.pid, 'SIGKILL') } } : {}),
   });
   const auth = new TokenAuth(o.tokens, info);
-  let listening;
+  let listening: Awaited<ReturnType<typeof listen>> | { url: string; port: number; close: () => Promise<void> };
   try {
-    listening = await listen({
+    listening = over
+      ? { url: '', port: 0, close: async () => {} }
+      : await listen({
       routes: federationRoutes(aggregator, auth),
       host: o.host ?? '127.0.0.1',
       port: o.port,
@@ -235,5 +252,5 @@ export async function startAggregator(o: AggregatorRunOptions): Promise<RunningA
       network: { url: l.url, quorum: aggregator.quorum, deadlineMs: aggregator.deadlineMs, resumedAt: resume ? resume.round : null },
     };
   });
-  return { url: l.url, port: l.port, aggregator, result, close };
+  return { over, url: l.url, port: l.port, aggregator, result, close };
 }

@@ -1,4 +1,5 @@
 import { create } from '@bufbuild/protobuf';
+import { algorithmOf } from '../federation/algorithms/registry.js';
 import { resolveSettings, type TrainSettings } from '../federation/settings.js';
 import { Phase, RunSettingsSchema, type RunSettings } from './gen/fedpg/v1/federation_pb.js';
 
@@ -16,8 +17,18 @@ export function bearer(token: string): string {
   return `Bearer ${token}`;
 }
 
-/** Algorithms a federation can run (local trains no shared policy: nothing to aggregate). */
-export const NETWORK_ALGORITHMS: readonly TrainSettings['algorithm'][] = ['fast-fedpg', 'fedavg', 'centralized', 'regfedpg'];
+/**
+ * Why a federation across machines cannot run these settings, or null when it can: it needs a
+ * server step (not `local`, which trains no shared policy, nor a decentralised algorithm, whose
+ * peer-to-peer transport is out of scope), and hostile agents are simulation only.
+ */
+export function networkRefusal(s: TrainSettings): string | null {
+  const alg = algorithmOf(s.algorithm);
+  if (alg.topology === 'local') return `--algorithm ${alg.name} trains no shared policy, so there is nothing to serve`;
+  if (alg.topology === 'peers') return `--algorithm ${alg.name} is decentralised (agents mix with neighbours, no server); a peer-to-peer transport is out of scope, so run it with fedpg train`;
+  if (s.byzantine > 0) return '--byzantine is simulation only (fedpg train); a real federation faces real agents';
+  return null;
+}
 
 /**
  * A phase's place in the run: (0, GRADIENT) = 1, (1, LOCAL) = 2, (1, GRADIENT) = 3, ...; an
@@ -62,14 +73,25 @@ export function settingsToProto(s: TrainSettings): RunSettings {
     seed: BigInt(s.seed),
     correction: s.correction,
     entropy: s.entropy,
+    settingsJson: JSON.stringify(s),
   });
 }
 
 /** The settings an agent received, validated as the in-process loop validates them. */
 export function settingsFromProto(p: RunSettings): TrainSettings {
+  if (p.settingsJson) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(p.settingsJson);
+    } catch {
+      parsed = null;
+    }
+    if (!parsed || typeof parsed !== 'object') throw new RangeError('the run settings from the aggregator are not a JSON object');
+    return resolveSettings(parsed as Partial<TrainSettings>);
+  }
   const seed = Number(p.seed);
   return resolveSettings({
-    algorithm: p.algorithm as TrainSettings['algorithm'],
+    algorithm: p.algorithm,
     gradient: p.gradient as TrainSettings['gradient'],
     rounds: p.rounds,
     localSteps: p.localSteps,
@@ -81,10 +103,4 @@ export function settingsFromProto(p: RunSettings): TrainSettings {
     correction: p.correction as TrainSettings['correction'],
     entropy: p.entropy,
   });
-}
-
-/** Local steps per round and the server step of an algorithm (train.ts's rule). */
-export function roundShape(s: TrainSettings): { steps: number; alpha: number; memory: boolean } {
-  const centralized = s.algorithm === 'centralized';
-  return { steps: centralized ? 1 : s.localSteps, alpha: centralized ? 1 : s.alphaG, memory: s.algorithm === 'fast-fedpg' };
 }

@@ -48,3 +48,16 @@ export function table(t: ArrayLike<number>, A: number): number[][] {
   for (let i = 0; i < t.length; i += A) out.push(Array.from({ length: A }, (_, a) => t[i + a]!));
   return out;
 }
+
+/** Wall-clock fields of the round records: they differ between any two runs. */
+const TIMING_KEYS = new Set(['seconds', 'stepsPerSecond']);
+
+/** A deep copy without the wall-clock fields, so two runs' outputs compare with toEqual. */
+export function untimed<T>(x: T): T {
+  return JSON.parse(JSON.stringify(x), (k, v) => (TIMING_KEYS.has(k) ? undefined : v)) as T;
+}
+
+/** JSON.parse without the wall-clock fields. */
+export function parseUntimed(text: string): any {
+  return JSON.parse(text, (k, v) => (TIMING_KEYS.has(k) ? undefined : v));
+}

@@ -4,7 +4,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Backend, Environment, EnvironmentSpec, Evaluation, LocalRoundArgs, TruncatedEvaluation, WarmStart } from '../types.js';
 import { checkEntropy, checkKernelArgs, checkLocalRound, checkTheta } from '../checks.js';
-import { BackendUnavailableError } from '../select.js';
+import { BackendUnavailableError } from '../../errors.js';
 import { InputError } from '../../errors.js';
 
 /**

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { Backend } from '../types.js';
-import { BackendUnavailableError } from '../select.js';
+import { BackendUnavailableError } from '../../errors.js';
 import { instantiateWasmBackend, simdSupported, wasmFileName, type WasmBackend } from './core.js';
 
 export { WasmBackend, simdSupported, wasmFileName } from './core.js';

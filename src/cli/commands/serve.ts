@@ -1,12 +1,13 @@
 import type { Command } from 'commander';
 import { InputError } from '../../errors.js';
-import { ALGORITHMS, DEFAULT_SETTINGS, resolveSettings } from '../../federation/settings.js';
+import { algorithmNames, algorithmOf } from '../../federation/algorithms/registry.js';
+import { resolveSettings } from '../../federation/settings.js';
 import { loadTheta, readTextFile } from '../../mdp/format.js';
 import { NET_FAULT_ENV, parseNetFaults } from '../../network/faults.js';
 import { parseAggregatorTokens, parseShared, sharedAgentCount } from '../../network/formats.js';
 import { readJsonFile, startAggregator } from '../../network/node.js';
-import { NETWORK_ALGORITHMS } from '../../network/protocol.js';
-import { int, printJson } from '../flags.js';
+import { networkRefusal } from '../../network/protocol.js';
+import { int, num, printJson } from '../flags.js';
 import { addSettingsFlags, settingsFromFlags, type RunFlags } from './train.js';
 
 /** Defaults of `fedpg serve` (documented in --help and docs/NETWORK.md). */
@@ -29,6 +30,22 @@ interface ServeFlags extends Omit<RunFlags, 'checkpoint'> {
   hold?: string;
   tlsCert?: string;
   tlsKey?: string;
+  maxUpdateNorm?: string;
+}
+
+/** --max-update-norm: auto (the derived bounds), 0 (none) or one bound for deltas and reports. */
+function maxNorm(v: string | undefined): { maxUpdateNorm?: { delta: number; report: number } | null } {
+  if (v === undefined || v === 'auto') return {};
+  const x = num('max-update-norm', v)!;
+  if (x < 0) throw new InputError(`--max-update-norm must be auto, 0 or a number > 0, got '${v}'`);
+  return { maxUpdateNorm: x === 0 ? null : { delta: x, report: x } };
+}
+
+/** What Ctrl-C leaves behind: with --no-checkpoint, nothing (a restart starts over). */
+export function interruptedMessage(checkpoint: string | null): string {
+  return checkpoint === null
+    ? 'interrupted; no checkpoint was kept (--no-checkpoint): a restart starts the run over'
+    : `interrupted; ${checkpoint} keeps every finished phase: the same command resumes from it`;
 }
 
 function say(msg: string): void {
@@ -54,11 +71,12 @@ export function serveCommand(program: Command): void {
     .option('--allow-origin <origin...>', 'page origins allowed to call from a browser (CORS), e.g. http://localhost:5173, or * for any')
     .option('--tls-cert <file>', 'serve HTTPS with this certificate chain (PEM); agents then use an https:// URL')
     .option('--tls-key <file>', 'the private key (PEM) of --tls-cert')
+    .option('--max-update-norm <x>', "refuse a delta (and a report) whose Euclidean norm exceeds x; default auto: twice the largest an honest agent can send (docs/NETWORK.md), 0: no limit")
     .option('--hold <ms>', 'how long a poll waits for the next phase before the agent polls again (default 15000)');
   // train's settings flags (its runtime flags, --workers and its checkpoints, do not apply here).
   addSettingsFlags(
     cmd,
-    ALGORITHMS.filter((a) => NETWORK_ALGORITHMS.includes(a)),
+    algorithmNames().filter((a) => algorithmOf(a).topology === 'server'),
   )
     .option('--backend <name>', 'not for serve: the agents compute (fedpg agent --backend)')
     .option('--out <file>', 'round log (JSONL): a header line, then one record per finished round')
@@ -69,10 +87,11 @@ export function serveCommand(program: Command): void {
       const agents = int('agents', o.agents, 1)!;
       const fixed = sharedAgentCount(shared);
       if (fixed !== null && fixed !== agents) throw new InputError(`${sharedFile} has ${fixed} per-agent transition kernels, but --agents is ${agents}`);
-      const settings = resolveSettings({ ...DEFAULT_SETTINGS, ...settingsFromFlags(o as RunFlags) });
-      if (!NETWORK_ALGORITHMS.includes(settings.algorithm)) {
-        throw new InputError(`--algorithm ${settings.algorithm} trains no shared policy, so there is nothing to serve (choose ${NETWORK_ALGORITHMS.join(', ')})`);
-      }
+      if ((o as RunFlags).seed !== undefined)
+        throw new InputError("fedpg serve takes no --seed: the agents' streams come from their own keys (fedpg split; split --seed S reproduces train --seed S); use --server-seed Z for the aggregator's own draws");
+      const settings = resolveSettings(settingsFromFlags(o as RunFlags));
+      const refusal = networkRefusal(settings);
+      if (refusal) throw new InputError(refusal);
       const tokens = parseAggregatorTokens(readJsonFile(o.tokenFile!), agents, o.tokenFile);
       const quorum = int('quorum', o.quorum, 1);
       const deadline = int('deadline', o.deadline, 1);
@@ -103,18 +122,21 @@ export function serveCommand(program: Command): void {
         ...(o.out ? { out: o.out } : {}),
         ...(hold !== undefined ? { holdMs: hold } : {}),
         ...(faults.crash ? { crash: faults.crash } : {}),
+        ...maxNorm(o.maxUpdateNorm),
         onInfo: say,
         onRecord: (r) => {
           if (!o.json) say(`round ${r.round}/${settings.rounds}: J ${r.J === null ? 'n/a (not every agent reported)' : r.J} (${r.deltas} deltas, ${r.gradients} reports)`);
         },
       });
-      say(`listening on ${running.url} (port ${running.port}) for ${agents} agents: ${settings.algorithm}, ${settings.rounds} rounds`);
       const onSigint = (): void => {
-        say('interrupted; the checkpoint keeps every finished phase');
+        say(interruptedMessage(checkpoint));
         void running.close().then(() => process.exit(130));
       };
+      // Before the announcement: a Ctrl-C right after "listening" must find the handler.
       process.once('SIGINT', onSigint);
       process.once('SIGTERM', onSigint);
+      if (running.over) say(`nothing to serve: ${checkpoint} holds this run finished; its result follows (--fresh starts it over)`);
+      else say(`listening on ${running.url} (port ${running.port}) for ${agents} agents: ${settings.algorithm}, ${settings.rounds} rounds`);
       try {
         const result = await running.result;
         if (o.json) return printJson(result);

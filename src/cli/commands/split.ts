@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { Command } from 'commander';
@@ -6,7 +6,8 @@ import { InputError } from '../../errors.js';
 import { loadMdp } from '../../mdp/format.js';
 import { rewardsToJson, sharedToJson } from '../../network/formats.js';
 import { writeFileAtomic } from '../../util/atomic.js';
-import { printJson } from '../flags.js';
+import { int, printJson } from '../flags.js';
+import { agentStream } from '../../rng.js';
 
 /** A fresh secret: 32 random bytes, base64url (43 characters). */
 export function newToken(): string {
@@ -31,6 +32,17 @@ function writeSecret(path: string, text: string): void {
   }
 }
 
+/**
+ * Agent i's private stream: HMAC-SHA256(secret, "fedpg-agent-stream/i"), its first 16 bytes as the
+ * xoshiro128** state (one-way: knowing one agent's key or the others' tells nothing of the secret).
+ */
+export function derivedStream(secret: Uint8Array, agent: number): Uint32Array {
+  const d = createHmac('sha256', secret).update(`fedpg-agent-stream/${agent}`).digest();
+  const s = new Uint32Array([d.readUInt32LE(0), d.readUInt32LE(4), d.readUInt32LE(8), d.readUInt32LE(12)]);
+  if ((s[0]! | s[1]! | s[2]! | s[3]!) === 0) s[0] = 1;
+  return s;
+}
+
 function writeJson(path: string, value: unknown, secret = false): void {
   const text = JSON.stringify(value) + '\n';
   if (secret) writeSecret(path, text);
@@ -43,9 +55,15 @@ export function splitCommand(program: Command): void {
     .description('split a fedpg-mdp/1 file for a federation across machines: DIR/shared.json (no rewards, for the aggregator and every agent), DIR/rewards-I.json and DIR/token-I.json (agent I only), DIR/tokens.json (the aggregator only)')
     .argument('<mdp>', 'a fedpg-mdp/1 file')
     .requiredOption('--out <dir>', 'directory to write (created if missing; existing files of these names are replaced, and with them every token)')
+    .option('--seed <S>', "write agentStream(S, i) as agent i's stream key, as `fedpg train --seed S` uses (reproducible, NOT secret: a small seed is guessable); default: keys derived from a fresh 256-bit secret that is printed nowhere")
     .option('--json', 'print the written paths as one JSON object')
-    .action((file: string, o: { out: string; json?: boolean }) => {
+    .action((file: string, o: { out: string; seed?: string; json?: boolean }) => {
       const mdp = loadMdp(file);
+      const seed = int('seed', o.seed, 0);
+      if (seed !== undefined && !Number.isSafeInteger(seed)) throw new InputError(`--seed must be an integer in [0, 2^53 - 1], got '${o.seed}'`);
+      // The secret lives only in this process: every agent's key is derived from it one-way.
+      const secret = seed === undefined ? randomBytes(32) : null;
+      const streamOf = (i: number): Uint32Array => (secret ? derivedStream(secret, i) : agentStream(seed!, i));
       try {
         mkdirSync(o.out, { recursive: true });
       } catch (e) {
@@ -59,7 +77,8 @@ export function splitCommand(program: Command): void {
       for (let i = 0; i < N; i++) {
         const rewards = join(o.out, `rewards-${i}.json`);
         const token = join(o.out, `token-${i}.json`);
-        writeJson(rewards, rewardsToJson(i, mdp.rewards[i]!, mdp.states, mdp.actions));
+        // The rewards file holds the agent's private stream key, so it is a secret too.
+        writeJson(rewards, rewardsToJson(i, mdp.rewards[i]!, mdp.states, mdp.actions, streamOf(i)), true);
         tokens[String(i)] = newToken();
         writeJson(token, { agent: i, token: tokens[String(i)] }, true);
         agents.push({ rewards, token });
@@ -72,7 +91,8 @@ export function splitCommand(program: Command): void {
           `split ${file} (${N} agents, ${mdp.states} states, ${mdp.actions} actions) into ${o.out}:`,
           `  aggregator: ${shared} and ${aggregatorTokens}`,
           ...agents.map((a, i) => `  agent ${i}: ${shared}, ${a.rewards} and ${a.token}`),
-          'Give each machine only its own files: the rewards and the token of an agent are its secrets.',
+          'Give each machine only its own files: the rewards (with its stream key) and the token of an agent are its secrets.',
+          seed === undefined ? 'Stream keys: derived from a fresh secret (not reproducible, not recoverable by the aggregator).' : `Stream keys: agentStream(${seed}, i), as fedpg train --seed ${seed} (reproducible; anyone who guesses the seed can replay the agents).`,
         ].join('\n') + '\n',
       );
     });

@@ -2,6 +2,8 @@ import { availableParallelism } from 'node:os';
 import type { BackendName } from '../../backends/types.js';
 import { InputError } from '../../errors.js';
 import type { Mdp } from '../../mdp/model.js';
+import { algorithmOf } from '../algorithms/registry.js';
+import { parsePersonalize } from '../personalize.js';
 import type { TrainSettings } from '../settings.js';
 
 export type WorkersChoice = number | 'auto';
@@ -31,9 +33,11 @@ export function roundCosts(mdp: Mdp, s: TrainSettings, backend: BackendName): Ro
   const nnz = k.kind === 'dense' ? S * A * S : k.next.length;
   const factor = FLOP_UNIT_NS[backend] * (nnz + (k.kind === 'dense' ? (S * S * S) / 3 : 20 * nnz));
   const perTable = FLOP_UNIT_NS[backend] * (nnz + S * S);
-  const estimates = s.algorithm === 'fast-fedpg' ? s.localSteps + (s.correction === 'fresh' ? 2 : 1) : s.algorithm === 'centralized' ? 1 : s.localSteps;
+  const alg = algorithmOf(s.algorithm);
+  const estimates =
+    alg.estimatesPerRound(s) + (alg.reports === 'every-round' ? 1 : 0) + (parsePersonalize(s.personalize).kind === 'ditto' ? s.localSteps : 0);
   const perGradient = s.gradient === 'sampled' ? SAMPLE_UNIT_NS[backend] * (s.batch * s.horizon * (A + 4) + 4 * S * A) : factor + perTable;
-  const evaluation = s.algorithm === 'local' ? N * (factor + N * perTable) : factor + N * perTable;
+  const evaluation = alg.topology === 'local' ? N * (factor + N * perTable) : factor + N * perTable;
   return { agent: estimates * perGradient, evaluation, factorisation: factor };
 }
 
@@ -49,7 +53,7 @@ export function roundCostNs(mdp: Mdp, s: TrainSettings, backend: BackendName): n
  * for its own agents (each repeats the factorisation, but the per-agent solves are spread).
  */
 export function evaluationOnWorkers(mdp: Mdp, s: TrainSettings, backend: BackendName, workers: number): boolean {
-  if (s.algorithm === 'local') return false;
+  if (algorithmOf(s.algorithm).topology === 'local') return false;
   const c = roundCosts(mdp, s, backend);
   const perWorker = Math.ceil(mdp.rewards.length / workers) * c.agent;
   return c.evaluation > 0.8 * perWorker;

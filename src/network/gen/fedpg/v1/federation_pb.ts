@@ -32,7 +32,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file fedpg/v1/federation.proto.
  */
 export const file_fedpg_v1_federation: GenFile = /*@__PURE__*/
-  fileDesc("ChlmZWRwZy92MS9mZWRlcmF0aW9uLnByb3RvEghmZWRwZy52MSLIAQoLUnVuU2V0dGluZ3MSEQoJYWxnb3JpdGhtGAEgASgJEhAKCGdyYWRpZW50GAIgASgJEg4KBnJvdW5kcxgDIAEoDRITCgtsb2NhbF9zdGVwcxgEIAEoDRILCgNldGEYBSABKAESDwoHYWxwaGFfZxgGIAEoARIPCgdob3Jpem9uGAcgASgNEg0KBWJhdGNoGAggASgNEgwKBHNlZWQYCSABKAQSEgoKY29ycmVjdGlvbhgKIAEoCRIPCgdlbnRyb3B5GAsgASgBIkEKD1JlZ2lzdGVyUmVxdWVzdBINCgVhZ2VudBgBIAEoDRIPCgdiYWNrZW5kGAIgASgJEg4KBmNsaWVudBgDIAEoCSLEAQoQUmVnaXN0ZXJSZXNwb25zZRIOCgZydW5faWQYASABKAkSDgoGYWdlbnRzGAIgASgNEicKCHNldHRpbmdzGAMgASgLMhUuZmVkcGcudjEuUnVuU2V0dGluZ3MSEgoKc2hhcmVkX21kcBgEIAEoDBISCgpoYXNfbWVtb3J5GAUgASgIEhQKDG1lbW9yeV9yb3VuZBgGIAEoDRIOCgZtZW1vcnkYByABKAwSGQoRbWF4X3JlcXVlc3RfYnl0ZXMYCCABKA0ilgEKEFB1bGxSb3VuZFJlcXVlc3QSDQoFYWdlbnQYASABKA0SEwoLYWZ0ZXJfcm91bmQYAiABKA0SJAoLYWZ0ZXJfcGhhc2UYAyABKA4yDy5mZWRwZy52MS5QaGFzZRIOCgZwdXNoZWQYBCABKAgSEgoKaGFzX21lbW9yeRgFIAEoCBIUCgxtZW1vcnlfcm91bmQYBiABKA0i/AEKEVB1bGxSb3VuZFJlc3BvbnNlEiAKBnN0YXR1cxgBIAEoDjIQLmZlZHBnLnYxLlN0YXR1cxIOCgZydW5faWQYAiABKAkSDQoFcm91bmQYAyABKA0SHgoFcGhhc2UYBCABKA4yDy5mZWRwZy52MS5QaGFzZRIRCgl0aGV0YV9iYXIYBSABKAwSFQoNZ2xvYmFsX21lbW9yeRgGIAEoDBINCgVzdGVwcxgHIAEoDRISCgpoYXNfbWVtb3J5GAggASgIEhQKDG1lbW9yeV9yb3VuZBgJIAEoDRIOCgZtZW1vcnkYCiABKAwSEwoLZGVhZGxpbmVfbXMYCyABKA0iPwoQUHVzaERlbHRhUmVxdWVzdBINCgVhZ2VudBgBIAEoDRINCgVyb3VuZBgCIAEoDRINCgVkZWx0YRgDIAEoDCIlChFQdXNoRGVsdGFSZXNwb25zZRIQCghyZWNlaXZlZBgBIAEoDSJYChNQdXNoR3JhZGllbnRSZXF1ZXN0Eg0KBWFnZW50GAEgASgNEg0KBXJvdW5kGAIgASgNEhAKCGdyYWRpZW50GAMgASgMEhEKCW9iamVjdGl2ZRgEIAEoASIoChRQdXNoR3JhZGllbnRSZXNwb25zZRIQCghyZWNlaXZlZBgBIAEoDSpTCgVQaGFzZRIVChFQSEFTRV9VTlNQRUNJRklFRBAAEg8KC1BIQVNFX0xPQ0FMEAESEgoOUEhBU0VfR1JBRElFTlQQAhIOCgpQSEFTRV9ET05FEAMqegoGU3RhdHVzEhYKElNUQVRVU19VTlNQRUNJRklFRBAAEg8KC1NUQVRVU19XQUlUEAESDwoLU1RBVFVTX09QRU4QAhIRCg1TVEFUVVNfUkVTRU5EEAMSEgoOU1RBVFVTX1NJVF9PVVQQBBIPCgtTVEFUVVNfRE9ORRAFMrECChFGZWRlcmF0aW9uU2VydmljZRJBCghSZWdpc3RlchIZLmZlZHBnLnYxLlJlZ2lzdGVyUmVxdWVzdBoaLmZlZHBnLnYxLlJlZ2lzdGVyUmVzcG9uc2USRAoJUHVsbFJvdW5kEhouZmVkcGcudjEuUHVsbFJvdW5kUmVxdWVzdBobLmZlZHBnLnYxLlB1bGxSb3VuZFJlc3BvbnNlEkQKCVB1c2hEZWx0YRIaLmZlZHBnLnYxLlB1c2hEZWx0YVJlcXVlc3QaGy5mZWRwZy52MS5QdXNoRGVsdGFSZXNwb25zZRJNCgxQdXNoR3JhZGllbnQSHS5mZWRwZy52MS5QdXNoR3JhZGllbnRSZXF1ZXN0Gh4uZmVkcGcudjEuUHVzaEdyYWRpZW50UmVzcG9uc2ViBnByb3RvMw");
+  fileDesc("ChlmZWRwZy92MS9mZWRlcmF0aW9uLnByb3RvEghmZWRwZy52MSLfAQoLUnVuU2V0dGluZ3MSEQoJYWxnb3JpdGhtGAEgASgJEhAKCGdyYWRpZW50GAIgASgJEg4KBnJvdW5kcxgDIAEoDRITCgtsb2NhbF9zdGVwcxgEIAEoDRILCgNldGEYBSABKAESDwoHYWxwaGFfZxgGIAEoARIPCgdob3Jpem9uGAcgASgNEg0KBWJhdGNoGAggASgNEgwKBHNlZWQYCSABKAQSEgoKY29ycmVjdGlvbhgKIAEoCRIPCgdlbnRyb3B5GAsgASgBEhUKDXNldHRpbmdzX2pzb24YDCABKAkiQQoPUmVnaXN0ZXJSZXF1ZXN0Eg0KBWFnZW50GAEgASgNEg8KB2JhY2tlbmQYAiABKAkSDgoGY2xpZW50GAMgASgJItQBChBSZWdpc3RlclJlc3BvbnNlEg4KBnJ1bl9pZBgBIAEoCRIOCgZhZ2VudHMYAiABKA0SJwoIc2V0dGluZ3MYAyABKAsyFS5mZWRwZy52MS5SdW5TZXR0aW5ncxISCgpzaGFyZWRfbWRwGAQgASgMEhIKCmhhc19tZW1vcnkYBSABKAgSFAoMbWVtb3J5X3JvdW5kGAYgASgNEg4KBm1lbW9yeRgHIAEoDBIZChFtYXhfcmVxdWVzdF9ieXRlcxgIIAEoDRIOCgZ0aGV0YTAYCSABKAwilgEKEFB1bGxSb3VuZFJlcXVlc3QSDQoFYWdlbnQYASABKA0SEwoLYWZ0ZXJfcm91bmQYAiABKA0SJAoLYWZ0ZXJfcGhhc2UYAyABKA4yDy5mZWRwZy52MS5QaGFzZRIOCgZwdXNoZWQYBCABKAgSEgoKaGFzX21lbW9yeRgFIAEoCBIUCgxtZW1vcnlfcm91bmQYBiABKA0iigIKEVB1bGxSb3VuZFJlc3BvbnNlEiAKBnN0YXR1cxgBIAEoDjIQLmZlZHBnLnYxLlN0YXR1cxIOCgZydW5faWQYAiABKAkSDQoFcm91bmQYAyABKA0SHgoFcGhhc2UYBCABKA4yDy5mZWRwZy52MS5QaGFzZRIRCgl0aGV0YV9iYXIYBSABKAwSFQoNZ2xvYmFsX21lbW9yeRgGIAEoDBINCgVzdGVwcxgHIAEoDRISCgpoYXNfbWVtb3J5GAggASgIEhQKDG1lbW9yeV9yb3VuZBgJIAEoDRIOCgZtZW1vcnkYCiABKAwSEwoLZGVhZGxpbmVfbXMYCyABKA0SDAoEZG93bhgMIAMoDCI/ChBQdXNoRGVsdGFSZXF1ZXN0Eg0KBWFnZW50GAEgASgNEg0KBXJvdW5kGAIgASgNEg0KBWRlbHRhGAMgASgMIiUKEVB1c2hEZWx0YVJlc3BvbnNlEhAKCHJlY2VpdmVkGAEgASgNIooBChNQdXNoR3JhZGllbnRSZXF1ZXN0Eg0KBWFnZW50GAEgASgNEg0KBXJvdW5kGAIgASgNEhAKCGdyYWRpZW50GAMgASgMEhEKCW9iamVjdGl2ZRgEIAEoARIUCgxoYXNfcGVyc29uYWwYBSABKAgSGgoScGVyc29uYWxfb2JqZWN0aXZlGAYgASgBIigKFFB1c2hHcmFkaWVudFJlc3BvbnNlEhAKCHJlY2VpdmVkGAEgASgNKlMKBVBoYXNlEhUKEVBIQVNFX1VOU1BFQ0lGSUVEEAASDwoLUEhBU0VfTE9DQUwQARISCg5QSEFTRV9HUkFESUVOVBACEg4KClBIQVNFX0RPTkUQAyp6CgZTdGF0dXMSFgoSU1RBVFVTX1VOU1BFQ0lGSUVEEAASDwoLU1RBVFVTX1dBSVQQARIPCgtTVEFUVVNfT1BFThACEhEKDVNUQVRVU19SRVNFTkQQAxISCg5TVEFUVVNfU0lUX09VVBAEEg8KC1NUQVRVU19ET05FEAUysQIKEUZlZGVyYXRpb25TZXJ2aWNlEkEKCFJlZ2lzdGVyEhkuZmVkcGcudjEuUmVnaXN0ZXJSZXF1ZXN0GhouZmVkcGcudjEuUmVnaXN0ZXJSZXNwb25zZRJECglQdWxsUm91bmQSGi5mZWRwZy52MS5QdWxsUm91bmRSZXF1ZXN0GhsuZmVkcGcudjEuUHVsbFJvdW5kUmVzcG9uc2USRAoJUHVzaERlbHRhEhouZmVkcGcudjEuUHVzaERlbHRhUmVxdWVzdBobLmZlZHBnLnYxLlB1c2hEZWx0YVJlc3BvbnNlEk0KDFB1c2hHcmFkaWVudBIdLmZlZHBnLnYxLlB1c2hHcmFkaWVudFJlcXVlc3QaHi5mZWRwZy52MS5QdXNoR3JhZGllbnRSZXNwb25zZWIGcHJvdG8z");
 
 /**
  * The run settings every agent needs (the fields of the project's TrainSettings).
@@ -102,6 +102,15 @@ export type RunSettings = Message<"fedpg.v1.RunSettings"> & {
    * @generated from field: double entropy = 11;
    */
   entropy: number;
+
+  /**
+   * Every setting of the run (the project's TrainSettings as JSON: the field's methods, the
+   * algorithm's own options, the server seed), so new settings need no new fields. Authoritative
+   * when present; the fields above stay for older readers.
+   *
+   * @generated from field: string settings_json = 12;
+   */
+  settingsJson: string;
 };
 
 /**
@@ -194,6 +203,13 @@ export type RegisterResponse = Message<"fedpg.v1.RegisterResponse"> & {
    * @generated from field: uint32 max_request_bytes = 8;
    */
   maxRequestBytes: number;
+
+  /**
+   * theta_bar(0), packed float64 (personal policies start there).
+   *
+   * @generated from field: bytes theta0 = 9;
+   */
+  theta0: Uint8Array;
 };
 
 /**
@@ -322,6 +338,14 @@ export type PullRoundResponse = Message<"fedpg.v1.PullRoundResponse"> & {
    * @generated from field: uint32 deadline_ms = 11;
    */
   deadlineMs: number;
+
+  /**
+   * LOCAL phase: the algorithm's down vectors (its plug-in's `down` list, in order; Fast-FedPG:
+   * the global memory g), packed float64 each.
+   *
+   * @generated from field: repeated bytes down = 12;
+   */
+  down: Uint8Array[];
 };
 
 /**
@@ -394,7 +418,9 @@ export type PushGradientRequest = Message<"fedpg.v1.PushGradientRequest"> & {
   round: number;
 
   /**
-   * Fast-FedPG: g_i(theta_bar(round)), packed float64, S*A finite values; empty otherwise.
+   * The algorithm's report at theta_bar(round) when one is due (Fast-FedPG: g_i(theta_bar(round))
+   * every round; FedSVRPG-M: its first estimate, round 0 only), packed float64, S*A finite
+   * values; empty otherwise.
    *
    * @generated from field: bytes gradient = 3;
    */
@@ -406,6 +432,18 @@ export type PushGradientRequest = Message<"fedpg.v1.PushGradientRequest"> & {
    * @generated from field: double objective = 4;
    */
   objective: number;
+
+  /**
+   * With personal policies (Ditto): J_i(v_i), the agent's own objective at its personal policy.
+   *
+   * @generated from field: bool has_personal = 5;
+   */
+  hasPersonal: boolean;
+
+  /**
+   * @generated from field: double personal_objective = 6;
+   */
+  personalObjective: number;
 };
 
 /**
@@ -501,8 +539,8 @@ export enum Status {
   RESEND = 3,
 
   /**
-   * A LOCAL phase the agent cannot take part in (Fast-FedPG: the aggregator holds no memory
-   * sample of this agent yet); move the cursor on and wait for the next phase.
+   * A phase the agent does not take part in (not drawn this round, or, for Fast-FedPG, the
+   * aggregator holds no memory sample of it yet); move the cursor on and wait for the next phase.
    *
    * @generated from enum value: STATUS_SIT_OUT = 4;
    */
