@@ -298,3 +298,36 @@ describe('evaluatePolicy past the dense limit', () => {
     }
   });
 });
+
+describe('near gamma = 1 (the rounding floor regime)', () => {
+  // At gamma = 0.999 the proven bound is the rounding floor's, 4 floor / (1 - gamma kappa): with
+  // m = 5 entries per row, (5 + 4) u (|b| + 2|x|) * 4 / 1e-3, about 1.3e-11 of |V|; the solves
+  // still finish and agree with each other and with a manufactured solution within twice that.
+  const mdp = gridworldMdp({ width: 50, height: 50, agents: 2, seed: 5, gamma: 0.999 });
+  const S = mdp.states, A = mdp.actions, SA = S * A;
+  const spec = environmentSpec(mdp);
+  const theta = thetaOf(SA, 1);
+
+  it('evaluates a manufactured solution to the floor bound in every backend, and J* agrees', () => {
+    const rows = rowsOf(spec);
+    const vTrue = Float64Array.from({ length: S }, (_, s) => 500 + 100 * Math.sin(0.02 * s));
+    const R = new Float64Array(SA);
+    for (let row = 0; row < SA; row++) {
+      let pv = 0;
+      rows(row, (j, p) => (pv += p * vTrue[j]!));
+      R[row] = vTrue[Math.floor(row / A)]! - spec.gamma * pv;
+    }
+    const rbar = averageReward(mdp);
+    let jRef: number | null = null;
+    for (const b of backends) {
+      const env = b.createEnvironment(spec);
+      const got = buffers(1, S, A);
+      env.evaluate(theta, R, got);
+      expect(errorScaled(got.V, vTrue), b.name).toBeLessThan(3e-11);
+      const J = env.optimal(rbar, new Float64Array(S));
+      jRef ??= J;
+      expect(Math.abs(J - jRef) / Math.max(1, Math.abs(jRef)), b.name).toBeLessThan(3e-11);
+      env.dispose();
+    }
+  }, 120_000);
+});
