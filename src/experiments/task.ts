@@ -180,7 +180,7 @@ export async function runTask(task: RunTask, signal?: AbortSignal): Promise<RunR
       }
       if (wanted.has(r.round)) {
         curve.round.push(r.round);
-        curve.J.push(r.J);
+        curve.J.push(r.J!);
         curve.gap.push(r.gap);
         curve.gradNormSq.push(r.gradNormSq);
         curve.avgGradNormSq.push(countGrad ? sumGrad / countGrad : null);

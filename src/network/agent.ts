@@ -6,7 +6,7 @@ import { algorithmOf } from '../federation/algorithms/registry.js';
 import type { TrainSettings } from '../federation/settings.js';
 import type { PullRoundResponse } from './gen/fedpg/v1/federation_pb.js';
 import { parseRewards, parseShared, sharedEnvironmentSpec } from './formats.js';
-import { AUTH_HEADER, bearer, FederationService, networkRefusal, Phase, phaseKey, phaseName, settingsFromProto, Status } from './protocol.js';
+import { AUTH_HEADER, evaluatedRound, bearer, FederationService, networkRefusal, Phase, phaseKey, phaseName, settingsFromProto, Status } from './protocol.js';
 import { packF64, unpackF64 } from './wire.js';
 
 /**
@@ -60,6 +60,8 @@ export interface PendingPush {
   gradient?: Uint8Array;
   objective?: number;
   personalObjective?: number;
+  /** A round the evaluation cadence skips: no J_i is sent. */
+  noObjective?: boolean;
 }
 
 export interface RunAgentOptions {
@@ -113,7 +115,9 @@ export class AgentError extends Error {
   }
 }
 
-const TRANSIENT = new Set([Code.Unavailable, Code.Unknown, Code.Internal, Code.Aborted, Code.DeadlineExceeded, Code.Canceled]);
+// ResourceExhausted too: an address blocked after failed authentications (an attacker behind the
+// same address) is unblocked within a minute, so an honest agent waits it out within --reconnect.
+const TRANSIENT = new Set([Code.Unavailable, Code.Unknown, Code.Internal, Code.Aborted, Code.DeadlineExceeded, Code.Canceled, Code.ResourceExhausted]);
 
 /** A TLS verification failure (not worth retrying), or null. */
 function tlsProblem(e: ConnectError): string | null {
@@ -238,7 +242,7 @@ export async function runAgent(o: RunAgentOptions): Promise<AgentSummary> {
               agent: o.agent,
               round: p.round,
               gradient: p.gradient!,
-              objective: p.objective!,
+              ...(p.noObjective ? { noObjective: true } : { objective: p.objective! }),
               ...(p.personalObjective !== undefined ? { hasPersonal: true, personalObjective: p.personalObjective } : {}),
             }),
           );
@@ -318,10 +322,14 @@ export async function runAgent(o: RunAgentOptions): Promise<AgentSummary> {
         if (ok) summary.deltas++;
         cursor = { round: r.round, phase: Phase.LOCAL, pushed: ok };
       } else if (r.phase === Phase.GRADIENT) {
-        env.evaluate(theta, reward, ev);
-        const J = ev.J[0]!;
+        const evaluate = evaluatedRound(r.round, settings.rounds, reg.evalEvery);
+        let J = Number.NaN;
+        if (evaluate) {
+          env.evaluate(theta, reward, ev);
+          J = ev.J[0]!;
+        }
         let personalObjective: number | undefined;
-        if (personal) {
+        if (personal && evaluate) {
           env.evaluate(la.kept('personal'), reward, ev);
           personalObjective = ev.J[0]!;
         }
@@ -334,16 +342,17 @@ export async function runAgent(o: RunAgentOptions): Promise<AgentSummary> {
           gradient = packF64(out);
         }
         pending = { round: r.round, phase: Phase.GRADIENT, gradient, objective: J, ...(personalObjective !== undefined ? { personalObjective } : {}) };
+        if (!evaluate) pending.noObjective = true;
         const ok = await push(pending);
         if (ok) {
           summary.gradients++;
-          summary.lastJ = J;
+          if (evaluate) summary.lastJ = J;
           summary.rounds = r.round;
           if (due && memoryMode) {
             hasMemory = true;
             memoryRound = r.round;
           }
-          o.onReport?.(r.round, J);
+          if (evaluate) o.onReport?.(r.round, J);
         } else if (due) {
           // Refused: the aggregator keeps the previous report, so the agent keeps its previous memory.
           saved.forEach((k, j) => la.state.kept[j]!.set(k));

@@ -1,6 +1,6 @@
 import { createHmac, randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { InputError } from '../../errors.js';
 import { loadMdp } from '../../mdp/format.js';
@@ -12,24 +12,6 @@ import { agentStream } from '../../rng.js';
 /** A fresh secret: 32 random bytes, base64url (43 characters). */
 export function newToken(): string {
   return randomBytes(32).toString('base64url');
-}
-
-/** Secrets are created readable by their owner only (mode 0600), atomically. */
-function writeSecret(path: string, text: string): void {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
-  const fd = openSync(tmp, 'w', 0o600);
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  try {
-    renameSync(tmp, path);
-  } catch (e) {
-    unlinkSync(tmp);
-    throw e;
-  }
 }
 
 /**
@@ -44,9 +26,8 @@ export function derivedStream(secret: Uint8Array, agent: number): Uint32Array {
 }
 
 function writeJson(path: string, value: unknown, secret = false): void {
-  const text = JSON.stringify(value) + '\n';
-  if (secret) writeSecret(path, text);
-  else writeFileAtomic(path, text);
+  // Secrets are created readable by their owner only (mode 0600), atomically, every byte checked.
+  writeFileAtomic(path, JSON.stringify(value) + '\n', secret ? { mode: 0o600 } : {});
 }
 
 export function splitCommand(program: Command): void {

@@ -49,6 +49,7 @@ export interface RunFlags {
   checkpoint?: string;
   checkpointEvery?: string;
   fresh?: boolean;
+  evalEvery?: string;
 }
 
 /**
@@ -96,6 +97,7 @@ export function addRunFlags(cmd: Command, withAlgorithm = true, defaults: Partia
     .option('--checkpoint-every <R>', `rounds between checkpoints (default ${DEFAULT_CHECKPOINT_EVERY}; also after the last round and on Ctrl-C)`)
     .option('--fresh', 'ignore an existing --checkpoint file and start over')
     .option('--retry <n>', 'rerun a failed agent round up to n times on a fresh worker from its saved state (default 0)')
+    .option('--eval-every <R>', 'evaluate theta_bar exactly every R rounds and after the last (others log null); auto: every round for exact gradients and S <= 2048, else a cadence keeping evaluation near 10% of the run (default auto)')
     .option('--round-timeout <ms>', `with worker threads, the longest one phase of a round may take (default ${DEFAULT_ROUND_TIMEOUT_MS}; 0: no limit)`);
 }
 
@@ -114,6 +116,7 @@ export function runtimeFromFlags(o: RunFlags): RuntimeFlags {
   if (every !== undefined && o.checkpoint === undefined) throw new InputError('--checkpoint-every needs --checkpoint <file>');
   r.checkpointEvery = every ?? DEFAULT_CHECKPOINT_EVERY;
   if (o.fresh) r.fresh = true;
+  if (o.evalEvery !== undefined && o.evalEvery !== 'auto') r.evalEvery = int('eval-every', o.evalEvery, 1)!;
   return r;
 }
 
