@@ -10,7 +10,8 @@
 // project never depends on Python). Medians of tinybench samples; the solves and scipy alternate
 // over several rounds and each ratio is the median of the rounds' ratios (a shared machine's load
 // changes within minutes).
-// Usage: npm run build && node bench/large.bench.js   (FEDPG_BENCH_QUICK=1: 100 x 100 only, short)
+// Usage: npm run build && node bench/large.bench.js   (FEDPG_BENCH_QUICK=1: 100 x 100 only, short;
+// FEDPG_BENCH_WIDTH=1000: a W x W gridworld instead of 300 x 300, without the whole-command row)
 import { Bench } from 'tinybench';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -25,7 +26,7 @@ import { mdpToJson } from '../dist/mdp/parse.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const quick = process.env.FEDPG_BENCH_QUICK === '1';
-const W = quick ? 100 : 300;
+const W = quick ? 100 : Number(process.env.FEDPG_BENCH_WIDTH ?? 300);
 const time = quick ? 200 : 2000;
 const tmp = mkdtempSync(join(tmpdir(), 'fedpg-large-bench-'));
 process.on('exit', () => rmSync(tmp, { recursive: true, force: true }));
@@ -190,7 +191,7 @@ async function exactTraining() {
 
 await solves();
 const py = scipyInfo && { ...scipyInfo, evaluate_s: got['scipy splu evaluation'], value_iteration_s: got['scipy value iteration'] };
-const cmd = quick ? null : wholeCommand();
+const cmd = quick || W > 300 ? null : wholeCommand();
 const train = await exactTraining();
 
 const say = (ok, what) => console.log(`${ok ? 'met ' : 'MISSED'}  ${what}`);
