@@ -383,7 +383,8 @@ double optimalDense(const Model& m, ExactScratch& e, const double* reward, doubl
  * the previous policy's values, loose while far from V* (inexact policy iteration). The answer is certified by the Bellman residual, not by the policy
  * becoming stable: the optimality operator T is a (gamma kappa)-contraction in the inf-norm
  * (kappa = the largest row sum of P, rounded up), so |V* - v|_inf <= |T v - v|_inf / (1 - gamma kappa),
- * and J = rho^T v is within that of J* (rho sums to 1). Computing T v - v rounds by at most
+ * and J = rho^T v is within that of J* (rho sums to 1; plus the rounding of that sum of S terms, at most
+ * S u |v|_inf, in practice far less). Computing T v - v rounds by at most
  * floor = (m + 4) u (|R|_inf + (1 + gamma kappa)|v|_inf) (m = most entries in a row of P), so the loop
  * stops when (|fl(T v - v)|_inf + floor) / (1 - gamma kappa) <= max(1e-12 max(1, |v|_inf), 4 floor / (1 - gamma kappa)),
  * the rule of the sparse solves (sparse.h). The final evaluations run to half that tolerance and an

@@ -440,7 +440,7 @@ export class ExactSolver {
    * previous values (each to a tenth of the current distance to V*, the last to half the final
    * tolerance). The answer is certified by the Bellman residual: T is a (gamma kappa)-contraction in the
    * inf-norm (kappa = the largest row sum of P, rounded up), so |V* - v|_inf <= |T v - v|_inf / (1 - gamma kappa),
-   * and J = rho^T v is within that of J*. Computing T v - v rounds by at most
+   * and J = rho^T v is within that of J* (plus the rounding of that sum, at most S u |v|_inf). Computing T v - v rounds by at most
    * floor = (m + 4) u (|R|_inf + (1 + gamma kappa)|v|_inf) (m = most entries in a row of P); the loop stops when
    * (|fl(T v - v)|_inf + floor) / (1 - gamma kappa) <= max(1e-12 max(1, |v|_inf), 4 floor / (1 - gamma kappa)).
    * The final evaluations run to half that tolerance and an action changes only when it gains more
