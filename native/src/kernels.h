@@ -40,7 +40,7 @@ struct SamplerScratch {
 };
 
 struct ExactScratch {
-  std::vector<double> pi, logPi, work, d, v, vNext, q, rhs, next;
+  std::vector<double> pi, logPi, d, v, vNext, q;
   DenseLU lu;
   // Rows of a policy's state-to-state kernel (iterative path).
   std::vector<int64_t> kStart;
