@@ -106,7 +106,7 @@ export interface AtomicWriteOptions {
  * file is removed, the old file is kept as it was, and a FileWriteError says so. Temporary files
  * left by killed writers are removed.
  */
-export function writeFileAtomic(path: string, data: string | Uint8Array, options: AtomicWriteOptions = {}): void {
+export function writeFileAtomic(path: string, data: string | Uint8Array | readonly Uint8Array[], options: AtomicWriteOptions = {}): void {
   const dir = dirname(path);
   const tmp = join(dir, `${tempPrefix(path)}${process.pid}.tmp`);
   const fail = (e: unknown): never => {
@@ -120,7 +120,8 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, options
     return fail(e);
   }
   try {
-    writeAll(fd, typeof data === 'string' ? Buffer.from(data) : data);
+    // A list of parts is written in order (a large file, an .npz, need not be joined in memory first).
+    for (const part of typeof data === 'string' ? [Buffer.from(data)] : data instanceof Uint8Array ? [data] : data) writeAll(fd, part);
     fsyncSync(fd);
   } catch (e) {
     closeQuietly(fd);

@@ -5,7 +5,9 @@ import { resolveSettings } from '../../federation/settings.js';
 import { loadTheta, readTextFile } from '../../mdp/format.js';
 import { NET_FAULT_ENV, parseNetFaults } from '../../network/faults.js';
 import { CONNECTION_DEFAULTS, type ConnectionLimits } from '../../network/limits.js';
-import { parseAggregatorTokens, parseShared, sharedAgentCount } from '../../network/formats.js';
+import { parseAggregatorTokens, sharedAgentCount } from '../../network/formats.js';
+import { loadShared } from '../../network/shared-file.js';
+import { addMemoryBudgetFlag } from '../mdp-flags.js';
 import { readJsonFile, startAggregator } from '../../network/node.js';
 import { networkRefusal } from '../../network/protocol.js';
 import { int, num, printJson } from '../flags.js';
@@ -74,7 +76,7 @@ export function serveCommand(program: Command): void {
     .description(
       'the aggregator of a federation across machines: serves the round protocol (ConnectRPC: gRPC, Connect, gRPC-Web) to N agents (fedpg agent), never sees a reward table, and learns J only from the agents',
     )
-    .argument('<shared>', 'a fedpg-shared/1 file (fedpg split writes one)')
+    .argument('<shared>', 'a fedpg-shared/1 file, JSON or .npz (fedpg split writes one)')
     .requiredOption('--agents <N>', 'number of agents')
     .requiredOption('--token-file <file>', 'the agents\' secret tokens: {"tokens": {"0": "...", ...}} (fedpg split writes one)')
     .option('--port <P>', `TCP port; 0 picks a free one (the bound port is printed) (default ${SERVE_DEFAULTS.port})`)
@@ -94,6 +96,7 @@ export function serveCommand(program: Command): void {
     .option('--idle-timeout <ms>', `close a connection with no request in flight after this; a long poll is a request in flight (default ${CONNECTION_DEFAULTS.idleTimeoutMs})`)
     .option('--request-timeout <ms>', `close a request whose body has not arrived within this after its headers; answers may take longer (default ${CONNECTION_DEFAULTS.requestTimeoutMs})`)
     .option('--max-connections-per-address <N>', `connections one remote address (an IPv6 /64) may hold open at once (default ${CONNECTION_DEFAULTS.maxConnectionsPerAddress})`);
+  addMemoryBudgetFlag(cmd);
   // train's settings flags (its runtime flags, --workers and its checkpoints, do not apply here).
   addSettingsFlags(
     cmd,
@@ -104,7 +107,7 @@ export function serveCommand(program: Command): void {
     .option('--json', 'print one JSON object (the result)')
     .action(async (sharedFile: string, o: ServeFlags) => {
       if (o.backend !== undefined) throw new InputError('fedpg serve computes no gradient: choose the backend on each agent (fedpg agent --backend)');
-      const shared = parseShared(readJsonFile(sharedFile), sharedFile);
+      const shared = loadShared(sharedFile);
       const agents = int('agents', o.agents, 1)!;
       const fixed = sharedAgentCount(shared);
       if (fixed !== null && fixed !== agents) throw new InputError(`${sharedFile} has ${fixed} per-agent transition kernels, but --agents is ${agents}`);

@@ -7,6 +7,7 @@ import { loadMdp } from '../../mdp/format.js';
 import { rewardsToJson, sharedToJson } from '../../network/formats.js';
 import { writeFileAtomic } from '../../util/atomic.js';
 import { int, printJson } from '../flags.js';
+import { addMemoryBudgetFlag } from '../mdp-flags.js';
 import { agentStream } from '../../rng.js';
 
 /** A fresh secret: 32 random bytes, base64url (43 characters). */
@@ -31,13 +32,13 @@ function writeJson(path: string, value: unknown, secret = false): void {
 }
 
 export function splitCommand(program: Command): void {
-  program
+  addMemoryBudgetFlag(program
     .command('split')
     .description('split a fedpg-mdp/1 file for a federation across machines: DIR/shared.json (no rewards, for the aggregator and every agent), DIR/rewards-I.json and DIR/token-I.json (agent I only), DIR/tokens.json (the aggregator only)')
     .argument('<mdp>', 'a fedpg-mdp/1 file')
     .requiredOption('--out <dir>', 'directory to write (created if missing; existing files of these names are replaced, and with them every token)')
     .option('--seed <S>', "write agentStream(S, i) as agent i's stream key, as `fedpg train --seed S` uses (reproducible, NOT secret: a small seed is guessable); default: keys derived from a fresh 256-bit secret that is printed nowhere")
-    .option('--json', 'print the written paths as one JSON object')
+    .option('--json', 'print the written paths as one JSON object'))
     .action((file: string, o: { out: string; seed?: string; json?: boolean }) => {
       const mdp = loadMdp(file);
       const seed = int('seed', o.seed, 0);
