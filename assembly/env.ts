@@ -53,6 +53,18 @@ export class Env {
   laneG: usize; // f64[16]
   lanePend: usize; // usize[16]: the alias column each lane draws its next state from
   laneFrac: usize; // f64[16]: x - k of that draw
+  // FedSVRPG-M (lazy): rows of pi_thetaPrev and their logs, current when prevStamp[s] == stamp,
+  // and the batch's two means.
+  svrpg: i32;
+  piPrev: usize; // f64[SA]
+  logPiPrev: usize; // f64[SA]
+  prevStamp: usize; // i32[S]: the prevGen a row was computed for
+  prevGen: i32;
+  svMark: usize; // i32[S]: 1 while a state is on the current trajectory's visited list
+  svCur: usize; // f64[SA]: GPOMDP at theta
+  svPrev: usize; // f64[SA]: w-weighted GPOMDP at thetaPrev
+  svList: usize; // i32[S]: the states whose svCur/svPrev rows the last call wrote (zero elsewhere)
+  nSv: i32;
 
   // Exact solver (lazy).
   exact: i32;
@@ -167,6 +179,15 @@ export function envFree(e: Env): void {
       release(e.disc);
       release(e.terms);
     }
+  }
+  if (e.svrpg) {
+    release(e.piPrev);
+    release(e.logPiPrev);
+    release(e.prevStamp);
+    release(e.svMark);
+    release(e.svCur);
+    release(e.svPrev);
+    release(e.svList);
   }
   release(e.laneState);
   release(e.laneG);

@@ -29,6 +29,14 @@ using Out = Span<double>;
 
 struct SamplerScratch {
   std::vector<double> pi, logPi, cum, acc, disc, draws, G, terms;
+  // FedSVRPG-M: rows of pi_thetaPrev and their logs (current when prevStamp[s] == stamp), and the
+  // weighted estimate's accumulator.
+  // Rows of pi_thetaPrev stay valid across the steps of one round (prevGen changes per call).
+  std::vector<double> piPrev, logPiPrev, accPrev;
+  std::vector<uint64_t> prevStamp;
+  uint64_t prevGen = 0;
+  // Per trajectory, per visited state: T(s) = sum of its reward-to-go, C(s, a) the same per action.
+  std::vector<double> togoS, togoSa;
   // Visit counts as integers (exact, like the js doubles, and cheaper to increment).
   std::vector<int32_t> visits, counts;
   std::vector<int32_t> lastPositive, visited, trajS, trajSa, state;
@@ -58,6 +66,8 @@ struct Workspace {
   ExactScratch e;
   // localRound with exact gradients: one table's evaluation.
   std::vector<double> oneJ, oneV, oneQ, oneGrad, oneOcc;
+  // localRound with svrpg: the weighted estimate at thetaPrev.
+  std::vector<double> oneGradPrev;
 };
 
 /** Rejects a non-finite theta entry, naming it as theta[s][a]. */
@@ -92,11 +102,27 @@ void estimateGradient(const Model& m, Workspace& w, In theta, In reward, int64_t
 void estimateRegularized(const Model& m, Workspace& w, In theta, In reward, double tau, int64_t horizon,
                          int64_t batch, Span<uint32_t> rng, Out out);
 
+/** FedSVRPG-M's fields of a local round (LocalRoundArgs.svrpg in src/backends/types.ts). */
+struct SvrpgArgs {
+  In thetaPrev, u;
+  double beta = 0, clip = 0;
+};
+
+/**
+ * FedSVRPG-M's estimates on one batch sampled under theta (Environment.estimateSvrpg): outCur the
+ * GPOMDP estimate at theta, outPrev the mean of w_m GPOMDP_m at thetaPrev, w_m = det::exp of the
+ * trajectory's summed log-ratio, clipped to [1/clip, clip] when clip > 0. Advances rng.
+ */
+void estimateSvrpg(const Model& m, Workspace& w, In theta, In thetaPrev, In reward, int64_t horizon, int64_t batch,
+                   double clip, Span<uint32_t> rng, Out outCur, Out outPrev);
+
 /**
  * H steps theta <- theta + eta (g(theta) + correction); correction.p may be null. tau > 0 ascends
- * J_tau (the regularised estimator or exact gradient).
+ * J_tau (the regularised estimator or exact gradient). With svrpg (sampled only, no correction,
+ * tau = 0): theta += eta (beta gc + (1 - beta) ((u + gc) - gw)), one batch per step.
  */
 void localRound(const Model& m, Workspace& w, Out theta, In reward, In correction, double eta, int64_t steps,
-                bool sampled, int64_t horizon, int64_t batch, Span<uint32_t> rng, double tau = 0);
+                bool sampled, int64_t horizon, int64_t batch, Span<uint32_t> rng, double tau = 0,
+                const SvrpgArgs* svrpg = nullptr);
 
 }  // namespace fedpg

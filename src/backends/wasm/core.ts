@@ -7,7 +7,7 @@ import type {
   TruncatedEvaluation,
   WarmStart,
 } from '../types.js';
-import { checkEntropy, checkKernelArgs, checkLocalRound, checkTheta, checkWarm } from '../checks.js';
+import { checkEntropy, checkKernelArgs, checkLocalRound, checkSvrpgEstimate, checkTheta, checkWarm } from '../checks.js';
 import {
   isWasmModule,
   requireWebAssembly,
@@ -69,7 +69,8 @@ interface Exports {
   envProb(e: number): number;
   envFinish(e: number): number;
   envFree(e: number): void;
-  estimate(e: number, theta: number, reward: number, horizon: number, batch: number, rng: number, tau: number): number;
+  /** gpomdp = 1: the (regularised) GPOMDP estimator, also at tau = 0; 0: Eq. 5. */
+  estimate(e: number, theta: number, reward: number, horizon: number, batch: number, rng: number, tau: number, gpomdp: number): number;
   localRound(
     e: number, theta: number, reward: number, correction: number, eta: number, steps: number,
     sampled: number, horizon: number, batch: number, rng: number, tau: number,
@@ -80,11 +81,17 @@ interface Exports {
   status(): number;
   luFactor(a: number, piv: number, n: number, pack: number): number;
   packBytes(n: number): number;
+  mapMath(which: number, x: number, out: number, n: number): void;
+  estimateSvrpg(e: number, theta: number, thetaPrev: number, reward: number, horizon: number, batch: number, clip: number, rng: number, outCur: number, outPrev: number): number;
+  localRoundSvrpg(
+    e: number, theta: number, reward: number, thetaPrev: number, u: number, beta: number, clip: number, eta: number,
+    steps: number, horizon: number, batch: number, rng: number,
+  ): number;
 }
 
 const EXPORTS: (keyof Exports)[] = [
   'memory', 'simd', 'alloc', 'free', 'envNew', 'envInitial', 'envRowStart', 'envNext', 'envProb', 'envFinish',
-  'envFree', 'estimate', 'localRound', 'evaluate', 'truncated', 'optimal', 'status', 'luFactor', 'packBytes',
+  'envFree', 'estimate', 'localRound', 'evaluate', 'truncated', 'optimal', 'status', 'luFactor', 'packBytes', 'mapMath', 'estimateSvrpg', 'localRoundSvrpg',
 ];
 
 /** Error statuses returned by the kernels (assembly/exact.ts). */
@@ -213,6 +220,8 @@ class WasmEnvironment implements Environment {
   private cap = 0;
   private batch = { rewards: 0, J: 0, V: 0, Q: 0, grad: 0, occ: 0 };
   private vecTmp = 0;
+  /** FedSVRPG-M's extra blocks (thetaPrev, u, the weighted output), allocated on first use. */
+  private sv: { thetaPrev: number; u: number; outPrev: number } | null = null;
 
   constructor(
     private readonly k: Kernels,
@@ -461,7 +470,7 @@ class WasmEnvironment implements Environment {
   }
 
   estimateGradient(theta: Float64Array, reward: Float64Array, horizon: number, batch: number, rng: Uint32Array, out: Float64Array): void {
-    this.estimateWith(theta, reward, 0, horizon, batch, rng, out);
+    this.estimateWith(theta, reward, 0, false, horizon, batch, rng, out);
   }
 
   /** The entropy-regularised GPOMDP estimator, drawing from the stream as estimateGradient does. */
@@ -469,17 +478,17 @@ class WasmEnvironment implements Environment {
     this.live();
     if (!this.quickArgs(theta, reward, horizon, batch, rng, out)) checkKernelArgs(this, theta, reward, horizon, batch, rng, out);
     checkEntropy(tau);
-    this.estimateWith(theta, reward, tau, horizon, batch, rng, out);
+    this.estimateWith(theta, reward, tau, true, horizon, batch, rng, out);
   }
 
-  private estimateWith(theta: Float64Array, reward: Float64Array, tau: number, horizon: number, batch: number, rng: Uint32Array, out: Float64Array): void {
+  private estimateWith(theta: Float64Array, reward: Float64Array, tau: number, gpomdp: boolean, horizon: number, batch: number, rng: Uint32Array, out: Float64Array): void {
     this.live();
     if (!this.quickArgs(theta, reward, horizon, batch, rng, out)) checkKernelArgs(this, theta, reward, horizon, batch, rng, out);
     this.vTheta.set(theta);
     this.vReward.set(reward);
     this.vRng.set(rng);
     const io = this.io;
-    const p = this.k.x.estimate(this.held.env, io.theta, io.reward, horizon, batch, io.rng, tau) >>> 0;
+    const p = this.k.x.estimate(this.held.env, io.theta, io.reward, horizon, batch, io.rng, tau, gpomdp ? 1 : 0) >>> 0;
     if (p === 0) {
       checkTheta(this, theta);
       throw new RangeError('theta holds a non-finite entry');
@@ -493,8 +502,65 @@ class WasmEnvironment implements Environment {
     rng.set(this.vRng);
   }
 
+  private svrpgBlocks(): { thetaPrev: number; u: number; outPrev: number } {
+    if (!this.sv) {
+      const k = this.k, SA = this.SA;
+      const b = { thetaPrev: k.alloc(SA * 8), u: k.alloc(SA * 8), outPrev: k.alloc(SA * 8) };
+      this.held.blocks.push(b.thetaPrev, b.u, b.outPrev);
+      this.sv = b;
+    }
+    return this.sv;
+  }
+
+  estimateSvrpg(
+    theta: Float64Array, thetaPrev: Float64Array, reward: Float64Array, horizon: number, batch: number, clip: number,
+    rng: Uint32Array, outCur: Float64Array, outPrevWeighted: Float64Array,
+  ): void {
+    this.live();
+    checkSvrpgEstimate(this, theta, thetaPrev, reward, horizon, batch, clip, rng, outCur, outPrevWeighted);
+    const b = this.svrpgBlocks();
+    const io = this.io;
+    const v = this.k.views().f64;
+    v.set(theta, io.theta >>> 3);
+    v.set(thetaPrev, b.thetaPrev >>> 3);
+    v.set(reward, io.reward >>> 3);
+    this.vRng.set(rng);
+    const st = this.k.x.estimateSvrpg(this.held.env, io.theta, b.thetaPrev, io.reward, horizon, batch, clip, io.rng, io.out, b.outPrev);
+    if (st !== 0) throw statusError(st, 'wasm estimateSvrpg');
+    const w = this.k.views().f64;
+    outCur.set(w.subarray(io.out >>> 3, (io.out >>> 3) + this.SA));
+    outPrevWeighted.set(w.subarray(b.outPrev >>> 3, (b.outPrev >>> 3) + this.SA));
+    if (this.vRng.byteLength === 0) this.refresh(); // the call may have grown memory
+    rng.set(this.vRng);
+  }
+
+  /** FedSVRPG-M's local round (checked by localRound). */
+  private localRoundSvrpg(args: LocalRoundArgs): void {
+    const sv = args.svrpg!;
+    const b = this.svrpgBlocks();
+    const io = this.io;
+    const v = this.k.views().f64;
+    v.set(args.theta, io.theta >>> 3);
+    v.set(args.reward, io.reward >>> 3);
+    v.set(sv.thetaPrev, b.thetaPrev >>> 3);
+    v.set(sv.u, b.u >>> 3);
+    this.vRng.set(args.rng);
+    const st = this.k.x.localRoundSvrpg(
+      this.held.env, io.theta, io.reward, b.thetaPrev, b.u, sv.beta, sv.clip, args.eta, args.steps, args.horizon, args.batch, io.rng,
+    );
+    if (st !== 0) throw statusError(st, 'wasm localRound (svrpg)');
+    if (this.vRng.byteLength === 0) this.refresh(); // the call may have grown memory
+    args.theta.set(this.vTheta);
+    args.rng.set(this.vRng);
+  }
+
   localRound(args: LocalRoundArgs): void {
     this.live();
+    if (args.svrpg) {
+      checkLocalRound(this, args);
+      this.localRoundSvrpg(args);
+      return;
+    }
     const SA = this.SA;
     const quick =
       args.theta instanceof Float64Array && args.theta.length === SA &&
@@ -554,6 +620,27 @@ export class WasmBackend implements Backend {
   /** Bytes of linear memory the module holds now (it grows, never shrinks). */
   memoryBytes(): number {
     return this.k.buf.byteLength;
+  }
+
+  /**
+   * out[i] = f(x[i]) in the module, for tests and benches: exp, log, cos are ours
+   * (assembly/detmath.ts, the bits of src/math), as.exp, as.log, as.cos AssemblyScript's Math.
+   */
+  mapMath(name: 'exp' | 'log' | 'cos' | 'as.exp' | 'as.log' | 'as.cos', x: Float64Array, out: Float64Array): void {
+    const which = ['exp', 'log', 'cos', 'as.exp', 'as.log', 'as.cos'].indexOf(name);
+    if (which < 0) throw new RangeError(`mapMath name must be exp, log, cos, as.exp, as.log or as.cos, got '${String(name)}'`);
+    checkLen('out', out, x.length);
+    const k = this.k;
+    const px = k.alloc(x.length * 8);
+    const po = k.alloc(x.length * 8);
+    try {
+      k.views().f64.set(x, px >>> 3);
+      k.x.mapMath(which, px, po, x.length);
+      out.set(k.views().f64.subarray(po >>> 3, (po >>> 3) + x.length));
+    } finally {
+      k.x.free(px);
+      k.x.free(po);
+    }
   }
 
   /**
