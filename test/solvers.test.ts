@@ -62,6 +62,22 @@ function rowsOf(spec: EnvironmentSpec): (row: number, f: (j: number, p: number) 
   };
 }
 
+/**
+ * R(s, a) = V(s) - gamma (P V)(s, a): then V = (I - gamma P_pi)^{-1} r_pi for every policy pi,
+ * up to the rounding in forming R, so V is a known exact solution.
+ */
+function manufacturedReward(spec: EnvironmentSpec, vTrue: Float64Array): Float64Array {
+  const rows = rowsOf(spec);
+  const A = spec.actions, SA = spec.states * A;
+  const R = new Float64Array(SA);
+  for (let row = 0; row < SA; row++) {
+    let pv = 0;
+    rows(row, (j, p) => (pv += p * vTrue[j]!));
+    R[row] = vTrue[Math.floor(row / A)]! - spec.gamma * pv;
+  }
+  return R;
+}
+
 // 75 x 75 = 5625 states (4 actions, slippery moves, gamma 0.9 and 0.99), and a random sparse MDP
 // of 6000 states with 4 successors per row: both past the dense limit.
 const grid = gridworldMdp({ width: 75, height: 75, agents: 4, seed: 3 });
@@ -105,14 +121,8 @@ describe.each(cases)('sparse exact solvers on the %s', (_name, mdp) => {
 
   it('recover a manufactured solution to 1e-11: R(s, a) = V(s) - gamma (P V)(s, a) has the value V', () => {
     // Exactly V = (I - gamma P_pi)^{-1} r_pi for every policy, up to the rounding in forming R.
-    const rows = rowsOf(spec);
     const vTrue = Float64Array.from({ length: S }, (_, s) => 3 + 2 * Math.cos(0.01 * s));
-    const R = new Float64Array(SA);
-    for (let row = 0; row < SA; row++) {
-      let pv = 0;
-      rows(row, (j, p) => (pv += p * vTrue[j]!));
-      R[row] = vTrue[Math.floor(row / A)]! - spec.gamma * pv;
-    }
+    const R = manufacturedReward(spec, vTrue);
     for (const b of backends) {
       const env = b.createEnvironment(spec);
       const got = buffers(1, S, A);
@@ -309,14 +319,8 @@ describe('near gamma = 1 (the rounding floor regime)', () => {
   const theta = thetaOf(SA, 1);
 
   it('evaluates a manufactured solution to the floor bound in every backend, and J* agrees', () => {
-    const rows = rowsOf(spec);
     const vTrue = Float64Array.from({ length: S }, (_, s) => 500 + 100 * Math.sin(0.02 * s));
-    const R = new Float64Array(SA);
-    for (let row = 0; row < SA; row++) {
-      let pv = 0;
-      rows(row, (j, p) => (pv += p * vTrue[j]!));
-      R[row] = vTrue[Math.floor(row / A)]! - spec.gamma * pv;
-    }
+    const R = manufacturedReward(spec, vTrue);
     const rbar = averageReward(mdp);
     let jRef: number | null = null;
     for (const b of backends) {
