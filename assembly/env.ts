@@ -1,4 +1,5 @@
 import { dot, ldf, ldi, sti, zalloc, release } from './mem';
+import { Sparse, sparseFree } from './sparse';
 
 /** Past this many states the exact solves switch from a dense LU to sparse iterations (as js). */
 export const DENSE_LIMIT: i32 = 2048;
@@ -102,7 +103,7 @@ export class Env {
   accS: usize; // f64[S]
   touched: usize; // i32[S]
   rhs: usize; // f64[S]
-  nxt: usize; // f64[S]
+  sparse: usize; // Sparse (assembly/sparse.ts): ILU(0) and BiCGSTAB memory
   // Policy iteration.
   policy: usize; // f64[SA]
   choice: usize; // i32[S]
@@ -230,7 +231,7 @@ export function envFree(e: Env): void {
     release(e.accS);
     release(e.touched);
     release(e.rhs);
-    release(e.nxt);
+    if (e.sparse) sparseFree(changetype<Sparse>(e.sparse));
     release(e.policy);
     release(e.choice);
     release(e.tq);

@@ -147,8 +147,9 @@ export function localRoundSvrpg(
   return OK;
 }
 
-export function evaluate(e: usize, theta: usize, rewards: usize, n: i32, J: usize, V: usize, Q: usize, grad: usize, occ: usize, tau: f64): i32 {
-  return evaluateKernel(changetype<Env>(e), theta, rewards, n, J, V, Q, grad, occ, tau);
+/** warm != 0: V and occ hold the caller's initial guesses for the sparse solves (S > DENSE_LIMIT). */
+export function evaluate(e: usize, theta: usize, rewards: usize, n: i32, J: usize, V: usize, Q: usize, grad: usize, occ: usize, tau: f64, warm: i32): i32 {
+  return evaluateKernel(changetype<Env>(e), theta, rewards, n, J, V, Q, grad, occ, tau, warm);
 }
 
 export function truncated(e: usize, theta: usize, rewards: usize, n: i32, horizon: i32, JK: usize, gradK: usize): i32 {

@@ -92,7 +92,7 @@ describe('the native loader', () => {
     writeFileSync(join(pre, 'fast-fedpg.napi.node'), readFileSync(native.path));
     const got = loadNativeAddon(root);
     expect(got.path).toBe(join(pre, 'fast-fedpg.napi.node'));
-    expect(got.addon.abiVersion).toBe(2);
+    expect(got.addon.abiVersion).toBe(3);
   });
 });
 
@@ -104,7 +104,7 @@ describe.runIf(!!native)('the native backend', () => {
   const R = mdp.rewards[0]!;
 
   it('reports the CPU path it chose and accepts every path the CPU supports', () => {
-    expect(nb.info.abiVersion).toBe(2);
+    expect(nb.info.abiVersion).toBe(3);
     expect(nb.info.napiVersion).toBe(8);
     expect(nb.info.simdSupported).toContain('generic');
     expect(nb.info.simdSupported).toContain(nb.info.simd);

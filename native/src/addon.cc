@@ -18,7 +18,7 @@ namespace fedpg {
 namespace {
 
 /** Bumped when the JS <-> C++ calling convention changes; the loader rejects a stale build. */
-constexpr int kAbiVersion = 2;  // 2: localRound takes one options object
+constexpr int kAbiVersion = 3;  // 2: localRound takes one options object; 3: evaluate's optional warm start
 constexpr double kMaxInt = 9007199254740991.0;  // 2^53 - 1
 
 std::string typeName(const Napi::Value& v) {
@@ -340,6 +340,9 @@ class EnvWrap : public Napi::ObjectWrap<EnvWrap> {
   struct EvalArgs {
     Napi::Float64Array theta, rewards, J, V, Q, grad, occ;
     double tau = 0;
+    // The optional warm start (arguments 8 and 9: both Float64Arrays, or both undefined/null).
+    Napi::Float64Array warmV, warmOcc;
+    bool warm = false;
   };
   EvalArgs evalArgs(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -363,6 +366,14 @@ class EnvWrap : public Napi::ObjectWrap<EnvWrap> {
     expectLength(env, a.Q, n * SA(), "Q output");
     expectLength(env, a.grad, n * SA(), "grad output");
     expectLength(env, a.occ, size_t(m.S), "occupancy output");
+    const Napi::Value wv = arg(info, 8), wo = arg(info, 9);
+    if (!(wv.IsUndefined() || wv.IsNull()) || !(wo.IsUndefined() || wo.IsNull())) {
+      a.warm = true;
+      a.warmV = f64(env, wv, "warm.V");
+      a.warmOcc = f64(env, wo, "warm.occupancy");
+      expectLength(env, a.warmV, n * m.S, "warm.V");
+      expectLength(env, a.warmOcc, size_t(m.S), "warm.occupancy");
+    }
     guarded(env, [&] { checkThetaValues(m, cspan(a.theta)); });
     return a;
   }
@@ -570,7 +581,7 @@ class EnvWrap : public Napi::ObjectWrap<EnvWrap> {
     EvalArgs a = evalArgs(info);
     guarded(info.Env(), [&] {
       evaluate(*model_, *ws_, cspan(a.theta), cspan(a.rewards), span(a.J), span(a.V), span(a.Q), span(a.grad),
-               span(a.occ), a.tau);
+               span(a.occ), a.tau, a.warm ? span(a.warmV) : Out(), a.warm ? span(a.warmOcc) : Out());
     });
     return info.Env().Undefined();
   }
@@ -626,10 +637,13 @@ class EnvWrap : public Napi::ObjectWrap<EnvWrap> {
     std::vector<double>* Q = &job->output(a.Q, false);
     std::vector<double>* grad = &job->output(a.grad, false);
     std::vector<double>* occ = &job->output(a.occ, false);
+    std::vector<double>* warmV = a.warm ? &job->output(a.warmV, true) : nullptr;
+    std::vector<double>* warmOcc = a.warm ? &job->output(a.warmOcc, true) : nullptr;
     const double tau = a.tau;
     job->setWork(
         [=](const Model& m, Workspace& w) {
-          evaluate(m, w, in(theta), in(rewards), out(J), out(V), out(Q), out(grad), out(occ), tau);
+          evaluate(m, w, in(theta), in(rewards), out(J), out(V), out(Q), out(grad), out(occ), tau,
+                   warmV ? out(warmV) : Out(), warmOcc ? out(warmOcc) : Out());
           return 0.0;
         },
         false);

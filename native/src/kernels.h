@@ -10,6 +10,7 @@
 
 #include "lu.h"
 #include "model.h"
+#include "sparse.h"
 
 namespace fedpg {
 
@@ -66,7 +67,7 @@ struct SamplerScratch {
 };
 
 struct ExactScratch {
-  std::vector<double> pi, logPi, work, d, v, vNext, q, rhs, next;
+  std::vector<double> pi, logPi, d, v, vNext, q;
   DenseLU lu;
   // Rows of a policy's state-to-state kernel (iterative path).
   std::vector<int64_t> kStart;
@@ -74,6 +75,9 @@ struct ExactScratch {
   std::vector<double> kVal;
   std::vector<double> rowAcc;
   std::vector<int32_t> rowMark, rowCols;
+  // I - gamma P_theta's ILU(0) and the certified BiCGSTAB solves (iterative path).
+  SparseSolver sparse;
+  std::vector<double> b;
 };
 
 struct Workspace {
@@ -93,15 +97,17 @@ void checkEntropy(double tau);
 
 /**
  * Exact V, Q, J, occupancy and gradient for n = rewards.n / (S*A) reward tables; with tau > 0
- * those of the entropy-regularised objective J_tau (SPEC.md, regfedpg).
+ * those of the entropy-regularised objective J_tau (SPEC.md, regfedpg). warmV [n*S] and warmOcc [S]
+ * (both or neither; p = nullptr for none) are the caller's warm start: read as the initial guesses
+ * of the sparse solves (S > kDenseLimit), then overwritten with this call's V and occupancy.
  */
 void evaluate(const Model& m, Workspace& w, In theta, In rewards, Out J, Out V, Out Q, Out grad, Out occupancy,
-              double tau = 0);
+              double tau = 0, Out warmV = Out(), Out warmOcc = Out());
 
 /** J_K and grad_K J for every reward table. */
 void truncated(const Model& m, Workspace& w, In theta, In rewards, int64_t horizon, Out JK, Out gradK);
 
-/** J* of one reward table by policy iteration; V* into vOut. */
+/** J* of one reward table by policy iteration (exact LU solves, or certified sparse solves); V* into vOut. */
 double optimal(const Model& m, Workspace& w, In reward, Out vOut);
 
 /** The Eq. 5 estimator (mean of `batch` truncated REINFORCE estimates) into out; advances rng. */

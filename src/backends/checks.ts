@@ -1,4 +1,4 @@
-import type { Environment, LocalRoundArgs } from './types.js';
+import type { Environment, LocalRoundArgs, WarmStart } from './types.js';
 
 /**
  * Boundary checks shared by every backend's facade: a wrong length or a non-finite theta becomes
@@ -11,6 +11,17 @@ function checkLength(what: string, arr: { length: number }, want: number): void 
 
 export function checkTheta(env: Environment, theta: Float64Array): void {
   checkFinite('theta', env, theta);
+}
+
+/** A warm start of evaluate() for nV = n*S values and nOcc = S occupancies: Float64Arrays of those lengths, finite. */
+export function checkWarm(warm: WarmStart, nV: number, nOcc: number): void {
+  if (!(warm.V instanceof Float64Array)) throw new TypeError('warm.V must be a Float64Array');
+  if (!(warm.occupancy instanceof Float64Array)) throw new TypeError('warm.occupancy must be a Float64Array');
+  checkLength('warm.V', warm.V, nV);
+  checkLength('warm.occupancy', warm.occupancy, nOcc);
+  for (let j = 0; j < nV; j++) if (!Number.isFinite(warm.V[j]!)) throw new RangeError(`warm.V[${j}] is ${warm.V[j]}, not a finite number`);
+  for (let j = 0; j < nOcc; j++)
+    if (!Number.isFinite(warm.occupancy[j]!)) throw new RangeError(`warm.occupancy[${j}] is ${warm.occupancy[j]}, not a finite number`);
 }
 
 function checkPositiveInt(what: string, v: number): void {

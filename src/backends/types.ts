@@ -57,6 +57,23 @@ export interface Evaluation {
   occupancy: Float64Array;
 }
 
+/**
+ * A warm start for {@link Environment.evaluate}: owned by the caller, read and written by the call.
+ * On entry the initial guesses of the iterative solves that run past the dense limit (S > 2048);
+ * on return this call's V and occupancy, ready for the next call (successive local steps and
+ * rounds move theta a little, so their solutions are close). It is plain data, so a training loop
+ * can checkpoint it and resume bit for bit. Warm and cold results agree to the solves' proven
+ * relative error of 1e-12 (docs/ARCHITECTURE.md "Exact solvers"); all zeros is exactly the cold
+ * start. At S <= 2048 the dense LU ignores the guesses (results stay bit-identical) and only
+ * writes the solution back.
+ */
+export interface WarmStart {
+  /** [n*S]: V_i of the n reward tables, as in {@link Evaluation.V}. */
+  V: Float64Array;
+  /** [S]: the discounted occupancy d_rho, as in {@link Evaluation.occupancy}. */
+  occupancy: Float64Array;
+}
+
 /** Output buffers of {@link Environment.truncated} for n reward tables. */
 export interface TruncatedEvaluation {
   /** J_K per table, [n]. */
@@ -119,8 +136,11 @@ export interface SvrpgArgs {
 export interface Environment {
   readonly states: number;
   readonly actions: number;
-  /** Exact V, Q, J, occupancy and gradient for n = rewards.length / (S*A) reward tables at theta. */
-  evaluate(theta: Float64Array, rewards: Float64Array, out: Evaluation): void;
+  /**
+   * Exact V, Q, J, occupancy and gradient for n = rewards.length / (S*A) reward tables at theta;
+   * `warm` (optional, in/out) starts the iterative solves from a previous solution.
+   */
+  evaluate(theta: Float64Array, rewards: Float64Array, out: Evaluation, warm?: WarmStart): void;
   /** J_K and grad_K J (the K-step truncation) for n reward tables at theta. */
   truncated(theta: Float64Array, rewards: Float64Array, horizon: number, out: TruncatedEvaluation): void;
   /** J* of one reward table (the optimal value from rho); fills vOut [S] with V*. */
@@ -142,7 +162,7 @@ export interface Environment {
    * estimator g = sum_t gamma^t (r_t - tau log pi(a_t|s_t)) sum_{l<=t} grad log pi(a_l|s_l),
    * drawing from the stream exactly as estimateGradient does.
    */
-  evaluateRegularized(theta: Float64Array, rewards: Float64Array, tau: number, out: Evaluation): void;
+  evaluateRegularized(theta: Float64Array, rewards: Float64Array, tau: number, out: Evaluation, warm?: WarmStart): void;
   estimateRegularized(
     theta: Float64Array,
     reward: Float64Array,

@@ -1,4 +1,4 @@
-import type { Backend, Environment, EnvironmentSpec, Evaluation, LocalRoundArgs, TruncatedEvaluation } from '../types.js';
+import type { Backend, Environment, EnvironmentSpec, Evaluation, LocalRoundArgs, TruncatedEvaluation, WarmStart } from '../types.js';
 import { checkEntropy, checkKernelArgs, checkLocalRound, checkSvrpgEstimate, checkTheta } from '../checks.js';
 import { initialAlias, transitionAlias } from './alias.js';
 import { ExactSolver } from './exact.js';
@@ -37,9 +37,9 @@ class JsEnvironment implements Environment {
     return this.sampler;
   }
 
-  evaluate(theta: Float64Array, rewards: Float64Array, out: Evaluation): void {
+  evaluate(theta: Float64Array, rewards: Float64Array, out: Evaluation, warm?: WarmStart): void {
     checkTheta(this, theta);
-    this.exact.evaluate(theta, rewards, out);
+    this.exact.evaluate(theta, rewards, out, 0, warm);
   }
 
   truncated(theta: Float64Array, rewards: Float64Array, horizon: number, out: TruncatedEvaluation): void {
@@ -56,10 +56,10 @@ class JsEnvironment implements Environment {
     this.getSampler().estimate(theta, reward, horizon, batch, rng, out);
   }
 
-  evaluateRegularized(theta: Float64Array, rewards: Float64Array, tau: number, out: Evaluation): void {
+  evaluateRegularized(theta: Float64Array, rewards: Float64Array, tau: number, out: Evaluation, warm?: WarmStart): void {
     checkTheta(this, theta);
     checkEntropy(tau);
-    this.exact.evaluate(theta, rewards, out, tau);
+    this.exact.evaluate(theta, rewards, out, tau, warm);
   }
 
   estimateRegularized(theta: Float64Array, reward: Float64Array, tau: number, horizon: number, batch: number, rng: Uint32Array, out: Float64Array): void {

@@ -5,8 +5,9 @@ import type {
   Evaluation,
   LocalRoundArgs,
   TruncatedEvaluation,
+  WarmStart,
 } from '../types.js';
-import { checkEntropy, checkKernelArgs, checkLocalRound, checkSvrpgEstimate, checkTheta } from '../checks.js';
+import { checkEntropy, checkKernelArgs, checkLocalRound, checkSvrpgEstimate, checkTheta, checkWarm } from '../checks.js';
 import {
   isWasmModule,
   requireWebAssembly,
@@ -74,7 +75,7 @@ interface Exports {
     e: number, theta: number, reward: number, correction: number, eta: number, steps: number,
     sampled: number, horizon: number, batch: number, rng: number, tau: number,
   ): number;
-  evaluate(e: number, theta: number, rewards: number, n: number, J: number, V: number, Q: number, grad: number, occ: number, tau: number): number;
+  evaluate(e: number, theta: number, rewards: number, n: number, J: number, V: number, Q: number, grad: number, occ: number, tau: number, warm: number): number;
   truncated(e: number, theta: number, rewards: number, n: number, horizon: number, JK: number, gradK: number): number;
   optimal(e: number, reward: number, vOut: number): number;
   status(): number;
@@ -102,10 +103,14 @@ function statusError(code: number, what: string): Error {
   switch (code) {
     case 1:
       return new Error(`${what}: singular matrix in LU factorisation`);
-    case 2:
-      return new Error(`${what}: iterative solve did not converge in 100000 sweeps`);
     case 3:
       return new Error(`${what}: policy iteration did not converge in 10000 iterations`);
+    case 5:
+      return new Error(`${what}: a sparse solve did not reach its proven error bound of 1e-12 (stagnated or 20000 BiCGSTAB iterations)`);
+    case 6:
+      return new Error(`${what}: gamma times a transition row sum is not below 1, so I - gamma P is not invertible by the sparse solver's bound`);
+    case 7:
+      return new Error(`${what}: policy iteration stopped with a Bellman residual above what its error bound needs`);
     default:
       return new Error(`${what}: WebAssembly kernel failed with status ${code}`);
   }
@@ -361,19 +366,19 @@ class WasmEnvironment implements Environment {
     return n;
   }
 
-  evaluate(theta: Float64Array, rewards: Float64Array, out: Evaluation): void {
-    this.evaluateWith(theta, rewards, 0, out);
+  evaluate(theta: Float64Array, rewards: Float64Array, out: Evaluation, warm?: WarmStart): void {
+    this.evaluateWith(theta, rewards, 0, out, warm);
   }
 
   /** The entropy-regularised J_tau, V_tau, Q_tau and exact gradient of J_tau (tau = 0: evaluate). */
-  evaluateRegularized(theta: Float64Array, rewards: Float64Array, tau: number, out: Evaluation): void {
+  evaluateRegularized(theta: Float64Array, rewards: Float64Array, tau: number, out: Evaluation, warm?: WarmStart): void {
     this.live();
     checkTheta(this, theta);
     checkEntropy(tau);
-    this.evaluateWith(theta, rewards, tau, out);
+    this.evaluateWith(theta, rewards, tau, out, warm);
   }
 
-  private evaluateWith(theta: Float64Array, rewards: Float64Array, tau: number, out: Evaluation): void {
+  private evaluateWith(theta: Float64Array, rewards: Float64Array, tau: number, out: Evaluation, warm?: WarmStart): void {
     this.live();
     checkTheta(this, theta);
     const n = this.tables(rewards);
@@ -383,13 +388,19 @@ class WasmEnvironment implements Environment {
     checkLen('Q output', out.Q, n * SA);
     checkLen('gradient output', out.grad, n * SA);
     checkLen('occupancy output', out.occupancy, S);
+    if (warm) checkWarm(warm, n * S, S);
     this.ensureBatch(n);
     const k = this.k;
     const b = this.batch;
     let v = k.views();
     v.f64.set(theta, this.io.theta >>> 3);
     v.f64.set(rewards, b.rewards >>> 3);
-    const st = k.x.evaluate(this.held.env, this.io.theta, b.rewards, n, b.J, b.V, b.Q, b.grad, b.occ, tau);
+    // The kernel reads the warm start from the V and occupancy outputs and solves in place.
+    if (warm) {
+      v.f64.set(warm.V, b.V >>> 3);
+      v.f64.set(warm.occupancy, b.occ >>> 3);
+    }
+    const st = k.x.evaluate(this.held.env, this.io.theta, b.rewards, n, b.J, b.V, b.Q, b.grad, b.occ, tau, warm ? 1 : 0);
     if (st !== 0) throw statusError(st, 'wasm evaluate');
     v = k.views();
     out.J.set(v.f64.subarray(b.J >>> 3, (b.J >>> 3) + n));
@@ -397,6 +408,10 @@ class WasmEnvironment implements Environment {
     out.Q.set(v.f64.subarray(b.Q >>> 3, (b.Q >>> 3) + n * SA));
     out.grad.set(v.f64.subarray(b.grad >>> 3, (b.grad >>> 3) + n * SA));
     out.occupancy.set(v.f64.subarray(b.occ >>> 3, (b.occ >>> 3) + S));
+    if (warm) {
+      warm.V.set(out.V.subarray(0, n * S));
+      warm.occupancy.set(out.occupancy);
+    }
   }
 
   truncated(theta: Float64Array, rewards: Float64Array, horizon: number, out: TruncatedEvaluation): void {
