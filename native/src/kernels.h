@@ -28,7 +28,12 @@ using In = Span<const double>;
 using Out = Span<double>;
 
 struct SamplerScratch {
-  std::vector<double> pi, logPi, cum, acc, disc, draws, G, terms;
+  // The per-state and per-(s, a) arrays a trajectory step touches at random live in Buffers (2 MiB
+  // pages when large): at 10^6 states a step's TLB misses otherwise cost more than its cache misses.
+  Buffer<double> pi, cum, acc, lazyD;
+  Buffer<int32_t> visits, counts, lastPositive;
+  Buffer<uint64_t> piStamp, visitStamp;
+  std::vector<double> logPi, disc, draws, G, terms;
   // FedSVRPG-M: rows of pi_thetaPrev and their logs (current when prevStamp[s] == stamp), and the
   // weighted estimate's accumulator.
   // Rows of pi_thetaPrev stay valid across the steps of one round (prevGen changes per call).
@@ -38,9 +43,7 @@ struct SamplerScratch {
   // Per trajectory, per visited state: T(s) = sum of its reward-to-go, C(s, a) the same per action.
   std::vector<double> togoS, togoSa;
   // Visit counts as integers (exact, like the js doubles, and cheaper to increment).
-  std::vector<int32_t> visits, counts;
-  std::vector<int32_t> lastPositive, visited, trajS, trajSa, state;
-  std::vector<uint64_t> piStamp, visitStamp;
+  std::vector<int32_t> visited, trajS, trajSa, state;
   std::vector<const AliasEntry*> pending;
   std::vector<double> pendingFrac;
   uint64_t stamp = 0;
@@ -52,7 +55,7 @@ struct SamplerScratch {
   const double* lzC = nullptr;
   double lzLc = 0;
   double* lzD = nullptr;
-  std::vector<double> lzRow, lazyD;
+  std::vector<double> lzRow;
   std::vector<int32_t> formed;
   int64_t nFormed = 0;
   // A pulled round (FedProx, Ditto): D holds x = theta - center as of step pullT[s] (-1: untouched,

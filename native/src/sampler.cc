@@ -36,18 +36,18 @@ void checkCount(const char* what, int64_t v) {
 void prepareScratch(const Model& m, SamplerScratch& sc) {
   const size_t S = size_t(m.S), SA = size_t(m.SA());
   if (sc.pi.size() != SA) {
-    sc.pi.assign(SA, 0.0);
-    sc.cum.assign(SA, 0.0);
-    sc.counts.assign(SA, 0);
-    sc.acc.assign(SA, 0.0);
-    sc.visits.assign(S, 0);
-    sc.lastPositive.assign(S, 0);
+    sc.pi.reset(SA);
+    sc.cum.reset(SA);
+    sc.counts.reset(SA);
+    sc.acc.reset(SA);
+    sc.visits.reset(S);
+    sc.lastPositive.reset(S);
     sc.visited.assign(S, 0);
-    sc.piStamp.assign(S, 0);
-    sc.visitStamp.assign(S, 0);
+    sc.piStamp.reset(S);
+    sc.visitStamp.reset(S);
     sc.stamp = 0;
     sc.trajStamp = 0;
-    sc.lazyD.assign(SA, 0.0);
+    sc.lazyD.reset(SA);
     sc.pullT.assign(S, -1);
     sc.formed.assign(S, 0);
     sc.lzRow.assign(size_t(m.A), 0.0);
@@ -510,7 +510,7 @@ void svrpgUnchecked(const Model& m, SamplerScratch& sc, const double* theta, con
   }
   if (!keepPrev) ++sc.prevGen;
   ++sc.stamp;
-  std::fill(sc.acc.begin(), sc.acc.end(), 0.0);
+  sc.acc.zero();
   std::fill(sc.accPrev.begin(), sc.accPrev.end(), 0.0);
   if (sc.togoS.size() != sc.visits.size()) {
     sc.togoS.assign(sc.visits.size(), 0.0);
@@ -542,7 +542,7 @@ void estimateUnchecked(const Model& m, SamplerScratch& sc, const double* theta, 
   m.transitionAlias();  // builds the tables (or throws) before anything is touched
   prepareScratch(m, sc);
   ++sc.stamp;
-  std::fill(sc.acc.begin(), sc.acc.end(), 0.0);
+  sc.acc.zero();
   Xoshiro128 rng(rngState);
   const int L = int(std::min<int64_t>(m.lanesFor(K), M));
   if (gpomdp) regularized(m, sc, theta, R, tau, K, M, rng);
