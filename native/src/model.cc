@@ -217,7 +217,7 @@ void fillRow(const int32_t* outcomes, const double* probs, int n, AliasEntry* e,
 void Model::buildAlias() const {
   const int64_t rows = SA();
   AliasTable t;
-  t.start.resize(size_t(rows) + 1);
+  t.start.reset(size_t(rows) + 1);
   int64_t total = 0;
   int maxRow = 1;
   for (int64_t r = 0; r < rows; r++) {
@@ -269,7 +269,9 @@ void Model::buildAlias() const {
       ip[n++] = initial[s];
     }
   if (n == 0) throw ArgumentError("the initial distribution has no positive probability: cannot sample s0");
-  in.start = {0, n};
+  in.start.reset(2);
+  in.start[0] = 0;
+  in.start[1] = n;
   in.entries.reset(size_t(n));
   VoseScratch wi(n);
   fillRow(io.data(), ip.data(), n, in.entries.data(), wi);
@@ -295,7 +297,7 @@ const AliasTable& Model::initialAlias() const {
 }
 
 bool Model::bigTables() const {
-  const double bytes = double(trans_.start.back()) * sizeof(AliasEntry) + double(SA()) * (3 * sizeof(double) + sizeof(int64_t));
+  const double bytes = double(trans_.start[trans_.start.size() - 1]) * sizeof(AliasEntry) + double(SA()) * (3 * sizeof(double) + sizeof(int64_t));
   return bytes > double(1 << 20);
 }
 

@@ -28,7 +28,7 @@ struct AliasEntry {
 
 /** Alias tables of `rows` distributions; row r occupies entries [start[r], start[r+1]). */
 struct AliasTable {
-  std::vector<int64_t> start;
+  Buffer<int64_t> start;  // a Buffer: read at random once per step (huge pages when large)
   Buffer<AliasEntry> entries;
 };
 
