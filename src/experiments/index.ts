@@ -16,6 +16,7 @@ import { nonidentical } from './nonidentical.js';
 import { peers } from './peers.js';
 import { htmlPage, renderSvg, toCsv } from './render.js';
 import { runTasks } from './runner.js';
+import { rivals } from './rivals.js';
 import { speedup } from './speedup.js';
 import type { RunResult, RunTask } from './task.js';
 import type { Experiment, ExperimentHeader, ExperimentLog, ExperimentParams, ExperimentSummary } from './types.js';
@@ -28,7 +29,7 @@ export { BUILTIN_MDPS, firstAgents, mirroredMdp, perAgentKernelMdp, resolveMdpSo
 export { renderSvg, htmlPage, toCsv } from './render.js';
 
 /** Every experiment, by name, in the order of SPEC.md's claims and the issue. */
-export const EXPERIMENTS: Readonly<Record<string, Experiment>> = Object.freeze({ bias, speedup, horizon, heterogeneity, nonidentical, memory, peers });
+export const EXPERIMENTS: Readonly<Record<string, Experiment>> = Object.freeze({ bias, speedup, horizon, heterogeneity, nonidentical, memory, peers, rivals });
 export const EXPERIMENT_NAMES: readonly string[] = Object.keys(EXPERIMENTS);
 
 export const LOG_FORMAT = 'fedpg-experiment/1';
