@@ -9,10 +9,13 @@ import { resolveSettings } from '../federation/settings.js';
 import { environmentSpec } from '../mdp/model.js';
 import { LineLog, writeFileAtomic } from '../util/atomic.js';
 import { bias } from './bias.js';
+import { byzantine } from './byzantine.js';
+import { compare } from './compare.js';
 import { heterogeneity } from './heterogeneity.js';
 import { horizon } from './horizon.js';
 import { memory } from './memory.js';
 import { nonidentical } from './nonidentical.js';
+import { participation } from './participation.js';
 import { peers } from './peers.js';
 import { htmlPage, renderSvg, toCsv } from './render.js';
 import { runTasks } from './runner.js';
@@ -29,7 +32,7 @@ export { BUILTIN_MDPS, firstAgents, mirroredMdp, perAgentKernelMdp, resolveMdpSo
 export { renderSvg, htmlPage, toCsv } from './render.js';
 
 /** Every experiment, by name, in the order of SPEC.md's claims and the issue. */
-export const EXPERIMENTS: Readonly<Record<string, Experiment>> = Object.freeze({ bias, speedup, horizon, heterogeneity, nonidentical, memory, peers, rivals });
+export const EXPERIMENTS: Readonly<Record<string, Experiment>> = Object.freeze({ bias, speedup, horizon, heterogeneity, nonidentical, memory, peers, rivals, compare, byzantine, participation });
 export const EXPERIMENT_NAMES: readonly string[] = Object.keys(EXPERIMENTS);
 
 export const LOG_FORMAT = 'fedpg-experiment/1';
