@@ -1,7 +1,7 @@
 #!/bin/sh
 # Pack smoke test of the native backend's shipping path (issue 4):
-#   1. prebuildify writes prebuilds/<platform>-<arch>/ (needs the C++ toolchain, like any build);
-#   2. `npm pack` makes the tarball (its `prepare` runs tsc);
+#   1-2. `npm pack` makes the tarball: its `prepare` runs tsc and its `prepack` runs prebuildify,
+#      which writes prebuilds/<platform>-<arch>/ (needs the C++ toolchain, like any build);
 #   3. the tarball is installed into a fresh project with `npm install --offline --ignore-scripts`
 #      and a PATH holding only node and npm: no g++, cc, make or python3, so nothing can compile;
 #   4. a script in that project imports 'fast-fedpg', forces the native backend and checks J and J*
@@ -20,13 +20,15 @@ node_bin=$(command -v node)
 npm_cli=$(node -p "require('path').join(require('path').dirname(require('fs').realpathSync(process.argv[1])), 'npm-cli.js')" "$(command -v npm)")
 [ -f "$npm_cli" ] || { say "cannot find npm-cli.js next to $(command -v npm)"; exit 1; }
 
-say "building the prebuilt binary (prebuildify --napi --strip)"
-(cd "$root" && npm run --silent prebuild >"$tmp/prebuild.log" 2>&1) || { cat "$tmp/prebuild.log"; say "prebuildify failed"; exit 1; }
-prebuilt=$(ls "$root/prebuilds/$(node -p 'process.platform + "-" + process.arch')"/*.node)
-say "prebuilt: $prebuilt ($(wc -c <"$prebuilt") bytes)"
+# No prebuilt binary of this platform before packing: `npm pack` must make one itself (its
+# `prepack` script runs prebuildify), as it does for anyone packing a fresh checkout.
+platform_dir="$root/prebuilds/$(node -p 'process.platform + "-" + process.arch')"
+rm -rf "$platform_dir"
 
-say "npm pack"
+say "npm pack (its prepack builds the prebuilt binary: prebuildify --napi --strip)"
 (cd "$root" && npm pack --json --pack-destination "$tmp" >"$tmp/pack.json" 2>"$tmp/pack.log") || { cat "$tmp/pack.log"; say "npm pack failed"; exit 1; }
+prebuilt=$(ls "$platform_dir"/*.node 2>/dev/null) || { cat "$tmp/pack.log"; say "npm pack's prepack made no $platform_dir/*.node"; exit 1; }
+say "prebuilt: $prebuilt ($(wc -c <"$prebuilt") bytes)"
 tarball="$tmp/$(node -e "const t = require('fs').readFileSync(process.argv[1], 'utf8'); console.log(JSON.parse(t.slice(t.indexOf('[')))[0].filename)" "$tmp/pack.json")"
 [ -f "$tarball" ] || { cat "$tmp/pack.log"; say "npm pack produced no tarball"; exit 1; }
 say "tarball: $(basename "$tarball") ($(wc -c <"$tarball") bytes)"

@@ -1,4 +1,4 @@
-import type { Backend, BackendChoice } from './backends/types.js';
+import type { Backend, BackendChoice, TransitionTable } from './backends/types.js';
 import { loadBackend } from './backends/select.js';
 import { InputError } from './errors.js';
 import type { Mdp } from './mdp/model.js';
@@ -22,9 +22,45 @@ export interface PolicyReport {
   gradAvg: number[][];
   Jstar?: number;
   Vstar?: number[];
+  /**
+   * A greedy optimal policy: per state the lowest action index whose Q* = R + gamma P V* is within
+   * POLICY_STAR_TIE of the best. Of the average MDP (one array of S actions); with per-agent
+   * kernels, of every agent's own MDP (P_i, R_i): one array per agent.
+   */
+  policyStar: number[] | number[][];
+  /** J_i*: each agent's own optimum (its own rewards, its own kernel): Ditto's personal gap is against these. */
+  JstarPerAgent: number[];
   K?: number;
   JK?: number[];
   gradK?: number[][][];
+}
+
+/** Actions whose Q* is within this of the best count as optimal (ties go to the lowest index). */
+export const POLICY_STAR_TIE = 1e-12;
+
+/** Q*(s, a) = r(s, a) + gamma sum_s' P(s' | s, a) V*(s'), for a dense or CSR kernel. */
+export function optimalQ(P: TransitionTable, S: number, A: number, gamma: number, r: Float64Array, vstar: Float64Array): Float64Array {
+  const q = new Float64Array(S * A);
+  for (let row = 0; row < S * A; row++) {
+    let ev = 0;
+    if (P.kind === 'dense') for (let t = 0; t < S; t++) ev += P.p[row * S + t]! * vstar[t]!;
+    else for (let k = P.rowStart[row]!; k < P.rowStart[row + 1]!; k++) ev += P.prob[k]! * vstar[P.next[k]!]!;
+    q[row] = r[row]! + gamma * ev;
+  }
+  return q;
+}
+
+/** Per state, the lowest action within POLICY_STAR_TIE of the best Q*. */
+export function greedyActions(q: Float64Array, S: number, A: number): number[] {
+  const out: number[] = [];
+  for (let s = 0; s < S; s++) {
+    let best = -Infinity;
+    for (let a = 0; a < A; a++) best = Math.max(best, q[s * A + a]!);
+    let pick = 0;
+    while (q[s * A + pick]! < best - POLICY_STAR_TIE) pick++;
+    out.push(pick);
+  }
+  return out;
 }
 
 function rows(t: Float64Array, A: number): number[][] {
@@ -77,6 +113,8 @@ export async function evaluatePolicy(
       Javg,
       grad: Array.from({ length: N }, (_, i) => rows(grad.subarray(i * SA, (i + 1) * SA), A)),
       gradAvg: rows(gradAvg, A),
+      policyStar: [],
+      JstarPerAgent: mdp.rewards.map((r, i) => envs[envs.length === 1 ? 0 : i]!.optimal(r, new Float64Array(S))),
     };
     if (!mdp.perAgentKernels) {
       const rbar = averageReward(mdp);
@@ -87,6 +125,13 @@ export async function evaluatePolicy(
       report.Q = rows(avg.Q, A);
       report.Jstar = envs[0]!.optimal(rbar, vstar);
       report.Vstar = Array.from(vstar);
+      report.policyStar = greedyActions(optimalQ(mdp.kernels[0]!, S, A, mdp.gamma, rbar, vstar), S, A);
+    } else {
+      report.policyStar = mdp.rewards.map((r, i) => {
+        const v = new Float64Array(S);
+        envs[i]!.optimal(r, v);
+        return greedyActions(optimalQ(mdp.kernels[i]!, S, A, mdp.gamma, r, v), S, A);
+      });
     }
     if (K !== undefined) {
       report.K = K;

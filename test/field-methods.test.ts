@@ -124,6 +124,11 @@ describe('limits of the rules', () => {
     // v_i with LAMBDA = 0 takes exactly local's steps from the same start
     expect(relativeError(loose.personalThetas, local.thetas)).toBeLessThan(1e-13);
     expect(pinned.records.every((r) => typeof r.personalJ === 'number' && typeof r.personalGap === 'number')).toBe(true);
+    // the personal gap is against each agent's own optimum, as evaluate reports it
+    const { evaluatePolicy } = await import('../src/evaluate.js');
+    const star = (await evaluatePolicy(mdp, new Float64Array(SA), { backend: 'js' })).JstarPerAgent;
+    const last = pinned.records.at(-1)!;
+    expect(last.personalGap).toBeCloseTo(star.reduce((a, b) => a + b, 0) / 4 - last.personalJ!, 12);
   });
 
   it('hostile agents: zero replaces what agent 0 sends, and only that', async () => {

@@ -24,6 +24,8 @@ export const bias: Experiment = {
     heterogeneity: [0, 0.5, 1],
     seeds: 1,
   },
+  // --quick: under a minute on two cores, the claim's direction (README: the paper's claims, checked).
+  quick: { localSteps: [1, 10], heterogeneity: [0, 1], rounds: 1000 },
   fixed: { gradient: 'exact', theta0: 'zeros', 'heterogeneity knob': 'R_i(h) = (1-h) R_bar + h R_i (J* does not depend on h)' },
   columns: ['source', 'H', 'heterogeneity', 'method', 'rounds', 'gap0', 'gap100', 'gap500', 'finalGap', 'decadeRatio', 'slope', 'gapTimesT'],
 

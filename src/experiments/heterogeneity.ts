@@ -25,6 +25,8 @@ export const heterogeneity: Experiment = {
     batch: 20,
     seeds: 10,
   },
+  // --quick: under a minute on two cores, the claim's direction (README: the paper's claims, checked).
+  quick: { gradient: ['exact'], heterogeneity: [0, 0.5, 1], rounds: 300 },
   fixed: { theta0: 'zeros', 'heterogeneity knob': 'R_i(h) = (1-h) R_bar + h R_i' },
   columns: ['source', 'gradient', 'method', 'N', 'heterogeneity', 'seeds', 'meanGap', 'seGap', 'medianGap', 'q25Gap', 'q75Gap'],
 

@@ -26,6 +26,8 @@ export const horizon: Experiment = {
     batch: 1,
     seeds: 16,
   },
+  // --quick: under a minute on two cores, the claim's direction (README: the paper's claims, checked).
+  quick: { mdp: ['speedup-s5-a3-n8'], horizon: [1, 4, 16], rounds: 1000, seeds: 6 },
   fixed: { gradient: 'sampled', theta0: 'zeros', 'truncation bias': '|grad_K J - grad J| of the average MDP (exact), at theta0 and at each run\'s final theta_bar' },
   columns: ['source', 'method', 'N', 'K', 'gammaK', 'seeds', 'meanGap', 'seGap', 'medianGap', 'biasAtStart', 'meanBiasAtEnd'],
 

@@ -17,6 +17,7 @@ import { memory } from './memory.js';
 import { nonidentical } from './nonidentical.js';
 import { participation } from './participation.js';
 import { peers } from './peers.js';
+import { finishChart } from './finish.js';
 import { htmlPage, renderSvg, toCsv } from './render.js';
 import { runTasks } from './runner.js';
 import { rivals } from './rivals.js';
@@ -30,6 +31,7 @@ export { runTask, checkpointRounds, softOptimalValue } from './task.js';
 export { runTasks, workerScript } from './runner.js';
 export { BUILTIN_MDPS, firstAgents, mirroredMdp, perAgentKernelMdp, resolveMdpSource, scaleHeterogeneity } from './mdps.js';
 export { renderSvg, htmlPage, toCsv } from './render.js';
+export { finishChart } from './finish.js';
 
 /** Every experiment, by name, in the order of SPEC.md's claims and the issue. */
 export const EXPERIMENTS: Readonly<Record<string, Experiment>> = Object.freeze({ bias, speedup, horizon, heterogeneity, nonidentical, memory, peers, rivals, compare, byzantine, participation });
@@ -77,21 +79,25 @@ export function taskCost(t: RunTask): number {
 export interface PlannedExperiment {
   experiment: Experiment;
   params: ExperimentParams;
+  /** The --quick configuration was applied. */
+  quick: boolean;
   tasks: RunTask[];
   notes: string[];
   backend: BackendName;
 }
 
 /** Resolves the parameters, builds every run and checks it before anything runs (bad values: InputError). */
-export async function planExperiment(name: string, overrides: Partial<ExperimentParams> = {}): Promise<PlannedExperiment> {
+export async function planExperiment(name: string, overrides: Partial<ExperimentParams> = {}, o: { quick?: boolean } = {}): Promise<PlannedExperiment> {
   const experiment = getExperiment(name);
-  const params = experimentParams(experiment, overrides);
+  const quick = !!o.quick;
+  const given = Object.fromEntries(Object.entries(overrides).filter(([, v]) => v !== undefined));
+  const params = experimentParams(experiment, quick ? { ...experiment.quick, ...given } : overrides);
   const backend = await loadBackend(params.backend);
   const { tasks: planned, notes } = experiment.plan(params);
   if (!planned.length) throw new InputError(`the ${name} experiment has no runs with these settings${notes.length ? ` (${notes.join(' ')})` : ''}`);
   const tasks: RunTask[] = planned.map((t, index) => ({ ...t, index, backend: backend.name }));
   for (const t of tasks) resolveSettings(t.settings);
-  return { experiment, params, tasks, notes, backend: backend.name };
+  return { experiment, params, quick, tasks, notes, backend: backend.name };
 }
 
 export interface RunExperimentOptions {
@@ -122,11 +128,14 @@ export async function runPlanned(plan: PlannedExperiment, o: RunExperimentOption
     notes: plan.notes,
   };
   if (o.command !== undefined) header.command = o.command;
+  if (plan.quick) header.quick = true;
   const out = o.logPath ? new LineLog(o.logPath) : null;
   const costs = new Map(plan.tasks.map((t) => [t.index, taskCost(t)]));
   let doneRuns = 0, doneCost = 0;
   try {
-    out?.write(header);
+    // The log lists only the settings the experiment reads (readExperimentLog fills in the rest
+    // from its defaults, so the summary is the same).
+    out?.write({ ...header, params: usedParams(plan.experiment, plan.params) });
     const runOpts: Parameters<typeof runTasks>[1] = {
       threads: o.threads,
       cost: (t) => costs.get(t.index)!,
@@ -152,9 +161,14 @@ export async function runPlanned(plan: PlannedExperiment, o: RunExperimentOption
 export async function runExperiment(
   name: string,
   overrides: Partial<ExperimentParams>,
-  o: RunExperimentOptions,
+  o: RunExperimentOptions & { quick?: boolean },
 ): Promise<{ log: ExperimentLog; summary: ExperimentSummary }> {
-  return runPlanned(await planExperiment(name, overrides), o);
+  return runPlanned(await planExperiment(name, overrides, { quick: !!o.quick }), o);
+}
+
+/** The parameters an experiment reads (its flags), without the defaults it never uses. */
+export function usedParams(e: Experiment, p: ExperimentParams): ExperimentParams {
+  return Object.fromEntries(e.params.map((k) => [k, p[k]])) as unknown as ExperimentParams;
 }
 
 /**
@@ -179,7 +193,8 @@ export function readExperimentLog(path: string): ExperimentLog {
   });
   const header = parsed[0] as unknown as ExperimentHeader | undefined;
   if (!header || header.type !== 'header' || header.format !== LOG_FORMAT) throw new InputError(`${path} is not a ${LOG_FORMAT} log (its first line must be the header)`);
-  getExperiment(header.experiment);
+  // A header lists the settings the experiment reads; the others are its (unused) defaults.
+  header.params = { ...getExperiment(header.experiment).defaults, ...header.params };
   const runs: RunResult[] = [];
   let end: ExperimentLog['end'] = null;
   for (const [i, l] of parsed.slice(1).entries()) {
@@ -228,12 +243,12 @@ export interface DrawnFiles {
 /** Writes NAME.csv, NAME.svg and NAME.html (atomically) into dir, where NAME is `base`. */
 export async function drawExperiment(log: ExperimentLog, summary: ExperimentSummary, dir: string, base: string): Promise<DrawnFiles> {
   mkdirSync(dir, { recursive: true });
-  const spec = getExperiment(summary.experiment).chart(summary, log);
+  const spec = finishChart(getExperiment(summary.experiment).chart(summary, log), { partial: summary.partial, ...summary.runs });
   const svg = await renderSvg(spec);
   const files: DrawnFiles = { csv: join(dir, `${base}.csv`), svg: join(dir, `${base}.svg`), html: join(dir, `${base}.html`) };
   writeFileAtomic(files.csv, toCsv(summary.columns, summary.rows));
   writeFileAtomic(files.svg, svg);
-  writeFileAtomic(files.html, htmlPage(summary, log, svg));
+  writeFileAtomic(files.html, htmlPage(summary, log, svg, getExperiment(summary.experiment).params));
   return files;
 }
 

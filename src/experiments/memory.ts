@@ -27,6 +27,8 @@ export const memory: Experiment = {
     batch: 1,
     seeds: 24,
   },
+  // --quick: under a minute on two cores, the claim's direction (README: the paper's claims, checked).
+  quick: { agents: [1, 8], rounds: 1000, seeds: 8 },
   fixed: { gradient: 'sampled', theta0: 'zeros', 'N = 1': "the average reward table of all the source's agents" },
   columns: GAP_ROW_COLUMNS,
 

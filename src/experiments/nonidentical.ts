@@ -35,6 +35,8 @@ export const nonidentical: Experiment = {
     batch: 1,
     seeds: 8,
   },
+  // --quick: under a minute on two cores, the claim's direction (README: the paper's claims, checked).
+  quick: { mdp: ['labbi-challenging'], agents: [2], rounds: 600, seeds: 4 },
   fixed: {
     gradient: 'sampled',
     theta0: 'zeros',

@@ -38,6 +38,8 @@ export const peers: Experiment = {
     centralized: 'rounds',
     backend: 'js',
   },
+  // --quick: under a minute on two cores, the claim's direction (README: the paper's claims, checked).
+  quick: { entropy: [0.2], rounds: 300, seeds: 4 },
   fixed: { theta0: 'zeros', 'fast-fedpg': 'runs once without entropy and once per tau (fast-fedpg+entropy)', 'regularised gap': 'J_tau* - J_tau(theta_bar) of the average MDP; J_tau* by soft value iteration' },
   columns: ['source', 'gradient', 'method', 'tau', 'seeds', 'rounds', 'meanGap', 'seGap', 'medianGap', 'gapSlope', 'meanGapTau', 'rateTau', 'trajectoriesPerAgent', 'bytes'],
 

@@ -190,6 +190,8 @@ export const speedup: Experiment = {
     seeds: 24,
     centralized: 'matched',
   },
+  // --quick: under a minute on two cores, the claim's direction (README: the paper's claims, checked).
+  quick: { mdp: ['speedup-s5-a3-n8'], algorithms: ['fast-fedpg', 'fedavg'], agents: [1, 2, 8], rounds: 1000, seeds: 12 },
   fixed: { gradient: 'sampled (plus one exact-gradient Fast-FedPG run per N: the floor at this T)', theta0: 'zeros', 'N = 1': 'the average reward table of all the source\'s agents', 'fracAbove0.1': `fraction of seeds with final gap > ${STALL_THRESHOLD} (seeds stalled near a deterministic, suboptimal policy, or still far)` },
   columns: GAP_ROW_COLUMNS,
 

@@ -23,6 +23,20 @@ export function stderr(xs: readonly number[]): number {
   return stdev(xs) / Math.sqrt(xs.length);
 }
 
+/** A mean with the standard error of it, over seeds. */
+export interface MeanSe {
+  mean: number | null;
+  /** null below two values; 0 when they are all equal (the formula would leave rounding noise). */
+  se: number | null;
+}
+
+/** Mean and standard error; both null when any value is missing (null) or there is none. */
+export function meanSe(xs: readonly (number | null)[]): MeanSe {
+  if (!xs.length || xs.some((x) => x === null)) return { mean: null, se: null };
+  const v = xs as number[];
+  return { mean: mean(v), se: v.length > 1 ? (v.every((x) => x === v[0]) ? 0 : stderr(v)) : null };
+}
+
 /** The q-quantile by linear interpolation between order statistics (q in [0, 1]). */
 export function quantile(xs: readonly number[], q: number): number {
   if (!xs.length) return NaN;

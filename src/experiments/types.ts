@@ -104,6 +104,8 @@ export interface ExperimentHeader {
   command?: string;
   /** Cells the plan skipped (e.g. N larger than a source's agents), one sentence each. */
   notes: string[];
+  /** True when the run used the experiment's --quick configuration. */
+  quick?: boolean;
 }
 
 export interface ExperimentLog {
@@ -124,6 +126,11 @@ export interface Experiment {
   /** The parameters a user may set (CLI flags); the others are fixed to `defaults`. */
   params: ParamName[];
   defaults: ExperimentParams;
+  /**
+   * `--quick`: a smaller configuration (overrides of `defaults`, documented in the README) that
+   * finishes in under a minute and still shows the claim's direction; explicit flags win.
+   */
+  quick: Partial<ExperimentParams>;
   /** Settings fixed by the experiment, for the settings table. */
   fixed: Record<string, string | number>;
   /** The fields of the summary's rows (documented; the CSV's columns). */

@@ -144,6 +144,9 @@ export interface AggregatorResult {
 }
 
 export interface RunningAggregator {
+  /** True when the checkpoint holds this run already finished: nothing listens, `result` is ready. */
+  over: boolean;
+  /** '' and 0 when `over`. */
   url: string;
   port: number;
   aggregator: Aggregator;
@@ -170,6 +173,9 @@ export async function startAggregator(o: AggregatorRunOptions): Promise<RunningA
     writeHeader(resume.J[0]!);
     for (const r of resume.records) log?.write(r);
   }
+  // A finished run (a rerun with its checkpoint present) has nothing to serve: no listener, no
+  // linger for agents that already heard it is over, the result at once.
+  const over = !!resume && resume.phase === 'done' && resume.round >= o.settings.rounds;
   const shutdown = new AbortController();
   const aggregator = new Aggregator({
     runId,
@@ -184,7 +190,7 @@ export async function startAggregator(o: AggregatorRunOptions): Promise<RunningA
     ...(o.quorum !== undefined ? { quorum: o.quorum } : {}),
     deadlineMs: o.deadlineMs ?? null,
     ...(o.holdMs !== undefined ? { holdMs: o.holdMs } : {}),
-    ...(o.lingerMs !== undefined ? { lingerMs: o.lingerMs } : {}),
+    ...(over ? { lingerMs: 0 } : o.lingerMs !== undefined ? { lingerMs: o.lingerMs } : {}),
     ...(resume ? { resume } : {}),
     ...(o.checkpoint ? { save: (s) => writeAggregatorCheckpoint(o.checkpoint!, s) } : {}),
     onHeader: writeHeader,
@@ -196,9 +202,11 @@ export async function startAggregator(o: AggregatorRunOptions): Promise<RunningA
     ...(o.crash ? { crash: { at: o.crash, kill: () => process.kill(process.pid, 'SIGKILL') } } : {}),
   });
   const auth = new TokenAuth(o.tokens, info);
-  let listening;
+  let listening: Awaited<ReturnType<typeof listen>> | { url: string; port: number; close: () => Promise<void> };
   try {
-    listening = await listen({
+    listening = over
+      ? { url: '', port: 0, close: async () => {} }
+      : await listen({
       routes: federationRoutes(aggregator, auth),
       host: o.host ?? '127.0.0.1',
       port: o.port,
@@ -244,5 +252,5 @@ export async function startAggregator(o: AggregatorRunOptions): Promise<RunningA
       network: { url: l.url, quorum: aggregator.quorum, deadlineMs: aggregator.deadlineMs, resumedAt: resume ? resume.round : null },
     };
   });
-  return { url: l.url, port: l.port, aggregator, result, close };
+  return { over, url: l.url, port: l.port, aggregator, result, close };
 }

@@ -3,10 +3,20 @@ import { evaluatePolicy } from '../../evaluate.js';
 import { loadMdp, loadTheta } from '../../mdp/format.js';
 import { backendChoice, int, printJson } from '../flags.js';
 
+/** States up to which the text output lists the greedy optimal policy (the JSON always has it). */
+export const POLICY_STAR_TEXT_MAX_STATES = 30;
+
+/** policy* as text, one action per state (per agent with per-agent kernels); nothing for large S. */
+export function policyStarLines(p: number[] | number[][], S: number): string[] {
+  if (S > POLICY_STAR_TEXT_MAX_STATES) return [`policy*      (${S} states: see --json policyStar)`];
+  if (p.length && Array.isArray(p[0])) return (p as number[][]).map((a, i) => `policy*[${i}]${' '.repeat(Math.max(1, 4 - String(i).length))}${a.join(' ')}   (agent ${i}'s own MDP: greedy optimal action per state)`);
+  return [`policy*      ${(p as number[]).join(' ')}   (greedy optimal action per state of the average MDP)`];
+}
+
 export function evaluateCommand(program: Command): void {
   program
     .command('evaluate')
-    .description('exact J, V, Q, gradients (and with --horizon the K-truncated ones) of a policy, and J* of the average MDP')
+    .description('exact J, V, Q, gradients (and with --horizon the K-truncated ones) of a policy, and J*, V* and a greedy optimal policy (policyStar) of the average MDP')
     .argument('<mdp>', 'a fedpg-mdp/1 file')
     .option('--theta <file>', 'theta: an S x A JSON array, or an object with a "theta" field (default: zeros)')
     .option('--horizon <K>', 'also report J_K and grad_K for this truncation horizon')
@@ -27,6 +37,7 @@ export function evaluateCommand(program: Command): void {
       if (report.Jstar !== undefined) lines.push(`J*           ${report.Jstar}`, `gap          ${report.Jstar - report.Javg}`);
       const gn = report.gradAvg.flat().reduce((s, v) => s + v * v, 0);
       lines.push(`|grad J|^2   ${gn}`);
+      lines.push(...policyStarLines(report.policyStar, mdp.states));
       if (report.JK) lines.push(`J_K (K=${report.K}) ${report.JK.reduce((s, v) => s + v, 0) / report.JK.length} (mean)`);
       process.stdout.write(lines.join('\n') + '\n');
     });

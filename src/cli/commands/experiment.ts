@@ -37,6 +37,7 @@ interface ExperimentFlags {
   out?: string;
   json?: boolean;
   dryRun?: boolean;
+  quick?: boolean;
 }
 
 function list<T>(flag: string, v: string | undefined, parse: (x: string) => T): T[] | undefined {
@@ -131,17 +132,18 @@ export function experimentCommand(program: Command): void {
     .option('--threads <n>', `worker threads (default: available cores, ${availableParallelism()} here; 1 runs in this thread)`)
     .option('--out <dir>', 'output directory (default ./fedpg-experiments)')
     .option('--json', 'print the summary as one JSON object (no progress bar)')
+    .option('--quick', 'the smaller documented configuration: under a minute, the claim\'s direction (flags given still win)')
     .option('--dry-run', 'print the settings, the flags this experiment reads and the number of runs, and stop')
     .addHelpText('after', '\nA flag an experiment does not read is refused (exit 1); its log line "header" lists every setting used.\nCtrl-C stops the runs; the log keeps every finished run and `fedpg plot LOG` draws it.')
     .action(async (name: string, o: ExperimentFlags) => {
-      const plan = await planExperiment(name, overridesFromFlags(o));
+      const plan = await planExperiment(name, overridesFromFlags(o), { quick: !!o.quick });
       if (o.dryRun) {
         const e = plan.experiment;
-        const info = { experiment: e.name, title: e.title, claim: e.claim, params: plan.params, reads: e.params, fixed: e.fixed, backend: plan.backend, runs: plan.tasks.length, notes: plan.notes };
+        const info = { experiment: e.name, title: e.title, claim: e.claim, quick: plan.quick, params: plan.params, reads: e.params, fixed: e.fixed, backend: plan.backend, runs: plan.tasks.length, notes: plan.notes };
         if (o.json) return printJson(info);
         const lines = [
           `${e.name}: ${e.title}`,
-          `runs: ${plan.tasks.length} (backend ${plan.backend})`,
+          `runs: ${plan.tasks.length} (backend ${plan.backend})${plan.quick ? ', --quick configuration' : ''}`,
           'settings (flags it reads):',
           ...Object.entries(plan.params)
             .filter(([k]) => e.params.includes(k as keyof ExperimentParams))

@@ -8,6 +8,9 @@ import { gridworldMdp } from '../../mdp/generate.js';
 import type { Mdp } from '../../mdp/model.js';
 import { backendChoice, int, num, printJson } from '../flags.js';
 import { trainWithLog, type SessionOptions } from '../session.js';
+import { plotRunLogs, withPartialPlot } from '../../plot/index.js';
+import { parseSeedCount } from '../seeds.js';
+import { runSeeds, tableRounds } from '../seeds-commands.js';
 import { addRunFlags, runtimeFromFlags, runtimeLine, settingsFromFlags, type RunFlags } from './train.js';
 
 /** One checkpoint per algorithm: ck.json -> ck.fast-fedpg.json, ck -> ck.fast-fedpg. */
@@ -35,12 +38,6 @@ export const RUN_DEFAULTS = {
 
 const RUN_ALGORITHMS: Algorithm[] = ['fast-fedpg', 'fedavg'];
 
-function tableRounds(T: number): number[] {
-  const picks = new Set<number>([0, T]);
-  for (let k = 1; k <= T; k *= 10) for (const m of [1, 2, 5]) if (m * k <= T) picks.add(m * k);
-  return [...picks].sort((a, b) => a - b);
-}
-
 function fmt(v: number | null | undefined, digits = 6): string {
   if (v === null || v === undefined) return 'n/a';
   return Math.abs(v) !== 0 && Math.abs(v) < 1e-3 ? v.toExponential(2) : v.toFixed(digits);
@@ -56,10 +53,11 @@ export function runCommand(program: Command): void {
     .option('--width <W>', `gridworld width (default ${RUN_DEFAULTS.width})`)
     .option('--height <H>', `gridworld height (default ${RUN_DEFAULTS.height})`)
     .option('--agents <N>', `gridworld agents (default ${RUN_DEFAULTS.agents})`);
-  addRunFlags(cmd, false)
+  addRunFlags(cmd, false, { gradient: RUN_DEFAULTS.gradient, rounds: RUN_DEFAULTS.rounds, localSteps: RUN_DEFAULTS.localSteps, eta: RUN_DEFAULTS.eta })
     .option('--out <dir>', `directory for the round logs (default ${RUN_DEFAULTS.out})`)
     .option('--json', 'print one JSON object with both results (no progress bar, no table)')
-    .action(async (o: RunFlags & { mdp?: string; width?: string; height?: string; agents?: string }) => {
+    .option('--seeds <N>', 'run seeds S..S+N-1 of each algorithm in parallel (one thread per seed, --workers threads): the table shows mean ± standard error, the plot a band')
+    .action(async (o: RunFlags & { mdp?: string; width?: string; height?: string; agents?: string; seeds?: string }) => {
       let mdp: Mdp;
       if (o.mdp) mdp = loadMdp(o.mdp);
       else {
@@ -84,19 +82,35 @@ export function runCommand(program: Command): void {
       const outDir = o.out ?? RUN_DEFAULTS.out;
       mkdirSync(outDir, { recursive: true });
       const runtime = runtimeFromFlags(o);
+      const seeds = parseSeedCount(o.seeds);
+      if (seeds !== undefined) {
+        const backend = backendChoice(o.backend);
+        return runSeeds(mdp, settings, RUN_ALGORITHMS, outDir, {
+          seeds, runtime, json: !!o.json, ...(backend ? { backend } : {}), ...(theta0 ? { theta0 } : {}),
+          ...(runtime.checkpoint ? { checkpointOf: (a: Algorithm) => checkpointFor(runtime.checkpoint!, a) } : {}),
+        });
+      }
       const results: TrainResult[] = [];
       const runtimes: string[] = [];
+      const logs = RUN_ALGORITHMS.map((a) => join(outDir, `${a}.jsonl`));
+      const plotOptions = { dir: outDir, name: 'run', title: `fedpg run: ${RUN_ALGORITHMS.join(' vs ')}` };
+      const since = Date.now();
       for (const algorithm of RUN_ALGORITHMS) {
         const runOpts: SessionOptions = { progress: !o.json, label: algorithm, out: join(outDir, `${algorithm}.jsonl`), ...runtime };
         if (runtime.checkpoint) runOpts.checkpoint = checkpointFor(runtime.checkpoint, algorithm);
         const backend = backendChoice(o.backend);
         if (backend) runOpts.backend = backend;
         if (theta0) runOpts.theta0 = theta0;
-        const r = await trainWithLog(mdp, { ...settings, algorithm }, runOpts);
+        // Ctrl-C: the logs so far are plotted too (marked partial).
+        const r = await trainWithLog(mdp, { ...settings, algorithm }, runOpts).catch(async (e: unknown) => {
+          throw await withPartialPlot(e, logs, since, plotOptions);
+        });
         results.push(r.result);
         runtimes.push(`${algorithm} ${runtimeLine(r.workersWhy, r.resumedAt, runOpts.checkpoint)}`);
       }
-      if (o.json) return printJson({ mdp: mdp.name ?? o.mdp ?? null, logs: RUN_ALGORITHMS.map((a) => join(outDir, `${a}.jsonl`)), results });
+      // The plot beside the logs (fedpg plot redraws it from them).
+      const plot = await plotRunLogs(logs, plotOptions);
+      if (o.json) return printJson({ mdp: mdp.name ?? o.mdp ?? null, logs, plot: plot.files, results });
       const first = results[0]!;
       const T = first.records.length;
       const head = ['round', ...RUN_ALGORITHMS.flatMap((a) => [`J ${a}`, `gap ${a}`])];
@@ -111,7 +125,8 @@ export function runCommand(program: Command): void {
         ...rows.map(line),
         '',
         ...runtimes,
-        `round logs: ${RUN_ALGORITHMS.map((a) => join(outDir, `${a}.jsonl`)).join(', ')}`,
+        `round logs: ${logs.join(', ')}`,
+        `plot: ${plot.files.svg}, ${plot.files.html}`,
       ];
       process.stdout.write(out.join('\n') + '\n');
     });

@@ -41,6 +41,13 @@ function maxNorm(v: string | undefined): { maxUpdateNorm?: { delta: number; repo
   return { maxUpdateNorm: x === 0 ? null : { delta: x, report: x } };
 }
 
+/** What Ctrl-C leaves behind: with --no-checkpoint, nothing (a restart starts over). */
+export function interruptedMessage(checkpoint: string | null): string {
+  return checkpoint === null
+    ? 'interrupted; no checkpoint was kept (--no-checkpoint): a restart starts the run over'
+    : `interrupted; ${checkpoint} keeps every finished phase: the same command resumes from it`;
+}
+
 function say(msg: string): void {
   process.stderr.write(`fedpg serve: ${msg}\n`);
 }
@@ -121,13 +128,15 @@ export function serveCommand(program: Command): void {
           if (!o.json) say(`round ${r.round}/${settings.rounds}: J ${r.J === null ? 'n/a (not every agent reported)' : r.J} (${r.deltas} deltas, ${r.gradients} reports)`);
         },
       });
-      say(`listening on ${running.url} (port ${running.port}) for ${agents} agents: ${settings.algorithm}, ${settings.rounds} rounds`);
       const onSigint = (): void => {
-        say('interrupted; the checkpoint keeps every finished phase');
+        say(interruptedMessage(checkpoint));
         void running.close().then(() => process.exit(130));
       };
+      // Before the announcement: a Ctrl-C right after "listening" must find the handler.
       process.once('SIGINT', onSigint);
       process.once('SIGTERM', onSigint);
+      if (running.over) say(`nothing to serve: ${checkpoint} holds this run finished; its result follows (--fresh starts it over)`);
+      else say(`listening on ${running.url} (port ${running.port}) for ${agents} agents: ${settings.algorithm}, ${settings.rounds} rounds`);
       try {
         const result = await running.result;
         if (o.json) return printJson(result);

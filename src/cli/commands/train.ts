@@ -6,6 +6,8 @@ import { loadMdp, loadTheta } from '../../mdp/format.js';
 import { parseWorkers } from '../../federation/workers/plan.js';
 import { backendChoice, int, num, oneOf, printJson } from '../flags.js';
 import { trainWithLog, type RuntimeFlags, type SessionOptions } from '../session.js';
+import { parseSeedCount } from '../seeds.js';
+import { trainSeeds } from '../seeds-commands.js';
 
 /** The CLI's default per-phase limit with worker threads (the library's default is none). */
 export const DEFAULT_ROUND_TIMEOUT_MS = 600_000;
@@ -85,8 +87,9 @@ export function addSettingsFlags(cmd: Command, algorithms: readonly string[] | n
 }
 
 /** The run flags of train and run: the settings, plus the backend and the in-process runtime's. */
-export function addRunFlags(cmd: Command, withAlgorithm = true): Command {
-  return addSettingsFlags(cmd, withAlgorithm ? algorithmNames() : null)
+export function addRunFlags(cmd: Command, withAlgorithm = true, defaults: Partial<typeof DEFAULT_SETTINGS> = {}): Command {
+  // A command with its own defaults (run) shows them, not the library's.
+  return addSettingsFlags(cmd, withAlgorithm ? algorithmNames() : null, defaults)
     .option('--backend <name>', 'auto | native | wasm | js (default: $FEDPG_BACKEND, then auto)')
     .option('--workers <W>', 'threads running the agents: auto (the cores; in-process when too small to gain) or a count, 1 = in-process (default auto)')
     .option('--checkpoint <file>', 'save the run here as it goes and resume from it when it exists')
@@ -149,6 +152,11 @@ export function settingsFromFlags(o: RunFlags): Partial<TrainSettings> {
   return s;
 }
 
+/** The defined fields only (exactOptionalPropertyTypes: an absent option is not `undefined`). */
+export function optional<T extends Record<string, unknown>>(o: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as { [K in keyof T]?: Exclude<T[K], undefined> };
+}
+
 /** The runtime line of the text summary: how the agents ran, and where the run resumed from. */
 export function runtimeLine(why: string, resumedAt: number | null, checkpoint?: string): string {
   return `runtime: ${why}${resumedAt !== null ? `; resumed from ${checkpoint} at round ${resumedAt}` : ''}`;
@@ -162,10 +170,13 @@ export function trainCommand(program: Command): void {
   addRunFlags(cmd)
     .option('--out <file>', 'round log (JSONL): a header line, then one record per finished round')
     .option('--json', 'print one JSON object (no progress bar)')
-    .action(async (file: string, o: RunFlags) => {
+    .option('--seeds <N>', 'train seeds S..S+N-1 in parallel (one thread per seed, --workers threads; --out LOG writes LOG.seedK per seed): mean ± standard error; --json: every seed\'s result and the summary')
+    .action(async (file: string, o: RunFlags & { seeds?: string }) => {
       const mdp = loadMdp(file);
       const settings = resolveSettings(settingsFromFlags(o));
       const theta0 = o.theta0 ? loadTheta(o.theta0, mdp.states, mdp.actions) : undefined;
+      const seeds = parseSeedCount(o.seeds);
+      if (seeds !== undefined) return trainSeeds(file, mdp, settings, { seeds, runtime: runtimeFromFlags(o), json: !!o.json, ...optional({ backend: backendChoice(o.backend), theta0, out: o.out }) });
       const runOpts: SessionOptions = { progress: !o.json, label: settings.algorithm, ...runtimeFromFlags(o) };
       const backend = backendChoice(o.backend);
       if (backend) runOpts.backend = backend;
