@@ -37,6 +37,8 @@ export const byzantine: Experiment = {
     batch: 10,
     seeds: 5,
   },
+  // --quick: under a minute on two cores, the claim's direction (README: the field's experiments).
+  quick: { rounds: 300, seeds: 2 },
   fixed: {
     F: BYZANTINE_F.join(', ') + ' (agents 0..F-1 hostile)',
     aggregation: RULES.join(', '),

@@ -71,6 +71,8 @@ export const compare: Experiment = {
     seeds: 10,
     centralized: 'matched',
   },
+  // --quick: under a minute on two cores, the claim's direction (README: the field's experiments).
+  quick: { rounds: 100, seeds: 3 },
   fixed: {
     gradient: `sampled; fednpg${SVRPG_SAMPLED ? '' : ' and fedsvrpg-m'} with exact Q (no sampled form here), labelled "${EXACT_LABEL.trim()}" and not ranked`,
     'own settings': `fedprox MU 0.01, fedavgm BETA 0.9, fedsvrpg-m BETA 0.2 and C 20, regfedpg tau = --entropy, fednpg complete graph with eta ${NPG_ETA}`,

@@ -76,6 +76,8 @@ export const participation: Experiment = {
     eta: 0.5,
     seeds: 100,
   },
+  // --quick: under a minute on two cores, the claim's direction (README: the field's experiments).
+  quick: { seeds: 10 },
   fixed: {
     gradient: 'exact (only the server seed, which draws the participants, varies a run)',
     P: PARTICIPATION.join(', ') + ' (m = ceil(P N) agents a round)',

@@ -117,6 +117,8 @@ export const rivals: Experiment = {
     agents: [4],
     seeds: 8,
   },
+  // --quick: under a minute on two cores, the claim's direction (README: the field's experiments).
+  quick: { rounds: 100, seeds: 2 },
   fixed: {
     'fednpg eta': `${NPG_ETA} (its own step: eta/(1-gamma) = 1 at gamma = 0.9); exact Q only (it has no sampled form)`,
     'fedsvrpg-m': SVRPG_SAMPLED ? 'BETA 0.2 and 0.6, exact and sampled, --is-clip 20' : 'BETA 0.2 and 0.6, exact gradients only (the sampled kernel is not on this branch yet)',

@@ -31,6 +31,8 @@ export interface RunTask {
   theta0?: Float64Array;
   /** Also record these round-record fields at each checkpoint (curve.extra; null where a record lacks one). */
   record?: ExtraField[];
+  /** Record every agent's J_i after the last round (final.agentJ; for `local`, J_i(theta_i)). */
+  finalAgentJ?: boolean;
   /** Record the final theta_bar's greedy action per state (final.greedy). */
   greedy?: boolean;
   /** Score the final theta_bar on this reward table (same kernel): final.scoredGap = its J* - its J. */
@@ -38,7 +40,7 @@ export interface RunTask {
 }
 
 /** Round-record fields an experiment may ask a run to keep at its checkpoints. */
-export type ExtraField = 'bytes' | 'trajectories' | 'personalGap' | 'consensus' | 'dpEpsilon';
+export type ExtraField = 'bytes' | 'trajectories' | 'personalGap' | 'personalJ' | 'consensus' | 'dpEpsilon';
 
 /** The curve of a run at its checkpoints (round 0 = before the first round). */
 export interface RunCurve {
@@ -78,6 +80,8 @@ export interface RunResult {
     truncationBias?: number;
     /** The greedy action per state of the final theta_bar (RunTask.greedy). */
     greedy?: number[];
+    /** J_i per agent after the last round (RunTask.finalAgentJ). */
+    agentJ?: number[];
     /** J* - J of the final theta_bar on RunTask.scoreOn. */
     scoredGap?: number;
   };
@@ -253,6 +257,7 @@ export async function runTask(task: RunTask, signal?: AbortSignal): Promise<RunR
         env.dispose();
       }
     }
+    if (task.finalAgentJ && last) result.final.agentJ = last.agentJ.slice();
     if (task.greedy && training.settings.algorithm !== 'local') result.final.greedy = greedyActions(thetaNow(), S, mdp.actions);
     if (task.scoreOn && shared) result.final.scoredGap = scoredGap(backend.createEnvironment(environmentSpec(mdp)), thetaNow(), task.scoreOn, S);
     result.ms = Date.now() - started;
