@@ -47,6 +47,13 @@ const TINY: Record<string, Partial<ExperimentParams>> = {
   nonidentical: { rounds: 30, seeds: 2, agents: [2, 4] },
   memory: { agents: [1, 2], seeds: 2, rounds: 20 },
   peers: { rounds: 20, seeds: 2, entropy: [0.2], batch: 2, horizon: [10] },
+  rivals: { rounds: 15, seeds: 2, horizon: [10], batch: 2 },
+  compare: { mdp: ['plateau-s6-a3-n4', 'labbi-challenging'], rounds: 12, seeds: 2, horizon: [10], batch: 2 },
+  byzantine: { rounds: 15, seeds: 2 },
+  participation: { rounds: 30, seeds: 3 },
+  personalization: { mdp: ['random:states=6,actions=3,agents=4,gamma=0.9,heterogeneity=0.5,seed=0'], rounds: 10, seeds: 2, horizon: [10], batch: 2 },
+  floor: { agents: [4, 8], rounds: 10, seeds: 2, localSteps: [5] },
+  privacy: { agents: [4], rounds: 10, seeds: 2 },
 };
 
 function fedpg(...args: string[]): { code: number; stdout: string; stderr: string } {
@@ -63,7 +70,7 @@ function withoutTime(line: Record<string, unknown>): Record<string, unknown> {
 describe('every experiment at a tiny size', () => {
   it('has a tiny setting here for every registered experiment', () => {
     expect(Object.keys(TINY).sort()).toEqual([...EXPERIMENT_NAMES].sort());
-    expect(EXPERIMENT_NAMES).toEqual(['bias', 'speedup', 'horizon', 'heterogeneity', 'nonidentical', 'memory', 'peers']);
+    expect(EXPERIMENT_NAMES).toEqual(['bias', 'speedup', 'horizon', 'heterogeneity', 'nonidentical', 'memory', 'peers', 'rivals', 'compare', 'byzantine', 'participation', 'personalization', 'floor', 'privacy']);
   });
 
   it.each(EXPERIMENT_NAMES.map((n) => [n]))('%s runs, logs, summarises with the documented fields and draws', async (name) => {
@@ -154,6 +161,18 @@ describe('parallel runs', () => {
         .map(withoutTime)
         .sort((a, b) => (a.index as number) - (b.index as number));
     expect(lines(join(tmp, 'two.jsonl'))).toEqual(lines(join(tmp, 'one.jsonl')));
+  });
+});
+
+describe('parallel runs of the field experiments', () => {
+  // Typed arrays in tasks (theta0, scoreOn), recorded extras and DP noise cross the worker boundary unchanged.
+  it.each([['participation'], ['privacy'], ['personalization']])('%s gives the same results with 1 and 2 threads', async (name) => {
+    const o = { ...TINY[name], backend: 'js' as const };
+    const one = await runExperiment(name, o, { threads: 1 });
+    const two = await runExperiment(name, o, { threads: 2 });
+    expect(two.log.runs.map((r) => withoutTime(r as never))).toEqual(one.log.runs.map((r) => withoutTime(r as never)));
+    expect(two.summary.rows).toEqual(one.summary.rows);
+    expect(two.summary.findings).toEqual(one.summary.findings);
   });
 });
 

@@ -46,7 +46,7 @@ export const byzantine: Experiment = {
     seeds: 'exact gradients are deterministic except the gaussian attack, which draws from the agent\'s stream: it runs --seeds seeds',
     theta0: 'zeros',
   },
-  columns: ['algorithm', 'attack', 'aggregation', 'F', ...SWEEP_COLUMNS],
+  columns: ['source', 'gradient', 'algorithm', 'attack', 'aggregation', 'F', ...SWEEP_COLUMNS],
 
   plan(p) {
     const H = single(p, 'localSteps', 'byzantine');
