@@ -74,7 +74,7 @@ export const participation: Experiment = {
     rounds: 1000,
     localSteps: [10],
     eta: 0.5,
-    seeds: 100,
+    seeds: 200,
   },
   // --quick: under a minute on two cores, the claim's direction (README: the field's experiments).
   quick: { seeds: 10 },
@@ -159,7 +159,18 @@ export const participation: Experiment = {
         `Full-participation FedAvg (P = 1) started at theta0 = c on the optimal greedy action ${optimal} ends, after ${starts[0]!.final.round} rounds, at a gap of ${starts.map((r) => `${fmt(r.final.gap)} (c = ${r.cell.logit})`).join(', ')}, against ${fmt(full.final.gap)} from theta = 0 (greedy policy ${corner}): its map has several stable end points, and the optimum is one of them once the start is deep enough.`,
       );
     const startRows: Row[] = starts.map((r) => ({ logit: r.cell.logit!, gap0: num(r.curve.gap[0]), finalGap: num(r.final.gap), greedy: r.final.greedy?.join('') ?? null }));
+    // Where FedAvg's runs end: their final greedy policies per P, with counts and mean gaps.
+    const endRows: Row[] = [];
+    for (const [, group] of groupRuns(
+      sweep.filter((r) => r.cell.method === 'fedavg'),
+      (r) => `${r.cell.P}|${r.final.greedy?.join('')}`,
+    )) {
+      const g = group.map((r) => r.final.gap ?? NaN);
+      endRows.push({ P: group[0]!.cell.P!, greedy: group[0]!.final.greedy?.join('') ?? null, runs: group.length, meanGap: num(g.reduce((x, y) => x + y, 0) / g.length), optimal: group[0]!.final.greedy?.join('') === optimal ? 'yes' : 'no' });
+    }
+    endRows.sort((x, y) => (x.P as number) - (y.P as number) || (y.runs as number) - (x.runs as number));
     const tables = [
+      { title: "FedAvg's final greedy policies (one digit per state) per P: runs and mean final gap", columns: ['P', 'greedy', 'runs', 'meanGap', 'optimal'], rows: endRows },
       { title: 'FedAvg with P = 1 on each proper subset of agents: its final policy scored on the full average MDP', columns: ['subset', 'gapOnFullMdp', 'gapOnOwnMdp', 'greedy', 'optimalGreedy'], rows: subsetRows },
       { title: `FedAvg with P = 1 from theta0 = c on the optimal greedy action (${optimal})`, columns: ['logit', 'gap0', 'finalGap', 'greedy'], rows: startRows },
     ];
@@ -210,7 +221,7 @@ export const participation: Experiment = {
         color: { field: 'basin', type: 'nominal', title: 'final greedy policy', scale: { domain: ['optimal policy', "FedAvg (P = 1)'s policy", 'another policy'], range: ['#2ca02c', '#ff7f0e', '#999'] } },
       },
     };
-    const subsetData = (summary.tables[0]?.rows ?? []).map((r) => ({ subset: `{${String(r.subset).split('').join(',')}}`, gap: r.gapOnFullMdp }));
+    const subsetData = (summary.tables.find((t) => t.title.startsWith('FedAvg with P = 1 on each'))?.rows ?? []).map((r) => ({ subset: `{${String(r.subset).split('').join(',')}}`, gap: r.gapOnFullMdp }));
     const subsetPanel = {
       width: 240,
       height: 260,

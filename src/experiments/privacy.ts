@@ -35,7 +35,7 @@ export const privacy: Experiment = {
     eta: 0.1,
     horizon: [20],
     batch: 5,
-    seeds: 6,
+    seeds: 8,
   },
   // --quick: under a minute on two cores, the claim's direction (README: the field's experiments).
   quick: { agents: [8], rounds: 100, seeds: 2 },
