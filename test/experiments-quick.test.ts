@@ -74,6 +74,10 @@ Object.assign(DIRECTION, {
       const race = rows.filter((r) => `${r.budget}|${r.source}` === key);
       expect(race.filter((r) => r.rank === 1), key).toHaveLength(1);
       expect(race.find((r) => r.rank === 1)!.marginSe, key).not.toBeNull();
+      // The winner has the best mean: the lowest gap, or the highest J where there is no J*.
+      const ranked = race.filter((r) => r.rank !== null).sort((a, b) => (a.rank as number) - (b.rank as number));
+      const higherIsBetter = String(key).includes('labbi');
+      for (let k = 1; k < ranked.length; k++) expect(higherIsBetter ? n(ranked[k - 1]!, 'mean') >= n(ranked[k]!, 'mean') : n(ranked[k - 1]!, 'mean') <= n(ranked[k]!, 'mean'), key).toBe(true);
       for (const r of race.filter((x) => String(x.method).endsWith('(exact Q)'))) expect(r.rank).toBeNull();
     }
   },

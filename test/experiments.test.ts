@@ -20,7 +20,9 @@ import {
   type ExperimentParams,
   type ExperimentSummary,
 } from '../src/experiments/index.js';
-import { checkpointRounds } from '../src/experiments/task.js';
+import { checkpointRounds, runTask } from '../src/experiments/task.js';
+import { train } from '../src/federation/train.js';
+import { environmentSpec } from '../src/mdp/model.js';
 import { bootstrapSlope, logLogFit, quantile, semiLogFit } from '../src/experiments/stats.js';
 import { loadMdp } from '../src/mdp/format.js';
 import { averageReward } from '../src/mdp/model.js';
@@ -173,6 +175,32 @@ describe('parallel runs of the field experiments', () => {
     expect(two.log.runs.map((r) => withoutTime(r as never))).toEqual(one.log.runs.map((r) => withoutTime(r as never)));
     expect(two.summary.rows).toEqual(one.summary.rows);
     expect(two.summary.findings).toEqual(one.summary.findings);
+  });
+});
+
+describe('run task options the field experiments use', () => {
+  it('theta0, recorded fields, greedy actions, per-agent J and a gap on another reward table match train() and direct evaluation', async () => {
+    const mdp = loadMdp(fixturePath('plateau-s6-a3-n4.json'));
+    const SA = mdp.states * mdp.actions;
+    const theta0 = Float64Array.from({ length: SA }, (_, j) => ((j * 7) % 5) - 2);
+    const settings = { algorithm: 'fedavg', gradient: 'sampled' as const, rounds: 6, localSteps: 3, eta: 0.2, horizon: 8, batch: 2, seed: 3, participation: 0.5 };
+    const other = mdp.rewards[1]!;
+    const r = await runTask({ index: 0, cell: {}, mdp, settings, backend: 'js', pointsPerDecade: 10, theta0, record: ['bytes', 'trajectories'], greedy: true, finalAgentJ: true, scoreOn: other });
+    const direct = await train(mdp, { ...settings, theta0, backend: 'js' });
+    const env = jsBackend.createEnvironment(environmentSpec(mdp));
+    const ev = { J: new Float64Array(1), V: new Float64Array(mdp.states), Q: new Float64Array(SA), grad: new Float64Array(SA), occupancy: new Float64Array(mdp.states) };
+    env.evaluate(theta0, averageReward(mdp), ev);
+    expect(r.curve.gap[0]).toBeCloseTo(direct.Jstar! - ev.J[0]!, 12);
+    expect(r.curve.round).toEqual([0, 1, 2, 3, 4, 5, 6]);
+    expect(r.curve.extra!.bytes).toEqual([null, ...direct.records.map((x) => x.bytes)]);
+    expect(r.curve.extra!.trajectories).toEqual([null, ...direct.records.map((x) => x.trajectories)]);
+    expect(r.final.agentJ).toEqual(direct.records.at(-1)!.agentJ);
+    const theta = direct.theta!;
+    expect(r.final.greedy).toEqual(theta.map((row) => row.indexOf(Math.max(...row))));
+    const end = Float64Array.from(theta.flat());
+    env.evaluate(end, other, ev);
+    expect(r.final.scoredGap).toBeCloseTo(env.optimal(other, new Float64Array(mdp.states)) - ev.J[0]!, 12);
+    env.dispose();
   });
 });
 
