@@ -30,7 +30,7 @@ export class Progress {
     if (!this.bar) return;
     const secs = (Date.now() - this.started) / 1000;
     this.bar.update(r.round, {
-      J: r.J.toFixed(5),
+      J: r.J === null ? 'n/a' : r.J.toFixed(5),
       gap: r.gap === null ? 'n/a' : r.gap.toExponential(2),
       rate: secs > 0 ? ((r.round - this.start) / secs).toFixed(1) : '-',
     });

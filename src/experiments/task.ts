@@ -223,7 +223,7 @@ export async function runTask(task: RunTask, signal?: AbortSignal): Promise<RunR
       }
       if (wanted.has(r.round)) {
         curve.round.push(r.round);
-        curve.J.push(r.J);
+        curve.J.push(r.J!);
         curve.gap.push(r.gap);
         curve.gradNormSq.push(r.gradNormSq);
         curve.avgGradNormSq.push(countGrad ? sumGrad / countGrad : null);
@@ -257,7 +257,8 @@ export async function runTask(task: RunTask, signal?: AbortSignal): Promise<RunR
         env.dispose();
       }
     }
-    if (task.finalAgentJ && last) result.final.agentJ = last.agentJ.slice();
+    // The last round is always evaluated (whatever the cadence), so its agentJ is there.
+    if (task.finalAgentJ && last?.agentJ) result.final.agentJ = last.agentJ.slice();
     if (task.greedy && training.settings.algorithm !== 'local') result.final.greedy = greedyActions(thetaNow(), S, mdp.actions);
     if (task.scoreOn && shared) result.final.scoredGap = scoredGap(backend.createEnvironment(environmentSpec(mdp)), thetaNow(), task.scoreOn, S);
     result.ms = Date.now() - started;

@@ -35,16 +35,16 @@ export interface CheckpointState {
   server: ServerState;
   /** |grad J|^2 at theta_bar (the next round's start); null for `local`. */
   lastGradNormSq: number | null;
-  /** J before round 1, then after each finished round: round + 1 values. */
-  J: number[];
+  /** J before round 1, then after each finished round: round + 1 values (null: not evaluated). */
+  J: (number | null)[];
   /** round values (null for `local`). */
   gradNormSq: (number | null)[];
   /** Ditto's personal J history (round + 1 values), or null. */
-  personalJ: number[] | null;
+  personalJ: (number | null)[] | null;
   /** Decentralised algorithms' consensus history (round + 1 values), or null. */
-  consensus: number[] | null;
+  consensus: (number | null)[] | null;
   /** J_i per agent before round 1 and after each round. */
-  agentJ: number[][];
+  agentJ: (number[] | null)[];
   /** The costs after each finished round and who took part (the records are rebuilt from them). */
   costs: (Costs & { participants?: number[]; dpEpsilon?: number | null })[];
   /** Every agent's stream and kept vectors. */
@@ -94,6 +94,15 @@ export function runIdentity(mdp: Mdp, theta0: Float64Array, backend: BackendName
   };
 }
 
+/** A history with nulls (rounds the evaluation cadence skipped) as float64 with NaN for null. */
+function encodeNullable(xs: readonly (number | null)[]): string {
+  return encodeFloat64(Float64Array.from(xs, (x) => (x === null ? Number.NaN : x)));
+}
+
+function decodeNullable(v: unknown, n: number, what: string): (number | null)[] {
+  return Array.from(decodeFloat64(v, n, what), (x) => (Number.isNaN(x) ? null : x));
+}
+
 function serialise(id: RunIdentity, st: CheckpointState): string {
   const sv = st.server;
   const body = {
@@ -109,11 +118,11 @@ function serialise(id: RunIdentity, st: CheckpointState): string {
       messages: sv.messages,
     },
     lastGradNormSq: st.lastGradNormSq === null ? null : encodeFloat64(new Float64Array([st.lastGradNormSq])),
-    J: encodeFloat64(Float64Array.from(st.J)),
-    gradNormSq: st.gradNormSq.some((g) => g === null) ? null : encodeFloat64(Float64Array.from(st.gradNormSq as number[])),
-    personalJ: st.personalJ ? encodeFloat64(Float64Array.from(st.personalJ)) : null,
-    consensus: st.consensus ? encodeFloat64(Float64Array.from(st.consensus)) : null,
-    agentJ: st.agentJ.map((a) => encodeFloat64(Float64Array.from(a))),
+    J: encodeNullable(st.J),
+    gradNormSq: st.gradNormSq.every((g) => g === null) ? null : encodeNullable(st.gradNormSq),
+    personalJ: st.personalJ ? encodeNullable(st.personalJ) : null,
+    consensus: st.consensus ? encodeNullable(st.consensus) : null,
+    agentJ: st.agentJ.map((a) => (a ? encodeFloat64(Float64Array.from(a)) : null)),
     costs: st.costs,
     agents: st.agents.map((a) => ({ rng: Array.from(a.rng), kept: a.kept.map(encodeFloat64) })),
   };
@@ -195,9 +204,9 @@ export function readCheckpoint(path: string, want: RunIdentity, rounds: number, 
     const local = want.settings.algorithm === 'local';
     const agents = b.agents;
     if (!Array.isArray(agents) || agents.length !== N) throw new Error('the agents\' states are missing');
-    const J = decodeFloat64(b.J, round + 1, 'J');
-    const g = b.gradNormSq === null ? null : decodeFloat64(b.gradNormSq, round, 'gradNormSq');
-    if (!local && !g) throw new Error('gradNormSq is missing');
+    const J = decodeNullable(b.J, round + 1, 'J');
+    const g = b.gradNormSq === null ? null : decodeNullable(b.gradNormSq, round, 'gradNormSq');
+    if (!local && !g && round > 0) throw new Error('gradNormSq is missing');
     const sv = b.server as Record<string, unknown> | undefined;
     if (!sv || typeof sv !== 'object') throw new Error('the server state is missing');
     const vectors = sv.vectors;
@@ -229,11 +238,11 @@ export function readCheckpoint(path: string, want: RunIdentity, rounds: number, 
         messages: Array.isArray(sv.messages) && sv.messages.length === N ? sv.messages.map((m, i) => counter(m, `agent ${i}'s message count`)) : (() => { throw new Error('the message counts are missing'); })(),
       },
       lastGradNormSq: b.lastGradNormSq === null ? null : decodeFloat64(b.lastGradNormSq, 1, 'lastGradNormSq')[0]!,
-      J: Array.from(J),
-      gradNormSq: g ? Array.from(g) : new Array<null>(round).fill(null),
-      personalJ: b.personalJ === null || b.personalJ === undefined ? null : Array.from(decodeFloat64(b.personalJ, round + 1, 'personalJ')),
-      consensus: b.consensus === null || b.consensus === undefined ? null : Array.from(decodeFloat64(b.consensus, round + 1, 'consensus')),
-      agentJ: agentJ.map((a, t) => Array.from(decodeFloat64(a, N, `agentJ of round ${t}`))),
+      J,
+      gradNormSq: g ?? new Array<null>(round).fill(null),
+      personalJ: b.personalJ === null || b.personalJ === undefined ? null : decodeNullable(b.personalJ, round + 1, 'personalJ'),
+      consensus: b.consensus === null || b.consensus === undefined ? null : decodeNullable(b.consensus, round + 1, 'consensus'),
+      agentJ: agentJ.map((a, t) => (a === null ? null : Array.from(decodeFloat64(a, N, `agentJ of round ${t}`)))),
       costs: costs as (Costs & { participants?: number[]; dpEpsilon?: number | null })[],
       agents: (agents as { rng?: unknown; kept?: unknown }[]).map((a, i) => {
         const kept = a.kept;

@@ -16,6 +16,7 @@ import type { AlgorithmPlugin } from './algorithms/types.js';
 import type { CheckpointState, RunIdentity } from './checkpoint.js';
 import { combineScores, Evaluator } from './evaluator.js';
 import { resolveFaults, type FaultSpec } from './faults.js';
+import { evalCadence } from './cadence.js';
 import { InProcessPool, type AgentPool } from './pool.js';
 import { ServerCore, type Costs } from './server.js';
 import { refuseUnknownKeys, resolveSettings, type TrainSettings } from './settings.js';
@@ -26,8 +27,8 @@ type CheckpointIO = typeof import('./checkpoint.js');
 /** One line of the round log. Rounds count from 1; J and gap are after the round, gradNormSq at its start. */
 export interface RoundRecord {
   round: number;
-  /** J(theta_bar) (for `local`: the mean over agents of J(theta_i)). */
-  J: number;
+  /** J(theta_bar) (for `local`: the mean over agents of J(theta_i)); null on rounds the evaluation cadence skips. */
+  J: number | null;
   /** J* - J; null when there is no J* (per-agent kernels). */
   gap: number | null;
   /** |grad J(theta_bar)|^2 at the round's start; null for `local`. */
@@ -35,20 +36,20 @@ export interface RoundRecord {
   trajectories: number;
   steps: number;
   bytes: number;
-  /** J_i(theta_bar) per agent after the round (for `local`: J_i(theta_i)). */
-  agentJ: number[];
+  /** J_i(theta_bar) per agent after the round (for `local`: J_i(theta_i)); null when not evaluated. */
+  agentJ: number[] | null;
   /** Wall-clock seconds since the run (or its resumption) started. */
   seconds: number;
   /** Sampled runs: environment steps per wall-clock second so far in this process; null with exact gradients. */
   stepsPerSecond: number | null;
   /** The agents that took part in the round (ascending); present when --participation < 1. */
   participants?: number[];
-  /** Ditto: (1/N) sum_i J_i(v_i) after the round. */
-  personalJ?: number;
+  /** Ditto: (1/N) sum_i J_i(v_i) after the round (null when not evaluated). */
+  personalJ?: number | null;
   /** Ditto: (1/N) sum_i (J_i* - J_i(v_i)); null with per-agent kernels. */
   personalGap?: number | null;
-  /** Decentralised algorithms: (1/N) sum_n |theta_n - theta_bar|^2 after the round. */
-  consensus?: number;
+  /** Decentralised algorithms: (1/N) sum_n |theta_n - theta_bar|^2 after the round (null when not evaluated). */
+  consensus?: number | null;
   /** Differential privacy: the largest epsilon over agents so far (null: infinite, clipping without noise). */
   dpEpsilon?: number | null;
 }
@@ -62,23 +63,25 @@ export interface TrainHeader {
   Jstar: number | null;
   /** J before round 1. */
   J0: number;
+  /** The evaluation cadence: J and the rest are computed every this many rounds and after the last. */
+  evalEvery: number;
 }
 
 export interface TrainResult extends Omit<TrainHeader, 'J0'> {
-  /** J before round 1, then after every round: T + 1 values. */
-  J: number[];
-  /** |grad J(theta_bar)|^2 at the start of every round: T values (null for `local`). */
+  /** J before round 1, then after every round: T + 1 values (null on rounds the evaluation cadence skips). */
+  J: (number | null)[];
+  /** |grad J(theta_bar)|^2 at the start of every round: T values (null for `local` and after skipped evaluations). */
   gradNormSq: (number | null)[];
   /** The final theta_bar as S rows of A; null for `local`. */
   theta: number[][] | null;
   /** `local` only: every agent's final theta. */
   thetas?: number[][][];
   /** Ditto: (1/N) sum_i J_i(v_i) before round 1 and after every round (T + 1 values). */
-  personalJ?: number[];
+  personalJ?: (number | null)[];
   /** Ditto: every agent's final personal policy v_i. */
   personalThetas?: number[][][];
   /** Decentralised algorithms: (1/N) sum_n |theta_n - theta_bar|^2 before round 1 and after every round (T + 1 values). */
-  consensus?: number[];
+  consensus?: (number | null)[];
   /** Differential privacy: each agent's epsilon at the end (null: infinite). */
   dpEpsilonPerAgent?: (number | null)[];
   records: RoundRecord[];
@@ -139,13 +142,20 @@ export interface TrainOptions extends Partial<TrainSettings> {
   checkpoint?: CheckpointOptions;
   /** Fault injection for tests (see faults.ts); default: the FEDPG_FAULT environment variable. */
   faults?: FaultSpec[] | string;
+  /**
+   * The evaluation cadence: theta_bar is evaluated exactly (J, gap, |grad J|^2, ...) after rounds
+   * t with t % R === 0 and after the last; other rounds' values are null. 'auto' (the default):
+   * every round for exact gradients and for S <= 2048, else a cadence from the sizes (never a
+   * timing) that keeps the evaluation near 10% of the run (workers/plan.ts, evalCadence).
+   */
+  evalEvery?: number | 'auto';
   /** Builds the agent pool (custom runtimes plug in here); otherwise in-process or worker threads per `workers`. */
   pool?: (agents: LocalAgent[], settings: TrainSettings) => AgentPool;
 }
 
 /** The keys of TrainOptions besides the settings' own (anything else is refused as a typo). */
 export const TRAIN_OPTION_KEYS: readonly string[] = [
-  'theta0', 'backend', 'signal', 'onRecord', 'onStart', 'onRuntime', 'onInfo', 'workers', 'retry', 'evaluation', 'roundTimeout', 'checkpoint', 'faults', 'pool',
+  'theta0', 'backend', 'signal', 'evalEvery', 'onRecord', 'onStart', 'onRuntime', 'onInfo', 'workers', 'retry', 'evaluation', 'roundTimeout', 'checkpoint', 'faults', 'pool',
 ];
 
 function rowsOf(t: Float64Array, A: number): number[][] {
@@ -170,6 +180,7 @@ interface Extra {
   workers: number;
   signal: AbortSignal | undefined;
   onInfo: ((m: string) => void) | undefined;
+  evalEvery: number;
 }
 
 /**
@@ -188,11 +199,13 @@ export class Training {
   readonly resumed: { path: string; round: number } | null;
   readonly algorithm: AlgorithmPlugin;
   private readonly server: ServerCore;
-  private readonly J: number[];
+  private readonly J: (number | null)[];
   private readonly gradNormSq: (number | null)[];
-  private readonly personalJ: number[] | null;
-  private readonly consensus: number[] | null;
-  private readonly agentJ: number[][];
+  private readonly personalJ: (number | null)[] | null;
+  private readonly consensus: (number | null)[] | null;
+  private readonly agentJ: (number[] | null)[];
+  /** Evaluate every this many rounds (and after the last). */
+  private readonly evalEvery: number;
   /** Decentralised algorithms: the mixing matrix W [N*N] and alpha. */
   private readonly mixing: { W: Float64Array; alpha: number; degrees: number } | null;
   private lastGradNormSq: number | null;
@@ -228,6 +241,7 @@ export class Training {
     const SA = mdp.states * mdp.actions;
     this.algorithm = algorithmOf(settings.algorithm);
     this.workers = x.workers;
+    this.evalEvery = x.evalEvery;
     this.all = Array.from({ length: N }, (_, i) => i);
     this.outs = Array.from({ length: N }, () => new Float64Array(SA));
     this.reports = Array.from({ length: N }, () => new Float64Array(SA));
@@ -248,7 +262,7 @@ export class Training {
       this.gradNormSq = r.gradNormSq.slice();
       this.personalJ = r.personalJ ? r.personalJ.slice() : null;
       this.consensus = r.consensus ? r.consensus.slice() : null;
-      this.agentJ = r.agentJ.map((a) => a.slice());
+      this.agentJ = r.agentJ.map((a) => (a ? a.slice() : null));
       this.lastGradNormSq = r.lastGradNormSq;
       this.round = r.round;
       for (let t = 1; t <= r.round; t++) this.records.push(this.makeRecord(t));
@@ -274,6 +288,7 @@ export class Training {
       settings: { ...settings, agents: N, states: mdp.states, actions: mdp.actions, perAgentKernels: mdp.perAgentKernels },
       Jstar: evaluator.Jstar,
       J0: this.J[0]!,
+      evalEvery: x.evalEvery,
     };
   }
 
@@ -343,6 +358,7 @@ export class Training {
         workers: plan.workers,
         signal: options.signal,
         onInfo: options.onInfo,
+        evalEvery: evalCadence(options.evalEvery, mdp, settings, backend.name),
       });
       options.onRuntime?.({ workers: plan.workers, why: plan.why });
       if (restored) options.onInfo?.(`resuming from checkpoint ${ck!.path} at round ${restored.round} of ${settings.rounds}`);
@@ -379,6 +395,7 @@ export class Training {
     // A resumed run's finished rounds come from the checkpoint's history.
     const Jstar = this.evaluator.Jstar;
     const J = this.J[t]!;
+    const personal = this.personalJ ? this.personalJ[t]! : null;
     const past = this.x.restored && t <= this.x.restored.round ? this.x.restored.costs[t - 1]! : null;
     const costs: Costs = past ? { trajectories: past.trajectories, steps: past.steps, bytes: past.bytes } : this.server.costs();
     if (past?.participants) participants = past.participants;
@@ -387,7 +404,7 @@ export class Training {
     const rec: RoundRecord = {
       round: t,
       J,
-      gap: Jstar === null ? null : Jstar - J,
+      gap: Jstar === null || J === null ? null : Jstar - J,
       gradNormSq: this.gradNormSq[t - 1]!,
       ...costs,
       agentJ: this.agentJ[t]!,
@@ -396,8 +413,8 @@ export class Training {
     };
     if (participants && participants.length < this.all.length) rec.participants = participants;
     if (this.personalJ) {
-      rec.personalJ = this.personalJ[t]!;
-      rec.personalGap = this.evaluator.personalGap(this.personalJ[t]!);
+      rec.personalJ = personal;
+      rec.personalGap = personal === null ? null : this.evaluator.personalGap(personal);
     }
     if (this.consensus) rec.consensus = this.consensus[t]!;
     if (dp !== undefined) rec.dpEpsilon = dp;
@@ -495,24 +512,19 @@ export class Training {
     const r = this.round + 1;
     const more = r < s.rounds && !this.x.signal?.aborted;
     const alg = this.algorithm;
-    let J: number;
-    let perAgent: Float64Array;
+    // The evaluation cadence: exact evaluation of theta_bar(r) only every evalEvery rounds and
+    // after the last one; the other rounds' J, gap, per-agent J, personal J and consensus are null.
+    const evalNow = r % this.evalEvery === 0 || r === s.rounds;
+    let score: { J: number; gradNormSq: number; perAgent: Float64Array } | null = null;
     let ids: number[];
     if (alg.topology === 'peers') {
       ids = await this.peersRound(r);
-      const score = this.evaluator.score(this.server.thetaBar);
-      J = score.J;
-      perAgent = score.perAgent;
-      this.gradNormSq.push(this.lastGradNormSq);
-      this.lastGradNormSq = score.gradNormSq;
+      if (evalNow) score = this.evaluator.score(this.server.thetaBar);
     } else if (alg.topology === 'local') {
       ids = this.all;
       await this.pool.localPhase(ids, this.server.thetaBar, [], this.outs, { round: r });
       this.server.countSilent(ids.length);
-      const sc = this.scoreLocal(this.pool.states());
-      J = sc.J;
-      perAgent = sc.perAgent;
-      this.gradNormSq.push(null);
+      if (evalNow) score = this.scoreLocal(this.pool.states());
     } else {
       // The participants were drawn when this round's local phase started early (concurrent pools).
       ids = this.nextIds ?? this.server.participants();
@@ -522,9 +534,8 @@ export class Training {
       await (pending ? pending.promise : this.pool.localPhase(ids, this.server.thetaBar, this.server.down(), this.outs, { round: r }));
       this.server.applyLocal(ids, ids.map((i) => this.outs[i]!));
       if (alg.reports === 'every-round') await this.reportRound(ids, r, false);
-      if (this.ditto) this.lastPersonal = { J: this.scorePersonal(this.pool.states()).J, gap: null };
-      let score: { J: number; gradNormSq: number; perAgent: Float64Array };
-      if (this.pool.evaluates && this.pool.evaluateAndStart) {
+      if (this.ditto && evalNow) this.lastPersonal = { J: this.scorePersonal(this.pool.states()).J, gap: null };
+      if (evalNow && this.pool.evaluates && this.pool.evaluateAndStart) {
         const next = more ? this.server.participants() : null;
         const h = this.pool.evaluateAndStart(
           this.server.thetaBar,
@@ -545,17 +556,17 @@ export class Training {
           this.nextIds = next;
           this.pending = { promise: this.startLocal(r + 1, next), ids: next };
         }
-        score = this.evaluator.score(this.server.thetaBar);
+        if (evalNow) score = this.evaluator.score(this.server.thetaBar);
       }
-      J = score.J;
-      perAgent = score.perAgent;
-      this.gradNormSq.push(this.lastGradNormSq);
-      this.lastGradNormSq = score.gradNormSq;
     }
+    // gradNormSq of a record is at its round's start: the score of the round before, if taken.
+    this.gradNormSq.push(alg.topology === 'local' ? null : this.lastGradNormSq);
+    this.lastGradNormSq = alg.topology === 'local' || !score ? null : score.gradNormSq;
     this.round = r;
-    this.J.push(J);
-    this.agentJ.push(Array.from(perAgent));
-    if (this.personalJ) this.personalJ.push(this.lastPersonal!.J);
+    this.J.push(score ? score.J : null);
+    this.agentJ.push(score ? Array.from(score.perAgent) : null);
+    if (this.personalJ) this.personalJ.push(evalNow ? this.lastPersonal!.J : null);
+    if (this.consensus && !evalNow) this.consensus[this.consensus.length - 1] = null;
     const record = this.makeRecord(r, ids);
     this.records.push(record);
     if (this.x.checkpoint) this.snapshot = this.takeSnapshot();
@@ -633,7 +644,9 @@ export class Training {
         try {
           if (this.saveCheckpoint()) this.x.onInfo?.(`checkpoint ${this.x.checkpoint!.path} saved at round ${this.savedRound}`);
         } catch (e) {
-          this.x.onInfo?.(`could not save the checkpoint: ${e instanceof Error ? e.message : String(e)}`);
+          // A write that just failed (a full disk) already said so and kept the old file: say it once.
+          // (By name: util/atomic.ts is Node-only and this module is in the browser entry.)
+          if (!(e instanceof Error && e.name === 'FileWriteError')) this.x.onInfo?.(`could not save the checkpoint: ${e instanceof Error ? e.message : String(e)}`);
         }
       }
       await this.pending?.promise.catch(() => {});

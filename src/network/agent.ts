@@ -1,12 +1,13 @@
 import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from '@connectrpc/connect';
 import type { Backend, Environment, Evaluation } from '../backends/types.js';
 import { InputError } from '../errors.js';
+import { parseJsonStrict } from '../mdp/json.js';
 import { initialAgentState, LocalAgent } from '../federation/agent.js';
 import { algorithmOf } from '../federation/algorithms/registry.js';
 import type { TrainSettings } from '../federation/settings.js';
 import type { PullRoundResponse } from './gen/fedpg/v1/federation_pb.js';
 import { parseRewards, parseShared, sharedEnvironmentSpec } from './formats.js';
-import { AUTH_HEADER, bearer, FederationService, networkRefusal, Phase, phaseKey, phaseName, settingsFromProto, Status } from './protocol.js';
+import { AUTH_HEADER, evaluatedRound, bearer, FederationService, networkRefusal, Phase, phaseKey, phaseName, settingsFromProto, Status } from './protocol.js';
 import { packF64, unpackF64 } from './wire.js';
 
 /**
@@ -60,6 +61,8 @@ export interface PendingPush {
   gradient?: Uint8Array;
   objective?: number;
   personalObjective?: number;
+  /** A round the evaluation cadence skips: no J_i is sent. */
+  noObjective?: boolean;
 }
 
 export interface RunAgentOptions {
@@ -113,7 +116,9 @@ export class AgentError extends Error {
   }
 }
 
-const TRANSIENT = new Set([Code.Unavailable, Code.Unknown, Code.Internal, Code.Aborted, Code.DeadlineExceeded, Code.Canceled]);
+// ResourceExhausted too: an address blocked after failed authentications (an attacker behind the
+// same address) is unblocked within a minute, so an honest agent waits it out within --reconnect.
+const TRANSIENT = new Set([Code.Unavailable, Code.Unknown, Code.Internal, Code.Aborted, Code.DeadlineExceeded, Code.Canceled, Code.ResourceExhausted]);
 
 /** A TLS verification failure (not worth retrying), or null. */
 function tlsProblem(e: ConnectError): string | null {
@@ -175,9 +180,10 @@ export async function runAgent(o: RunAgentOptions): Promise<AgentSummary> {
   const runId = reg.runId;
   let sharedJson: unknown;
   try {
-    sharedJson = JSON.parse(new TextDecoder().decode(reg.sharedMdp));
+    // The strict reader: duplicate keys, out-of-range numbers and deep nesting are refused here too.
+    sharedJson = parseJsonStrict(new TextDecoder().decode(reg.sharedMdp), 'the shared MDP from the aggregator');
   } catch (e) {
-    throw new AgentError(`the aggregator sent a shared MDP that is not JSON (${e instanceof Error ? e.message : String(e)})`);
+    throw new AgentError(`the aggregator sent a shared MDP that is not valid JSON (${e instanceof Error ? e.message : String(e)})`);
   }
   const shared = parseShared(sharedJson, 'the shared MDP from the aggregator');
   if (!reg.settings) throw new AgentError('the aggregator sent no run settings');
@@ -238,7 +244,7 @@ export async function runAgent(o: RunAgentOptions): Promise<AgentSummary> {
               agent: o.agent,
               round: p.round,
               gradient: p.gradient!,
-              objective: p.objective!,
+              ...(p.noObjective ? { noObjective: true } : { objective: p.objective! }),
               ...(p.personalObjective !== undefined ? { hasPersonal: true, personalObjective: p.personalObjective } : {}),
             }),
           );
@@ -318,10 +324,14 @@ export async function runAgent(o: RunAgentOptions): Promise<AgentSummary> {
         if (ok) summary.deltas++;
         cursor = { round: r.round, phase: Phase.LOCAL, pushed: ok };
       } else if (r.phase === Phase.GRADIENT) {
-        env.evaluate(theta, reward, ev);
-        const J = ev.J[0]!;
+        const evaluate = evaluatedRound(r.round, settings.rounds, reg.evalEvery);
+        let J = Number.NaN;
+        if (evaluate) {
+          env.evaluate(theta, reward, ev);
+          J = ev.J[0]!;
+        }
         let personalObjective: number | undefined;
-        if (personal) {
+        if (personal && evaluate) {
           env.evaluate(la.kept('personal'), reward, ev);
           personalObjective = ev.J[0]!;
         }
@@ -334,16 +344,17 @@ export async function runAgent(o: RunAgentOptions): Promise<AgentSummary> {
           gradient = packF64(out);
         }
         pending = { round: r.round, phase: Phase.GRADIENT, gradient, objective: J, ...(personalObjective !== undefined ? { personalObjective } : {}) };
+        if (!evaluate) pending.noObjective = true;
         const ok = await push(pending);
         if (ok) {
           summary.gradients++;
-          summary.lastJ = J;
+          if (evaluate) summary.lastJ = J;
           summary.rounds = r.round;
           if (due && memoryMode) {
             hasMemory = true;
             memoryRound = r.round;
           }
-          o.onReport?.(r.round, J);
+          if (evaluate) o.onReport?.(r.round, J);
         } else if (due) {
           // Refused: the aggregator keeps the previous report, so the agent keeps its previous memory.
           saved.forEach((k, j) => la.state.kept[j]!.set(k));

@@ -15,7 +15,7 @@ import {
   type PushGradientRequest,
   type RegisterResponse,
 } from './gen/fedpg/v1/federation_pb.js';
-import { Phase, Status, phaseKey, phaseName, settingsToProto } from './protocol.js';
+import { evaluatedRound, Phase, Status, phaseKey, phaseName, settingsToProto } from './protocol.js';
 import { packF64, unpackF64, WireError } from './wire.js';
 
 /**
@@ -125,6 +125,8 @@ export interface AggregatorOptions {
    * the problem's scales; null: no norm check). Finite scalars and vectors are always required.
    */
   maxUpdateNorm?: { delta: number; report: number } | null;
+  /** The evaluation cadence R (default 1): agents report J_i only on rounds t % R == 0, the last and round 0. */
+  evalEvery?: number;
   /** Resume from this snapshot (a checkpoint of the same run). */
   resume?: AggregatorSnapshot;
   /** Called with every new state before agents hear of it; must be durable when it returns. */
@@ -334,6 +336,7 @@ export class Aggregator {
       memory: m ? packF64(m) : new Uint8Array(0),
       maxRequestBytes: this.maxRequestBytes(),
       theta0: packF64(this.o.theta0),
+      evalEvery: this.o.evalEvery ?? 1,
     });
   }
 
@@ -388,10 +391,14 @@ export class Aggregator {
     try {
       if (this.reportDue(req.round)) gradient = unpackF64(req.gradient, this.SA, `agent ${agent}'s gradient for round ${req.round}`, this.o.actions);
       else if (req.gradient.length !== 0) throw new WireError(`agent ${agent}'s gradient for round ${req.round} must be empty: ${this.s.algorithm} sends no report then`);
-      this.checkObjective(agent, req.round, 'J_i', req.objective);
-      if (req.hasPersonal) this.checkObjective(agent, req.round, 'J_i(v_i)', req.personalObjective);
+      const due = evaluatedRound(req.round, this.s.rounds, this.o.evalEvery ?? 1);
+      if (req.noObjective && due) throw new WireError(`agent ${agent}'s report for round ${req.round} lacks J_i, which the evaluation cadence asks for`);
+      if (!req.noObjective) {
+        this.checkObjective(agent, req.round, 'J_i', req.objective);
+        if (req.hasPersonal) this.checkObjective(agent, req.round, 'J_i(v_i)', req.personalObjective);
+      }
       if (gradient && this.bounds) this.checkNorm(agent, req.round, 'gradient', gradient, this.bounds.report);
-      if (this.ditto && (!req.hasPersonal || !Number.isFinite(req.personalObjective)))
+      if (this.ditto && !req.noObjective && (!req.hasPersonal || !Number.isFinite(req.personalObjective)))
         throw new WireError(`agent ${agent}'s report for round ${req.round} lacks a finite J_i(v_i) (the run has personal policies)`);
     } catch (e) {
       throw this.refuse(Code.InvalidArgument, e instanceof WireError ? e.message : String(e));
@@ -409,7 +416,7 @@ export class Aggregator {
       if (sameBytes(prev.bytes, bytes)) return this.received.size;
       throw this.refuse(Code.AlreadyExists, `agent ${agent} already pushed a different gradient for round ${req.round}`);
     }
-    this.received.set(agent, { bytes, gradient, J: req.objective, personalJ: req.hasPersonal ? req.personalObjective : null });
+    this.received.set(agent, { bytes, gradient, J: req.noObjective ? Number.NaN : req.objective, personalJ: req.hasPersonal && !req.noObjective ? req.personalObjective : null });
     return this.accepted();
   }
 
@@ -546,8 +553,9 @@ export class Aggregator {
       this.core.applyReports(ids, got.map((u) => u.gradient!), this.round === 0);
       for (const i of ids) this.memoryRound[i] = this.round;
     }
-    const J = ids.length === this.N ? meanOf(got.map((u) => u.J)) : null;
-    const personalJ = this.ditto ? (ids.length === this.N ? meanOf(got.map((u) => u.personalJ!)) : null) : undefined;
+    const reported = ids.length === this.N && got.every((u) => Number.isFinite(u.J));
+    const J = reported ? meanOf(got.map((u) => u.J)) : null;
+    const personalJ = this.ditto ? (reported ? meanOf(got.map((u) => u.personalJ!)) : null) : undefined;
     this.J.push(J);
     if (this.round > 0) {
       const c = this.core.costs();

@@ -21,6 +21,8 @@ export interface InProcessFederationOptions extends Partial<TrainSettings> {
   theta0?: Float64Array;
   quorum?: number;
   deadlineMs?: number | null;
+  /** The evaluation cadence (agents report J_i every this many rounds and after the last). */
+  evalEvery?: number;
   /** Each agent's private stream (default agentStream(seed, i), as `fedpg split --seed` writes). */
   streams?: Uint32Array[];
   /** Faults per agent index. */
@@ -54,6 +56,7 @@ export async function runInProcessFederation(mdp: Mdp, o: InProcessFederationOpt
     actions: mdp.actions,
     settings,
     gamma: mdp.gamma,
+    ...(o.evalEvery !== undefined ? { evalEvery: o.evalEvery } : {}),
     sharedMdp: new TextEncoder().encode(JSON.stringify(sharedToJson(mdp))),
     theta0: o.theta0 ?? new Float64Array(SA),
     ...(o.quorum !== undefined ? { quorum: o.quorum } : {}),

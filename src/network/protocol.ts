@@ -104,3 +104,8 @@ export function settingsFromProto(p: RunSettings): TrainSettings {
     entropy: p.entropy,
   });
 }
+
+/** Whether round t is one the evaluation cadence R evaluates: round 0, t % R == 0 and the last. */
+export function evaluatedRound(t: number, rounds: number, R: number): boolean {
+  return t === 0 || t === rounds || R <= 1 || t % R === 0;
+}

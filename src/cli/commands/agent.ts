@@ -8,6 +8,7 @@ import { NET_FAULT_ENV, parseNetFaults } from '../../network/faults.js';
 import { parseAgentToken } from '../../network/formats.js';
 import { FileAgentStore, nodeTransport, readJsonFile, WIRE_PROTOCOLS, type WireProtocol } from '../../network/node.js';
 import { backendChoice, int, oneOf, printJson } from '../flags.js';
+import { addMemoryBudgetFlag } from '../mdp-flags.js';
 
 interface AgentFlags {
   server: string;
@@ -24,7 +25,7 @@ interface AgentFlags {
 }
 
 export function agentCommand(program: Command): void {
-  program
+  addMemoryBudgetFlag(program
     .command('agent')
     .description(
       'one agent of a federation across machines: joins the aggregator (fedpg serve), receives the shared MDP and the settings, and trains on its own reward table, which never leaves it (only Delta_i, g_i and the scalar J_i do)',
@@ -39,7 +40,7 @@ export function agentCommand(program: Command): void {
     .option('--state <file>', 'keep the agent\'s state (random stream, memory, cursor) here after every phase, so a restarted agent continues bit for bit')
     .option('--ca <file>', 'trust this certificate (PEM) for an https:// aggregator with a self-signed or private-CA certificate')
     .option('--reconnect <ms>', 'keep retrying an unreachable aggregator this long (default 120000)')
-    .option('--json', 'print a JSON summary at the end')
+    .option('--json', 'print a JSON summary at the end'))
     .action(async (o: AgentFlags) => {
       const agent = int('agent', o.agent, 0)!;
       let url: URL;

@@ -3,49 +3,12 @@ import type { BackendName } from '../../backends/types.js';
 import { InputError } from '../../errors.js';
 import type { Mdp } from '../../mdp/model.js';
 import { algorithmOf } from '../algorithms/registry.js';
-import { parsePersonalize } from '../personalize.js';
 import type { TrainSettings } from '../settings.js';
 
 export type WorkersChoice = number | 'auto';
 
-/**
- * Rough costs in nanoseconds, from the parts of a round measured by bench/workers.bench.js
- * (S = 100, A = 10): a sampled trajectory step costs about (A + 4) sample units, a local step
- * about 4 more per entry of theta (the policy table is rebuilt), an exact evaluation about one
- * flop unit per multiply-add. They only decide whether threads pay for
- * themselves and where the round's evaluation runs, never what a run computes.
- */
-const SAMPLE_UNIT_NS: Record<BackendName, number> = { js: 8, wasm: 7, native: 5.5 };
-const FLOP_UNIT_NS: Record<BackendName, number> = { js: 2, wasm: 1, native: 0.25 };
-
-export interface RoundCosts {
-  /** One agent's gradient work in one round (phase 1 and 2). */
-  agent: number;
-  /** The round's exact evaluation of theta_bar (one factorisation, N tables); `local`: N of them. */
-  evaluation: number;
-  /** Its factorisation alone (what every worker repeats when the workers evaluate). */
-  factorisation: number;
-}
-
-export function roundCosts(mdp: Mdp, s: TrainSettings, backend: BackendName): RoundCosts {
-  const N = mdp.rewards.length, S = mdp.states, A = mdp.actions;
-  const k = mdp.kernels[0]!;
-  const nnz = k.kind === 'dense' ? S * A * S : k.next.length;
-  const factor = FLOP_UNIT_NS[backend] * (nnz + (k.kind === 'dense' ? (S * S * S) / 3 : 20 * nnz));
-  const perTable = FLOP_UNIT_NS[backend] * (nnz + S * S);
-  const alg = algorithmOf(s.algorithm);
-  const estimates =
-    alg.estimatesPerRound(s) + (alg.reports === 'every-round' ? 1 : 0) + (parsePersonalize(s.personalize).kind === 'ditto' ? s.localSteps : 0);
-  const perGradient = s.gradient === 'sampled' ? SAMPLE_UNIT_NS[backend] * (s.batch * s.horizon * (A + 4) + 4 * S * A) : factor + perTable;
-  const evaluation = alg.topology === 'local' ? N * (factor + N * perTable) : factor + N * perTable;
-  return { agent: estimates * perGradient, evaluation, factorisation: factor };
-}
-
-/** Rough cost of one round on one thread, in nanoseconds. */
-export function roundCostNs(mdp: Mdp, s: TrainSettings, backend: BackendName): number {
-  const c = roundCosts(mdp, s, backend);
-  return mdp.rewards.length * c.agent + c.evaluation;
-}
+export { roundCosts, roundCostNs, type RoundCosts } from './plan-costs.js';
+import { roundCosts, roundCostNs } from './plan-costs.js';
 
 /**
  * Where a worker pool's round evaluation runs: on the main thread, overlapping the next round's
