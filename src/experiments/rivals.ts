@@ -8,11 +8,11 @@ import type { RunResult } from './task.js';
 import type { Experiment, PlannedTask, Row } from './types.js';
 
 /**
- * FedSVRPG-M's sampled form needs the backends' two-parameter GPOMDP kernel (issue 12); until it
- * is on this branch the backends ignore the `svrpg` request and would silently run plain local
- * steps, so the experiments run FedSVRPG-M with exact gradients only.
+ * FedSVRPG-M's sampled form runs on the backends' two-parameter GPOMDP kernel (issue 12). Before
+ * that kernel landed the backends ignored the `svrpg` request (plain local steps, BETA without
+ * effect), and the experiments ran FedSVRPG-M exact only; false brings that back.
  */
-export const SVRPG_SAMPLED = false;
+export const SVRPG_SAMPLED = true;
 
 /** FedNPG's own step size: eta / (1 - gamma) = 1 at gamma = 0.9 (one soft policy-iteration-like step per round). */
 export const NPG_ETA = 0.1;
