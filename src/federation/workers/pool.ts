@@ -1,6 +1,3 @@
-import { existsSync } from 'node:fs';
-import { sep } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Piscina } from 'piscina';
 import type { BackendName } from '../../backends/types.js';
 import type { Mdp } from '../../mdp/model.js';
@@ -11,6 +8,7 @@ import { AgentFailure, type FaultSpec } from '../faults.js';
 import type { AgentPool, NextLocalPhase, RoundContext } from '../pool.js';
 import type { TrainSettings } from '../settings.js';
 import type { HostInit } from './host.js';
+import { compiledScript } from './script.js';
 import {
   allocate,
   agentsOf,
@@ -108,14 +106,7 @@ interface Command {
 
 /** The compiled worker script beside this module (under vitest, which runs src/, the one in dist/). */
 export function hostScript(): string {
-  const here = fileURLToPath(new URL('./host.js', import.meta.url));
-  if (existsSync(here)) return pathToFileURL(here).href;
-  const k = here.lastIndexOf(`${sep}src${sep}`);
-  if (k >= 0) {
-    const built = here.slice(0, k) + `${sep}dist${sep}` + here.slice(k + 5);
-    if (existsSync(built)) return pathToFileURL(built).href;
-  }
-  throw new Error(`the worker script ${here} is missing: build the project (npm run build)`);
+  return compiledScript(import.meta.url, 'host.js');
 }
 
 /** Atomics.waitAsync (Node >= 16; tsconfig's lib is ES2022, which does not declare it). */
