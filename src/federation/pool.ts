@@ -43,6 +43,24 @@ export interface AgentPool {
    * and the next round starts without waiting for the caller. ctx.round is the round just finished.
    */
   evaluateAndStart?(theta: Float64Array, J: Float64Array, grad: Float64Array, next: NextLocalPhase | null, ctx: RoundContext): { evaluated: Promise<void>; local: Promise<void> | null };
+  /**
+   * Optional (worker pools): the report phase of round ctx.round (reports into reports[i]), then,
+   * without the caller, the server's report step computed by the pool through the plug-in from
+   * `serverVectors` and every held report, then the next round's local phase (into next.out).
+   * Optionally evaluates theta between the two (into evaluation.J and .grad). `reported`
+   * resolves when the reports are in and the reporters' states are those after the report phase
+   * (states() then returns them until `local` resolves); the caller then applies the same report
+   * step itself, which gives the same bits.
+   */
+  reportAndStart?(
+    reporting: readonly number[],
+    theta: Float64Array,
+    reports: Float64Array[],
+    serverVectors: readonly Float64Array[],
+    next: { agents: readonly number[]; out: Float64Array[] },
+    evaluation: { J: Float64Array; grad: Float64Array } | null,
+    ctx: RoundContext,
+  ): { reported: Promise<void>; evaluated: Promise<void> | null; local: Promise<void> };
   /** Copies of the agents' states after the last finished phase (checkpoints, evaluation of kept vectors). */
   states(): AgentState[];
   /**
