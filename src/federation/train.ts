@@ -541,7 +541,15 @@ export class Training {
         // the plug-in, identically), the optional evaluation and the next round's local phase.
         // The next participants are drawn first: the server's stream serves only those draws.
         const next = this.server.participants();
-        const h = this.pool.reportAndStart(ids, this.server.thetaBar, this.reports, this.server.state.vectors, { agents: next, out: this.outs }, evalOnWorkers ? { J: this.evalJ, grad: this.evalGrad } : null, { round: r });
+        const h = this.pool.reportAndStart({
+          round: r,
+          reporting: ids,
+          theta: this.server.thetaBar,
+          reports: this.reports,
+          serverVectors: this.server.state.vectors,
+          next: { agents: next, out: this.outs },
+          evaluation: evalOnWorkers ? { J: this.evalJ, grad: this.evalGrad } : null,
+        });
         this.pending = { promise: h.local, ids: next };
         this.nextIds = next;
         await h.reported;

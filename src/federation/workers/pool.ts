@@ -5,7 +5,7 @@ import { environmentSpec } from '../../mdp/model.js';
 import { keptNames, type AgentState } from '../agent.js';
 import { algorithmOf } from '../algorithms/registry.js';
 import { AgentFailure, type FaultSpec } from '../faults.js';
-import type { AgentPool, NextLocalPhase, RoundContext } from '../pool.js';
+import type { AgentPool, ChainedRound, NextLocalPhase, RoundContext } from '../pool.js';
 import type { TrainSettings } from '../settings.js';
 import type { HostInit } from './host.js';
 import { compiledScript } from './script.js';
@@ -220,26 +220,17 @@ export class WorkerPool implements AgentPool {
   }
 
   /**
-   * One command for the report phase of round ctx.round and the local phase of the next round
-   * (K_CHAIN): the workers compute the server's report step themselves, through the plug-in,
-   * from `serverVectors` (the server's vectors now) and every held report; optionally they also
-   * evaluate theta (between the two parts). `reported` resolves once every report is in `reports`
-   * and the reporters' states are committed: the caller then applies the same report step.
+   * One command for the report phase of a round and the local phase of the next (K_CHAIN): the
+   * workers compute the server's report step themselves, through the plug-in (a ServerCore
+   * replica), from `serverVectors` and every held report; optionally they also evaluate theta
+   * between the two parts.
    */
-  reportAndStart(
-    reporting: readonly number[],
-    theta: Float64Array,
-    reports: Float64Array[],
-    serverVectors: readonly Float64Array[],
-    next: { agents: readonly number[]; out: Float64Array[] },
-    evaluation: { J: Float64Array; grad: Float64Array } | null,
-    ctx: RoundContext,
-  ): { reported: Promise<void>; evaluated: Promise<void> | null; local: Promise<void> } {
+  reportAndStart({ round, reporting, theta, reports, serverVectors, next, evaluation }: ChainedRound): { reported: Promise<void>; evaluated: Promise<void> | null; local: Promise<void> } {
     if (evaluation && !this.layout.evaluate) throw new Error('this worker pool was not set up to evaluate');
     this.assertIdle();
     this.setInputs(next.agents, reporting, theta, null);
     serverVectors.forEach((x, k) => this.v.server.set(x, k * this.SA));
-    const cmd = this.issue(K_CHAIN | K_REPORT | K_LOCAL | (evaluation ? K_EVAL : 0), ctx.round + 1, reporting, reports);
+    const cmd = this.issue(K_CHAIN | K_REPORT | K_LOCAL | (evaluation ? K_EVAL : 0), round + 1, reporting, reports);
     const done = this.run(cmd);
     done.catch(() => {});
     const evaluated = evaluation
