@@ -7,7 +7,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { jsBackend } from '../src/backends/js/index.js';
 import { train } from '../src/federation/train.js';
 import { loadMdp } from '../src/mdp/format.js';
+import { randomMdp } from '../src/mdp/generate.js';
 import { parseAgentRange } from '../src/network/agent-host.js';
+import { runInProcessFederation } from '../src/network/inprocess.js';
 import { fixturePath } from './helpers/fixtures.js';
 
 /**
@@ -103,4 +105,16 @@ describe('fedpg agent --agents I-J', () => {
     expect(r2.code).toBe(2);
     expect(r2.err).toMatch(/--rewards goes with --agent I/);
   });
+});
+
+describe('the aggregator with many agents', () => {
+  it('200 agents with participation 0.25 (eligible agents counted per phase, drawn agents looked up): equals train bit for bit', async () => {
+    const mdp = randomMdp({ states: 6, actions: 3, agents: 200, seed: 2 });
+    const settings = { rounds: 3, localSteps: 2, batch: 1, horizon: 5, seed: 4, participation: 0.25 };
+    const net = await runInProcessFederation(mdp, { backend: jsBackend, ...settings });
+    const want = await train(mdp, { backend: jsBackend, ...settings });
+    expect(bitwise(Array.from(net.theta), want.theta!.flat())).toBe(-1);
+    expect(net.records.map((r) => r.participants)).toEqual(want.records.map((r) => r.participants));
+    expect(net.records.map((r) => r.deltas)).toEqual([50, 50, 50]);
+  }, 30_000);
 });
