@@ -144,7 +144,7 @@ describe('parallel runs', () => {
     const two = await runExperiment('speedup', o, { threads: 2, logPath: join(tmp, 'two.jsonl') });
     expect(two.log.runs.map((r) => withoutTime(r as never))).toEqual(one.log.runs.map((r) => withoutTime(r as never)));
     expect(two.summary.rows).toEqual(one.summary.rows);
-    // The logs hold the same run lines (in completion order, which may differ).
+    // The logs hold the same run lines (sorted here too, though a finished log is in index order: sweep.test.ts).
     const lines = (p: string): unknown[] =>
       readFileSync(p, 'utf8')
         .trim()

@@ -27,8 +27,8 @@ describe('fedpg-mdp/1 validation names the field, the index and the value', () =
     ['gamma = 1', (m: any) => (m.gamma = 1), 'x.json: gamma is 1, outside [0, 1)'],
     ['gamma < 0', (m: any) => (m.gamma = -0.1), 'x.json: gamma is -0.1, outside [0, 1)'],
     ['zero agents', (m: any) => (m.rewards = []), 'x.json: rewards has 0 agents; at least one reward table is needed'],
-    ['a reward above 1', (m: any) => (m.rewards[2][4][1] = 1.5), 'x.json: rewards[2][4][1] is 1.5, outside [0, 1]'],
-    ['a negative reward', (m: any) => (m.rewards[0][0][0] = -0.25), 'x.json: rewards[0][0][0] is -0.25, outside [0, 1]'],
+    ['a reward above 1', (m: any) => (m.rewards[2][4][1] = 1.5), 'x.json: rewards[2][4][1] is 1.5, outside [0, 1] (--rescale-rewards maps all rewards into [0, 1] with one affine map)'],
+    ['a negative reward', (m: any) => (m.rewards[0][0][0] = -0.25), 'x.json: rewards[0][0][0] is -0.25, outside [0, 1] (--rescale-rewards maps all rewards into [0, 1] with one affine map)'],
     ['a non-finite reward', (m: any) => (m.rewards[1][2][0] = null), 'x.json: rewards[1][2][0] is null, not a finite number'],
     ['a string probability', (m: any) => (m.transitions[3][1][2] = '0.5'), 'x.json: transitions[3][1][2] is "0.5", not a finite number'],
     [

@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { createRequire } from 'node:module';
 import { BackendUnavailableError } from '../errors.js';
 import { InputError, UsageError } from '../errors.js';
+import { displayName } from '../mdp/display.js';
 import { AgentFailure } from '../federation/faults.js';
 import { evaluateCommand } from './commands/evaluate.js';
 import { experimentCommand } from './commands/experiment.js';
@@ -29,6 +30,8 @@ export function buildProgram(): Command {
     .version(version)
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
+    // Options after a command belong to it (so `experiment merge DIR --out X` reaches merge).
+    .enablePositionalOptions()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
   generateCommand(program);
   evaluateCommand(program);
@@ -57,7 +60,8 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     if (e instanceof InputError || e instanceof BackendUnavailableError || e instanceof AgentFailure) {
-      process.stderr.write(`fedpg: error: ${e.message}\n`);
+      // Messages quote paths and values from files: escaped, so no control character reaches the terminal.
+      process.stderr.write(`fedpg: error: ${displayName(e.message)}\n`);
       return 1;
     }
     if (e instanceof Error && e.message.startsWith('interrupted')) {

@@ -1,4 +1,3 @@
-import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import type { BackendChoice } from '../backends/types.js';
 import { InputError } from '../errors.js';
 import { AgentFailure } from '../federation/faults.js';
@@ -6,7 +5,8 @@ import type { TrainSettings } from '../federation/settings.js';
 import { train, type RoundRecord, type TrainHeader, type TrainOptions, type TrainResult } from '../federation/train.js';
 import type { WorkersChoice } from '../federation/workers/plan.js';
 import type { Mdp } from '../mdp/model.js';
-import { writeFileAtomic } from '../util/atomic.js';
+import { LineLog, writeFileAtomic } from '../util/atomic.js';
+import { FileLock } from '../util/lock.js';
 import { Progress } from './progress.js';
 
 /**
@@ -45,28 +45,32 @@ export interface SessionResult {
 }
 
 /**
- * The round log: rewritten whole (atomically) when the run starts or resumes, so it holds
- * exactly the header and the finished rounds, then appended one fsynced line per round.
+ * The round log: claimed (FILE.lock) when the run is set up, so a second run given the same file
+ * is refused instead of replacing it under this one; rewritten whole (atomically) when the run
+ * starts or resumes, so it holds exactly the header and the finished rounds; then appended one
+ * fsynced line per round (a line a full disk cuts short is taken back: see LineLog).
  */
 class RoundLog {
-  private fd = -1;
-  constructor(readonly path: string) {}
+  private lines: LineLog | null = null;
+  private readonly lock: FileLock;
+  constructor(readonly path: string) {
+    this.lock = FileLock.acquire(path, '--out');
+  }
 
   start(header: TrainHeader, records: RoundRecord[]): void {
     const lines = [JSON.stringify({ type: 'header', format: 'fedpg-log/1', ...header }), ...records.map((r) => JSON.stringify(r))];
     writeFileAtomic(this.path, lines.join('\n') + '\n');
-    this.fd = openSync(this.path, 'a');
+    this.lines = new LineLog(this.path, { append: true });
   }
 
   write(r: RoundRecord): void {
-    if (this.fd < 0) return;
-    writeSync(this.fd, JSON.stringify(r) + '\n');
-    fsyncSync(this.fd);
+    this.lines?.write(r);
   }
 
   close(): void {
-    if (this.fd >= 0) closeSync(this.fd);
-    this.fd = -1;
+    this.lines?.close();
+    this.lines = null;
+    this.lock.release();
   }
 }
 

@@ -16,7 +16,9 @@ import { nonidentical } from './nonidentical.js';
 import { peers } from './peers.js';
 import { finishChart } from './finish.js';
 import { htmlPage, renderSvg, toCsv } from './render.js';
+import { experimentLogText, runLine } from './log.js';
 import { runTasks } from './runner.js';
+import { sliceTasks, type Shard } from './shard.js';
 import { speedup } from './speedup.js';
 import type { RunResult, RunTask } from './task.js';
 import type { Experiment, ExperimentHeader, ExperimentLog, ExperimentParams, ExperimentSummary } from './types.js';
@@ -28,6 +30,8 @@ export { runTasks, workerScript } from './runner.js';
 export { BUILTIN_MDPS, firstAgents, mirroredMdp, perAgentKernelMdp, resolveMdpSource, scaleHeterogeneity } from './mdps.js';
 export { renderSvg, htmlPage, toCsv } from './render.js';
 export { finishChart } from './finish.js';
+export { experimentLogText } from './log.js';
+export { parseShard, shardLogName, sliceTasks, type Shard, type ShardHeader } from './shard.js';
 
 /** Every experiment, by name, in the order of SPEC.md's claims and the issue. */
 export const EXPERIMENTS: Readonly<Record<string, Experiment>> = Object.freeze({ bias, speedup, horizon, heterogeneity, nonidentical, memory, peers });
@@ -108,8 +112,32 @@ export interface RunExperimentOptions {
   onProgress?: (done: { runs: number; cost: number }, run: RunResult) => void;
 }
 
+/** The tasks of shard `shard` of a plan (every machine computes the same slices). */
+export function shardOf(plan: PlannedExperiment, shard: Shard): RunTask[] {
+  const slices = sliceTasks(plan.tasks.map((t) => ({ index: t.index, cost: taskCost(t) })), shard.count);
+  const mine = new Set(slices[shard.index]);
+  return plan.tasks.filter((t) => mine.has(t.index));
+}
+
 /** Runs a planned experiment and returns its log (every run, ordered by index) and summary. */
 export async function runPlanned(plan: PlannedExperiment, o: RunExperimentOptions): Promise<{ log: ExperimentLog; summary: ExperimentSummary }> {
+  const log = await runLogged(plan, plan.tasks, null, o);
+  return { log, summary: summarise(log) };
+}
+
+/**
+ * Runs shard `shard` of a planned experiment and returns its log (a slice: no summary of its
+ * own; `fedpg experiment merge` joins the shards' logs and summarises the whole).
+ */
+export function runShard(plan: PlannedExperiment, shard: Shard, o: RunExperimentOptions): Promise<ExperimentLog> {
+  return runLogged(plan, shardOf(plan, shard), shard, o);
+}
+
+/**
+ * Runs `tasks` of a plan, writing the log (o.logPath) as each run finishes and, once all are in,
+ * rewriting it in its canonical order (log.ts).
+ */
+async function runLogged(plan: PlannedExperiment, tasks: RunTask[], shard: Shard | null, o: RunExperimentOptions): Promise<ExperimentLog> {
   const started = Date.now();
   const header: ExperimentHeader = {
     type: 'header',
@@ -125,32 +153,36 @@ export async function runPlanned(plan: PlannedExperiment, o: RunExperimentOption
   };
   if (o.command !== undefined) header.command = o.command;
   if (plan.quick) header.quick = true;
+  if (shard) header.shard = { ...shard, tasks: tasks.map((t) => t.index) };
+  // The log lists only the settings the experiment reads (readExperimentLog fills in the rest
+  // from its defaults, so the summary is the same).
+  const written: ExperimentHeader = { ...header, params: usedParams(plan.experiment, plan.params) };
   const out = o.logPath ? new LineLog(o.logPath) : null;
-  const costs = new Map(plan.tasks.map((t) => [t.index, taskCost(t)]));
+  const costs = new Map(tasks.map((t) => [t.index, taskCost(t)]));
   let doneRuns = 0, doneCost = 0;
+  let log: ExperimentLog;
   try {
-    // The log lists only the settings the experiment reads (readExperimentLog fills in the rest
-    // from its defaults, so the summary is the same).
-    out?.write({ ...header, params: usedParams(plan.experiment, plan.params) });
+    out?.write(written);
     const runOpts: Parameters<typeof runTasks>[1] = {
       threads: o.threads,
       cost: (t) => costs.get(t.index)!,
       onResult: (r) => {
-        out?.write({ type: 'run', ...r });
+        out?.write(runLine(r));
         doneRuns++;
         doneCost += costs.get(r.index)!;
         o.onProgress?.({ runs: doneRuns, cost: doneCost }, r);
       },
     };
     if (o.signal) runOpts.signal = o.signal;
-    const runs = await runTasks(plan.tasks, runOpts);
+    const runs = await runTasks(tasks, runOpts);
     const end = { type: 'end' as const, completed: runs.length, seconds: (Date.now() - started) / 1000 };
     out?.write(end);
-    const log: ExperimentLog = { header, runs, end };
-    return { log, summary: summarise(log) };
+    log = { header, runs, end };
   } finally {
     out?.close();
   }
+  if (o.logPath) writeFileAtomic(o.logPath, experimentLogText(written, log.runs, log.end));
+  return log;
 }
 
 /** Plans and runs an experiment by name. */

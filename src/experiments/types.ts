@@ -1,5 +1,6 @@
 import type { BackendChoice, BackendName, GradientMode } from '../backends/types.js';
 import type { Algorithm, Correction } from '../federation/settings.js';
+import type { ShardHeader } from './shard.js';
 import type { RunResult, RunTask } from './task.js';
 
 /**
@@ -106,6 +107,11 @@ export interface ExperimentHeader {
   notes: string[];
   /** True when the run used the experiment's --quick configuration. */
   quick?: boolean;
+  /**
+   * A shard's log (--shard I/N): which shard and the task indices it runs; `runs` stays the
+   * whole experiment's count. `fedpg experiment merge` joins the shards into one log without it.
+   */
+  shard?: ShardHeader;
 }
 
 export interface ExperimentLog {

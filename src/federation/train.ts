@@ -676,7 +676,9 @@ export class Training {
         try {
           if (this.saveCheckpoint()) this.x.onInfo?.(`checkpoint ${this.x.checkpoint!.path} saved at round ${this.savedRound}`);
         } catch (e) {
-          this.x.onInfo?.(`could not save the checkpoint: ${e instanceof Error ? e.message : String(e)}`);
+          // A write that just failed (a full disk) already said so and kept the old file: say it once.
+          // (By name: util/atomic.ts is Node-only and this module is in the browser entry.)
+          if (!(e instanceof Error && e.name === 'FileWriteError')) this.x.onInfo?.(`could not save the checkpoint: ${e instanceof Error ? e.message : String(e)}`);
         }
       }
       await this.pending?.promise.catch(() => {});

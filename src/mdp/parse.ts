@@ -1,13 +1,24 @@
 import type { TransitionTable } from '../backends/types.js';
 import { InputError } from '../errors.js';
+import { MemoryLedger, memoryBudget } from '../limits.js';
+import { parseJsonStrict } from './json.js';
 import type { Mdp } from './model.js';
 
 /**
  * fedpg-mdp/1 (SPEC.md): parsing with validation, and serialisation. No host APIs here (the
  * browser entry uses this module); format.ts adds the file reading for Node. Every refusal names the
  * field, the index and the value; nothing half-loaded is ever returned (the Mdp is built only
- * after every check passed).
+ * after every check passed). Every declared size (states, actions, agents, entries) is checked
+ * against the data actually present and against the memory budget (src/limits.ts) before the
+ * table it sizes is allocated, so a small file cannot make the reader allocate gigabytes.
  */
+
+export interface MdpParseOptions {
+  /** Accept finite rewards outside [0, 1] (for --rescale-rewards, which maps them into it). */
+  anyFiniteRewards?: boolean;
+  /** Bytes the tables may take (default: memoryBudget()). */
+  memoryBudget?: number;
+}
 
 export const MDP_FORMAT = 'fedpg-mdp/1';
 /** Rows of P and rho must sum to 1 within this. */
@@ -17,7 +28,13 @@ type Json = unknown;
 
 function describe(v: Json): string {
   if (v === undefined) return 'missing';
-  const s = JSON.stringify(v);
+  if (typeof v === 'number' && !Number.isFinite(v)) return String(v);
+  let s: string | undefined;
+  try {
+    s = JSON.stringify(v);
+  } catch {
+    s = Array.isArray(v) ? 'an array' : 'an object'; // too deep or cyclic to print
+  }
   return s === undefined ? String(v) : s.length > 40 ? s.slice(0, 37) + '...' : s;
 }
 
@@ -67,9 +84,13 @@ function isObject(v: Json): v is Record<string, Json> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function parseDense(c: Checker, v: Json, field: string, S: number, A: number): TransitionTable {
-  const p = new Float64Array(S * A * S);
+function parseDense(c: Checker, v: Json, field: string, S: number, A: number, ledger: MemoryLedger): TransitionTable {
   const rows = c.array(v, field, S);
+  // The first row's shape is checked before the S*A*S table is allocated: A is not bounded by S.
+  c.array(c.array(rows[0], `${field}[0]`, A)[0], `${field}[0][0]`, S);
+  ledger.entries(S * A * S, `${field} (states x actions x states)`);
+  ledger.reserve(S * A * S * 8, `${field} (${S} x ${A} x ${S} dense float64)`);
+  const p = new Float64Array(S * A * S);
   for (let s = 0; s < S; s++) {
     const acts = c.array(rows[s], `${field}[${s}]`, A);
     for (let a = 0; a < A; a++) c.distribution(acts[a], `${field}[${s}][${a}]`, S, p, (s * A + a) * S);
@@ -77,7 +98,13 @@ function parseDense(c: Checker, v: Json, field: string, S: number, A: number): T
   return { kind: 'dense', p };
 }
 
-function parseSparse(c: Checker, v: Json[], field: string, S: number, A: number): TransitionTable {
+function parseSparse(c: Checker, v: Json[], field: string, S: number, A: number, ledger: MemoryLedger): TransitionTable {
+  // Every (state, action) row must sum to 1, so it needs an entry: fewer entries than rows can
+  // only be a file that declares more states or actions than it describes.
+  if (v.length < S * A) c.fail(`${field} has ${v.length} entries, fewer than the ${S * A} rows (states x actions = ${S} x ${A}) it must cover; every (state, action) needs at least one`);
+  ledger.entries(S * A + 1, `${field} row offsets (states x actions + 1)`);
+  ledger.entries(v.length, field);
+  ledger.reserve((S * A + 1) * 4 + v.length * (12 + 8) + S * A * 8, `${field} (${S * A} rows, ${v.length} entries)`);
   const entries: [number, number, number, number][] = [];
   for (let k = 0; k < v.length; k++) {
     const f = `${field}[${k}]`;
@@ -125,13 +152,13 @@ function parseSparse(c: Checker, v: Json[], field: string, S: number, A: number)
   return { kind: 'sparse', rowStart, next, prob };
 }
 
-function parseKernel(c: Checker, v: Json, field: string, S: number, A: number): TransitionTable {
+function parseKernel(c: Checker, v: Json, field: string, S: number, A: number, ledger: MemoryLedger): TransitionTable {
   if (isObject(v)) {
     const keys = Object.keys(v);
     if (!('sparse' in v) || keys.length !== 1) c.fail(`${field} must be an [S][A][S] array or {"sparse": [[s, a, s_next, p], ...]}, got an object with keys ${describe(keys)}`);
-    return parseSparse(c, c.array(v.sparse, `${field}.sparse`), `${field}.sparse`, S, A);
+    return parseSparse(c, c.array(v.sparse, `${field}.sparse`), `${field}.sparse`, S, A, ledger);
   }
-  return parseDense(c, v, field, S, A);
+  return parseDense(c, v, field, S, A, ledger);
 }
 
 /** True when `transitions` holds one kernel per agent: [N][S][A][S] or [N]{"sparse": ...}. */
@@ -142,11 +169,16 @@ function isPerAgent(v: Json): boolean {
   return Array.isArray(first) && Array.isArray(first[0]) && Array.isArray(first[0][0]);
 }
 
-/** Validates a parsed JSON value as fedpg-mdp/1. `where` prefixes every message (a file name). */
-export function parseMdp(json: Json, where = 'MDP'): Mdp {
+/** An MDP's shared part (everything but the rewards), as fedpg-mdp/1 and fedpg-shared/1 hold it. */
+export type MdpWithoutRewards = Omit<Mdp, 'rewards'>;
+
+/**
+ * The checks fedpg-mdp/1 and fedpg-shared/1 share: name, states, actions, gamma, initial and
+ * transitions of the object `o`. `agents`: the reward tables' count when the file holds rewards
+ * (per-agent transitions must match it), null for a shared file.
+ */
+export function parseMdpBody(o: Record<string, Json>, where: string, agents: number | null, ledger: MemoryLedger): MdpWithoutRewards {
   const c = new Checker(where);
-  const o = c.object(json, 'the MDP');
-  if (o.format !== MDP_FORMAT) c.fail(`format must be "${MDP_FORMAT}", got ${describe(o.format)}`);
   const name = o.name;
   if (name !== undefined && typeof name !== 'string') c.fail(`name must be a string, got ${describe(name)}`);
   const S = c.int(o.states, 'states', 1);
@@ -154,20 +186,38 @@ export function parseMdp(json: Json, where = 'MDP'): Mdp {
   if (S * A * S > 2 ** 31 && !isObject(o.transitions)) c.fail(`states=${S}, actions=${A} is too large for dense transitions; use {"sparse": ...}`);
   const gamma = c.finite(o.gamma, 'gamma');
   if (!(gamma >= 0 && gamma < 1)) c.fail(`gamma is ${gamma}, outside [0, 1)`);
+  c.array(o.initial, 'initial', S);
+  ledger.reserve(S * 8, `initial (${S} float64)`);
   const initial = new Float64Array(S);
   c.distribution(o.initial, 'initial', S, initial, 0);
-  const rewardsJson = c.array(o.rewards, 'rewards');
-  const N = rewardsJson.length;
-  if (N === 0) c.fail('rewards has 0 agents; at least one reward table is needed');
   let kernels: TransitionTable[];
   const perAgent = isPerAgent(o.transitions);
   if (perAgent) {
-    const list = c.array(o.transitions, 'transitions', N);
-    kernels = list.map((k, i) => parseKernel(c, k, `transitions[${i}]`, S, A));
+    const list = agents === null ? c.array(o.transitions, 'transitions') : c.array(o.transitions, 'transitions', agents);
+    kernels = list.map((k, i) => parseKernel(c, k, `transitions[${i}]`, S, A, ledger));
   } else {
     if (o.transitions === undefined) c.fail('transitions is missing');
-    kernels = [parseKernel(c, o.transitions, 'transitions', S, A)];
+    kernels = [parseKernel(c, o.transitions, 'transitions', S, A, ledger)];
   }
+  const mdp: MdpWithoutRewards = { states: S, actions: A, gamma, initial, kernels, perAgentKernels: perAgent };
+  if (typeof name === 'string') mdp.name = name;
+  return mdp;
+}
+
+/** Validates a parsed JSON value as fedpg-mdp/1. `where` prefixes every message (a file name). */
+export function parseMdp(json: Json, where = 'MDP', options: MdpParseOptions = {}): Mdp {
+  const c = new Checker(where);
+  const ledger = new MemoryLedger(where, options.memoryBudget ?? memoryBudget());
+  const o = c.object(json, 'the MDP');
+  if (o.format !== MDP_FORMAT) c.fail(`format must be "${MDP_FORMAT}", got ${describe(o.format)}`);
+  const rewardsJson = c.array(o.rewards, 'rewards');
+  const N = rewardsJson.length;
+  if (N === 0) c.fail('rewards has 0 agents; at least one reward table is needed');
+  const body = parseMdpBody(o, where, N, ledger);
+  const S = body.states, A = body.actions;
+  // Every table's shape is checked before the N*S*A floats are allocated.
+  for (let i = 0; i < N; i++) c.array(c.array(rewardsJson[i], `rewards[${i}]`, S)[0], `rewards[${i}][0]`, A);
+  ledger.reserve(N * S * A * 8, `rewards (${N} x ${S} x ${A} float64)`);
   const rewards: Float64Array[] = [];
   for (let i = 0; i < N; i++) {
     const r = new Float64Array(S * A);
@@ -177,24 +227,21 @@ export function parseMdp(json: Json, where = 'MDP'): Mdp {
       for (let a = 0; a < A; a++) {
         const f = `rewards[${i}][${s}][${a}]`;
         const v = c.finite(acts[a], f);
-        if (v < 0 || v > 1) c.fail(`${f} is ${v}, outside [0, 1]`);
+        if (!options.anyFiniteRewards && (v < 0 || v > 1)) c.fail(`${f} is ${v}, outside [0, 1]${REWARD_RANGE_HINT}`);
         r[s * A + a] = v;
       }
     }
     rewards.push(r);
   }
-  const mdp: Mdp = { states: S, actions: A, gamma, initial, kernels, perAgentKernels: perAgent, rewards };
-  if (typeof name === "string") mdp.name = name;
-  return mdp;
+  return { ...body, rewards };
 }
 
-/** Parses JSON text; invalid or truncated JSON gets a one-line message naming the file. */
+/** Appended to an out-of-range reward's refusal. */
+export const REWARD_RANGE_HINT = ' (--rescale-rewards maps all rewards into [0, 1] with one affine map)';
+
+/** Parses JSON text strictly (src/mdp/json.ts); invalid or truncated JSON gets a one-line message naming the file. */
 export function parseJsonText(text: string, where: string): Json {
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new InputError(`${where}: invalid JSON (${e instanceof Error ? e.message : String(e)})`);
-  }
+  return parseJsonStrict(text, where);
 }
 
 function rows(t: Float64Array, S: number, A: number): number[][] {

@@ -1,6 +1,7 @@
 import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from '@connectrpc/connect';
 import type { Backend, Environment, Evaluation } from '../backends/types.js';
 import { InputError } from '../errors.js';
+import { parseJsonStrict } from '../mdp/json.js';
 import { initialAgentState, LocalAgent } from '../federation/agent.js';
 import { algorithmOf } from '../federation/algorithms/registry.js';
 import type { TrainSettings } from '../federation/settings.js';
@@ -115,7 +116,9 @@ export class AgentError extends Error {
   }
 }
 
-const TRANSIENT = new Set([Code.Unavailable, Code.Unknown, Code.Internal, Code.Aborted, Code.DeadlineExceeded, Code.Canceled]);
+// ResourceExhausted too: an address blocked after failed authentications (an attacker behind the
+// same address) is unblocked within a minute, so an honest agent waits it out within --reconnect.
+const TRANSIENT = new Set([Code.Unavailable, Code.Unknown, Code.Internal, Code.Aborted, Code.DeadlineExceeded, Code.Canceled, Code.ResourceExhausted]);
 
 /** A TLS verification failure (not worth retrying), or null. */
 function tlsProblem(e: ConnectError): string | null {
@@ -177,9 +180,10 @@ export async function runAgent(o: RunAgentOptions): Promise<AgentSummary> {
   const runId = reg.runId;
   let sharedJson: unknown;
   try {
-    sharedJson = JSON.parse(new TextDecoder().decode(reg.sharedMdp));
+    // The strict reader: duplicate keys, out-of-range numbers and deep nesting are refused here too.
+    sharedJson = parseJsonStrict(new TextDecoder().decode(reg.sharedMdp), 'the shared MDP from the aggregator');
   } catch (e) {
-    throw new AgentError(`the aggregator sent a shared MDP that is not JSON (${e instanceof Error ? e.message : String(e)})`);
+    throw new AgentError(`the aggregator sent a shared MDP that is not valid JSON (${e instanceof Error ? e.message : String(e)})`);
   }
   const shared = parseShared(sharedJson, 'the shared MDP from the aggregator');
   if (!reg.settings) throw new AgentError('the aggregator sent no run settings');

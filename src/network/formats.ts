@@ -1,7 +1,8 @@
 import { streamFromKey, streamKey } from '../rng.js';
 import type { EnvironmentSpec } from '../backends/types.js';
 import { InputError } from '../errors.js';
-import { MDP_FORMAT, mdpToJson, parseMdp } from '../mdp/parse.js';
+import { MemoryLedger } from '../limits.js';
+import { mdpToJson, parseMdpBody, type MdpParseOptions } from '../mdp/parse.js';
 import type { Mdp } from '../mdp/model.js';
 
 /**
@@ -23,33 +24,25 @@ function isObject(v: unknown): v is Record<string, unknown> {
 
 function describe(v: unknown): string {
   if (v === undefined) return 'missing';
-  const s = JSON.stringify(v);
+  let s: string | undefined;
+  try {
+    s = JSON.stringify(v);
+  } catch {
+    s = Array.isArray(v) ? 'an array' : 'an object'; // too deep or cyclic to print
+  }
   return s === undefined ? String(v) : s.length > 40 ? s.slice(0, 37) + '...' : s;
-}
-
-/** The same test fedpg-mdp/1 uses: one kernel per agent ([N][S][A][S] or [N]{"sparse"}). */
-function kernelCount(transitions: unknown): number {
-  if (!Array.isArray(transitions) || transitions.length === 0) return 1;
-  const first = transitions[0];
-  if (isObject(first)) return transitions.length;
-  return Array.isArray(first) && Array.isArray(first[0]) && Array.isArray(first[0][0]) ? transitions.length : 1;
 }
 
 /**
  * Validates a parsed JSON value as fedpg-shared/1 (every check of fedpg-mdp/1 except the
- * rewards, which it must not hold).
+ * rewards, which it must not hold), with the same size checks against the data present and the
+ * memory budget before anything is allocated.
  */
-export function parseShared(json: unknown, where = 'shared MDP'): SharedMdp {
+export function parseShared(json: unknown, where = 'shared MDP', options: Pick<MdpParseOptions, 'memoryBudget'> = {}): SharedMdp {
   if (!isObject(json)) throw new InputError(`${where}: the shared MDP must be a JSON object, got ${describe(json)}`);
   if (json.format !== SHARED_FORMAT) throw new InputError(`${where}: format must be "${SHARED_FORMAT}", got ${describe(json.format)}`);
   if ('rewards' in json) throw new InputError(`${where}: a ${SHARED_FORMAT} file must not hold rewards (they stay with the agents: use fedpg split)`);
-  const S = json.states;
-  const A = json.actions;
-  const row = (): number[][] => (Number.isSafeInteger(S) && Number.isSafeInteger(A) && (S as number) > 0 && (A as number) > 0 && (S as number) * (A as number) <= 2 ** 31 ? Array.from({ length: S as number }, () => new Array<number>(A as number).fill(0)) : []);
-  const zeros = row();
-  const n = kernelCount(json.transitions);
-  const { rewards: _r, ...shared } = parseMdp({ ...json, format: MDP_FORMAT, rewards: Array.from({ length: n }, () => zeros) }, where);
-  return shared;
+  return parseMdpBody(json, where, null, new MemoryLedger(where, options.memoryBudget));
 }
 
 /** The fedpg-shared/1 JSON value of an MDP (its rewards left out). */
@@ -88,6 +81,7 @@ export function parseRewards(json: unknown, states: number, actions: number, whe
   const rows = json.rewards;
   if (!Array.isArray(rows)) return fail(`rewards must be an [S][A] array, got ${describe(rows)}`);
   if (rows.length !== states) fail(`rewards has ${rows.length} rows, expected ${states} (the shared MDP's states)`);
+  new MemoryLedger(where).reserve(states * actions * 8, `rewards (${states} x ${actions} float64)`);
   const reward = new Float64Array(states * actions);
   for (let s = 0; s < states; s++) {
     const r = rows[s];

@@ -1,16 +1,19 @@
-import type { Interceptor, Transport } from '@connectrpc/connect';
+import { Code, ConnectError, type Interceptor, type Transport } from '@connectrpc/connect';
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from '@connectrpc/connect-node';
 import { existsSync, readFileSync } from 'node:fs';
 import { InputError } from '../errors.js';
 import { algorithmOf } from '../federation/algorithms/registry.js';
 import type { TrainSettings } from '../federation/settings.js';
 import { parseJsonText, readTextFile } from '../mdp/format.js';
-import { LineLog, writeFileAtomic } from '../util/atomic.js';
+import { FileWriteError, LineLog, writeFileAtomic } from '../util/atomic.js';
+import { FileLock } from '../util/lock.js';
 import type { AgentSavedState, AgentStore, PendingPush } from './agent.js';
 import { Aggregator, type AggregatorCrash, type NetRecord } from './aggregator.js';
 import { readAggregatorCheckpoint, runIdOf, writeAggregatorCheckpoint } from './checkpoint.js';
 import { sharedToJson, type SharedMdp } from './formats.js';
+import type { ConnectionLimits } from './limits.js';
 import { Phase } from './protocol.js';
+import { RefusalLog, type BackoffPolicy } from './refusals.js';
 import { listen } from './server.js';
 import { federationRoutes, TokenAuth } from './service.js';
 
@@ -118,6 +121,12 @@ export interface AggregatorRunOptions {
   tls?: { cert: string | Buffer; key: string | Buffer };
   /** Round log (JSONL): a header line, then one record per finished round. */
   out?: string;
+  /** Connection timeouts and the per-address cap (defaults: CONNECTION_DEFAULTS in limits.ts). */
+  limits?: Partial<ConnectionLimits>;
+  /** Backoff after failed authentications (defaults: BACKOFF_DEFAULTS in refusals.ts). */
+  authBackoff?: Partial<BackoffPolicy>;
+  /** How often refusals are logged in full (default 10 s; the rest are summarised). */
+  refusalLogIntervalMs?: number;
   holdMs?: number;
   lingerMs?: number;
   crash?: AggregatorCrash;
@@ -167,13 +176,49 @@ export async function startAggregator(o: AggregatorRunOptions): Promise<RunningA
   const info = o.onInfo ?? (() => {});
   const resume = o.checkpoint && !o.fresh && existsSync(o.checkpoint) ? readAggregatorCheckpoint(o.checkpoint, runId, o.agents, SA, algorithmOf(o.settings.algorithm).serverState.length) : undefined;
   if (resume) info(`resuming from checkpoint ${o.checkpoint} (${resume.phase === 'done' ? `finished after round ${resume.round}` : `round ${resume.round}, ${resume.phase} phase`})`);
-  const log = o.out ? new LineLog(o.out) : null;
+  // The round log is claimed (FILE.lock) so a second run given the same --out is refused.
+  const lock = o.out ? FileLock.acquire(o.out, '--out') : null;
+  let log: LineLog | null;
+  try {
+    log = o.out ? new LineLog(o.out) : null;
+  } catch (e) {
+    lock?.release();
+    throw e;
+  }
+  const closeLog = (): void => {
+    log?.close();
+    lock?.release();
+  };
+  /**
+   * A file the aggregator cannot write (a full disk) ends the run: the old checkpoint is kept,
+   * the log ends with its last complete line, and `result` rejects with the one-line error.
+   * The agents' push that closed the phase gets Unavailable, so they retry against a restart.
+   */
+  let failWith: (e: Error) => void = () => {};
+  const failed = new Promise<never>((_, reject) => (failWith = reject));
+  failed.catch(() => {});
+  let writeFailure: Error | null = null;
+  const guardWrite = (write: () => void): void => {
+    if (writeFailure) throw new ConnectError('the aggregator is stopping: it cannot write its files', Code.Unavailable);
+    try {
+      write();
+    } catch (e) {
+      if (!(e instanceof FileWriteError)) throw e;
+      writeFailure = e; // the CLI prints it once, as the run's error
+      queueMicrotask(() => void close().finally(() => failWith(e)));
+      throw new ConnectError(`the aggregator stops: ${e.message}`, Code.Unavailable);
+    }
+  };
   const settingsOut = { ...o.settings, agents: o.agents, states: S, actions: A, perAgentKernels: o.shared.perAgentKernels };
-  const writeHeader = (J0: number | null): void =>
-    log?.write({ type: 'header', format: 'fedpg-log/1', algorithm: o.settings.algorithm, backend: null, gradient: o.settings.gradient, settings: settingsOut, Jstar: null, J0 });
+  const header = (J0: number | null) => ({ type: 'header', format: 'fedpg-log/1', algorithm: o.settings.algorithm, backend: null, gradient: o.settings.gradient, settings: settingsOut, Jstar: null, J0 });
   if (resume && resume.J.length > 0) {
-    writeHeader(resume.J[0]!);
-    for (const r of resume.records) log?.write(r);
+    try {
+      log?.write(header(resume.J[0]!));
+      for (const r of resume.records) log?.write(r);
+    } catch (e) {
+      closeLog();
+      throw e;
+    }
   }
   // A finished run (a rerun with its checkpoint present) has nothing to serve: no listener, no
   // linger for agents that already heard it is over, the result at once.
@@ -195,16 +240,19 @@ export async function startAggregator(o: AggregatorRunOptions): Promise<RunningA
     ...(o.holdMs !== undefined ? { holdMs: o.holdMs } : {}),
     ...(over ? { lingerMs: 0 } : o.lingerMs !== undefined ? { lingerMs: o.lingerMs } : {}),
     ...(resume ? { resume } : {}),
-    ...(o.checkpoint ? { save: (s) => writeAggregatorCheckpoint(o.checkpoint!, s) } : {}),
-    onHeader: writeHeader,
+    ...(o.checkpoint ? { save: (s) => guardWrite(() => writeAggregatorCheckpoint(o.checkpoint!, s)) } : {}),
+    onHeader: (J0) => guardWrite(() => log?.write(header(J0))),
     onRecord: (r) => {
-      log?.write(r);
+      guardWrite(() => log?.write(r));
       o.onRecord?.(r);
     },
     onInfo: info,
     ...(o.crash ? { crash: { at: o.crash, kill: () => process.kill(process.pid, 'SIGKILL') } } : {}),
   });
-  const auth = new TokenAuth(o.tokens, info);
+  // Refusals (bad tokens, blocked addresses, refused or timed-out connections) reach the log
+  // rate-limited: an attacker decides how many there are.
+  const refusals = new RefusalLog(info, o.refusalLogIntervalMs);
+  const auth = new TokenAuth(o.tokens, refusals, o.authBackoff);
   let listening: Awaited<ReturnType<typeof listen>> | { url: string; port: number; close: () => Promise<void> };
   try {
     listening = over
@@ -216,10 +264,12 @@ export async function startAggregator(o: AggregatorRunOptions): Promise<RunningA
       allowOrigins: o.allowOrigins ?? [],
       shutdownSignal: shutdown.signal,
       ...(o.tls ? { tls: o.tls } : {}),
+      ...(o.limits ? { limits: o.limits } : {}),
+      onRefuse: (address, message) => refusals.note(address, message),
     });
   } catch (e) {
     aggregator.stop();
-    log?.close();
+    closeLog();
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE') throw new InputError(`port ${o.port} on ${o.host ?? '127.0.0.1'} is in use (choose another --port, or 0 for a free one)`);
     if (code === 'EADDRNOTAVAIL' || code === 'EACCES') throw new InputError(`cannot listen on ${o.host ?? '127.0.0.1'}:${o.port} (${code})`);
@@ -233,9 +283,10 @@ export async function startAggregator(o: AggregatorRunOptions): Promise<RunningA
     aggregator.stop();
     await l.close();
     shutdown.abort();
-    log?.close();
+    refusals.flush();
+    closeLog();
   };
-  const result = aggregator.finished.then(async (): Promise<AggregatorResult> => {
+  const finished = aggregator.finished.then(async (): Promise<AggregatorResult> => {
     await close();
     const theta = aggregator.theta();
     const rows: number[][] = [];
@@ -255,5 +306,6 @@ export async function startAggregator(o: AggregatorRunOptions): Promise<RunningA
       network: { url: l.url, quorum: aggregator.quorum, deadlineMs: aggregator.deadlineMs, resumedAt: resume ? resume.round : null },
     };
   });
+  const result = Promise.race([finished, failed]);
   return { over, url: l.url, port: l.port, aggregator, result, close };
 }

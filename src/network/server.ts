@@ -1,17 +1,22 @@
-import { cors } from '@connectrpc/connect';
+import { cors, createContextKey, createContextValues } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import type { ConnectRouter } from '@connectrpc/connect';
 import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import { Duplex } from 'node:stream';
+import { ConnectionGuard, type ConnectionLimits } from './limits.js';
 
 /**
  * The aggregator's listener: one TCP port that speaks HTTP/1.1 (Connect and gRPC-Web, what a
  * browser's fetch can use) and cleartext HTTP/2 (gRPC, Connect and gRPC-Web from Node agents).
  * Each connection is routed by its first bytes: the HTTP/2 client preface starts with "PRI ",
- * anything else is HTTP/1.1. Browsers get CORS answers for the allowed origins only.
+ * anything else is HTTP/1.1. Browsers get CORS answers for the allowed origins only. Every
+ * connection is bounded by a ConnectionGuard (limits.ts): timeouts and a per-address cap.
  */
+
+/** The caller's IP address, in every handler's context values (undefined in-process). */
+export const REMOTE_ADDRESS = createContextKey<string | undefined>(undefined, { description: 'remote address' });
 
 export interface ListenOptions {
   routes: (router: ConnectRouter) => void;
@@ -25,6 +30,10 @@ export interface ListenOptions {
   shutdownSignal?: AbortSignal;
   /** Serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with this certificate chain and key (PEM). */
   tls?: { cert: string | Buffer; key: string | Buffer };
+  /** Timeouts and the per-address connection cap (defaults: CONNECTION_DEFAULTS). */
+  limits?: Partial<ConnectionLimits>;
+  /** A connection refused or closed by the limits (rate-limit it: an attacker controls how often). */
+  onRefuse?: (address: string | undefined, message: string) => void;
 }
 
 export interface Listening {
@@ -104,28 +113,35 @@ function withCors(handler: Handler, origins: readonly string[]): Handler {
   }) as Handler;
 }
 
+/** HTTP/2 streams one connection may have open at once (agents need one or two). */
+const MAX_STREAMS = 100;
+
 export async function listen(o: ListenOptions): Promise<Listening> {
   const host = o.host ?? '127.0.0.1';
-  const adapterOptions: Parameters<typeof connectNodeAdapter>[0] = { routes: o.routes };
+  const guard = new ConnectionGuard(o.limits, o.onRefuse);
+  const L = guard.limits;
+  const adapterOptions: Parameters<typeof connectNodeAdapter>[0] = {
+    routes: o.routes,
+    contextValues: (req) => createContextValues().set(REMOTE_ADDRESS, guard.remoteAddress(req)),
+  };
   if (o.shutdownSignal) adapterOptions.shutdownSignal = o.shutdownSignal;
-  const handler = withCors(connectNodeAdapter(adapterOptions), o.allowOrigins ?? []);
-  if (o.tls) return listenTls(o, host, handler);
-  const h1 = http.createServer(handler as http.RequestListener);
-  // Long polls hold a request for a while; keep idle keep-alive connections a little longer.
-  h1.keepAliveTimeout = 30_000;
-  const h2 = http2.createServer({}, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
-  const sockets = new Set<net.Socket>();
+  const handler = guard.track(withCors(connectNodeAdapter(adapterOptions), o.allowOrigins ?? []));
+  if (o.tls) return listenTls(o, host, handler, guard);
+  // Node's own HTTP/1.1 timeouts agree with the guard's (which also covers HTTP/2 and the sniffing).
+  const h1 = http.createServer({ headersTimeout: L.headersTimeoutMs, keepAliveTimeout: L.idleTimeoutMs, requestTimeout: 0 }, handler as http.RequestListener);
+  const h2 = http2.createServer({ settings: { maxConcurrentStreams: MAX_STREAMS } }, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
   const sessions = new Set<http2.Http2Session>();
+  let handing: net.Socket | null = null; // the socket whose session h2 is creating (synchronously)
   h2.on('session', (s) => {
     sessions.add(s);
     s.on('close', () => sessions.delete(s));
+    if (handing) guard.bindSession(s, handing);
   });
   const PREFACE = Buffer.from('PRI ');
   // Small request/response messages: send at once (no Nagle), as Node's HTTP servers do.
   const server = net.createServer({ noDelay: true }, (socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => socket.destroy());
+    if (!guard.admit(socket)) return;
     let head = Buffer.alloc(0);
     const onData = (chunk: Buffer): void => {
       head = Buffer.concat([head, chunk]);
@@ -133,8 +149,11 @@ export async function listen(o: ListenOptions): Promise<Listening> {
       socket.removeListener('data', onData);
       socket.pause();
       socket.unshift(head);
-      if (head.subarray(0, PREFACE.length).equals(PREFACE)) h2.emit('connection', new SocketStream(socket));
-      else {
+      if (head.subarray(0, PREFACE.length).equals(PREFACE)) {
+        handing = socket;
+        h2.emit('connection', new SocketStream(socket));
+        handing = null;
+      } else {
         h1.emit('connection', socket);
         socket.resume();
       }
@@ -151,7 +170,7 @@ export async function listen(o: ListenOptions): Promise<Listening> {
         for (const s of sessions) s.close();
         const force = (): void => {
           for (const s of sessions) s.destroy();
-          for (const s of sockets) s.destroy();
+          guard.destroyAll();
           h1.closeAllConnections();
         };
         if (graceMs <= 0) force();
@@ -175,18 +194,23 @@ async function bind(server: net.Server, port: number, host: string, scheme: 'htt
 }
 
 /** HTTPS: one secure server negotiates HTTP/2 or HTTP/1.1 by ALPN (no sniffing needed). */
-async function listenTls(o: ListenOptions, host: string, handler: Handler): Promise<Listening> {
-  const server = http2.createSecureServer({ cert: o.tls!.cert, key: o.tls!.key, allowHTTP1: true, noDelay: true }, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
-  const sockets = new Set<net.Socket>();
+async function listenTls(o: ListenOptions, host: string, handler: Handler, guard: ConnectionGuard): Promise<Listening> {
+  const L = guard.limits;
+  const server = http2.createSecureServer(
+    { cert: o.tls!.cert, key: o.tls!.key, allowHTTP1: true, noDelay: true, handshakeTimeout: L.headersTimeoutMs, settings: { maxConcurrentStreams: MAX_STREAMS } },
+    handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void,
+  );
   const sessions = new Set<http2.Http2Session>();
-  server.on('secureConnection', (s: net.Socket) => {
-    s.setNoDelay(true);
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
+  // The raw TCP connection, before the TLS layer sees it: the cap and the first timeout start here.
+  server.prependListener('connection', (s: net.Socket) => {
+    s.on('error', () => s.destroy());
+    guard.admit(s);
   });
+  server.on('secureConnection', (s: net.Socket) => s.setNoDelay(true));
   server.on('session', (s) => {
     sessions.add(s);
     s.on('close', () => sessions.delete(s));
+    guard.bindSession(s, s.socket);
   });
   return {
     ...(await bind(server, o.port, host, 'https')),
@@ -196,7 +220,7 @@ async function listenTls(o: ListenOptions, host: string, handler: Handler): Prom
         for (const s of sessions) s.close();
         const force = (): void => {
           for (const s of sessions) s.destroy();
-          for (const s of sockets) s.destroy();
+          guard.destroyAll();
         };
         if (graceMs <= 0) force();
         else setTimeout(force, graceMs).unref();

@@ -10,6 +10,7 @@ import { NET_FAULT_ENV, parseNetFaults } from '../../network/faults.js';
 import { parseAgentToken } from '../../network/formats.js';
 import { FileAgentStore, nodeTransport, readJsonFile, WIRE_PROTOCOLS, type WireProtocol } from '../../network/node.js';
 import { backendChoice, int, oneOf, printJson } from '../flags.js';
+import { addMemoryBudgetFlag } from '../mdp-flags.js';
 
 interface AgentFlags {
   server: string;
@@ -30,7 +31,7 @@ interface AgentFlags {
 }
 
 export function agentCommand(program: Command): void {
-  program
+  addMemoryBudgetFlag(program
     .command('agent')
     .description(
       'one agent of a federation across machines: joins the aggregator (fedpg serve), receives the shared MDP and the settings, and trains on its own reward table, which never leaves it (only Delta_i, g_i and the scalar J_i do)',
@@ -49,7 +50,7 @@ export function agentCommand(program: Command): void {
     .option('--state <file>', 'keep the agent\'s state (random stream, memory, cursor) here after every phase, so a restarted agent continues bit for bit')
     .option('--ca <file>', 'trust this certificate (PEM) for an https:// aggregator with a self-signed or private-CA certificate')
     .option('--reconnect <ms>', 'keep retrying an unreachable aggregator this long (default 120000)')
-    .option('--json', 'print a JSON summary at the end')
+    .option('--json', 'print a JSON summary at the end'))
     .action(async (o: AgentFlags) => {
       if (o.agents !== undefined) return hostAgents(o);
       if (o.agent === undefined) throw new UsageError('give --agent I (one agent) or --agents I-J (a block of agents)');

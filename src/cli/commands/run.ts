@@ -3,7 +3,9 @@ import { extname, join } from 'node:path';
 import type { Command } from 'commander';
 import type { Algorithm } from '../../federation/settings.js';
 import type { TrainResult } from '../../federation/train.js';
-import { loadMdp, loadTheta } from '../../mdp/format.js';
+import { loadTheta } from '../../mdp/format.js';
+import { displayName } from '../../mdp/display.js';
+import { addMemoryBudgetFlag, addRescaleFlag, loadMdpWithFlags, rescaleIfAsked, rewardMapLines, withRewardMap, type LoadedMdp } from '../mdp-flags.js';
 import { gridworldMdp } from '../../mdp/generate.js';
 import type { Mdp } from '../../mdp/model.js';
 import { backendChoice, int, num, printJson } from '../flags.js';
@@ -53,13 +55,14 @@ export function runCommand(program: Command): void {
     .option('--width <W>', `gridworld width (default ${RUN_DEFAULTS.width})`)
     .option('--height <H>', `gridworld height (default ${RUN_DEFAULTS.height})`)
     .option('--agents <N>', `gridworld agents (default ${RUN_DEFAULTS.agents})`);
+  addMemoryBudgetFlag(addRescaleFlag(cmd));
   addRunFlags(cmd, false, { gradient: RUN_DEFAULTS.gradient, rounds: RUN_DEFAULTS.rounds, localSteps: RUN_DEFAULTS.localSteps, eta: RUN_DEFAULTS.eta })
     .option('--out <dir>', `directory for the round logs (default ${RUN_DEFAULTS.out})`)
     .option('--json', 'print one JSON object with both results (no progress bar, no table)')
     .option('--seeds <N>', 'run seeds S..S+N-1 of each algorithm in parallel (one thread per seed, --workers threads): the table shows mean ± standard error, the plot a band')
-    .action(async (o: RunFlags & { mdp?: string; width?: string; height?: string; agents?: string; seeds?: string }) => {
-      let mdp: Mdp;
-      if (o.mdp) mdp = loadMdp(o.mdp);
+    .action(async (o: RunFlags & { rescaleRewards?: boolean; mdp?: string; width?: string; height?: string; agents?: string; seeds?: string }) => {
+      let loaded: LoadedMdp;
+      if (o.mdp) loaded = loadMdpWithFlags(o.mdp, o);
       else {
         const { goals: _g, width: _w, height: _h, ...plain } = gridworldMdp({
           width: int('width', o.width, 1) ?? RUN_DEFAULTS.width,
@@ -68,8 +71,9 @@ export function runCommand(program: Command): void {
           slip: RUN_DEFAULTS.slip,
           gamma: RUN_DEFAULTS.gamma,
         });
-        mdp = plain;
+        loaded = rescaleIfAsked(plain, o);
       }
+      const mdp: Mdp = loaded.mdp;
       const flags = settingsFromFlags(o);
       const settings = {
         gradient: RUN_DEFAULTS.gradient,
@@ -110,7 +114,7 @@ export function runCommand(program: Command): void {
       }
       // The plot beside the logs (fedpg plot redraws it from them).
       const plot = await plotRunLogs(logs, plotOptions);
-      if (o.json) return printJson({ mdp: mdp.name ?? o.mdp ?? null, logs, plot: plot.files, results });
+      if (o.json) return printJson(withRewardMap({ mdp: mdp.name ?? o.mdp ?? null, logs, plot: plot.files, results }, loaded));
       const first = results[0]!;
       const T = first.records.length;
       const head = ['round', ...RUN_ALGORITHMS.flatMap((a) => [`J ${a}`, `gap ${a}`])];
@@ -118,12 +122,13 @@ export function runCommand(program: Command): void {
       const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
       const line = (cells: string[]): string => cells.map((c, i) => c.padStart(widths[i]!)).join('  ');
       const out = [
-        `${mdp.name ?? o.mdp}: ${first.settings.agents} agents, ${mdp.states} states, ${mdp.actions} actions; ${first.gradient} gradients, H = ${first.settings.localSteps}, eta = ${first.settings.eta}, backend ${first.backend}`,
+        `${displayName(mdp.name ?? o.mdp ?? '')}: ${first.settings.agents} agents, ${mdp.states} states, ${mdp.actions} actions; ${first.gradient} gradients, H = ${first.settings.localSteps}, eta = ${first.settings.eta}, backend ${first.backend}`,
         first.Jstar === null ? 'no J* (per-agent kernels)' : `J* = ${first.Jstar}`,
         '',
         line(head),
         ...rows.map(line),
         '',
+        ...rewardMapLines(loaded),
         ...runtimes,
         `round logs: ${logs.join(', ')}`,
         `plot: ${plot.files.svg}, ${plot.files.html}`,

@@ -4,7 +4,10 @@ import { algorithmNames, algorithmOf } from '../../federation/algorithms/registr
 import { resolveSettings } from '../../federation/settings.js';
 import { loadTheta, readTextFile } from '../../mdp/format.js';
 import { NET_FAULT_ENV, parseNetFaults } from '../../network/faults.js';
-import { parseAggregatorTokens, parseShared, sharedAgentCount } from '../../network/formats.js';
+import { CONNECTION_DEFAULTS, type ConnectionLimits } from '../../network/limits.js';
+import { parseAggregatorTokens, sharedAgentCount } from '../../network/formats.js';
+import { loadShared } from '../../network/shared-file.js';
+import { addMemoryBudgetFlag } from '../mdp-flags.js';
 import { readJsonFile, startAggregator } from '../../network/node.js';
 import { networkRefusal } from '../../network/protocol.js';
 import { int, num, printJson } from '../flags.js';
@@ -30,8 +33,22 @@ interface ServeFlags extends Omit<RunFlags, 'checkpoint'> {
   hold?: string;
   tlsCert?: string;
   tlsKey?: string;
+  headersTimeout?: string;
+  idleTimeout?: string;
+  requestTimeout?: string;
+  maxConnectionsPerAddress?: string;
   maxUpdateNorm?: string;
   evalEvery?: string;
+}
+
+/** setTimeout's longest delay; a longer one would fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A positive number of milliseconds for a timer flag. */
+function timeoutMs(flag: string, v: string | undefined): number | undefined {
+  const x = int(flag, v, 1);
+  if (x !== undefined && x > MAX_TIMER_MS) throw new InputError(`--${flag} must be at most ${MAX_TIMER_MS} ms, got '${v}'`);
+  return x;
 }
 
 /** --max-update-norm: auto (the derived bounds), 0 (none) or one bound for deltas and reports. */
@@ -59,7 +76,7 @@ export function serveCommand(program: Command): void {
     .description(
       'the aggregator of a federation across machines: serves the round protocol (ConnectRPC: gRPC, Connect, gRPC-Web) to N agents (fedpg agent), never sees a reward table, and learns J only from the agents',
     )
-    .argument('<shared>', 'a fedpg-shared/1 file (fedpg split writes one)')
+    .argument('<shared>', 'a fedpg-shared/1 file, JSON or .npz (fedpg split writes one)')
     .requiredOption('--agents <N>', 'number of agents')
     .requiredOption('--token-file <file>', 'the agents\' secret tokens: {"tokens": {"0": "...", ...}} (fedpg split writes one)')
     .option('--port <P>', `TCP port; 0 picks a free one (the bound port is printed) (default ${SERVE_DEFAULTS.port})`)
@@ -74,7 +91,12 @@ export function serveCommand(program: Command): void {
     .option('--tls-key <file>', 'the private key (PEM) of --tls-cert')
     .option('--eval-every <R>', 'agents report J_i every R rounds and after the last (other rounds log J null; default 1)')
     .option('--max-update-norm <x>', "refuse a delta (and a report) whose Euclidean norm exceeds x; default auto: twice the largest an honest agent can send (docs/NETWORK.md), 0: no limit")
-    .option('--hold <ms>', 'how long a poll waits for the next phase before the agent polls again (default 15000)');
+    .option('--hold <ms>', 'how long a poll waits for the next phase before the agent polls again (default 15000)')
+    .option('--headers-timeout <ms>', `close a new connection that has not sent a complete request (TLS handshake included) within this (default ${CONNECTION_DEFAULTS.headersTimeoutMs})`)
+    .option('--idle-timeout <ms>', `close a connection with no request in flight after this; a long poll is a request in flight (default ${CONNECTION_DEFAULTS.idleTimeoutMs})`)
+    .option('--request-timeout <ms>', `close a request whose body has not arrived within this after its headers; answers may take longer (default ${CONNECTION_DEFAULTS.requestTimeoutMs})`)
+    .option('--max-connections-per-address <N>', `connections one remote address (an IPv6 /64) may hold open at once (default ${CONNECTION_DEFAULTS.maxConnectionsPerAddress})`);
+  addMemoryBudgetFlag(cmd);
   // train's settings flags (its runtime flags, --workers and its checkpoints, do not apply here).
   addSettingsFlags(
     cmd,
@@ -85,7 +107,7 @@ export function serveCommand(program: Command): void {
     .option('--json', 'print one JSON object (the result)')
     .action(async (sharedFile: string, o: ServeFlags) => {
       if (o.backend !== undefined) throw new InputError('fedpg serve computes no gradient: choose the backend on each agent (fedpg agent --backend)');
-      const shared = parseShared(readJsonFile(sharedFile), sharedFile);
+      const shared = loadShared(sharedFile);
       const agents = int('agents', o.agents, 1)!;
       const fixed = sharedAgentCount(shared);
       if (fixed !== null && fixed !== agents) throw new InputError(`${sharedFile} has ${fixed} per-agent transition kernels, but --agents is ${agents}`);
@@ -102,6 +124,15 @@ export function serveCommand(program: Command): void {
       const port = int('port', o.port, 0) ?? SERVE_DEFAULTS.port;
       if (port > 65535) throw new InputError(`--port must be at most 65535, got ${port}`);
       const hold = int('hold', o.hold, 1);
+      const limits: Partial<ConnectionLimits> = {};
+      const headersTimeout = timeoutMs('headers-timeout', o.headersTimeout);
+      if (headersTimeout !== undefined) limits.headersTimeoutMs = headersTimeout;
+      const idleTimeout = timeoutMs('idle-timeout', o.idleTimeout);
+      if (idleTimeout !== undefined) limits.idleTimeoutMs = idleTimeout;
+      const requestTimeout = timeoutMs('request-timeout', o.requestTimeout);
+      if (requestTimeout !== undefined) limits.requestTimeoutMs = requestTimeout;
+      const perAddress = int('max-connections-per-address', o.maxConnectionsPerAddress, 1);
+      if (perAddress !== undefined) limits.maxConnectionsPerAddress = perAddress;
       const theta0 = o.theta0 ? loadTheta(o.theta0, shared.states, shared.actions) : new Float64Array(shared.states * shared.actions);
       if (!!o.tlsCert !== !!o.tlsKey) throw new InputError('--tls-cert and --tls-key go together');
       const tls = o.tlsCert && o.tlsKey ? { cert: readTextFile(o.tlsCert), key: readTextFile(o.tlsKey) } : undefined;
@@ -123,6 +154,7 @@ export function serveCommand(program: Command): void {
         ...(tls ? { tls } : {}),
         ...(o.out ? { out: o.out } : {}),
         ...(hold !== undefined ? { holdMs: hold } : {}),
+        limits,
         ...(faults.crash ? { crash: faults.crash } : {}),
         ...maxNorm(o.maxUpdateNorm),
         ...(o.evalEvery !== undefined ? { evalEvery: int('eval-every', o.evalEvery, 1)! } : {}),

@@ -1,35 +1,18 @@
 import { createHmac, randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { InputError } from '../../errors.js';
 import { loadMdp } from '../../mdp/format.js';
 import { rewardsToJson, sharedToJson } from '../../network/formats.js';
 import { writeFileAtomic } from '../../util/atomic.js';
 import { int, printJson } from '../flags.js';
+import { addMemoryBudgetFlag } from '../mdp-flags.js';
 import { agentStream } from '../../rng.js';
 
 /** A fresh secret: 32 random bytes, base64url (43 characters). */
 export function newToken(): string {
   return randomBytes(32).toString('base64url');
-}
-
-/** Secrets are created readable by their owner only (mode 0600), atomically. */
-function writeSecret(path: string, text: string): void {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
-  const fd = openSync(tmp, 'w', 0o600);
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  try {
-    renameSync(tmp, path);
-  } catch (e) {
-    unlinkSync(tmp);
-    throw e;
-  }
 }
 
 /**
@@ -44,19 +27,18 @@ export function derivedStream(secret: Uint8Array, agent: number): Uint32Array {
 }
 
 function writeJson(path: string, value: unknown, secret = false): void {
-  const text = JSON.stringify(value) + '\n';
-  if (secret) writeSecret(path, text);
-  else writeFileAtomic(path, text);
+  // Secrets are created readable by their owner only (mode 0600), atomically, every byte checked.
+  writeFileAtomic(path, JSON.stringify(value) + '\n', secret ? { mode: 0o600 } : {});
 }
 
 export function splitCommand(program: Command): void {
-  program
+  addMemoryBudgetFlag(program
     .command('split')
     .description('split a fedpg-mdp/1 file for a federation across machines: DIR/shared.json (no rewards, for the aggregator and every agent), DIR/rewards-I.json and DIR/token-I.json (agent I only), DIR/tokens.json (the aggregator only)')
     .argument('<mdp>', 'a fedpg-mdp/1 file')
     .requiredOption('--out <dir>', 'directory to write (created if missing; existing files of these names are replaced, and with them every token)')
     .option('--seed <S>', "write agentStream(S, i) as agent i's stream key, as `fedpg train --seed S` uses (reproducible, NOT secret: a small seed is guessable); default: keys derived from a fresh 256-bit secret that is printed nowhere")
-    .option('--json', 'print the written paths as one JSON object')
+    .option('--json', 'print the written paths as one JSON object'))
     .action((file: string, o: { out: string; seed?: string; json?: boolean }) => {
       const mdp = loadMdp(file);
       const seed = int('seed', o.seed, 0);

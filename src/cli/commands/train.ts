@@ -2,7 +2,9 @@ import type { Command } from 'commander';
 import { InputError } from '../../errors.js';
 import { algorithmNames, algorithmOf, refuseForeignOptions } from '../../federation/algorithms/registry.js';
 import { DEFAULT_SETTINGS, resolveSettings, type TrainSettings } from '../../federation/settings.js';
-import { loadMdp, loadTheta } from '../../mdp/format.js';
+import { displayName } from '../../mdp/display.js';
+import { loadTheta } from '../../mdp/format.js';
+import { addMemoryBudgetFlag, addRescaleFlag, loadMdpWithFlags, rewardMapLines, withRewardMap } from '../mdp-flags.js';
 import { parseWorkers } from '../../federation/workers/plan.js';
 import { backendChoice, int, num, oneOf, printJson } from '../flags.js';
 import { trainWithLog, type RuntimeFlags, type SessionOptions } from '../session.js';
@@ -49,6 +51,7 @@ export interface RunFlags {
   checkpoint?: string;
   checkpointEvery?: string;
   fresh?: boolean;
+  rescaleRewards?: boolean;
   evalEvery?: string;
 }
 
@@ -169,13 +172,15 @@ export function trainCommand(program: Command): void {
   const cmd = program
     .command('train')
     .description('train one policy for all agents of an MDP file and report J, the gap and the final theta')
-    .argument('<mdp>', 'a fedpg-mdp/1 file');
+    .argument('<mdp>', 'a fedpg-mdp/1 file (JSON or .npz)');
+  addMemoryBudgetFlag(addRescaleFlag(cmd));
   addRunFlags(cmd)
     .option('--out <file>', 'round log (JSONL): a header line, then one record per finished round')
     .option('--json', 'print one JSON object (no progress bar)')
     .option('--seeds <N>', 'train seeds S..S+N-1 in parallel (one thread per seed, --workers threads; --out LOG writes LOG.seedK per seed): mean ± standard error; --json: every seed\'s result and the summary')
     .action(async (file: string, o: RunFlags & { seeds?: string }) => {
-      const mdp = loadMdp(file);
+      const loaded = loadMdpWithFlags(file, o);
+      const mdp = loaded.mdp;
       const settings = resolveSettings(settingsFromFlags(o));
       const theta0 = o.theta0 ? loadTheta(o.theta0, mdp.states, mdp.actions) : undefined;
       const seeds = parseSeedCount(o.seeds);
@@ -186,16 +191,16 @@ export function trainCommand(program: Command): void {
       if (theta0) runOpts.theta0 = theta0;
       if (o.out) runOpts.out = o.out;
       const { result, workersWhy, resumedAt } = await trainWithLog(mdp, settings, runOpts);
-      if (o.json) return printJson(result);
+      if (o.json) return printJson(withRewardMap(result, loaded));
       const last = result.records[result.records.length - 1];
       const lines = [
-        `${result.algorithm} on ${file} (${result.settings.agents} agents, backend ${result.backend}, ${result.gradient} gradients)`,
+        `${result.algorithm} on ${displayName(file)} (${result.settings.agents} agents, backend ${result.backend}, ${result.gradient} gradients)`,
         `J before: ${result.J[0]}`,
         `J after ${result.records.length} rounds: ${result.J[result.J.length - 1]}`,
       ];
       if (result.Jstar !== null) lines.push(`J*: ${result.Jstar}`, `gap: ${last ? last.gap : result.Jstar - result.J[0]!}`);
       if (last) lines.push(`trajectories ${last.trajectories}, steps ${last.steps}, bytes ${last.bytes}`);
-      lines.push(runtimeLine(workersWhy, resumedAt, runOpts.checkpoint));
+      lines.push(...rewardMapLines(loaded), runtimeLine(workersWhy, resumedAt, runOpts.checkpoint));
       if (runOpts.checkpoint) lines.push(`checkpoint: ${runOpts.checkpoint}`);
       if (o.out) lines.push(`round log: ${o.out}`);
       process.stdout.write(lines.join('\n') + '\n');
