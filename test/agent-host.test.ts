@@ -77,7 +77,7 @@ describe('fedpg agent --agents I-J', () => {
   it('agents split over two host processes (one on 2 threads over HTTP/2) equal fedpg train bit for bit', async () => {
     const dir = join(tmp, 'split');
     expect((await cli(['split', fixturePath(`${FIXTURE}.json`), '--out', dir, '--seed', String(SETTINGS.seed)]).done).code).toBe(0);
-    const srv = cli(['serve', join(dir, 'shared.json'), '--agents', '4', '--token-file', join(dir, 'tokens.json'), '--json', '--port', '0', ...FLAGS], /listening on (http:\/\/127\.0\.0\.1:\d+)/);
+    const srv = cli(['serve', join(dir, 'shared.json'), '--agents', '4', '--token-file', join(dir, 'tokens.json'), '--json', '--port', '0', '--checkpoint', join(dir, 'aggregator.ckpt'), ...FLAGS], /listening on (http:\/\/127\.0\.0\.1:\d+)/);
     const url = (await srv.ready)![1]!;
     const states = join(dir, 'states');
     const common = ['--server', url, '--dir', dir, '--backend', 'js', '--json'];
