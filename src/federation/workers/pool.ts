@@ -502,6 +502,9 @@ export class WorkerPool implements AgentPool {
     this.spawn(w);
     await this.waitReady([w]);
     this.post(w, cmd);
+    // In a chained command the other workers wait at the barrier for this rerun's reports: that
+    // wait is not theirs, so their time limit restarts with the rerun's.
+    if (cmd.kind & K_CHAIN) for (let u = 0; u < this.workers; u++) if (u !== w) cmd.deadline[u] = Math.max(cmd.deadline[u]!, cmd.deadline[w]!);
   }
 
   /** Stops worker w's thread (a hung or failed one is terminated by its task's signal). */
