@@ -439,7 +439,12 @@ export class WorkerPool implements AgentPool {
       if (cmd.kind & K_CHAIN && !cmd.reported.settled) {
         let half = true;
         for (let w = 0; w < this.workers && half; w++) half = Atomics.load(ctl, workerWord(w, W_HALF)) === cmd.id;
-        if (half) this.settleReports(cmd);
+        if (half) {
+          this.settleReports(cmd);
+          // The local phase gets its own time limit, as it would as a command of its own.
+          const t = this.o.roundTimeout ?? 0;
+          if (t > 0) cmd.deadline.fill(performance.now() + t);
+        }
       }
       if (cmd.kind & K_EVAL && !cmd.evaluated.settled) {
         let allEval = true;
