@@ -7,6 +7,7 @@
         "native/src/model.cc",
         "native/src/lu.cc",
         "native/src/exact.cc",
+        "native/src/sparse.cc",
         "native/src/sampler.cc"
       ],
       "dependencies": [

@@ -1,4 +1,5 @@
 import { dot, ldf, ldi, sti, zalloc, release } from './mem';
+import { Sparse, sparseFree } from './sparse';
 
 /** Past this many states the exact solves switch from a dense LU to sparse iterations (as js). */
 export const DENSE_LIMIT: i32 = 2048;
@@ -52,6 +53,18 @@ export class Env {
   laneG: usize; // f64[16]
   lanePend: usize; // usize[16]: the alias column each lane draws its next state from
   laneFrac: usize; // f64[16]: x - k of that draw
+  // FedSVRPG-M (lazy): rows of pi_thetaPrev and their logs, current when prevStamp[s] == stamp,
+  // and the batch's two means.
+  svrpg: i32;
+  piPrev: usize; // f64[SA]
+  logPiPrev: usize; // f64[SA]
+  prevStamp: usize; // i32[S]: the prevGen a row was computed for
+  prevGen: i32;
+  svMark: usize; // i32[S]: 1 while a state is on the current trajectory's visited list
+  svCur: usize; // f64[SA]: GPOMDP at theta
+  svPrev: usize; // f64[SA]: w-weighted GPOMDP at thetaPrev
+  svList: usize; // i32[S]: the states whose svCur/svPrev rows the last call wrote (zero elsewhere)
+  nSv: i32;
 
   // Exact solver (lazy).
   exact: i32;
@@ -74,7 +87,7 @@ export class Env {
   accS: usize; // f64[S]
   touched: usize; // i32[S]
   rhs: usize; // f64[S]
-  nxt: usize; // f64[S]
+  sparse: usize; // Sparse (assembly/sparse.ts): ILU(0) and BiCGSTAB memory
   // Policy iteration.
   policy: usize; // f64[SA]
   choice: usize; // i32[S]
@@ -167,6 +180,15 @@ export function envFree(e: Env): void {
       release(e.terms);
     }
   }
+  if (e.svrpg) {
+    release(e.piPrev);
+    release(e.logPiPrev);
+    release(e.prevStamp);
+    release(e.svMark);
+    release(e.svCur);
+    release(e.svPrev);
+    release(e.svList);
+  }
   release(e.laneState);
   release(e.laneG);
   release(e.lanePend);
@@ -190,7 +212,7 @@ export function envFree(e: Env): void {
     release(e.accS);
     release(e.touched);
     release(e.rhs);
-    release(e.nxt);
+    if (e.sparse) sparseFree(changetype<Sparse>(e.sparse));
     release(e.policy);
     release(e.choice);
     release(e.tq);

@@ -1,21 +1,26 @@
 import { Env, expectNext } from './env';
 import { ldf, stf, ldi, sti, zalloc, release } from './mem';
 import { luFactor, luSolve, luSolveTransposed, packBytes } from './lu';
+import { Sparse, sparseNew, sparsePrepare, sparseSolve, SPARSE_TOLERANCE, NOT_CONTRACTING } from './sparse';
 
 /**
  * Exact quantities, ported from src/backends/js/exact.ts: V = (I - gamma P_theta)^{-1} r_theta
- * and the occupancy measure by one (blocked) LU factorisation for S <= DENSE_LIMIT, by sparse
- * Gauss-Seidel / Jacobi sweeps converged to a relative 1e-15 beyond; the K-step truncation by
- * the backward recursion; J* by policy iteration.
+ * and the occupancy measure by one (blocked) LU factorisation for S <= DENSE_LIMIT; beyond, one
+ * ILU(0) of the sparse I - gamma P_theta preconditions certified BiCGSTAB solves (sparse.ts),
+ * optionally warm-started; the K-step truncation by the backward recursion; J* by policy iteration.
  *
- * Status codes returned to the facade: 0 ok, 1 singular matrix, 2 an iterative solve did not
- * converge, 3 policy iteration did not converge, 4 theta holds a non-finite entry.
+ * Status codes returned to the facade: 0 ok, 1 singular matrix, 3 policy iteration did not
+ * converge, 4 theta holds a non-finite entry, 5 a sparse solve did not reach its error bound,
+ * 6 gamma times a transition row sum is not below 1, 7 policy iteration stopped above its bound.
  */
 export const OK: i32 = 0;
 export const SINGULAR: i32 = 1;
-export const NO_CONVERGENCE: i32 = 2;
 export const PI_NO_CONVERGENCE: i32 = 3;
 export const NON_FINITE_THETA: i32 = 4;
+export const PI_ABOVE_BOUND: i32 = 7;
+const UNIT: f64 = 1.1102230246251565e-16;
+/** Gauss-Seidel value-iteration sweeps that choose the sparse J*'s first policy. */
+const INITIAL_SWEEPS: i32 = 4;
 
 function ensureExact(e: Env): void {
   if (e.exact) return;
@@ -34,7 +39,7 @@ function ensureExact(e: Env): void {
     e.accS = zalloc(S, 8);
     e.touched = zalloc(S, 4);
     e.rhs = zalloc(S, 8);
-    e.nxt = zalloc(S, 8);
+    e.sparse = changetype<usize>(sparseNew(S, 0));
   }
   e.work = zalloc(S, 8);
   e.oneJ = zalloc(1, 8);
@@ -135,11 +140,11 @@ function kernelRows(e: Env, policy: usize): void {
   }
 }
 
-/** Factors I - gamma P_policy (dense path) or builds its sparse rows. Returns a status. */
+/** Factors I - gamma P_policy (dense path) or builds its sparse rows and their ILU(0). Returns a status. */
 function prepare(e: Env, policy: usize): i32 {
   if (!e.dense) {
     kernelRows(e, policy);
-    return OK;
+    return sparsePrepare(changetype<Sparse>(e.sparse), e.kStart, e.kCol, e.kVal, e.gamma);
   }
   const S = e.S, A = e.A, g = e.gamma;
   const m = e.mat;
@@ -183,76 +188,12 @@ function prepare(e: Env, policy: usize): i32 {
   return luFactor(m, e.piv, S, e.pack) ? SINGULAR : OK;
 }
 
-/** x = (I - gamma K)^{-1} b in place, by Gauss-Seidel (or Jacobi on K^T when transposed). */
-function iterate(e: Env, b: usize, transposed: bool): i32 {
-  const S = e.S, g = e.gamma;
-  const kStart = e.kStart, kCol = e.kCol, kVal = e.kVal;
-  const rhs = e.rhs;
-  const bytes = (<usize>S) << 3;
-  memory.copy(rhs, b, bytes);
-  const x = b;
-  if (transposed) {
-    const next = e.nxt;
-    for (let it = 0; it < 100000; it++) {
-      memory.copy(next, rhs, bytes);
-      for (let s = 0; s < S; s++) {
-        const xs = ldf(x, s);
-        if (xs == 0) continue;
-        for (let q = ldi(kStart, s); q < ldi(kStart, s + 1); q++) {
-          const c = ldi(kCol, q);
-          stf(next, c, ldf(next, c) + g * ldf(kVal, q) * xs);
-        }
-      }
-      let diff: f64 = 0, scale: f64 = 0;
-      for (let s = 0; s < S; s++) {
-        diff = Math.max(diff, Math.abs(ldf(next, s) - ldf(x, s)));
-        scale = Math.max(scale, Math.abs(ldf(next, s)));
-      }
-      memory.copy(x, next, bytes);
-      if (diff <= 1e-15 * Math.max(scale, 1e-300)) return OK;
-    }
-    return NO_CONVERGENCE;
-  }
-  for (let it = 0; it < 100000; it++) {
-    let diff: f64 = 0, scale: f64 = 0;
-    for (let s = 0; s < S; s++) {
-      let sum = ldf(rhs, s);
-      let diag: f64 = 0;
-      for (let q = ldi(kStart, s); q < ldi(kStart, s + 1); q++) {
-        const j = ldi(kCol, q);
-        if (j == s) diag = ldf(kVal, q);
-        else sum += g * ldf(kVal, q) * ldf(x, j);
-      }
-      const v = sum / (1 - g * diag);
-      diff = Math.max(diff, Math.abs(v - ldf(x, s)));
-      scale = Math.max(scale, Math.abs(v));
-      stf(x, s, v);
-    }
-    if (diff <= 1e-15 * Math.max(scale, 1e-300)) return OK;
-  }
-  return NO_CONVERGENCE;
-}
-
-// @ts-ignore: decorator
-@inline function solve(e: Env, b: usize): i32 {
-  if (!e.dense) return iterate(e, b, false);
-  luSolve(e.mat, e.piv, e.S, b);
-  return OK;
-}
-
-// @ts-ignore: decorator
-@inline function solveTransposed(e: Env, b: usize): i32 {
-  if (!e.dense) return iterate(e, b, true);
-  luSolveTransposed(e.mat, e.piv, e.S, b);
-  return OK;
-}
-
 /**
  * Exact J, V, Q, occupancy and gradient for n reward tables at theta; with tau > 0 those of the
  * entropy-regularised objective: V_tau = (I - gamma P)^{-1} (r_theta + tau H_theta),
  * Q_tau = R + gamma P V_tau, grad = d pi (Q_tau - tau log pi - V_tau) / (1 - gamma).
  */
-export function evaluate(e: Env, theta: usize, rewards: usize, n: i32, J: usize, V: usize, Q: usize, grad: usize, occ: usize, tau: f64): i32 {
+export function evaluate(e: Env, theta: usize, rewards: usize, n: i32, J: usize, V: usize, Q: usize, grad: usize, occ: usize, tau: f64, warm: i32 = 0): i32 {
   ensureExact(e);
   const S = e.S, A = e.A, g = e.gamma, SA = e.SA;
   const pi = e.xpi;
@@ -261,13 +202,19 @@ export function evaluate(e: Env, theta: usize, rewards: usize, n: i32, J: usize,
   softmaxPolicy(theta, S, A, pi, reg ? logPi : 0);
   let st = prepare(e, pi);
   if (st) return st;
-  memory.copy(occ, e.initial, (<usize>S) << 3);
-  st = solveTransposed(e, occ);
-  if (st) return st;
+  if (e.dense) {
+    memory.copy(occ, e.initial, (<usize>S) << 3);
+    luSolveTransposed(e.mat, e.piv, e.S, occ);
+  } else {
+    // With warm != 0, occ and V hold the caller's guesses; x = d / (1 - gamma) solves (I - gamma P^T) x = rho.
+    for (let s = 0; s < S; s++) stf(occ, s, warm ? ldf(occ, s) / (1 - g) : 0);
+    st = sparseSolve(changetype<Sparse>(e.sparse), e.initial, occ, true, SPARSE_TOLERANCE);
+    if (st) return st;
+  }
   for (let s = 0; s < S; s++) stf(occ, s, (1 - g) * ldf(occ, s));
-  const v = e.work;
   const inv = 1 - g;
   for (let i = 0; i < n; i++) {
+    let v = e.dense ? e.work : e.rhs;
     const R = rewards + (<usize>i * <usize>SA << 3);
     for (let s = 0; s < S; s++) {
       let r: f64 = 0;
@@ -279,12 +226,19 @@ export function evaluate(e: Env, theta: usize, rewards: usize, n: i32, J: usize,
       }
       stf(v, s, r);
     }
-    st = solve(e, v);
-    if (st) return st;
+    if (e.dense) {
+      luSolve(e.mat, e.piv, e.S, v);
+    } else {
+      const x = V + (<usize>i * <usize>S << 3);
+      if (!warm) memory.fill(x, 0, (<usize>S) << 3);
+      st = sparseSolve(changetype<Sparse>(e.sparse), v, x, false, SPARSE_TOLERANCE);
+      if (st) return st;
+      v = x;
+    }
     let Ji: f64 = 0;
     for (let s = 0; s < S; s++) Ji += ldf(e.initial, s) * ldf(v, s);
     stf(J, i, Ji);
-    memory.copy(V + (<usize>i * <usize>S << 3), v, (<usize>S) << 3);
+    if (e.dense) memory.copy(V + (<usize>i * <usize>S << 3), v, (<usize>S) << 3);
     const Qi = Q + (<usize>i * <usize>SA << 3);
     const Gi = grad + (<usize>i * <usize>SA << 3);
     for (let s = 0; s < S; s++) {
@@ -384,15 +338,20 @@ export function status(): i32 {
   return lastStatus;
 }
 
-/**
- * J* by policy iteration (as the js reference): greedy start on the reward, exact evaluation,
- * and an action changes only when it improves Q by more than 1e-12 (relative).
- */
+/** J* of one reward table (V* into vOut): policy iteration with LU solves, or certified sparse ones. */
 export function optimal(e: Env, reward: usize, vOut: usize): f64 {
   ensureExact(e);
+  lastStatus = OK;
+  return e.dense ? optimalDense(e, reward, vOut) : optimalSparse(e, reward, vOut);
+}
+
+/**
+ * Dense path (as the js reference): greedy start on the reward, exact evaluation, and an action
+ * changes only when it improves Q by more than 1e-12 (relative).
+ */
+function optimalDense(e: Env, reward: usize, vOut: usize): f64 {
   const S = e.S, A = e.A, g = e.gamma;
   const policy = e.policy, choice = e.choice;
-  lastStatus = OK;
   for (let s = 0; s < S; s++) {
     let best = 0;
     for (let a = 1; a < A; a++) if (ldf(reward, s * A + a) > ldf(reward, s * A + best)) best = a;
@@ -402,17 +361,13 @@ export function optimal(e: Env, reward: usize, vOut: usize): f64 {
   for (let iter = 0; iter < 10000; iter++) {
     memory.fill(policy, 0, (<usize>e.SA) << 3);
     for (let s = 0; s < S; s++) stf(policy, s * A + ldi(choice, s), 1);
-    let st = prepare(e, policy);
+    const st = prepare(e, policy);
     if (st) {
       lastStatus = st;
       return NaN;
     }
     for (let s = 0; s < S; s++) stf(v, s, ldf(reward, s * A + ldi(choice, s)));
-    st = solve(e, v);
-    if (st) {
-      lastStatus = st;
-      return NaN;
-    }
+    luSolve(e.mat, e.piv, e.S, v);
     let changed = false;
     for (let s = 0; s < S; s++) {
       const cur = ldi(choice, s);
@@ -435,6 +390,110 @@ export function optimal(e: Env, reward: usize, vOut: usize): f64 {
       let Jv: f64 = 0;
       for (let s = 0; s < S; s++) Jv += ldf(e.initial, s) * ldf(v, s);
       return Jv;
+    }
+  }
+  lastStatus = PI_NO_CONVERGENCE;
+  return NaN;
+}
+
+/**
+ * Sparse path (as src/backends/js/exact.ts, which states the proof): Gauss-Seidel value-iteration
+ * sweeps choose the first policy, then inexact policy iteration with certified sparse solves
+ * warm-started from the previous values, stopped when the Bellman residual proves the 1e-12 bound on V*.
+ */
+function optimalSparse(e: Env, reward: usize, v: usize): f64 {
+  const S = e.S, A = e.A, g = e.gamma, SA = e.SA;
+  const policy = e.policy, choice = e.choice, rPi = e.rhs;
+  const z = changetype<Sparse>(e.sparse);
+  let kappa: f64 = 0, rn: f64 = 0;
+  let maxRow = 0;
+  for (let row = 0; row < SA; row++) {
+    let sum: f64 = 0;
+    const k0 = ldi(e.rowStart, row), k1 = ldi(e.rowStart, row + 1);
+    let count = 0;
+    for (let k = k0; k < k1; k++) {
+      const p = ldf(e.prob, k);
+      sum += p;
+      if (p != 0) count++;
+    }
+    kappa = Math.max(kappa, sum);
+    maxRow = max(maxRow, count);
+    rn = Math.max(rn, Math.abs(ldf(reward, row)));
+  }
+  const gk = g * kappa * (1 + <f64>(maxRow + 2) * UNIT);
+  if (!(gk < 1)) {
+    lastStatus = NOT_CONTRACTING;
+    return NaN;
+  }
+  const denom = (1 - gk) * (1 - 4 * UNIT);
+  const tol = SPARSE_TOLERANCE;
+  memory.fill(v, 0, (<usize>S) << 3);
+  for (let k = 0; k < INITIAL_SWEEPS; k++) {
+    for (let t = 0; t < S; t++) {
+      const s = k % 2 == 0 ? t : S - 1 - t;
+      let qBest = -Infinity;
+      for (let a = 0; a < A; a++) {
+        const qa = ldf(reward, s * A + a) + g * expectNext(e, s * A + a, v);
+        if (qa > qBest) {
+          qBest = qa;
+          sti(choice, s, a);
+        }
+      }
+      stf(v, s, qBest);
+    }
+  }
+  // Inexact policy iteration (as js): each evaluation to a tenth of the current distance to V*.
+  let evalTol: f64 = 1e-3;
+  for (let iter = 0; iter < 10000; iter++) {
+    memory.fill(policy, 0, (<usize>SA) << 3);
+    for (let s = 0; s < S; s++) {
+      stf(policy, s * A + ldi(choice, s), 1);
+      stf(rPi, s, ldf(reward, s * A + ldi(choice, s)));
+    }
+    let st = prepare(e, policy);
+    if (!st) st = sparseSolve(z, rPi, v, false, evalTol);
+    if (st) {
+      lastStatus = st;
+      return NaN;
+    }
+    let vn: f64 = 0;
+    for (let s = 0; s < S; s++) vn = Math.max(vn, Math.abs(ldf(v, s)));
+    const scale = Math.max(1, vn);
+    const gain = 0.25 * tol * scale * (1 - gk);
+    let bellman: f64 = 0;
+    let changed = false;
+    for (let s = 0; s < S; s++) {
+      const cur = ldi(choice, s);
+      let qCur: f64 = 0, qBest = -Infinity;
+      let best = cur;
+      for (let a = 0; a < A; a++) {
+        const qa = ldf(reward, s * A + a) + g * expectNext(e, s * A + a, v);
+        if (a == cur) qCur = qa;
+        if (qa > qBest) {
+          best = a;
+          qBest = qa;
+        }
+      }
+      bellman = Math.max(bellman, Math.abs(qBest - ldf(v, s)));
+      if (best != cur && qBest - qCur > gain) {
+        sti(choice, s, best);
+        changed = true;
+      }
+    }
+    const floor = <f64>(maxRow + 4) * UNIT * (rn + (1 + gk) * vn);
+    if ((bellman + floor) / denom <= Math.max(tol * scale, (4 * floor) / denom)) {
+      let Jv: f64 = 0;
+      for (let s = 0; s < S; s++) Jv += ldf(e.initial, s) * ldf(v, s);
+      return Jv;
+    }
+    if (!changed) {
+      if (evalTol <= 0.5 * tol) {
+        lastStatus = PI_ABOVE_BOUND;
+        return NaN;
+      }
+      evalTol = 0.5 * tol;
+    } else {
+      evalTol = Math.max(0.5 * tol, Math.min(1e-3, (0.1 * bellman) / (denom * scale)));
     }
   }
   lastStatus = PI_NO_CONVERGENCE;

@@ -6,7 +6,7 @@
  */
 import { Env, envNew as newEnv, envFinish as finishEnv, envFree as freeEnv } from './env';
 import { ldf, stf } from './mem';
-import { sampleBatch, estimate as estimateKernel, allFinite } from './sampler';
+import { sampleBatch, estimate as estimateKernel, allFinite, svrpgBatch } from './sampler';
 import {
   evaluate as evaluateKernel,
   exactGradient,
@@ -55,8 +55,8 @@ export function envFree(e: usize): void {
 }
 
 /** The estimator; returns the result's pointer ([S*A], valid until the next call), 0 for a non-finite theta. */
-export function estimate(e: usize, theta: usize, reward: usize, horizon: i32, batch: i32, rng: usize, tau: f64): usize {
-  return estimateKernel(changetype<Env>(e), theta, reward, horizon, batch, rng, tau);
+export function estimate(e: usize, theta: usize, reward: usize, horizon: i32, batch: i32, rng: usize, tau: f64, gpomdp: i32): usize {
+  return estimateKernel(changetype<Env>(e), theta, reward, horizon, batch, rng, tau, gpomdp != 0);
 }
 
 /**
@@ -74,7 +74,7 @@ export function localRound(
   for (let h = 0; h < steps; h++) {
     let g: usize;
     if (sampled) {
-      g = sampleBatch(e, theta, reward, horizon, batch, rng, tau);
+      g = sampleBatch(e, theta, reward, horizon, batch, rng, tau, tau > 0);
     } else {
       const st = exactGradient(e, theta, reward, tau);
       if (st != OK) return st;
@@ -89,8 +89,48 @@ export function localRound(
   return OK;
 }
 
-export function evaluate(e: usize, theta: usize, rewards: usize, n: i32, J: usize, V: usize, Q: usize, grad: usize, occ: usize, tau: f64): i32 {
-  return evaluateKernel(changetype<Env>(e), theta, rewards, n, J, V, Q, grad, occ, tau);
+/**
+ * FedSVRPG-M's two estimates on one batch into outCur and outPrev [S*A]; returns a status
+ * (NON_FINITE_THETA when theta or thetaPrev holds a non-finite entry, nothing sampled then).
+ */
+export function estimateSvrpg(
+  ep: usize, theta: usize, thetaPrev: usize, reward: usize, horizon: i32, batch: i32, clip: f64, rng: usize,
+  outCur: usize, outPrev: usize,
+): i32 {
+  const e = changetype<Env>(ep);
+  if (!allFinite(theta, e.SA) || !allFinite(thetaPrev, e.SA)) return NON_FINITE_THETA;
+  svrpgBatch(e, theta, thetaPrev, reward, horizon, batch, clip, rng, false);
+  memory.copy(outCur, e.svCur, (<usize>e.SA) << 3);
+  memory.copy(outPrev, e.svPrev, (<usize>e.SA) << 3);
+  return OK;
+}
+
+/**
+ * FedSVRPG-M's local round in place: H steps theta += eta (beta gc + (1 - beta) ((u + gc) - gw)),
+ * one batch of the stream at rng per step. Returns a status code.
+ */
+export function localRoundSvrpg(
+  ep: usize, theta: usize, reward: usize, thetaPrev: usize, u: usize, beta: f64, clip: f64, eta: f64, steps: i32,
+  horizon: i32, batch: i32, rng: usize,
+): i32 {
+  const e = changetype<Env>(ep);
+  const SA = e.SA;
+  if (!allFinite(theta, SA) || !allFinite(thetaPrev, SA)) return NON_FINITE_THETA;
+  const omb = 1 - beta;
+  for (let h = 0; h < steps; h++) {
+    svrpgBatch(e, theta, thetaPrev, reward, horizon, batch, clip, rng, h > 0);
+    const gc = e.svCur, gw = e.svPrev;
+    for (let j = 0; j < SA; j++) {
+      const d = beta * ldf(gc, j) + omb * ((ldf(u, j) + ldf(gc, j)) - ldf(gw, j));
+      stf(theta, j, ldf(theta, j) + eta * d);
+    }
+  }
+  return OK;
+}
+
+/** warm != 0: V and occ hold the caller's initial guesses for the sparse solves (S > DENSE_LIMIT). */
+export function evaluate(e: usize, theta: usize, rewards: usize, n: i32, J: usize, V: usize, Q: usize, grad: usize, occ: usize, tau: f64, warm: i32): i32 {
+  return evaluateKernel(changetype<Env>(e), theta, rewards, n, J, V, Q, grad, occ, tau, warm);
 }
 
 export function truncated(e: usize, theta: usize, rewards: usize, n: i32, horizon: i32, JK: usize, gradK: usize): i32 {
@@ -109,3 +149,5 @@ export function packBytes(n: i32): i32 {
   return luPackBytes(n);
 }
 
+
+export { mapMath } from './detmath';

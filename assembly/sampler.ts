@@ -1,5 +1,6 @@
 import { Env } from './env';
 import { ldf, stf, ldi, sti, zalloc, release } from './mem';
+import { detExp, detLog } from './detmath';
 
 /**
  * The Eq. 5 estimator, consuming the random stream exactly as src/backends/js/sampler.ts: the
@@ -141,15 +142,13 @@ function ensureLanes(e: Env, K: i32): void {
 }
 
 /**
- * pi(.|s) by softmax with the max subtracted, its running sum, and its last positive action;
- * with `withLog`, also log pi(.|s) = theta - max - log z (exact even where pi underflows).
+ * pi = softmax(th) over A actions with the max subtracted; with `withLog`, also lp = log pi =
+ * th - max - log z (exact even where pi underflows). detExp and detLog, z summed in action order:
+ * the same bits as the js and native rows. With cum != 0 the normalising pass also writes the
+ * running sum of pi into cum and returns the last action with pi > 0 (one pass instead of two).
  */
-function policyRow(e: Env, theta: usize, s: i32, stamp: i32, withLog: bool): void {
-  const A = e.A;
-  const base = s * A;
-  const th = theta + ((<usize>base) << 3);
-  const pi = e.pi + ((<usize>base) << 3);
-  const cum = e.cum + ((<usize>base) << 3);
+// @ts-ignore: decorator
+@inline function softmaxRow(th: usize, A: i32, pi: usize, lp: usize, withLog: bool, cum: usize): i32 {
   let m = ldf(th, 0);
   for (let a = 1; a < A; a++) {
     const t = ldf(th, a);
@@ -157,25 +156,34 @@ function policyRow(e: Env, theta: usize, s: i32, stamp: i32, withLog: bool): voi
   }
   let z: f64 = 0;
   for (let a = 0; a < A; a++) {
-    const x = Math.exp(ldf(th, a) - m);
+    const x = detExp(ldf(th, a) - m);
     stf(pi, a, x);
     z += x;
   }
   if (withLog) {
-    const logZ = Math.log(z);
-    const lp = e.logPi + ((<usize>base) << 3);
+    const logZ = detLog(z);
     for (let a = 0; a < A; a++) stf(lp, a, ldf(th, a) - m - logZ);
   }
-  let c: f64 = 0;
   let last = 0;
-  for (let a = 0; a < A; a++) {
-    const p = ldf(pi, a) / z;
-    stf(pi, a, p);
-    c += p;
-    stf(cum, a, c);
-    if (p > 0) last = a;
+  if (cum) {
+    let c: f64 = 0;
+    for (let a = 0; a < A; a++) {
+      const p = ldf(pi, a) / z;
+      stf(pi, a, p);
+      c += p;
+      stf(cum, a, c);
+      if (p > 0) last = a;
+    }
+  } else {
+    for (let a = 0; a < A; a++) stf(pi, a, ldf(pi, a) / z);
   }
-  sti(e.lastPos, s, last);
+  return last;
+}
+
+/** pi(.|s) (softmaxRow), its running sum, and its last positive action; log pi with `withLog`. */
+function policyRow(e: Env, theta: usize, s: i32, stamp: i32, withLog: bool): void {
+  const off = (<usize>(s * e.A)) << 3;
+  sti(e.lastPos, s, softmaxRow(theta + off, e.A, e.pi + off, e.logPi + off, withLog, e.cum + off));
   sti(e.piStamp, s, stamp);
   sti(e.piList, e.nPi++, s);
 }
@@ -208,6 +216,25 @@ function policyRow(e: Env, theta: usize, s: i32, stamp: i32, withLog: bool): voi
   return select<i32>(load<i32>(en, 8), load<i32>(en, 12), x - <f64>k < load<f64>(en));
 }
 
+/** Restores the all-zero acc outside the rows the previous call wrote, and empties piList. */
+function resetAcc(e: Env): void {
+  const A = e.A, acc = e.acc, piList = e.piList;
+  for (let q = 0, nq = e.nPi; q < nq; q++) {
+    const row = acc + ((<usize>(ldi(piList, q) * A)) << 3);
+    for (let b = 0; b < A; b++) stf(row, b, 0);
+  }
+  e.nPi = 0;
+}
+
+/** A new stamp for this call's policy rows; stamps wrap by resetting the stamp arrays. */
+function nextStamp(e: Env): i32 {
+  if (e.stamp >= 0x7ffffff0) {
+    e.stamp = 0;
+    memory.fill(e.piStamp, 0xff, (<usize>e.S) << 2);
+  }
+  return ++e.stamp;
+}
+
 /**
  * Runs `batch` trajectories and leaves their estimate (the sum divided by the batch) in e.acc,
  * whose other rows are zero. Only the rows of states visited in this call are touched: they are
@@ -215,8 +242,15 @@ function policyRow(e: Env, theta: usize, s: i32, stamp: i32, withLog: bool): voi
  * so a call costs O(visited states), not O(S*A). The stream state is read from and written back
  * to rng (4 words). Returns e.acc.
  */
-export function sampleBatch(e: Env, theta: usize, reward: usize, horizon: i32, batch: i32, rng: usize, tau: f64): usize {
-  const reg = tau > 0;
+export function sampleBatch(
+  e: Env, theta: usize, reward: usize, horizon: i32, batch: i32, rng: usize, tau: f64, gpomdp: bool,
+  thetaPrev: usize = 0, clip: f64 = 0,
+): usize {
+  // gpomdp: the (entropy-regularised when tau > 0) GPOMDP estimator; otherwise Eq. 5.
+  const reg = gpomdp;
+  // thetaPrev != 0: FedSVRPG-M (svrpgBatch) - the lanes' paths feed svrpgTrajectory, rows carry logs.
+  const svr = thetaPrev != 0;
+  const withLog = reg || svr;
   if (!e.sampler) buildSampler(e);
   ensureLanes(e, horizon);
   const A = e.A;
@@ -227,18 +261,9 @@ export function sampleBatch(e: Env, theta: usize, reward: usize, horizon: i32, b
   const tStart = e.aStart, tE = e.aEntries;
   const iN = e.iN, iE = e.iEntries;
   const draws = e.draws, trajS = e.trajS, trajSa = e.trajSa, disc = e.disc, terms = e.terms, logPi = e.logPi;
-  // Restore the all-zero acc outside the rows the previous call wrote.
+  resetAcc(e);
+  const stamp = nextStamp(e);
   const piList = e.piList;
-  for (let q = 0, nq = e.nPi; q < nq; q++) {
-    const row = acc + ((<usize>(ldi(piList, q) * A)) << 3);
-    for (let b = 0; b < A; b++) stf(row, b, 0);
-  }
-  e.nPi = 0;
-  if (e.stamp >= 0x7ffffff0) {
-    e.stamp = 0;
-    memory.fill(piStamp, 0xff, (<usize>e.S) << 2);
-  }
-  const stamp = ++e.stamp;
   // gamma^t by repeated multiplication, as the js loop's disc *= gamma.
   let dg: f64 = 1;
   for (let t = 0; t < K; t++) {
@@ -248,7 +273,7 @@ export function sampleBatch(e: Env, theta: usize, reward: usize, horizon: i32, b
   // When the batch will visit most states anyway (the js backend's rule), every policy row is
   // computed up front and the per-step check disappears; the rows are the same either way.
   const eager = <i64>e.SA <= 2 * <i64>K * <i64>batch;
-  if (eager) for (let s = 0; s < e.S; s++) policyRow(e, theta, s, stamp, reg);
+  if (eager) for (let s = 0; s < e.S; s++) policyRow(e, theta, s, stamp, withLog);
   const lanes = batch < LANES ? batch : LANES;
   // Alias tables that fit the caches resolve each lane's next state at once; larger ones (pass B).
   const inCache = e.aBytes <= 262144;
@@ -282,7 +307,7 @@ export function sampleBatch(e: Env, theta: usize, reward: usize, horizon: i32, b
       const more = t + 1 < K;
       for (let l = 0; l < nl; l++) {
         const s = ldi(cur, l);
-        if (!eager && ldi(piStamp, s) != stamp) policyRow(e, theta, s, stamp, reg);
+        if (!eager && ldi(piStamp, s) != stamp) policyRow(e, theta, s, stamp, withLog);
         const base = s * A;
         const ld = draws + ((<usize>(l * D)) << 3);
         let a = pickAction(cum + ((<usize>base) << 3), A, load<f64>(ld + ((<usize>(1 + 2 * t)) << 3)));
@@ -313,6 +338,12 @@ export function sampleBatch(e: Env, theta: usize, reward: usize, horizon: i32, b
       }
     }
     // 4. Scores, trajectory after trajectory.
+    if (svr) {
+      for (let l = 0; l < nl; l++) {
+        svrpgTrajectory(e, thetaPrev, reward, trajS + ((<usize>(l * K)) << 2), trajSa + ((<usize>(l * K)) << 2), K, clip);
+      }
+      continue;
+    }
     if (reg) {
       // GPOMDP with the entropy bonus (as js estimateRegularized): reward-to-go from the end,
       // g[s_l,.] += togo_l (e_{a_l} - pi(.|s_l)).
@@ -365,6 +396,7 @@ export function sampleBatch(e: Env, theta: usize, reward: usize, horizon: i32, b
   store<u32>(rng, s1, 4);
   store<u32>(rng, s2, 8);
   store<u32>(rng, s3, 12);
+  if (svr) return acc; // svrpgBatch divides its own sums
   // The mean: the same division as the js estimator, on the visited rows only (the rest are 0).
   const bf = <f64>batch;
   for (let q = 0, nq = e.nPi; q < nq; q++) {
@@ -397,7 +429,115 @@ export function allFinite(x: usize, n: i32): bool {
  * The estimate at theta (tau > 0: the entropy-regularised GPOMDP estimator): returns the pointer of the [S*A] result (valid until the next call on
  * this environment), or 0 when theta holds a non-finite entry (nothing sampled then).
  */
-export function estimate(e: Env, theta: usize, reward: usize, horizon: i32, batch: i32, rng: usize, tau: f64): usize {
+export function estimate(e: Env, theta: usize, reward: usize, horizon: i32, batch: i32, rng: usize, tau: f64, gpomdp: bool): usize {
   if (!allFinite(theta, e.SA)) return 0;
-  return sampleBatch(e, theta, reward, horizon, batch, rng, tau);
+  return sampleBatch(e, theta, reward, horizon, batch, rng, tau, gpomdp);
+}
+
+/** pi_thetaPrev(.|s) and its log (FedSVRPG-M's second policy), valid while e.prevGen is. */
+function prevRow(e: Env, thetaPrev: usize, s: i32): void {
+  const off = (<usize>(s * e.A)) << 3;
+  softmaxRow(thetaPrev + off, e.A, e.piPrev + off, e.logPiPrev + off, true, 0);
+  sti(e.prevStamp, s, e.prevGen);
+}
+
+/**
+ * One trajectory's FedSVRPG-M contribution from its recorded path (src/backends/js/sampler.ts
+ * estimateSvrpg, operation for operation): lw = sum_t (log pi_prev - log pi)(a_t|s_t) in step
+ * order (rows of pi_thetaPrev computed here when missing), w = detExp(lw) clipped when clip > 0;
+ * backward togo += gamma^l r_l, T(s_l) += togo, C(s_l, a_l) += togo (in e.visits and e.counts,
+ * zero again afterwards); per visited state svCur += C - T pi, svPrev += w (C - T pi_prev).
+ */
+function svrpgTrajectory(e: Env, thetaPrev: usize, reward: usize, ps: usize, psa: usize, K: i32, clip: f64): void {
+  const A = e.A;
+  const prevGen = e.prevGen, prevStamp = e.prevStamp;
+  const logPi = e.logPi, logPiPrev = e.logPiPrev, disc = e.disc;
+  const Ts = e.visits, Cs = e.counts, mark = e.svMark, visited = e.visited;
+  let lw: f64 = 0;
+  for (let t = 0; t < K; t++) {
+    const s = ldi(ps, t);
+    if (ldi(prevStamp, s) != prevGen) prevRow(e, thetaPrev, s);
+    const sa = ldi(psa, t);
+    lw += ldf(logPiPrev, sa) - ldf(logPi, sa);
+  }
+  let w = detExp(lw);
+  if (clip > 0) w = w > clip ? clip : w < 1 / clip ? 1 / clip : w;
+  let nv = 0;
+  let togo: f64 = 0;
+  for (let l = K - 1; l >= 0; l--) {
+    const sa = ldi(psa, l);
+    togo += ldf(disc, l) * ldf(reward, sa);
+    const sl = ldi(ps, l);
+    if (!ldi(mark, sl)) {
+      sti(mark, sl, 1);
+      sti(visited, nv++, sl);
+    }
+    stf(Ts, sl, ldf(Ts, sl) + togo);
+    stf(Cs, sa, ldf(Cs, sa) + togo);
+  }
+  const acc = e.svCur, accPrev = e.svPrev, pi = e.pi, piPrev = e.piPrev;
+  for (let v = 0; v < nv; v++) {
+    const vs = ldi(visited, v);
+    const off = (<usize>(vs * A)) << 3;
+    const t = ldf(Ts, vs);
+    const ar = acc + off, pr = accPrev + off, cr = Cs + off, p1 = pi + off, p2 = piPrev + off;
+    for (let b = 0; b < A; b++) {
+      const c = ldf(cr, b);
+      stf(ar, b, ldf(ar, b) + (c - t * ldf(p1, b)));
+      stf(pr, b, ldf(pr, b) + w * (c - t * ldf(p2, b)));
+      stf(cr, b, 0);
+    }
+    stf(Ts, vs, 0);
+    sti(mark, vs, 0);
+  }
+}
+
+/**
+ * FedSVRPG-M's batch: the lanes of sampleBatch draw the paths (the stream contract of the
+ * estimator), svrpgTrajectory adds each trajectory in order; the means land in e.svCur and
+ * e.svPrev. keepPrev: thetaPrev is the previous call's, so its rows stay valid (the steps of one
+ * local round compute each row once).
+ */
+export function svrpgBatch(e: Env, theta: usize, thetaPrev: usize, reward: usize, K: i32, batch: i32, clip: f64, rng: usize, keepPrev: bool): void {
+  if (!e.svrpg) {
+    e.piPrev = zalloc(e.SA, 8);
+    e.logPiPrev = zalloc(e.SA, 8);
+    e.prevStamp = zalloc(e.S, 4);
+    e.svMark = zalloc(e.S, 4);
+    e.svCur = zalloc(e.SA, 8);
+    e.svPrev = zalloc(e.SA, 8);
+    e.svList = zalloc(e.S, 4);
+    e.nSv = 0;
+    e.prevGen = 0;
+    e.svrpg = 1;
+  }
+  if (!keepPrev) {
+    if (e.prevGen >= 0x7ffffff0) {
+      e.prevGen = 0;
+      memory.fill(e.prevStamp, 0xff, (<usize>e.S) << 2);
+    }
+    e.prevGen++;
+  }
+  // Only the rows of the states a call visits are touched (they are the states whose policy row
+  // it computed, e.piList): the previous call's rows are zeroed and this call's divided, so a call
+  // costs O(visited states), not O(S*A), and the rest stays 0 as a full pass would leave it.
+  const A = e.A, acc = e.svCur, accPrev = e.svPrev, svList = e.svList;
+  for (let q = 0, nq = e.nSv; q < nq; q++) {
+    const off = (<usize>(ldi(svList, q) * A)) << 3;
+    memory.fill(acc + off, 0, (<usize>A) << 3);
+    memory.fill(accPrev + off, 0, (<usize>A) << 3);
+  }
+  sampleBatch(e, theta, reward, K, batch, rng, 0, false, thetaPrev, clip);
+  const bf = <f64>batch;
+  const nq = e.nPi;
+  memory.copy(svList, e.piList, (<usize>nq) << 2);
+  e.nSv = nq;
+  for (let q = 0; q < nq; q++) {
+    const off = (<usize>(ldi(svList, q) * A)) << 3;
+    const ar = acc + off, pr = accPrev + off;
+    for (let b = 0; b < A; b++) {
+      stf(ar, b, ldf(ar, b) / bf);
+      stf(pr, b, ldf(pr, b) / bf);
+    }
+  }
 }

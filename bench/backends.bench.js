@@ -1,20 +1,13 @@
 // Backend by backend, in one run: environment steps/s of the Eq. 5 estimator, and the time of
 // one exact evaluation (V, Q, gradient). Quote medians; compare ratios within one run.
 import { Bench } from 'tinybench';
-import { BACKEND_NAMES, loadBackendByName } from '../dist/backends/select.js';
+import { loadedBackends } from './loaded-backends.js';
 import { environmentSpec } from '../dist/mdp/model.js';
 import { randomMdp } from '../dist/mdp/generate.js';
 import { agentStream } from '../dist/rng.js';
 
 const quick = process.env.FEDPG_BENCH_QUICK === '1';
-const backends = [];
-for (const name of BACKEND_NAMES) {
-  try {
-    backends.push(await loadBackendByName(name));
-  } catch (e) {
-    console.log(`(${name} backend not loaded: ${e.message.split('\n')[0]})`);
-  }
-}
+const backends = await loadedBackends();
 
 const rows = [];
 const time = quick ? 100 : 1000;

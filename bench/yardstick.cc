@@ -24,6 +24,8 @@
 #include <string>
 #include <vector>
 
+#include "../native/src/detmath.h"
+
 namespace {
 
 struct Mdp {
@@ -173,7 +175,8 @@ struct Estimator {
     double m = t[0];
     for (int a = 1; a < A; a++) m = t[a] > m ? t[a] : m;
     double z = 0;
-    for (int a = 0; a < A; a++) z += p[a] = std::exp(t[a] - m);
+    // The addon's own exp (native/src/detmath.h), so the cross-check compares the same bits.
+    for (int a = 0; a < A; a++) z += p[a] = fedpg::det::exp(t[a] - m);
     double run = 0;
     int lp = 0;
     for (int a = 0; a < A; a++) {

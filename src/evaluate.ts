@@ -86,12 +86,29 @@ export async function evaluatePolicy(
     const JK = new Float64Array(N);
     const gradK = new Float64Array(N * SA);
     const groups = envs.length === 1 ? [mdp.rewards.map((_, i) => i)] : envs.map((_, i) => [i]);
+    // With one shared kernel the average MDP's reward rides along as one more table of the same
+    // call (one factorisation, one occupancy solve; every table's solve is independent, so its
+    // numbers are those of a call of its own).
+    const withAverage = !mdp.perAgentKernels && envs.length === 1;
+    const rbar = mdp.perAgentKernels ? null : averageReward(mdp);
+    const avg = { J: new Float64Array(1), V: new Float64Array(S), Q: new Float64Array(SA), grad: new Float64Array(SA), occupancy: new Float64Array(S) };
     groups.forEach((agents, k) => {
       const env = envs[k]!;
       const n = agents.length;
-      const out = { J: new Float64Array(n), V: new Float64Array(n * S), Q: new Float64Array(n * SA), grad: new Float64Array(n * SA), occupancy: new Float64Array(S) };
+      const m = n + (withAverage ? 1 : 0);
+      const out = { J: new Float64Array(m), V: new Float64Array(m * S), Q: new Float64Array(m * SA), grad: new Float64Array(m * SA), occupancy: new Float64Array(S) };
       const rewards = stackedRewards(mdp, agents);
-      env.evaluate(theta, rewards, out);
+      let tables = rewards;
+      if (withAverage) {
+        tables = new Float64Array(m * SA);
+        tables.set(rewards);
+        tables.set(rbar!, n * SA);
+      }
+      env.evaluate(theta, tables, out);
+      if (withAverage) {
+        avg.V.set(out.V.subarray(n * S, m * S));
+        avg.Q.set(out.Q.subarray(n * SA, m * SA));
+      }
       const tr = { JK: new Float64Array(n), gradK: new Float64Array(n * SA) };
       if (K !== undefined) env.truncated(theta, rewards, K, tr);
       agents.forEach((i, q) => {
@@ -116,10 +133,8 @@ export async function evaluatePolicy(
       policyStar: [],
       JstarPerAgent: mdp.rewards.map((r, i) => envs[envs.length === 1 ? 0 : i]!.optimal(r, new Float64Array(S))),
     };
-    if (!mdp.perAgentKernels) {
-      const rbar = averageReward(mdp);
-      const avg = { J: new Float64Array(1), V: new Float64Array(S), Q: new Float64Array(SA), grad: new Float64Array(SA), occupancy: new Float64Array(S) };
-      envs[0]!.evaluate(theta, rbar, avg);
+    if (rbar) {
+      if (!withAverage) envs[0]!.evaluate(theta, rbar, avg);
       const vstar = new Float64Array(S);
       report.V = Array.from(avg.V);
       report.Q = rows(avg.Q, A);

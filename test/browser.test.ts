@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, copyFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, copyFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, extname, join, normalize, relative, sep } from 'node:path';
@@ -167,6 +167,75 @@ describe.runIf(haveChromium)('the browser demo', () => {
     const sps = Number(await page.getAttribute('#throughput', 'data-steps-per-second'));
     expect(sps).toBeGreaterThan(1000);
     expect(Number(await page.getAttribute('.result[data-algorithm="fast-fedpg"]', 'data-rounds'))).toBe(8);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('the page\u2019s WebAssembly computes our exp, log and cos with the bits of src/math (issue 17)', async () => {
+    // The .wasm the page loads (as built into the page), run by chromium, against the js reference.
+    const wasmFiles = (await readdir(join(out, 'assets'))).filter((f) => f.endsWith('.wasm'));
+    expect(wasmFiles.length).toBeGreaterThan(0);
+    const { detExp, detLog, detCos } = await import('../src/math/index.js');
+    const { agentStream, nextDouble } = await import('../src/rng.js');
+    const rng = agentStream(17, 0);
+    const args = {
+      exp: [0, -0, 709.78, -745.1, NaN, Infinity, -Infinity, ...Array.from({ length: 3000 }, () => 1455 * nextDouble(rng) - 745)],
+      log: [0, 5e-324, 1, 2, NaN, Infinity, -1, ...Array.from({ length: 3000 }, () => Math.exp(1400 * nextDouble(rng) - 700))],
+      cos: [0, Math.PI, Math.PI / 2, 1e6, NaN, ...Array.from({ length: 3000 }, () => 2 * Math.PI * nextDouble(rng))],
+    };
+    const words = (xs: number[]) => Array.from(new Uint32Array(Float64Array.from(xs).buffer));
+    const { page, errors } = await openPage();
+    for (const file of wasmFiles) {
+      const got = await page.evaluate(
+        async ({ path, inputs }) => {
+          const { instance } = await WebAssembly.instantiateStreaming(fetch(path), { env: { abort: () => { throw new Error('abort'); } } });
+          const ex = instance.exports as unknown as { memory: WebAssembly.Memory; alloc(n: number): number; mapMath(w: number, x: number, o: number, n: number): void };
+          const res: Record<string, number[]> = {};
+          for (const [name, which] of [['exp', 0], ['log', 1], ['cos', 2]] as const) {
+            const w = inputs[name]!, n = w.length / 2;
+            const px = ex.alloc(n * 8), po = ex.alloc(n * 8);
+            new Uint32Array(ex.memory.buffer, px, 2 * n).set(w);
+            ex.mapMath(which, px, po, n);
+            res[name] = Array.from(new Uint32Array(ex.memory.buffer, po, 2 * n));
+          }
+          return res;
+        },
+        { path: `assets/${file}`, inputs: { exp: words(args.exp), log: words(args.log), cos: words(args.cos) } },
+      );
+      expect(got.exp, file).toEqual(words(args.exp.map(detExp)));
+      expect(got.log, file).toEqual(words(args.log.map(detLog)));
+      expect(got.cos, file).toEqual(words(args.cos.map(detCos)));
+    }
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('a sampled run in the page equals the same run in Node', async () => {
+    // The page's wasm backend (its copy of wasm/*.wasm, agents in Web Workers) against Node: J,
+    // an exact evaluation of the final theta, is the same bits as Node's wasm run and agrees with
+    // the js run to the solvers' 1e-11 (theta itself is not shown on the page).
+    const name = 'random-s6-a3-n4';
+    const text = await readFile(join(REPO, 'test', 'fixtures', `${name}.json`), 'utf8');
+    const q = { gradient: 'sampled', rounds: '12', localSteps: '4', horizon: '15', batch: '3', eta: '0.5', seed: '7' };
+    const { page, errors } = await openPage('?' + new URLSearchParams({ ...q, algorithms: 'fast-fedpg,fedavg', workers: '2' }).toString());
+    await page.setInputFiles('#file', { name: `${name}.json`, mimeType: 'application/json', buffer: Buffer.from(text) });
+    const alphaG = Number(await page.inputValue('#alphaG'));
+    await page.click('#run');
+    await page.waitForSelector('#app[data-state="done"], #app[data-state="error"]', { timeout: 60_000 });
+    expect(await page.textContent('#error')).toBe('');
+    const { train } = await import('../src/federation/train.js');
+    const { parseMdp } = await import('../src/mdp/parse.js');
+    const { loadBackendByName } = await import('../src/backends/select.js');
+    const mdp = parseMdp(JSON.parse(text), name);
+    for (const algorithm of ['fast-fedpg', 'fedavg'] as const) {
+      const pageJ = Number(await page.getAttribute(`.result[data-algorithm="${algorithm}"]`, 'data-final-j'));
+      const settings = { algorithm, gradient: 'sampled' as const, rounds: 12, localSteps: 4, horizon: 15, batch: 3, eta: 0.5, alphaG, seed: 7, workers: 1 };
+      const wasm = await train(mdp, { ...settings, backend: await loadBackendByName('wasm') });
+      const js = await train(mdp, { ...settings, backend: 'js' });
+      expect(Object.is(pageJ, wasm.J[12]), `${algorithm}: page J ${pageJ}, Node wasm J ${wasm.J[12]}`).toBe(true);
+      expect(Math.abs(pageJ - js.J[12]!)).toBeLessThan(1e-11);
+      expect(Math.abs(pageJ - wasm.J[0]!)).toBeGreaterThan(1e-3); // it trained
+    }
     expect(errors).toEqual([]);
     await page.close();
   });

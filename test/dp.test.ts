@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { detCos, detLog } from '../src/math/index.js';
 import { jsBackend } from '../src/backends/js/index.js';
 import { initialAgentState, LocalAgent } from '../src/federation/agent.js';
 import { algorithmOf } from '../src/federation/algorithms/registry.js';
@@ -64,7 +65,7 @@ describe('the mechanism', () => {
     expect(Math.sqrt(norm)).toBeCloseTo(0.05, 14); // the delta was longer than C
     for (let j = 0; j < SA; j++) {
       const u1 = nextDouble(rng), u2 = nextDouble(rng);
-      want[j] = want[j]! + 1.5 * 0.05 * (Math.sqrt(-2 * Math.log(1 - u1)) * Math.cos(2 * Math.PI * u2));
+      want[j] = want[j]! + 1.5 * 0.05 * (Math.sqrt(-2 * detLog(1 - u1)) * detCos(2 * Math.PI * u2));
     }
     expect(Array.from(sent)).toEqual(Array.from(want));
     expect(Array.from(a.state.rng)).toEqual(Array.from(rng));

@@ -6,6 +6,7 @@ import { randomMdp } from '../src/mdp/generate.js';
 import { agentStream } from '../src/rng.js';
 import { jsBackend } from '../src/backends/js/index.js';
 import { testedBackends } from './helpers/backends.js';
+import { worstZ } from './helpers/stats.js';
 import { expectedFixtures, fixturePath, readExpect, relativeError, table } from './helpers/fixtures.js';
 
 /**
@@ -130,15 +131,7 @@ describe.each(backends.map((b) => [b.name, b] as const))('kernels on the %s back
         sumSq[j]! += g[j]! * g[j]!;
       }
     }
-    const zScores = (target: Float64Array): number => {
-      let worst = 0;
-      for (let j = 0; j < SA; j++) {
-        const mean = sum[j]! / n;
-        const variance = (sumSq[j]! - n * mean * mean) / (n - 1);
-        worst = Math.max(worst, Math.abs(mean - target[j]!) / Math.sqrt(variance / n));
-      }
-      return worst;
-    };
+    const zScores = (target: Float64Array): number => worstZ(sum, sumSq, n, target);
     const truth = { JK: new Float64Array(1), gradK: new Float64Array(SA) };
     env.truncated(theta, R, K, truth);
     // 18 coordinates: P(max |z| > 5) < 18 * 5.7e-7 for a correct estimator.
@@ -291,7 +284,7 @@ describe.each(backends.filter((b) => b.name !== 'js').map((b) => [b.name, b] as 
     expect(Math.abs(a.optimal(rbar, new Float64Array(mdp.states)) - b.optimal(rbar, new Float64Array(mdp.states)))).toBeLessThan(1e-11);
   });
 
-  it.each(mdps.map((m) => [m.name!, m] as const))('the same stream gives the same estimate on %s', (_n2, mdp) => {
+  it.each(mdps.map((m) => [m.name!, m] as const))('the same stream gives the same estimate, bit for bit, on %s', (_n2, mdp) => {
     const theta = Float64Array.from({ length: mdp.states * mdp.actions }, (_, j) => Math.cos(j));
     const a = backend.createEnvironment(environmentSpec(mdp));
     const b = jsBackend.createEnvironment(environmentSpec(mdp));
@@ -301,7 +294,41 @@ describe.each(backends.filter((b) => b.name !== 'js').map((b) => [b.name, b] as 
       a.estimateGradient(theta, mdp.rewards[0]!, K, M, ra, ga);
       b.estimateGradient(theta, mdp.rewards[0]!, K, M, rb, gb);
       expect(Array.from(ra)).toEqual(Array.from(rb));
-      expect(relativeError(Array.from(ga), Array.from(gb))).toBeLessThan(1e-12);
+      // Object.is per entry: the estimate is bit-identical across backends (src/math, one summation order).
+      expect(Array.from(ga).every((v, j) => Object.is(v, gb[j]))).toBe(true);
+    }
+  });
+
+  it.each(mdps.map((m) => [m.name!, m] as const))('the GPOMDP estimator gives the js bits on %s, tau = 0 included (plain GPOMDP, not Eq. 5)', (_n2, mdp) => {
+    const SA = mdp.states * mdp.actions;
+    const theta = Float64Array.from({ length: SA }, (_, j) => 2 * Math.sin(j));
+    const a = backend.createEnvironment(environmentSpec(mdp));
+    const b = jsBackend.createEnvironment(environmentSpec(mdp));
+    for (const tau of [0, 0.3]) {
+      for (const M of [1, 17]) {
+        const ra = agentStream(8, 1), rb = agentStream(8, 1);
+        const ga = new Float64Array(SA), gb = new Float64Array(SA);
+        a.estimateRegularized!(theta, mdp.rewards[0]!, tau, 20, M, ra, ga);
+        b.estimateRegularized!(theta, mdp.rewards[0]!, tau, 20, M, rb, gb);
+        expect(Array.from(ra)).toEqual(Array.from(rb));
+        expect(Array.from(ga).every((v, j) => Object.is(v, gb[j])), `tau ${tau}, M ${M}`).toBe(true);
+      }
+    }
+  });
+
+  it.each(mdps.map((m) => [m.name!, m] as const))('sampled local rounds (plain, corrected, entropy) give the js bits on %s', (_n2, mdp) => {
+    const SA = mdp.states * mdp.actions;
+    const a = backend.createEnvironment(environmentSpec(mdp));
+    const b = jsBackend.createEnvironment(environmentSpec(mdp));
+    const corr = Float64Array.from({ length: SA }, (_, j) => 0.05 * Math.sin(5 * j));
+    for (const [correction, entropy] of [[null, 0], [corr, 0], [null, 0.3], [corr, 0.1]] as const) {
+      const ta = Float64Array.from({ length: SA }, (_, j) => 3 * Math.cos(2 * j)), tb = Float64Array.from(ta);
+      const ra = agentStream(5, 2), rb = agentStream(5, 2);
+      const args = { reward: mdp.rewards[1]!, correction, eta: 0.7, steps: 6, gradient: 'sampled' as const, horizon: 25, batch: 9, entropy };
+      a.localRound({ ...args, theta: ta, rng: ra });
+      b.localRound({ ...args, theta: tb, rng: rb });
+      expect(Array.from(ra)).toEqual(Array.from(rb));
+      expect(Array.from(ta).every((v, j) => Object.is(v, tb[j])), `correction ${correction !== null}, tau ${entropy}`).toBe(true);
     }
   });
 });

@@ -90,6 +90,14 @@ describe('the two wasm builds', () => {
       b.localRound({ theta: xb, reward: m.rewards[0]!, correction: corr, eta: 0.3, steps: 2, gradient, horizon: 10, batch: 3, rng: rb });
       expect(Array.from(xa)).toEqual(Array.from(xb));
     }
+    // FedSVRPG-M's kernel (8+ actions would take the SIMD action pick; these take the scalar one).
+    const prev = theta.map((v, j) => v + 0.2 * Math.sin(j));
+    const sv = { thetaPrev: prev, u: Float64Array.from({ length: SA }, (_, j) => 0.1 * Math.cos(j)), beta: 0.4, clip: 5 };
+    const ya = Float64Array.from(theta), yb = Float64Array.from(theta);
+    a.localRound({ theta: ya, reward: m.rewards[0]!, correction: null, eta: 0.3, steps: 3, gradient: 'sampled', horizon: 10, batch: 4, rng: ra, svrpg: sv });
+    b.localRound({ theta: yb, reward: m.rewards[0]!, correction: null, eta: 0.3, steps: 3, gradient: 'sampled', horizon: 10, batch: 4, rng: rb, svrpg: sv });
+    expect(Array.from(ya)).toEqual(Array.from(yb));
+    expect(Array.from(ra)).toEqual(Array.from(rb));
     // ... and both agree with the js reference.
     const ej = evaluateAll(jsBackend.createEnvironment(environmentSpec(m)), m, theta);
     for (const k of ['J', 'V', 'Q', 'grad', 'occupancy'] as const) expect(relativeError(Array.from(ea[k]), Array.from(ej[k]))).toBeLessThan(1e-12);

@@ -11,13 +11,14 @@
 #include <memory>
 #include <string>
 
+#include "detmath.h"
 #include "kernels.h"
 
 namespace fedpg {
 namespace {
 
 /** Bumped when the JS <-> C++ calling convention changes; the loader rejects a stale build. */
-constexpr int kAbiVersion = 1;
+constexpr int kAbiVersion = 3;  // 2: localRound takes one options object; 3: evaluate's optional warm start
 constexpr double kMaxInt = 9007199254740991.0;  // 2^53 - 1
 
 std::string typeName(const Napi::Value& v) {
@@ -244,6 +245,7 @@ class EnvWrap : public Napi::ObjectWrap<EnvWrap> {
                            InstanceMethod("optimal", &EnvWrap::Optimal),
                            InstanceMethod("estimateGradient", &EnvWrap::EstimateGradient),
                            InstanceMethod("estimateRegularized", &EnvWrap::EstimateRegularized),
+                           InstanceMethod("estimateSvrpg", &EnvWrap::EstimateSvrpg),
                            InstanceMethod("localRound", &EnvWrap::LocalRound),
                            InstanceMethod("evaluateAsync", &EnvWrap::EvaluateAsync),
                            InstanceMethod("truncatedAsync", &EnvWrap::TruncatedAsync),
@@ -338,6 +340,9 @@ class EnvWrap : public Napi::ObjectWrap<EnvWrap> {
   struct EvalArgs {
     Napi::Float64Array theta, rewards, J, V, Q, grad, occ;
     double tau = 0;
+    // The optional warm start (arguments 8 and 9: both Float64Arrays, or both undefined/null).
+    Napi::Float64Array warmV, warmOcc;
+    bool warm = false;
   };
   EvalArgs evalArgs(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -361,6 +366,14 @@ class EnvWrap : public Napi::ObjectWrap<EnvWrap> {
     expectLength(env, a.Q, n * SA(), "Q output");
     expectLength(env, a.grad, n * SA(), "grad output");
     expectLength(env, a.occ, size_t(m.S), "occupancy output");
+    const Napi::Value wv = arg(info, 8), wo = arg(info, 9);
+    if (!(wv.IsUndefined() || wv.IsNull()) || !(wo.IsUndefined() || wo.IsNull())) {
+      a.warm = true;
+      a.warmV = f64(env, wv, "warm.V");
+      a.warmOcc = f64(env, wo, "warm.occupancy");
+      expectLength(env, a.warmV, n * m.S, "warm.V");
+      expectLength(env, a.warmOcc, size_t(m.S), "warm.occupancy");
+    }
     guarded(env, [&] { checkThetaValues(m, cspan(a.theta)); });
     return a;
   }
@@ -445,35 +458,108 @@ class EnvWrap : public Napi::ObjectWrap<EnvWrap> {
     int64_t K = 0, M = 0;
     Napi::Uint32Array rng;
     double tau = 0;
+    bool hasSvrpg = false;
+    Napi::Float64Array thetaPrev, u;
+    double beta = 0, clip = 0;
   };
+  /**
+   * localRound's one argument: an options object read by name (LocalRoundArgs in
+   * src/backends/types.ts): { theta, reward, correction (Float64Array or null), eta, steps,
+   * gradient ('exact' | 'sampled'), horizon, batch, rng (sampled only), entropy (optional),
+   * svrpg (optional: { thetaPrev, u, beta, clip }, FedSVRPG-M) }.
+   * A missing or wrongly typed field is a TypeError naming it (options.<field>).
+   */
   RoundArgs roundArgs(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const Model& m = live(env);
+    const Napi::Value ov = arg(info, 0);
+    if (!ov.IsObject() || ov.IsTypedArray() || ov.IsArray() || ov.IsFunction())
+      throw Napi::TypeError::New(env, "localRound takes one options object, got " + typeName(ov));
+    const Napi::Object o = ov.As<Napi::Object>();
     RoundArgs a;
-    a.theta = f64(env, arg(info, 0), "theta");
-    a.reward = f64(env, arg(info, 1), "reward");
-    const Napi::Value c = arg(info, 2);
+    a.theta = f64(env, o.Get("theta"), "options.theta");
+    a.reward = f64(env, o.Get("reward"), "options.reward");
+    const Napi::Value c = o.Get("correction");
     if (!c.IsNull() && !c.IsUndefined()) {
-      a.correction = f64(env, c, "correction");
+      a.correction = f64(env, c, "options.correction");
       a.hasCorrection = true;
-      expectLength(env, a.correction, SA(), "correction");
+      expectLength(env, a.correction, SA(), "options.correction");
     }
-    a.eta = number(env, arg(info, 3), "eta");
-    a.steps = integer(env, arg(info, 4), "steps", 0, kMaxInt, "[0, 2^53-1]");
-    const Napi::Value sv = arg(info, 5);
-    if (!sv.IsBoolean()) throw Napi::TypeError::New(env, "sampled must be a boolean, got " + typeName(sv));
-    a.sampled = sv.As<Napi::Boolean>().Value();
-    expectLength(env, a.theta, SA(), "theta");
-    expectLength(env, a.reward, SA(), "reward");
+    a.eta = number(env, o.Get("eta"), "options.eta");
+    a.steps = integer(env, o.Get("steps"), "options.steps", 0, kMaxInt, "[0, 2^53-1]");
+    const Napi::Value gv = o.Get("gradient");
+    const std::string gradient = gv.IsString() ? gv.As<Napi::String>().Utf8Value() : "";
+    if (gradient != "exact" && gradient != "sampled")
+      throw Napi::TypeError::New(env, "options.gradient must be 'exact' or 'sampled', got " + typeName(gv) +
+                                          (gv.IsString() ? " '" + gradient + "'" : ""));
+    a.sampled = gradient == "sampled";
+    expectLength(env, a.theta, SA(), "options.theta");
+    expectLength(env, a.reward, SA(), "options.reward");
     if (a.sampled) {
-      a.K = count(env, arg(info, 6), "horizon");
-      a.M = count(env, arg(info, 7), "batch");
-      a.rng = u32(env, arg(info, 8), "rng");
-      expectLength(env, a.rng, 4, "rng");
+      a.K = count(env, o.Get("horizon"), "options.horizon");
+      a.M = count(env, o.Get("batch"), "options.batch");
+      a.rng = u32(env, o.Get("rng"), "options.rng");
+      expectLength(env, a.rng, 4, "options.rng");
     }
-    a.tau = entropyArg(env, arg(info, 9));
+    const Napi::Value tv = o.Get("entropy");
+    if (!tv.IsUndefined()) {
+      if (!tv.IsNumber()) throw Napi::TypeError::New(env, "options.entropy must be a number, got " + typeName(tv));
+      a.tau = entropyArg(env, tv);
+    }
+    const Napi::Value sv = o.Get("svrpg");
+    if (!sv.IsUndefined() && !sv.IsNull()) {
+      if (!sv.IsObject() || sv.IsTypedArray() || sv.IsArray())
+        throw Napi::TypeError::New(env, "options.svrpg must be an object, got " + typeName(sv));
+      const Napi::Object so = sv.As<Napi::Object>();
+      a.hasSvrpg = true;
+      a.thetaPrev = f64(env, so.Get("thetaPrev"), "options.svrpg.thetaPrev");
+      a.u = f64(env, so.Get("u"), "options.svrpg.u");
+      expectLength(env, a.thetaPrev, SA(), "options.svrpg.thetaPrev");
+      expectLength(env, a.u, SA(), "options.svrpg.u");
+      a.beta = number(env, so.Get("beta"), "options.svrpg.beta");
+      a.clip = number(env, so.Get("clip"), "options.svrpg.clip");
+    }
     guarded(env, [&] { checkThetaValues(m, cspan(a.theta)); });
     return a;
+  }
+
+  struct SvrpgEstArgs {
+    Napi::Float64Array theta, thetaPrev, reward, outCur, outPrev;
+    Napi::Uint32Array rng;
+    int64_t K = 0, M = 0;
+    double clip = 0;
+  };
+  /** (theta, thetaPrev, reward, K, M, clip, rng, outCur, outPrevWeighted), as Environment.estimateSvrpg. */
+  SvrpgEstArgs svrpgEstArgs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const Model& m = live(env);
+    SvrpgEstArgs a;
+    a.theta = f64(env, arg(info, 0), "theta");
+    a.thetaPrev = f64(env, arg(info, 1), "thetaPrev");
+    a.reward = f64(env, arg(info, 2), "reward");
+    a.K = count(env, arg(info, 3), "horizon");
+    a.M = count(env, arg(info, 4), "batch");
+    a.clip = number(env, arg(info, 5), "clip");
+    a.rng = u32(env, arg(info, 6), "rng");
+    a.outCur = f64(env, arg(info, 7), "gradient output");
+    a.outPrev = f64(env, arg(info, 8), "gradient output (weighted)");
+    expectLength(env, a.theta, SA(), "theta");
+    expectLength(env, a.thetaPrev, SA(), "thetaPrev");
+    expectLength(env, a.reward, SA(), "reward");
+    expectLength(env, a.rng, 4, "rng");
+    expectLength(env, a.outCur, SA(), "gradient output");
+    expectLength(env, a.outPrev, SA(), "gradient output (weighted)");
+    guarded(env, [&] { checkThetaValues(m, cspan(a.theta)); });
+    return a;
+  }
+
+  Napi::Value EstimateSvrpg(const Napi::CallbackInfo& info) {
+    SvrpgEstArgs a = svrpgEstArgs(info);
+    guarded(info.Env(), [&] {
+      estimateSvrpg(*model_, *ws_, cspan(a.theta), cspan(a.thetaPrev), cspan(a.reward), a.K, a.M, a.clip, span(a.rng),
+                    span(a.outCur), span(a.outPrev));
+    });
+    return info.Env().Undefined();
   }
 
   // ---- sync ----
@@ -482,7 +568,7 @@ class EnvWrap : public Napi::ObjectWrap<EnvWrap> {
     EvalArgs a = evalArgs(info);
     guarded(info.Env(), [&] {
       evaluate(*model_, *ws_, cspan(a.theta), cspan(a.rewards), span(a.J), span(a.V), span(a.Q), span(a.grad),
-               span(a.occ), a.tau);
+               span(a.occ), a.tau, a.warm ? span(a.warmV) : Out(), a.warm ? span(a.warmOcc) : Out());
     });
     return info.Env().Undefined();
   }
@@ -515,8 +601,11 @@ class EnvWrap : public Napi::ObjectWrap<EnvWrap> {
   Napi::Value LocalRound(const Napi::CallbackInfo& info) {
     RoundArgs a = roundArgs(info);
     guarded(info.Env(), [&] {
+      SvrpgArgs sv;
+      if (a.hasSvrpg) sv = SvrpgArgs{cspan(a.thetaPrev), cspan(a.u), a.beta, a.clip};
       localRound(*model_, *ws_, span(a.theta), cspan(a.reward), a.hasCorrection ? cspan(a.correction) : In(), a.eta,
-                 a.steps, a.sampled, a.K, a.M, a.sampled ? span(a.rng) : Span<uint32_t>(), a.tau);
+                 a.steps, a.sampled, a.K, a.M, a.sampled ? span(a.rng) : Span<uint32_t>(), a.tau,
+                 a.hasSvrpg ? &sv : nullptr);
     });
     return info.Env().Undefined();
   }
@@ -533,10 +622,13 @@ class EnvWrap : public Napi::ObjectWrap<EnvWrap> {
     std::vector<double>* Q = &job->output(a.Q, false);
     std::vector<double>* grad = &job->output(a.grad, false);
     std::vector<double>* occ = &job->output(a.occ, false);
+    std::vector<double>* warmV = a.warm ? &job->output(a.warmV, true) : nullptr;
+    std::vector<double>* warmOcc = a.warm ? &job->output(a.warmOcc, true) : nullptr;
     const double tau = a.tau;
     job->setWork(
         [=](const Model& m, Workspace& w) {
-          evaluate(m, w, in(theta), in(rewards), out(J), out(V), out(Q), out(grad), out(occ), tau);
+          evaluate(m, w, in(theta), in(rewards), out(J), out(V), out(Q), out(grad), out(occ), tau,
+                   warmV ? out(warmV) : Out(), warmOcc ? out(warmOcc) : Out());
           return 0.0;
         },
         false);
@@ -602,10 +694,15 @@ class EnvWrap : public Napi::ObjectWrap<EnvWrap> {
     const int64_t steps = a.steps, K = a.K, M = a.M;
     const bool sampled = a.sampled;
     const double tau = a.tau;
+    const std::vector<double>* thetaPrev = a.hasSvrpg ? &job->input(a.thetaPrev) : nullptr;
+    const std::vector<double>* u = a.hasSvrpg ? &job->input(a.u) : nullptr;
+    const double beta = a.beta, clip = a.clip;
     job->setWork(
         [=](const Model& m, Workspace& w) {
+          SvrpgArgs sv;
+          if (thetaPrev) sv = SvrpgArgs{in(thetaPrev), in(u), beta, clip};
           localRound(m, w, out(theta), in(reward), corr ? in(corr) : In(), eta, steps, sampled, K, M,
-                     rng ? Span<uint32_t>(rng->data(), rng->size()) : Span<uint32_t>(), tau);
+                     rng ? Span<uint32_t>(rng->data(), rng->size()) : Span<uint32_t>(), tau, thetaPrev ? &sv : nullptr);
           return 0.0;
         },
         false);
@@ -623,10 +720,36 @@ class Addon : public Napi::Addon<Addon> {
                              InstanceValue("Environment", EnvWrap::Define(env), napi_enumerable),
                              InstanceValue("abiVersion", Napi::Number::New(env, kAbiVersion), napi_enumerable),
                              InstanceMethod("info", &Addon::Info, napi_enumerable),
+                             InstanceMethod("mapMath", &Addon::MapMath, napi_enumerable),
                          });
   }
 
  private:
+  /**
+   * mapMath(name, x, out): out[i] = f(x[i]) with f one of exp, log, cos (ours, native/src/detmath.h)
+   * or std.exp, std.log, std.cos (this machine's libm). For the cross-backend tests and the bench.
+   */
+  Napi::Value MapMath(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const Napi::Value nameV = arg(info, 0);
+    if (!nameV.IsString()) throw Napi::TypeError::New(env, "mapMath name must be a string, got " + typeName(nameV));
+    const std::string name = nameV.As<Napi::String>().Utf8Value();
+    Napi::Float64Array x = f64(env, arg(info, 1), "x");
+    Napi::Float64Array out = f64(env, arg(info, 2), "out");
+    expectLength(env, out, x.ElementLength(), "out");
+    const size_t n = x.ElementLength();
+    const double* in = n ? x.Data() : nullptr;
+    double* o = n ? out.Data() : nullptr;
+    if (name == "exp") for (size_t i = 0; i < n; i++) o[i] = det::exp(in[i]);
+    else if (name == "log") for (size_t i = 0; i < n; i++) o[i] = det::log(in[i]);
+    else if (name == "cos") for (size_t i = 0; i < n; i++) o[i] = det::cos(in[i]);
+    else if (name == "std.exp") for (size_t i = 0; i < n; i++) o[i] = std::exp(in[i]);
+    else if (name == "std.log") for (size_t i = 0; i < n; i++) o[i] = std::log(in[i]);
+    else if (name == "std.cos") for (size_t i = 0; i < n; i++) o[i] = std::cos(in[i]);
+    else throw Napi::RangeError::New(env, "mapMath name must be exp, log, cos, std.exp, std.log or std.cos, got '" + name + "'");
+    return env.Undefined();
+  }
+
   Napi::Value Info(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Object o = Napi::Object::New(env);

@@ -1,9 +1,13 @@
 // Exact quantities, mirroring src/backends/js/exact.ts: one LU factorisation of I - gamma P_theta
 // serves the value solves of every reward table and the transposed solve for the occupancy
-// measure; past kDenseLimit states Gauss-Seidel (values) and Jacobi (occupancy) sweeps over the
-// sparse rows of P_theta, converged to a relative 1e-15.
+// measure; past kDenseLimit states one ILU(0) of the sparse I - gamma P_theta preconditions
+// BiCGSTAB solves whose stopping rule proves a relative error of 1e-12 (sparse.h), optionally
+// warm-started from the caller's previous solution. J* there is policy iteration with such solves,
+// stopped by a proven bound on the Bellman residual.
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <memory>
 
 #include "kernels.h"
 
@@ -100,10 +104,11 @@ void kernelRows(const Model& m, ExactScratch& e, const double* policy) {
   }
 }
 
-/** Factors I - gamma P_policy (dense path; returns true) or builds its sparse rows (false). */
+/** Factors I - gamma P_policy (dense path; returns true) or builds its sparse rows and ILU(0) (false). */
 bool prepare(const Model& m, ExactScratch& e, const double* policy) {
   if (!m.denseSolver()) {
     kernelRows(m, e, policy);
+    e.sparse.prepare(m.S, e.kStart.data(), e.kCol.data(), e.kVal.data(), m.gamma);
     return false;
   }
   const int S = m.S, A = m.A;
@@ -129,63 +134,17 @@ bool prepare(const Model& m, ExactScratch& e, const double* policy) {
   return true;
 }
 
-/** x = (I - gamma K)^{-1} b in place: Gauss-Seidel, or Jacobi on K^T for the transposed system. */
-void iterate(const Model& m, ExactScratch& e, double* b, bool transposed) {
-  const int S = m.S;
-  const double g = m.gamma;
-  e.rhs.assign(b, b + S);
-  double* x = b;
-  const int64_t* ks = e.kStart.data();
-  const int32_t* kc = e.kCol.data();
-  const double* kv = e.kVal.data();
-  if (transposed) {
-    e.next.assign(size_t(S), 0.0);
-    double* nx = e.next.data();
-    for (int it = 0; it < 100000; it++) {
-      std::copy(e.rhs.begin(), e.rhs.end(), nx);
-      for (int s = 0; s < S; s++) {
-        const double xs = x[s];
-        if (xs == 0) continue;
-        for (int64_t q = ks[s]; q < ks[s + 1]; q++) nx[kc[q]] = nx[kc[q]] + g * kv[q] * xs;
-      }
-      double diff = 0, scale = 0;
-      for (int s = 0; s < S; s++) {
-        diff = std::max(diff, std::fabs(nx[s] - x[s]));
-        scale = std::max(scale, std::fabs(nx[s]));
-      }
-      std::copy(nx, nx + S, x);
-      if (diff <= 1e-15 * std::max(scale, 1e-300)) return;
-    }
-    throw NumericError("iterative solve did not converge in 100000 sweeps");
-  }
-  for (int it = 0; it < 100000; it++) {
-    double diff = 0, scale = 0;
-    for (int s = 0; s < S; s++) {
-      double sum = e.rhs[s];
-      double diag = 0;
-      for (int64_t q = ks[s]; q < ks[s + 1]; q++) {
-        const int j = kc[q];
-        if (j == s) diag = kv[q];
-        else sum += g * kv[q] * x[j];
-      }
-      const double v = sum / (1 - g * diag);
-      diff = std::max(diff, std::fabs(v - x[s]));
-      scale = std::max(scale, std::fabs(v));
-      x[s] = v;
-    }
-    if (diff <= 1e-15 * std::max(scale, 1e-300)) return;
-  }
-  throw NumericError("iterative solve did not converge in 100000 sweeps");
-}
-
-void solve(const Model& m, ExactScratch& e, bool dense, double* b) {
-  if (dense) e.lu.solve(b);
-  else iterate(m, e, b, false);
-}
-
-void solveTransposed(const Model& m, ExactScratch& e, bool dense, double* b) {
-  if (dense) e.lu.solveTransposed(b);
-  else iterate(m, e, b, true);
+/** The warm start: both vectors or neither, of the right lengths, finite. */
+void checkWarm(Out warmV, Out warmOcc, size_t nV, size_t nOcc) {
+  if (!warmV.p && !warmOcc.p) return;
+  if (!warmV.p || !warmOcc.p) throw ArgumentError("warm start needs both V and occupancy");
+  checkLen("warm.V", warmV.n, nV);
+  checkLen("warm.occupancy", warmOcc.n, nOcc);
+  for (size_t j = 0; j < nV; j++)
+    if (!std::isfinite(warmV[j])) throw ArgumentError("warm.V[" + std::to_string(j) + "] is " + str(warmV[j]) + ", not a finite number");
+  for (size_t j = 0; j < nOcc; j++)
+    if (!std::isfinite(warmOcc[j]))
+      throw ArgumentError("warm.occupancy[" + std::to_string(j) + "] is " + str(warmOcc[j]) + ", not a finite number");
 }
 
 size_t tableCount(const Model& m, In rewards) {
@@ -199,7 +158,7 @@ size_t tableCount(const Model& m, In rewards) {
 }  // namespace
 
 void evaluate(const Model& m, Workspace& w, In theta, In rewards, Out J, Out V, Out Q, Out grad, Out occupancy,
-              double tau) {
+              double tau, Out warmV, Out warmOcc) {
   const int S = m.S, A = m.A;
   const int64_t SA = m.SA();
   const double g = m.gamma;
@@ -211,6 +170,7 @@ void evaluate(const Model& m, Workspace& w, In theta, In rewards, Out J, Out V, 
   checkLen("Q", Q.n, n * SA);
   checkLen("grad", grad.n, n * SA);
   checkLen("occupancy", occupancy.n, size_t(S));
+  checkWarm(warmV, warmOcc, n * S, size_t(S));
   ExactScratch& e = w.e;
   e.pi.resize(size_t(SA));
   double* pi = e.pi.data();
@@ -223,12 +183,18 @@ void evaluate(const Model& m, Workspace& w, In theta, In rewards, Out J, Out V, 
   }
   const bool dense = prepare(m, e, pi);
   double* d = occupancy.p;
-  std::copy(m.initial.begin(), m.initial.end(), d);
-  solveTransposed(m, e, dense, d);
-  for (int s = 0; s < S; s++) d[s] = (1 - g) * d[s];
+  if (dense) {
+    std::copy(m.initial.begin(), m.initial.end(), d);
+    e.lu.solveTransposed(d);
+  } else {
+    // The unnormalised occupancy x = d / (1 - gamma) solves (I - gamma P^T) x = rho.
+    for (int s = 0; s < S; s++) d[s] = warmOcc.p ? warmOcc[s] / (1 - g) : 0.0;
+  }
+  // The right-hand sides r_theta of every table (into V for the dense path, which solves in place).
+  if (!dense) e.b.resize(n * S);
   for (size_t i = 0; i < n; i++) {
     const double* R = rewards.p + i * SA;
-    double* v = V.p + i * S;
+    double* v = dense ? V.p + i * S : e.b.data() + i * S;
     for (int s = 0; s < S; s++) {
       double r = 0;
       for (int a = 0; a < A; a++) r += pi[int64_t(s) * A + a] * R[int64_t(s) * A + a];
@@ -239,7 +205,27 @@ void evaluate(const Model& m, Workspace& w, In theta, In rewards, Out J, Out V, 
       }
       v[s] = r;
     }
-    solve(m, e, dense, v);
+    if (dense) e.lu.solve(v);
+  }
+  if (!dense) {
+    // The occupancy and every table's values together (each system with exactly the iterates it
+    // would have alone).
+    std::vector<const double*> bs(n + 1);
+    std::vector<double*> xs(n + 1);
+    std::unique_ptr<bool[]> tr(new bool[n + 1]());
+    bs[0] = m.initial.data();
+    xs[0] = d;
+    tr[0] = true;
+    for (size_t i = 0; i < n; i++) {
+      bs[i + 1] = e.b.data() + i * S;
+      xs[i + 1] = V.p + i * S;
+      for (int s = 0; s < S; s++) xs[i + 1][s] = warmV.p ? warmV[i * S + s] : 0.0;
+    }
+    e.sparse.solveMany(int(n + 1), bs.data(), xs.data(), tr.get());
+  }
+  for (int s = 0; s < S; s++) d[s] = (1 - g) * d[s];
+  for (size_t i = 0; i < n; i++) {
+    const double* v = V.p + i * S;
     double Ji = 0;
     for (int s = 0; s < S; s++) Ji += m.initial[s] * v[s];
     J[i] = Ji;
@@ -257,6 +243,8 @@ void evaluate(const Model& m, Workspace& w, In theta, In rewards, Out J, Out V, 
       }
     }
   }
+  if (warmV.p) std::copy(V.p, V.p + n * S, warmV.p);
+  if (warmOcc.p) std::copy(d, d + S, warmOcc.p);
 }
 
 void truncated(const Model& m, Workspace& w, In theta, In rewards, int64_t K, Out JK, Out gradK) {
@@ -333,16 +321,11 @@ void truncated(const Model& m, Workspace& w, In theta, In rewards, int64_t K, Ou
   }
 }
 
-double optimal(const Model& m, Workspace& w, In reward, Out vOut) {
+namespace {
+
+/** The initial policy of both paths: the action of the largest immediate reward (the first on ties). */
+std::vector<int> greedyOnReward(const Model& m, const double* reward) {
   const int S = m.S, A = m.A;
-  const int64_t SA = m.SA();
-  const double g = m.gamma;
-  checkLen("reward", reward.n, size_t(SA));
-  checkLen("V output", vOut.n, size_t(S));
-  for (size_t j = 0; j < reward.n; j++)
-    if (!std::isfinite(reward[j])) throw ArgumentError("reward[" + std::to_string(j) + "] is " + str(reward[j]) + ", not a finite number");
-  ExactScratch& e = w.e;
-  std::vector<double> policy(static_cast<size_t>(SA), 0.0);
   std::vector<int> choice(static_cast<size_t>(S));
   for (int s = 0; s < S; s++) {
     int best = 0;
@@ -350,13 +333,24 @@ double optimal(const Model& m, Workspace& w, In reward, Out vOut) {
       if (reward[int64_t(s) * A + a] > reward[int64_t(s) * A + best]) best = a;
     choice[s] = best;
   }
-  double* v = vOut.p;
+  return choice;
+}
+
+/**
+ * Dense path: policy iteration with exact LU solves, finite and accurate to rounding. An action
+ * changes only when it improves Q by more than 1e-12 (relative), so ties cannot cycle.
+ */
+double optimalDense(const Model& m, ExactScratch& e, const double* reward, double* v) {
+  const int S = m.S, A = m.A;
+  const double g = m.gamma;
+  std::vector<double> policy(static_cast<size_t>(m.SA()), 0.0);
+  std::vector<int> choice = greedyOnReward(m, reward);
   for (int iter = 0; iter < 10000; iter++) {
     std::fill(policy.begin(), policy.end(), 0.0);
     for (int s = 0; s < S; s++) policy[int64_t(s) * A + choice[s]] = 1;
-    const bool dense = prepare(m, e, policy.data());
+    prepare(m, e, policy.data());
     for (int s = 0; s < S; s++) v[s] = reward[int64_t(s) * A + choice[s]];
-    solve(m, e, dense, v);
+    e.lu.solve(v);
     bool changed = false;
     for (int s = 0; s < S; s++) {
       const int cur = choice[s];
@@ -382,6 +376,134 @@ double optimal(const Model& m, Workspace& w, In reward, Out vOut) {
     }
   }
   throw NumericError("policy iteration did not converge in 10000 iterations");
+}
+
+/**
+ * Sparse path: policy iteration whose evaluations are certified BiCGSTAB solves warm-started from
+ * the previous policy's values, loose while far from V* (inexact policy iteration). The answer is certified by the Bellman residual, not by the policy
+ * becoming stable: the optimality operator T is a (gamma kappa)-contraction in the inf-norm
+ * (kappa = the largest row sum of P, rounded up), so |V* - v|_inf <= |T v - v|_inf / (1 - gamma kappa),
+ * and J = rho^T v is within that of J* (rho sums to 1; plus the rounding of that sum of S terms, at most
+ * S u |v|_inf, in practice far less). Computing T v - v rounds by at most
+ * floor = (m + 4) u (|R|_inf + (1 + gamma kappa)|v|_inf) (m = most entries in a row of P), so the loop
+ * stops when (|fl(T v - v)|_inf + floor) / (1 - gamma kappa) <= max(1e-12 max(1, |v|_inf), 4 floor / (1 - gamma kappa)),
+ * the rule of the sparse solves (sparse.h). The final evaluations run to half that tolerance and an
+ * action changes only when it gains more than a quarter of it (times 1 - gamma kappa), so once the
+ * policy is stable the residual passes, and near-ties cannot make the iteration cycle.
+ */
+/** Gauss-Seidel value-iteration sweeps that choose optimalSparse's first policy. */
+constexpr int kInitialSweeps = 4;
+
+double optimalSparse(const Model& m, ExactScratch& e, const double* reward, double* v) {
+  constexpr double u = 1.1102230246251565e-16;
+  const int S = m.S, A = m.A;
+  const int64_t SA = m.SA();
+  const double g = m.gamma;
+  double kappa = 0, rn = 0;
+  int maxRow = 0;
+  for (int64_t row = 0; row < SA; row++) {
+    double sum = 0;
+    int count = 0;
+    m.forEachNext(row, [&](int, double p) {
+      sum += p;
+      count += p != 0;  // adding an exact zero does not round
+    });
+    kappa = std::max(kappa, sum);
+    maxRow = std::max(maxRow, count);
+    rn = std::max(rn, std::fabs(reward[row]));
+  }
+  const double gk = g * kappa * (1 + (maxRow + 2) * u);
+  if (!(gk < 1))
+    throw NumericError("a transition row sums to " + str(kappa) + ": gamma * that is not below 1, so value iteration does not contract");
+  const double denom = (1 - gk) * (1 - 4 * u);
+  const double tol = SparseSolver::kTolerance;
+  std::vector<double> policy(static_cast<size_t>(SA), 0.0);
+  std::vector<int> choice(static_cast<size_t>(S), 0);
+  std::vector<double> rPi(static_cast<size_t>(S));
+  // The first policy: greedy after a few in-place (Gauss-Seidel) value-iteration sweeps from 0,
+  // alternately in state order and backwards, so each sweep carries the rewards across the whole
+  // grid in its direction; policy iteration from there needs a handful of improvements, not one
+  // per step of distance to the rewards.
+  std::fill(v, v + S, 0.0);
+  for (int k = 0; k < kInitialSweeps; k++) {
+    for (int t = 0; t < S; t++) {
+      const int s = k % 2 == 0 ? t : S - 1 - t;
+      double qBest = -std::numeric_limits<double>::infinity();
+      for (int a = 0; a < A; a++) {
+        const double qa = reward[int64_t(s) * A + a] + g * m.expectNext(int64_t(s) * A + a, v);
+        if (qa > qBest) {
+          qBest = qa;
+          choice[s] = a;
+        }
+      }
+      v[s] = qBest;
+    }
+  }
+  // Inexact policy iteration: while far from V*, an evaluation only needs to be accurate to a
+  // tenth of the current distance to it (|T v - v| / (1 - gamma kappa), relative); the last ones run
+  // to half the final tolerance.
+  double evalTol = 1e-3;
+  for (int iter = 0; iter < 10000; iter++) {
+    std::fill(policy.begin(), policy.end(), 0.0);
+    for (int s = 0; s < S; s++) {
+      policy[int64_t(s) * A + choice[s]] = 1;
+      rPi[s] = reward[int64_t(s) * A + choice[s]];
+    }
+    prepare(m, e, policy.data());
+    e.sparse.solve(rPi.data(), v, false, evalTol);
+    double vn = 0;
+    for (int s = 0; s < S; s++) vn = std::max(vn, std::fabs(v[s]));
+    const double scale = std::max(1.0, vn);
+    const double gain = 0.25 * tol * scale * (1 - gk);
+    double bellman = 0;
+    bool changed = false;
+    for (int s = 0; s < S; s++) {
+      const int cur = choice[s];
+      double qCur = 0, qBest = -std::numeric_limits<double>::infinity();
+      int best = cur;
+      for (int a = 0; a < A; a++) {
+        const double qa = reward[int64_t(s) * A + a] + g * m.expectNext(int64_t(s) * A + a, v);
+        if (a == cur) qCur = qa;
+        if (qa > qBest) {
+          best = a;
+          qBest = qa;
+        }
+      }
+      bellman = std::max(bellman, std::fabs(qBest - v[s]));
+      if (best != cur && qBest - qCur > gain) {
+        choice[s] = best;
+        changed = true;
+      }
+    }
+    const double floor = (maxRow + 4) * u * (rn + (1 + gk) * vn);
+    if ((bellman + floor) / denom <= std::max(tol * scale, 4 * floor / denom)) {
+      double J = 0;
+      for (int s = 0; s < S; s++) J += m.initial[s] * v[s];
+      return J;
+    }
+    if (!changed) {
+      // Stable but not certified: the evaluation was too loose (or, at full accuracy, rounding won).
+      if (evalTol <= 0.5 * tol)
+        throw NumericError("policy iteration stopped with a Bellman residual of " + str(bellman) +
+                           ", above what its error bound needs");
+      evalTol = 0.5 * tol;
+    } else {
+      evalTol = std::max(0.5 * tol, std::min(1e-3, 0.1 * bellman / (denom * scale)));
+    }
+  }
+  throw NumericError("policy iteration did not converge in 10000 iterations");
+}
+
+}  // namespace
+
+double optimal(const Model& m, Workspace& w, In reward, Out vOut) {
+  const int S = m.S;
+  const int64_t SA = m.SA();
+  checkLen("reward", reward.n, size_t(SA));
+  checkLen("V output", vOut.n, size_t(S));
+  for (size_t j = 0; j < reward.n; j++)
+    if (!std::isfinite(reward[j])) throw ArgumentError("reward[" + std::to_string(j) + "] is " + str(reward[j]) + ", not a finite number");
+  return m.denseSolver() ? optimalDense(m, w.e, reward.p, vOut.p) : optimalSparse(m, w.e, reward.p, vOut.p);
 }
 
 }  // namespace fedpg

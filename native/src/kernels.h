@@ -10,6 +10,7 @@
 
 #include "lu.h"
 #include "model.h"
+#include "sparse.h"
 
 namespace fedpg {
 
@@ -28,6 +29,14 @@ using Out = Span<double>;
 
 struct SamplerScratch {
   std::vector<double> pi, logPi, cum, acc, disc, draws, G, terms;
+  // FedSVRPG-M: rows of pi_thetaPrev and their logs (current when prevStamp[s] == stamp), and the
+  // weighted estimate's accumulator.
+  // Rows of pi_thetaPrev stay valid across the steps of one round (prevGen changes per call).
+  std::vector<double> piPrev, logPiPrev, accPrev;
+  std::vector<uint64_t> prevStamp;
+  uint64_t prevGen = 0;
+  // Per trajectory, per visited state: T(s) = sum of its reward-to-go, C(s, a) the same per action.
+  std::vector<double> togoS, togoSa;
   // Visit counts as integers (exact, like the js doubles, and cheaper to increment).
   std::vector<int32_t> visits, counts;
   std::vector<int32_t> lastPositive, visited, trajS, trajSa, state;
@@ -39,7 +48,7 @@ struct SamplerScratch {
 };
 
 struct ExactScratch {
-  std::vector<double> pi, logPi, work, d, v, vNext, q, rhs, next;
+  std::vector<double> pi, logPi, d, v, vNext, q;
   DenseLU lu;
   // Rows of a policy's state-to-state kernel (iterative path).
   std::vector<int64_t> kStart;
@@ -47,6 +56,9 @@ struct ExactScratch {
   std::vector<double> kVal;
   std::vector<double> rowAcc;
   std::vector<int32_t> rowMark, rowCols;
+  // I - gamma P_theta's ILU(0) and the certified BiCGSTAB solves (iterative path).
+  SparseSolver sparse;
+  std::vector<double> b;
 };
 
 struct Workspace {
@@ -54,6 +66,8 @@ struct Workspace {
   ExactScratch e;
   // localRound with exact gradients: one table's evaluation.
   std::vector<double> oneJ, oneV, oneQ, oneGrad, oneOcc;
+  // localRound with svrpg: the weighted estimate at thetaPrev.
+  std::vector<double> oneGradPrev;
 };
 
 /** Rejects a non-finite theta entry, naming it as theta[s][a]. */
@@ -64,15 +78,17 @@ void checkEntropy(double tau);
 
 /**
  * Exact V, Q, J, occupancy and gradient for n = rewards.n / (S*A) reward tables; with tau > 0
- * those of the entropy-regularised objective J_tau (SPEC.md, regfedpg).
+ * those of the entropy-regularised objective J_tau (SPEC.md, regfedpg). warmV [n*S] and warmOcc [S]
+ * (both or neither; p = nullptr for none) are the caller's warm start: read as the initial guesses
+ * of the sparse solves (S > kDenseLimit), then overwritten with this call's V and occupancy.
  */
 void evaluate(const Model& m, Workspace& w, In theta, In rewards, Out J, Out V, Out Q, Out grad, Out occupancy,
-              double tau = 0);
+              double tau = 0, Out warmV = Out(), Out warmOcc = Out());
 
 /** J_K and grad_K J for every reward table. */
 void truncated(const Model& m, Workspace& w, In theta, In rewards, int64_t horizon, Out JK, Out gradK);
 
-/** J* of one reward table by policy iteration; V* into vOut. */
+/** J* of one reward table by policy iteration (exact LU solves, or certified sparse solves); V* into vOut. */
 double optimal(const Model& m, Workspace& w, In reward, Out vOut);
 
 /** The Eq. 5 estimator (mean of `batch` truncated REINFORCE estimates) into out; advances rng. */
@@ -86,11 +102,27 @@ void estimateGradient(const Model& m, Workspace& w, In theta, In reward, int64_t
 void estimateRegularized(const Model& m, Workspace& w, In theta, In reward, double tau, int64_t horizon,
                          int64_t batch, Span<uint32_t> rng, Out out);
 
+/** FedSVRPG-M's fields of a local round (LocalRoundArgs.svrpg in src/backends/types.ts). */
+struct SvrpgArgs {
+  In thetaPrev, u;
+  double beta = 0, clip = 0;
+};
+
+/**
+ * FedSVRPG-M's estimates on one batch sampled under theta (Environment.estimateSvrpg): outCur the
+ * GPOMDP estimate at theta, outPrev the mean of w_m GPOMDP_m at thetaPrev, w_m = det::exp of the
+ * trajectory's summed log-ratio, clipped to [1/clip, clip] when clip > 0. Advances rng.
+ */
+void estimateSvrpg(const Model& m, Workspace& w, In theta, In thetaPrev, In reward, int64_t horizon, int64_t batch,
+                   double clip, Span<uint32_t> rng, Out outCur, Out outPrev);
+
 /**
  * H steps theta <- theta + eta (g(theta) + correction); correction.p may be null. tau > 0 ascends
- * J_tau (the regularised estimator or exact gradient).
+ * J_tau (the regularised estimator or exact gradient). With svrpg (sampled only, no correction,
+ * tau = 0): theta += eta (beta gc + (1 - beta) ((u + gc) - gw)), one batch per step.
  */
 void localRound(const Model& m, Workspace& w, Out theta, In reward, In correction, double eta, int64_t steps,
-                bool sampled, int64_t horizon, int64_t batch, Span<uint32_t> rng, double tau = 0);
+                bool sampled, int64_t horizon, int64_t batch, Span<uint32_t> rng, double tau = 0,
+                const SvrpgArgs* svrpg = nullptr);
 
 }  // namespace fedpg

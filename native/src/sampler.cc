@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "detmath.h"
 #include "kernels.h"
 #include "rng.h"
 
@@ -50,30 +51,35 @@ void prepareScratch(const Model& m, SamplerScratch& sc) {
 }
 
 /**
- * pi(.|s) by softmax with the max subtracted, its running sum, and its last positive action (and
- * log pi(.|s) = theta - max - log z for the regularised estimator).
+ * pi = softmax(th) over A actions with the max subtracted (and, with kLog, lp = log pi = th - max -
+ * log z, exact even where pi underflows). det::exp and det::log, z summed in action order: the
+ * same bits as the js and wasm rows.
  */
-template <bool kLog = false>
-inline void policyRow(const double* theta, int A, int s, SamplerScratch& sc) {
-  const int64_t base = int64_t(s) * A;
-  double* pi = sc.pi.data() + base;
-  double* cum = sc.cum.data() + base;
-  const double* th = theta + base;
+template <bool kLog>
+inline void softmaxRow(const double* th, int A, double* pi, double* lp) {
   double m = th[0];
   for (int a = 1; a < A; a++)
     if (th[a] > m) m = th[a];
   double z = 0;
   for (int a = 0; a < A; a++) {
-    const double e = std::exp(th[a] - m);
+    const double e = det::exp(th[a] - m);
     pi[a] = e;
     z += e;
   }
   if (kLog) {
-    const double logZ = std::log(z);
-    double* lp = sc.logPi.data() + base;
+    const double logZ = det::log(z);
     for (int a = 0; a < A; a++) lp[a] = th[a] - m - logZ;
   }
   for (int a = 0; a < A; a++) pi[a] = pi[a] / z;  // separate loop: it vectorises
+}
+
+/** pi(.|s) (softmaxRow), its running sum and its last positive action; log pi with kLog. */
+template <bool kLog = false>
+inline void policyRow(const double* theta, int A, int s, SamplerScratch& sc) {
+  const int64_t base = int64_t(s) * A;
+  double* pi = sc.pi.data() + base;
+  double* cum = sc.cum.data() + base;
+  softmaxRow<kLog>(theta + base, A, pi, kLog ? sc.logPi.data() + base : nullptr);
   double c = 0;
   int last = 0;
   for (int a = 0; a < A; a++) {
@@ -149,8 +155,17 @@ void contribute(int A, SamplerScratch& sc, const int32_t* ts, const int32_t* tsa
   addScores(A, sc, nv, G);
 }
 
+struct SvrpgCtx;
+void svrpgTrajectory(int A, SamplerScratch& sc, const SvrpgCtx& cx, const int32_t* ts, const int32_t* tsa, int64_t K,
+                     const double* disc);
+
+/**
+ * One trajectory at a time. kSvrpg: record each path and add FedSVRPG-M's contribution
+ * (svrpgTrajectory) instead of Eq. 5's; the rows then carry log pi.
+ */
+template <bool kSvrpg = false>
 void sequential(const Model& m, SamplerScratch& sc, const double* theta, const double* R, int64_t K, int64_t M,
-                Xoshiro128& rng) {
+                Xoshiro128& rng, const SvrpgCtx* cx = nullptr) {
   const int A = m.A;
   const double gamma = m.gamma;
   const AliasTable& T = m.transitionAlias();
@@ -163,39 +178,52 @@ void sequential(const Model& m, SamplerScratch& sc, const double* theta, const d
   double* cum = sc.cum.data();
   int32_t* visits = sc.visits.data();
   int32_t* counts = sc.counts.data();
+  int32_t* path = kSvrpg ? sc.trajS.data() : nullptr;
+  int32_t* pathSa = kSvrpg ? sc.trajSa.data() : nullptr;
   for (int64_t mm = 0; mm < M; mm++) {
-    const uint64_t traj = ++sc.trajStamp;
+    const uint64_t traj = kSvrpg ? 0 : ++sc.trajStamp;
     int nv = 0;
     double G = 0;
     double disc = 1;
     int s = aliasDraw(iE, iN, rng.nextDouble());
     for (int64_t step = 0; step < K; step++) {
-      if (sc.piStamp[s] != stamp) policyRow(theta, A, s, sc);
+      if (sc.piStamp[s] != stamp) policyRow<kSvrpg>(theta, A, s, sc);
       const int64_t base = int64_t(s) * A;
       const int a = pickAction(cum + base, A, rng.nextDouble(), sc.lastPositive[s]);
       const int64_t sa = base + a;
-      G += disc * R[sa];
-      disc *= gamma;
-      if (sc.visitStamp[s] != traj) {
-        sc.visitStamp[s] = traj;
-        sc.visited[nv++] = s;
-        visits[s] = 0;
-        std::fill(counts + base, counts + base + A, 0);
+      if (kSvrpg) {
+        path[step] = s;
+        pathSa[step] = int32_t(sa);
+      } else {
+        G += disc * R[sa];
+        disc *= gamma;
+        if (sc.visitStamp[s] != traj) {
+          sc.visitStamp[s] = traj;
+          sc.visited[nv++] = s;
+          visits[s] = 0;
+          std::fill(counts + base, counts + base + A, 0);
+        }
+        visits[s] += 1;
+        counts[sa] += 1;
       }
-      visits[s] += 1;
-      counts[sa] += 1;
       if (step + 1 < K) {
         const int64_t st = tStart[sa];
         s = aliasDraw(tE + st, tStart[sa + 1] - st, rng.nextDouble());
       }
     }
-    addScores(A, sc, nv, G);
+    if (kSvrpg) svrpgTrajectory(A, sc, *cx, path, pathSa, K, sc.disc.data());
+    else addScores(A, sc, nv, G);
   }
 }
 
-template <bool kPrefetch>
+
+/**
+ * kSvrpg: the paths feed FedSVRPG-M's per-trajectory contribution (svrpgTrajectory, in trajectory
+ * order) instead of Eq. 5's; the rows then carry log pi.
+ */
+template <bool kPrefetch, bool kSvrpg = false>
 void lockstep(const Model& m, SamplerScratch& sc, const double* theta, const double* R, int64_t K, int64_t M,
-              Xoshiro128& rng, int L) {
+              Xoshiro128& rng, int L, const SvrpgCtx* cx = nullptr) {
   const int A = m.A;
   const double gamma = m.gamma;
   const AliasTable& T = m.transitionAlias();
@@ -240,7 +268,7 @@ void lockstep(const Model& m, SamplerScratch& sc, const double* theta, const dou
           s = select(sc.pendingFrac[l] < e->prob, e->hi, e->lo);
         }
         sc.state[l] = s;
-        if (sc.piStamp[s] != stamp) policyRow(theta, A, s, sc);
+        if (sc.piStamp[s] != stamp) policyRow<kSvrpg>(theta, A, s, sc);
         if (kPrefetch) {
           const double* c = cum + int64_t(s) * A;
           __builtin_prefetch(c);
@@ -277,7 +305,10 @@ void lockstep(const Model& m, SamplerScratch& sc, const double* theta, const dou
         }
       }
     }
-    for (int l = 0; l < nl; l++) contribute(A, sc, sc.trajS.data() + l * K, sc.trajSa.data() + l * K, K, sc.G[l]);
+    for (int l = 0; l < nl; l++) {
+      if (kSvrpg) svrpgTrajectory(A, sc, *cx, sc.trajS.data() + l * K, sc.trajSa.data() + l * K, K, disc);
+      else contribute(A, sc, sc.trajS.data() + l * K, sc.trajSa.data() + l * K, K, sc.G[l]);
+    }
   }
 }
 
@@ -334,6 +365,115 @@ void regularized(const Model& m, SamplerScratch& sc, const double* theta, const 
   }
 }
 
+/** pi_thetaPrev(.|s) and its log (FedSVRPG-M's second policy), valid while sc.prevGen is. */
+inline void prevRow(const double* thetaPrev, int A, int s, SamplerScratch& sc) {
+  const int64_t base = int64_t(s) * A;
+  softmaxRow<true>(thetaPrev + base, A, sc.piPrev.data() + base, sc.logPiPrev.data() + base);
+  sc.prevStamp[s] = sc.prevGen;
+}
+
+/** What FedSVRPG-M's per-trajectory contribution needs besides the path. */
+struct SvrpgCtx {
+  const double* thetaPrev;
+  const double* R;
+  double clip, lo;  // lo = 1/clip
+};
+
+/**
+ * One trajectory's FedSVRPG-M contribution from its recorded path (the js Sampler.estimateSvrpg,
+ * operation for operation): lw = sum_t (log pi_prev - log pi)(a_t|s_t) in step order (rows of
+ * pi_thetaPrev computed here when missing), w = det::exp(lw) clipped when clip > 0; backward
+ * togo += gamma^l r_l, T(s_l) += togo, C(s_l, a_l) += togo; per visited state
+ * acc += C - T pi, accPrev += w (C - T pi_prev).
+ */
+void svrpgTrajectory(int A, SamplerScratch& sc, const SvrpgCtx& cx, const int32_t* ts, const int32_t* tsa, int64_t K,
+                     const double* disc) {
+  const uint64_t prevGen = sc.prevGen;
+  const double* pi = sc.pi.data();
+  const double* logPi = sc.logPi.data();
+  const double* piPrev = sc.piPrev.data();
+  const double* logPiPrev = sc.logPiPrev.data();
+  double* acc = sc.acc.data();
+  double* accPrev = sc.accPrev.data();
+  double* Ts = sc.togoS.data();
+  double* Cs = sc.togoSa.data();
+  double lw = 0;
+  for (int64_t t = 0; t < K; t++) {
+    const int s = ts[t];
+    if (sc.prevStamp[s] != prevGen) prevRow(cx.thetaPrev, A, s, sc);
+    lw += logPiPrev[tsa[t]] - logPi[tsa[t]];
+  }
+  double w = det::exp(lw);
+  if (cx.clip > 0) w = w > cx.clip ? cx.clip : w < cx.lo ? cx.lo : w;
+  const uint64_t traj = ++sc.trajStamp;
+  int nv = 0;
+  double togo = 0;
+  for (int64_t l = K - 1; l >= 0; l--) {
+    togo += disc[l] * cx.R[tsa[l]];
+    const int sl = ts[l];
+    if (sc.visitStamp[sl] != traj) {
+      sc.visitStamp[sl] = traj;
+      sc.visited[nv++] = sl;
+      Ts[sl] = 0;
+      std::fill(Cs + int64_t(sl) * A, Cs + int64_t(sl) * A + A, 0.0);
+    }
+    Ts[sl] += togo;
+    Cs[tsa[l]] += togo;
+  }
+  for (int v = 0; v < nv; v++) {
+    const int vs = sc.visited[v];
+    const int64_t base = int64_t(vs) * A;
+    const double t = Ts[vs];
+    for (int b = 0; b < A; b++) {
+      const double c = Cs[base + b];
+      acc[base + b] += c - t * pi[base + b];
+      accPrev[base + b] += w * (c - t * piPrev[base + b]);
+    }
+  }
+}
+
+/** estimateSvrpg without argument checks: both means into outCur and outPrev (keepPrev: thetaPrev unchanged since the last call). */
+void svrpgUnchecked(const Model& m, SamplerScratch& sc, const double* theta, const double* thetaPrev, const double* R,
+                    int64_t K, int64_t M, double clip, uint32_t* rngState, double* outCur, double* outPrev,
+                    bool keepPrev) {
+  m.transitionAlias();
+  prepareScratch(m, sc);
+  const size_t SA = sc.acc.size();
+  if (sc.logPi.size() != SA) sc.logPi.assign(SA, 0.0);
+  if (sc.piPrev.size() != SA) {
+    sc.piPrev.assign(SA, 0.0);
+    sc.logPiPrev.assign(SA, 0.0);
+    sc.accPrev.assign(SA, 0.0);
+    sc.prevStamp.assign(size_t(m.S), 0);
+  }
+  if (!keepPrev) ++sc.prevGen;
+  ++sc.stamp;
+  std::fill(sc.acc.begin(), sc.acc.end(), 0.0);
+  std::fill(sc.accPrev.begin(), sc.accPrev.end(), 0.0);
+  if (sc.togoS.size() != sc.visits.size()) {
+    sc.togoS.assign(sc.visits.size(), 0.0);
+    sc.togoSa.assign(SA, 0.0);
+  }
+  sc.disc.resize(size_t(K));
+  sc.disc[0] = 1;
+  for (int64_t t = 1; t < K; t++) sc.disc[t] = sc.disc[t - 1] * m.gamma;  // gamma^t as js's disc *= gamma
+  const SvrpgCtx cx{thetaPrev, R, clip, clip > 0 ? 1 / clip : 0};
+  Xoshiro128 rng(rngState);
+  const int L = int(std::min<int64_t>(m.lanesFor(K), M));
+  if (L > 1 && m.bigTables()) lockstep<true, true>(m, sc, theta, R, K, M, rng, L, &cx);
+  else if (L > 1) lockstep<false, true>(m, sc, theta, R, K, M, rng, L, &cx);
+  else {
+    sc.trajS.resize(size_t(K));
+    sc.trajSa.resize(size_t(K));
+    sequential<true>(m, sc, theta, R, K, M, rng, &cx);
+  }
+  rng.store(rngState);
+  for (size_t j = 0; j < SA; j++) {
+    outCur[j] = sc.acc[j] / double(M);
+    outPrev[j] = sc.accPrev[j] / double(M);
+  }
+}
+
 /** The estimator without argument checks (localRound checks once, then calls this H times). */
 void estimateUnchecked(const Model& m, SamplerScratch& sc, const double* theta, const double* R, int64_t K, int64_t M,
                        uint32_t* rngState, double* out, bool gpomdp = false, double tau = 0) {
@@ -379,8 +519,30 @@ void estimateRegularized(const Model& m, Workspace& w, In theta, In reward, doub
   estimateUnchecked(m, w.s, theta.p, reward.p, horizon, batch, rng.p, out.p, true, tau);
 }
 
+void checkClip(double clip) {
+  if (!(clip == 0 || (std::isfinite(clip) && clip >= 1)))
+    throw ArgumentError("clip must be 0 (no clipping) or a finite number >= 1, got " + str(clip));
+}
+
+void estimateSvrpg(const Model& m, Workspace& w, In theta, In thetaPrev, In reward, int64_t horizon, int64_t batch,
+                   double clip, Span<uint32_t> rng, Out outCur, Out outPrev) {
+  checkThetaValues(m, theta);
+  const size_t SA = size_t(m.SA());
+  checkLen("thetaPrev", thetaPrev.n, SA);
+  for (size_t j = 0; j < SA; j++)
+    if (!std::isfinite(thetaPrev.p[j])) throw ArgumentError("thetaPrev holds a non-finite entry, got " + str(thetaPrev.p[j]));
+  checkLen("reward", reward.n, SA);
+  checkLen("gradient output", outCur.n, SA);
+  checkLen("gradient output (weighted)", outPrev.n, SA);
+  checkClip(clip);
+  checkCount("horizon", horizon);
+  checkCount("batch", batch);
+  checkLen("rng", rng.n, 4);
+  svrpgUnchecked(m, w.s, theta.p, thetaPrev.p, reward.p, horizon, batch, clip, rng.p, outCur.p, outPrev.p, false);
+}
+
 void localRound(const Model& m, Workspace& w, Out theta, In reward, In correction, double eta, int64_t steps,
-                bool sampled, int64_t horizon, int64_t batch, Span<uint32_t> rng, double tau) {
+                bool sampled, int64_t horizon, int64_t batch, Span<uint32_t> rng, double tau, const SvrpgArgs* svrpg) {
   checkEntropy(tau);
   checkThetaValues(m, In(theta.p, theta.n));
   const size_t SA = size_t(m.SA());
@@ -404,6 +566,30 @@ void localRound(const Model& m, Workspace& w, Out theta, In reward, In correctio
   }
   double* th = theta.p;
   const double* c = correction.p;
+  if (svrpg) {
+    if (!sampled) throw ArgumentError("svrpg is sampled only");
+    if (c) throw ArgumentError("svrpg cannot be combined with a correction");
+    if (tau != 0) throw ArgumentError("svrpg cannot be combined with entropy, got " + str(tau));
+    checkLen("svrpg.thetaPrev", svrpg->thetaPrev.n, SA);
+    checkLen("svrpg.u", svrpg->u.n, SA);
+    for (size_t j = 0; j < SA; j++)
+      if (!std::isfinite(svrpg->thetaPrev.p[j]))
+        throw ArgumentError("svrpg.thetaPrev holds a non-finite entry, got " + str(svrpg->thetaPrev.p[j]));
+    if (!std::isfinite(svrpg->beta)) throw ArgumentError("svrpg.beta must be finite, got " + str(svrpg->beta));
+    checkClip(svrpg->clip);
+    w.oneGradPrev.resize(SA);
+    double* gw = w.oneGradPrev.data();
+    const double* u = svrpg->u.p;
+    const double beta = svrpg->beta;
+    for (int64_t h = 0; h < steps; h++) {
+      svrpgUnchecked(m, w.s, th, svrpg->thetaPrev.p, reward.p, horizon, batch, svrpg->clip, rng.p, g, gw, h > 0);
+      for (size_t j = 0; j < SA; j++) {
+        const double d = beta * g[j] + (1 - beta) * ((u[j] + g[j]) - gw[j]);
+        th[j] = th[j] + eta * d;
+      }
+    }
+    return;
+  }
   for (int64_t h = 0; h < steps; h++) {
     if (sampled) {
       estimateUnchecked(m, w.s, th, reward.p, horizon, batch, rng.p, g, tau > 0, tau);

@@ -1,4 +1,4 @@
-import type { Environment, LocalRoundArgs } from './types.js';
+import type { Environment, LocalRoundArgs, WarmStart } from './types.js';
 
 /**
  * Boundary checks shared by every backend's facade: a wrong length or a non-finite theta becomes
@@ -10,14 +10,18 @@ function checkLength(what: string, arr: { length: number }, want: number): void 
 }
 
 export function checkTheta(env: Environment, theta: Float64Array): void {
-  if (!(theta instanceof Float64Array)) throw new TypeError('theta must be a Float64Array');
-  checkLength('theta', theta, env.states * env.actions);
-  for (let j = 0; j < theta.length; j++) {
-    if (!Number.isFinite(theta[j]!)) {
-      const s = Math.floor(j / env.actions);
-      throw new RangeError(`theta[${s}][${j - s * env.actions}] is ${theta[j]}, not a finite number`);
-    }
-  }
+  checkFinite('theta', env, theta);
+}
+
+/** A warm start of evaluate() for nV = n*S values and nOcc = S occupancies: Float64Arrays of those lengths, finite. */
+export function checkWarm(warm: WarmStart, nV: number, nOcc: number): void {
+  if (!(warm.V instanceof Float64Array)) throw new TypeError('warm.V must be a Float64Array');
+  if (!(warm.occupancy instanceof Float64Array)) throw new TypeError('warm.occupancy must be a Float64Array');
+  checkLength('warm.V', warm.V, nV);
+  checkLength('warm.occupancy', warm.occupancy, nOcc);
+  for (let j = 0; j < nV; j++) if (!Number.isFinite(warm.V[j]!)) throw new RangeError(`warm.V[${j}] is ${warm.V[j]}, not a finite number`);
+  for (let j = 0; j < nOcc; j++)
+    if (!Number.isFinite(warm.occupancy[j]!)) throw new RangeError(`warm.occupancy[${j}] is ${warm.occupancy[j]}, not a finite number`);
 }
 
 function checkPositiveInt(what: string, v: number): void {
@@ -55,6 +59,57 @@ export function checkLocalRound(env: Environment, args: LocalRoundArgs): void {
     if (!(args.rng instanceof Uint32Array) || args.rng.length !== 4) throw new TypeError('rng must be a Uint32Array of 4 words');
   } else if (args.gradient !== 'exact') {
     throw new RangeError(`gradient must be 'exact' or 'sampled', got ${String(args.gradient)}`);
+  }
+  checkSvrpg(env, args);
+}
+
+/** FedSVRPG-M's fields of a local round: sampled only, no correction and no entropy beside it. */
+export function checkSvrpg(env: Environment, args: LocalRoundArgs): void {
+  const sv = args.svrpg;
+  if (!sv) return;
+  const SA = env.states * env.actions;
+  if (args.gradient !== 'sampled') throw new RangeError(`svrpg is sampled only, got gradient ${String(args.gradient)}`);
+  if (args.correction) throw new RangeError('svrpg cannot be combined with a correction (pass correction: null)');
+  if ((args.entropy ?? 0) !== 0) throw new RangeError(`svrpg cannot be combined with entropy, got entropy ${args.entropy}`);
+  checkFinite('svrpg.thetaPrev', env, sv.thetaPrev);
+  if (!(sv.u instanceof Float64Array)) throw new TypeError('svrpg.u must be a Float64Array');
+  checkLength('svrpg.u', sv.u, SA);
+  if (!Number.isFinite(sv.beta)) throw new RangeError(`svrpg.beta must be finite, got ${sv.beta}`);
+  checkClip(sv.clip, 'svrpg.clip');
+}
+
+/** The importance-weight clip: 0 (none) or a finite C >= 1. */
+export function checkClip(clip: number, what = 'clip'): void {
+  if (!(clip === 0 || (Number.isFinite(clip) && clip >= 1))) throw new RangeError(`${what} must be 0 (no clipping) or a finite number >= 1, got ${clip}`);
+}
+
+/** estimateSvrpg's arguments: those of the estimator, thetaPrev (finite, [S*A]), the clip and the second output. */
+export function checkSvrpgEstimate(
+  env: Environment,
+  theta: Float64Array,
+  thetaPrev: Float64Array,
+  reward: Float64Array,
+  horizon: number,
+  batch: number,
+  clip: number,
+  rng: Uint32Array,
+  outCur: Float64Array,
+  outPrevWeighted: Float64Array,
+): void {
+  checkKernelArgs(env, theta, reward, horizon, batch, rng, outCur);
+  checkLength('gradient output (weighted)', outPrevWeighted, env.states * env.actions);
+  checkFinite('thetaPrev', env, thetaPrev);
+  checkClip(clip);
+}
+
+function checkFinite(what: string, env: Environment, x: Float64Array): void {
+  if (!(x instanceof Float64Array)) throw new TypeError(`${what} must be a Float64Array`);
+  checkLength(what, x, env.states * env.actions);
+  for (let j = 0; j < x.length; j++) {
+    if (!Number.isFinite(x[j]!)) {
+      const s = Math.floor(j / env.actions);
+      throw new RangeError(`${what}[${s}][${j - s * env.actions}] is ${x[j]}, not a finite number`);
+    }
   }
 }
 

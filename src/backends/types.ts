@@ -14,7 +14,7 @@
  *   move it to another thread. A uniform double is drawn from two outputs x, y as
  *   ((x >>> 5) * 2^26 + (y >>> 6)) * 2^-53; one draw picks the action, one the next state
  *   (alias method), one the initial state. With the same stream every backend samples the same
- *   trajectories (up to the last bit of exp()).
+ *   trajectories, and (with src/math's exp and log and one summation order) the same bits.
  * - Inputs are validated by the caller (src/mdp) before an Environment is built; kernels still
  *   reject wrong array lengths and non-finite theta with an Error rather than read out of bounds.
  */
@@ -57,6 +57,23 @@ export interface Evaluation {
   occupancy: Float64Array;
 }
 
+/**
+ * A warm start for {@link Environment.evaluate}: owned by the caller, read and written by the call.
+ * On entry the initial guesses of the iterative solves that run past the dense limit (S > 2048);
+ * on return this call's V and occupancy, ready for the next call (successive local steps and
+ * rounds move theta a little, so their solutions are close). It is plain data, so a training loop
+ * can checkpoint it and resume bit for bit. Warm and cold results agree to the solves' proven
+ * relative error of 1e-12 (docs/ARCHITECTURE.md "Exact solvers"); all zeros is exactly the cold
+ * start. At S <= 2048 the dense LU ignores the guesses (results stay bit-identical) and only
+ * writes the solution back.
+ */
+export interface WarmStart {
+  /** [n*S]: V_i of the n reward tables, as in {@link Evaluation.V}. */
+  V: Float64Array;
+  /** [S]: the discounted occupancy d_rho, as in {@link Evaluation.occupancy}. */
+  occupancy: Float64Array;
+}
+
 /** Output buffers of {@link Environment.truncated} for n reward tables. */
 export interface TruncatedEvaluation {
   /** J_K per table, [n]. */
@@ -89,20 +106,34 @@ export interface LocalRoundArgs {
    * "Baselines"). Only passed to environments that have {@link Environment.estimateRegularized}.
    */
   entropy?: number;
-  /**
-   * FedSVRPG-M (SPEC.md): per local step ONE batch of M fresh trajectories of K steps under theta;
-   * gc = GPOMDP estimate at theta, gw = mean over the batch of w_m * GPOMDP_m at thetaPrev, where
-   * w_m = prod_{h<K} pi_thetaPrev(a_h|s_h) / pi_theta(a_h|s_h) clipped to [1/clip, clip] (clip 0: no
-   * clipping); d = beta*gc + (1-beta)*(u + gc - gw); theta += eta*d. Sampled only.
-   */
-  svrpg?: { thetaPrev: Float64Array; u: Float64Array; beta: number; clip: number };
+  /** FedSVRPG-M (SPEC.md): per local step ONE batch of M fresh trajectories of K steps under theta;
+   *  gc = GPOMDP estimate at theta, gw = mean over the batch of w_m * GPOMDP_m at thetaPrev, where
+   *  w_m = prod_{h<K} pi_thetaPrev(a_h|s_h) / pi_theta(a_h|s_h) clipped to [1/clip, clip] (clip 0: no clipping);
+   *  d = beta*gc + (1-beta)*(u + gc - gw); theta += eta*d (elementwise, exactly this expression). Sampled only.
+   *  `correction` must be null and `entropy` 0 (or absent) with it. See {@link Environment.estimateSvrpg}. */
+  svrpg?: SvrpgArgs | null;
+}
+
+/** The FedSVRPG-M fields of a local round ({@link LocalRoundArgs.svrpg}). */
+export interface SvrpgArgs {
+  /** The server's previous model theta_prev, [S*A]. */
+  thetaPrev: Float64Array;
+  /** The global direction u, [S*A]. */
+  u: Float64Array;
+  /** The momentum weight BETA (finite; SPEC.md: in (0, 1]). */
+  beta: number;
+  /** The importance-weight clip C: 0 (no clipping) or C >= 1 (w clipped to [1/C, C]). */
+  clip: number;
 }
 
 export interface Environment {
   readonly states: number;
   readonly actions: number;
-  /** Exact V, Q, J, occupancy and gradient for n = rewards.length / (S*A) reward tables at theta. */
-  evaluate(theta: Float64Array, rewards: Float64Array, out: Evaluation): void;
+  /**
+   * Exact V, Q, J, occupancy and gradient for n = rewards.length / (S*A) reward tables at theta;
+   * `warm` (optional, in/out) starts the iterative solves from a previous solution.
+   */
+  evaluate(theta: Float64Array, rewards: Float64Array, out: Evaluation, warm?: WarmStart): void;
   /** J_K and grad_K J (the K-step truncation) for n reward tables at theta. */
   truncated(theta: Float64Array, rewards: Float64Array, horizon: number, out: TruncatedEvaluation): void;
   /** J* of one reward table (the optimal value from rho); fills vOut [S] with V*. */
@@ -116,7 +147,7 @@ export interface Environment {
     rng: Uint32Array,
     out: Float64Array,
   ): void;
-  /** H steps theta <- theta + eta (g_hat(theta) + correction), in one call. */
+  /** H steps theta <- theta + eta (g_hat(theta) + correction) (or FedSVRPG-M's step, `svrpg`), in one call. */
   localRound(args: LocalRoundArgs): void;
   /**
    * Entropy-regularised kernels (every backend has them). evaluateRegularized fills J with J_tau, V and Q with
@@ -124,7 +155,7 @@ export interface Environment {
    * estimator g = sum_t gamma^t (r_t - tau log pi(a_t|s_t)) sum_{l<=t} grad log pi(a_l|s_l),
    * drawing from the stream exactly as estimateGradient does.
    */
-  evaluateRegularized(theta: Float64Array, rewards: Float64Array, tau: number, out: Evaluation): void;
+  evaluateRegularized(theta: Float64Array, rewards: Float64Array, tau: number, out: Evaluation, warm?: WarmStart): void;
   estimateRegularized(
     theta: Float64Array,
     reward: Float64Array,
@@ -133,6 +164,26 @@ export interface Environment {
     batch: number,
     rng: Uint32Array,
     out: Float64Array,
+  ): void;
+  /**
+   * FedSVRPG-M's two estimates on ONE batch of `batch` trajectories of `horizon` steps sampled
+   * under theta (the stream contract of estimateGradient): outCur [S*A] = the GPOMDP estimate at
+   * theta, mean over the batch of sum_{h<K} (sum_{j=h}^{K-1} gamma^j r_j) grad log pi_theta(a_h|s_h);
+   * outPrevWeighted [S*A] = the mean over the batch of w_m times the same sum with
+   * grad log pi_thetaPrev, w_m = exp(sum_h log pi_thetaPrev(a_h|s_h) - log pi_theta(a_h|s_h))
+   * (our own exp: the same bits on every backend), clipped to [1/clip, clip] when clip > 0.
+   * Unclipped, E[outPrevWeighted] = grad_K J(thetaPrev).
+   */
+  estimateSvrpg(
+    theta: Float64Array,
+    thetaPrev: Float64Array,
+    reward: Float64Array,
+    horizon: number,
+    batch: number,
+    clip: number,
+    rng: Uint32Array,
+    outCur: Float64Array,
+    outPrevWeighted: Float64Array,
   ): void;
   /** Frees what the backend holds for this environment (native or wasm memory). Idempotent. */
   dispose(): void;

@@ -1,10 +1,13 @@
-import type { EnvironmentSpec, Evaluation, TruncatedEvaluation } from '../types.js';
+import type { EnvironmentSpec, Evaluation, TruncatedEvaluation, WarmStart } from '../types.js';
+import { SPARSE_TOLERANCE, SparseSolver } from './sparse.js';
+import { checkWarm } from '../checks.js';
 
 /**
  * Exact quantities by linear solves: (I - gamma P_theta) V = r_theta for every reward table and
  * the transposed system for the occupancy measure share one LU factorisation (partial pivoting).
- * Past DENSE_LIMIT states a dense factorisation no longer fits comfortably, and the solves switch
- * to Gauss-Seidel sweeps over the sparse rows, converged to a relative 1e-15.
+ * Past DENSE_LIMIT states a dense factorisation no longer fits comfortably: one ILU(0) of the
+ * sparse I - gamma P_theta then preconditions BiCGSTAB solves whose stopping rule proves a relative
+ * error of 1e-12 (sparse.ts), optionally warm-started from the caller's previous solution.
  */
 export const DENSE_LIMIT = 2048;
 
@@ -139,6 +142,11 @@ interface SparseKernel {
   val: Float64Array;
 }
 
+/** The unit roundoff 2^-53 (the certified bounds' rounding terms). */
+const UNIT = 1.1102230246251565e-16;
+/** Gauss-Seidel value-iteration sweeps that choose the sparse J*'s first policy. */
+const INITIAL_SWEEPS = 4;
+
 export class ExactSolver {
   private readonly S: number;
   private readonly A: number;
@@ -148,6 +156,7 @@ export class ExactSolver {
   private readonly mat: Float64Array;
   private readonly lu: DenseLU | null;
   private readonly work: Float64Array;
+  private readonly sparse = new SparseSolver();
 
   constructor(private readonly spec: EnvironmentSpec) {
     this.S = spec.states;
@@ -215,9 +224,13 @@ export class ExactSolver {
     return { start, col: Int32Array.from(cols), val: Float64Array.from(vals) };
   }
 
-  /** Factors I - gamma P_policy (dense path) or returns its sparse rows (iterative path). */
+  /** Factors I - gamma P_policy (dense path) or returns its sparse rows and prepares their ILU(0). */
   private prepare(policy: Float64Array): SparseKernel | null {
-    if (!this.dense) return this.kernelRows(policy);
+    if (!this.dense) {
+      const k = this.kernelRows(policy);
+      this.sparse.prepare(this.S, k.start, k.col, k.val, this.gamma);
+      return k;
+    }
     const S = this.S, A = this.A, g = this.gamma;
     const m = this.mat;
     m.fill(0);
@@ -237,77 +250,28 @@ export class ExactSolver {
     return null;
   }
 
-  /** x = (I - gamma K)^{-1} b, in place; Gauss-Seidel on the sparse rows. */
-  private iterate(k: SparseKernel, b: Float64Array, transposed: boolean): void {
-    const S = this.S, g = this.gamma;
-    const rhs = Float64Array.from(b);
-    const x = b;
-    x.set(rhs);
-    if (transposed) {
-      // x = rhs + gamma K^T x, by Jacobi sweeps (K^T's rows are K's columns).
-      const next = new Float64Array(S);
-      for (let it = 0; it < 100000; it++) {
-        next.set(rhs);
-        for (let s = 0; s < S; s++) {
-          const xs = x[s]!;
-          if (xs === 0) continue;
-          for (let q = k.start[s]!; q < k.start[s + 1]!; q++) next[k.col[q]!] = next[k.col[q]!]! + g * k.val[q]! * xs;
-        }
-        let diff = 0, scale = 0;
-        for (let s = 0; s < S; s++) {
-          diff = Math.max(diff, Math.abs(next[s]! - x[s]!));
-          scale = Math.max(scale, Math.abs(next[s]!));
-        }
-        x.set(next);
-        if (diff <= 1e-15 * Math.max(scale, 1e-300)) return;
-      }
-      throw new Error('iterative solve did not converge in 100000 sweeps');
-    }
-    for (let it = 0; it < 100000; it++) {
-      let diff = 0, scale = 0;
-      for (let s = 0; s < S; s++) {
-        let sum = rhs[s]!;
-        let diag = 0;
-        for (let q = k.start[s]!; q < k.start[s + 1]!; q++) {
-          const j = k.col[q]!;
-          if (j === s) diag = k.val[q]!;
-          else sum += g * k.val[q]! * x[j]!;
-        }
-        const v = sum / (1 - g * diag);
-        diff = Math.max(diff, Math.abs(v - x[s]!));
-        scale = Math.max(scale, Math.abs(v));
-        x[s] = v;
-      }
-      if (diff <= 1e-15 * Math.max(scale, 1e-300)) return;
-    }
-    throw new Error('iterative solve did not converge in 100000 sweeps');
-  }
-
-  private solve(k: SparseKernel | null, b: Float64Array): void {
-    if (k) this.iterate(k, b, false);
-    else this.lu!.solve(b);
-  }
-
-  private solveTransposed(k: SparseKernel | null, b: Float64Array): void {
-    if (k) this.iterate(k, b, true);
-    else this.lu!.solveTransposed(b);
-  }
-
   /**
    * Exact V, Q, J and gradient for n reward tables; with tau > 0 those of the entropy-regularised
    * objective: V_tau = (I - gamma P)^{-1} (r_theta + tau H_theta), Q_tau = R + gamma P V_tau,
    * grad = d pi (Q_tau - tau log pi - V_tau) / (1 - gamma).
    */
-  evaluate(theta: Float64Array, rewards: Float64Array, out: Evaluation, tau = 0): void {
+  evaluate(theta: Float64Array, rewards: Float64Array, out: Evaluation, tau = 0, warm?: WarmStart): void {
     const S = this.S, A = this.A, g = this.gamma, SA = S * A;
     const n = rewards.length / SA;
+    if (warm) checkWarm(warm, n * S, S);
     const pi = this.pi;
     softmaxPolicy(theta, S, A, pi);
     const logPi = tau > 0 ? logSoftmax(theta, S, A) : null;
     const kernel = this.prepare(pi);
     const d = out.occupancy;
-    d.set(this.spec.initial);
-    this.solveTransposed(kernel, d);
+    if (!kernel) {
+      d.set(this.spec.initial);
+      this.lu!.solveTransposed(d);
+    } else {
+      // The unnormalised occupancy x = d / (1 - gamma) solves (I - gamma P^T) x = rho.
+      for (let s = 0; s < S; s++) d[s] = warm ? warm.occupancy[s]! / (1 - g) : 0;
+      this.sparse.solve(this.spec.initial, d, true);
+    }
     for (let s = 0; s < S; s++) d[s] = (1 - g) * d[s]!;
     const v = this.work;
     for (let i = 0; i < n; i++) {
@@ -322,7 +286,12 @@ export class ExactSolver {
         }
         v[s] = r;
       }
-      this.solve(kernel, v);
+      if (!kernel) this.lu!.solve(v);
+      else {
+        const b = Float64Array.from(v);
+        for (let s = 0; s < S; s++) v[s] = warm ? warm.V[i * S + s]! : 0;
+        this.sparse.solve(b, v, false);
+      }
       let J = 0;
       for (let s = 0; s < S; s++) J += this.spec.initial[s]! * v[s]!;
       out.J[i] = J;
@@ -336,6 +305,10 @@ export class ExactSolver {
           out.grad[j] = (d[s]! * pi[s * A + a]! * adv) / (1 - g);
         }
       }
+    }
+    if (warm) {
+      warm.V.set(out.V.subarray(0, n * S));
+      warm.occupancy.set(d);
     }
   }
 
@@ -394,11 +367,31 @@ export class ExactSolver {
     }
   }
 
+  /** J* of one reward table (V* into vOut): policy iteration, with LU solves or certified sparse ones. */
+  optimal(reward: Float64Array, vOut: Float64Array): number {
+    return this.dense ? this.optimalDense(reward, vOut) : this.optimalSparse(reward, vOut);
+  }
+
+  /** Q(s, a) = R(s, a) + gamma (P v)(s, a) for every action: the best action (first on ties) and its Q, and Q of `cur`. */
+  private greedy(reward: Float64Array, v: Float64Array, s: number, cur: number): [number, number, number] {
+    const A = this.A, g = this.gamma;
+    let best = cur, qBest = -Infinity, qCur = 0;
+    for (let a = 0; a < A; a++) {
+      const qa = reward[s * A + a]! + g * this.expectNext(s, a, v);
+      if (a === cur) qCur = qa;
+      if (qa > qBest) {
+        best = a;
+        qBest = qa;
+      }
+    }
+    return [best, qBest, qCur];
+  }
+
   /**
-   * J* by policy iteration: exact solves make it finite and accurate to rounding. An action
+   * Dense path: policy iteration with exact LU solves, finite and accurate to rounding. An action
    * changes only when it improves Q by more than 1e-12 (relative), so ties cannot cycle.
    */
-  optimal(reward: Float64Array, vOut: Float64Array): number {
+  private optimalDense(reward: Float64Array, vOut: Float64Array): number {
     const S = this.S, A = this.A, g = this.gamma;
     const policy = new Float64Array(S * A);
     const choice = new Int32Array(S);
@@ -411,9 +404,9 @@ export class ExactSolver {
     for (let iter = 0; iter < 10000; iter++) {
       policy.fill(0);
       for (let s = 0; s < S; s++) policy[s * A + choice[s]!] = 1;
-      const kernel = this.prepare(policy);
+      this.prepare(policy);
       for (let s = 0; s < S; s++) v[s] = reward[s * A + choice[s]!]!;
-      this.solve(kernel, v);
+      this.lu!.solve(v);
       let changed = false;
       for (let s = 0; s < S; s++) {
         const cur = choice[s]!;
@@ -437,6 +430,92 @@ export class ExactSolver {
         for (let s = 0; s < S; s++) J += this.spec.initial[s]! * v[s]!;
         return J;
       }
+    }
+    throw new Error('policy iteration did not converge in 10000 iterations');
+  }
+
+  /**
+   * Sparse path (as native/src/exact.cc): a few Gauss-Seidel value-iteration sweeps choose the first
+   * policy, then inexact policy iteration with certified sparse solves warm-started from the
+   * previous values (each to a tenth of the current distance to V*, the last to half the final
+   * tolerance). The answer is certified by the Bellman residual: T is a (gamma kappa)-contraction in the
+   * inf-norm (kappa = the largest row sum of P, rounded up), so |V* - v|_inf <= |T v - v|_inf / (1 - gamma kappa),
+   * and J = rho^T v is within that of J* (plus the rounding of that sum, at most S u |v|_inf). Computing T v - v rounds by at most
+   * floor = (m + 4) u (|R|_inf + (1 + gamma kappa)|v|_inf) (m = most entries in a row of P); the loop stops when
+   * (|fl(T v - v)|_inf + floor) / (1 - gamma kappa) <= max(1e-12 max(1, |v|_inf), 4 floor / (1 - gamma kappa)).
+   * The final evaluations run to half that tolerance and an action changes only when it gains more
+   * than a quarter of it (times 1 - gamma kappa), so a stable policy passes and near-ties cannot cycle.
+   */
+  private optimalSparse(reward: Float64Array, v: Float64Array): number {
+    const S = this.S, A = this.A, g = this.gamma, SA = S * A;
+    let kappa = 0, rn = 0, maxRow = 0;
+    for (let s = 0; s < S; s++) {
+      for (let a = 0; a < A; a++) {
+        let sum = 0, count = 0;
+        this.forEachNext(s, a, (_j, p) => {
+          sum += p;
+          if (p !== 0) count++; // adding an exact zero does not round
+        });
+        kappa = Math.max(kappa, sum);
+        maxRow = Math.max(maxRow, count);
+      }
+    }
+    for (let j = 0; j < SA; j++) rn = Math.max(rn, Math.abs(reward[j]!));
+    const gk = g * kappa * (1 + (maxRow + 2) * UNIT);
+    if (!(gk < 1)) throw new Error(`a transition row sums to ${kappa}: gamma * that is not below 1, so value iteration does not contract`);
+    const denom = (1 - gk) * (1 - 4 * UNIT);
+    const tol = SPARSE_TOLERANCE;
+    const policy = new Float64Array(SA);
+    const choice = new Int32Array(S);
+    const rPi = new Float64Array(S);
+    // The first policy: greedy after in-place value-iteration sweeps from 0, alternately forwards
+    // and backwards, so each sweep carries the rewards across the whole state order.
+    v.fill(0);
+    for (let k = 0; k < INITIAL_SWEEPS; k++) {
+      for (let t = 0; t < S; t++) {
+        const s = k % 2 === 0 ? t : S - 1 - t;
+        const [best, qBest] = this.greedy(reward, v, s, 0);
+        choice[s] = best;
+        v[s] = qBest;
+      }
+    }
+    // Inexact policy iteration: while far from V*, an evaluation only needs to be accurate to a
+    // tenth of the current distance to it; the last ones run to half the final tolerance.
+    let evalTol = 1e-3;
+    for (let iter = 0; iter < 10000; iter++) {
+      policy.fill(0);
+      for (let s = 0; s < S; s++) {
+        policy[s * A + choice[s]!] = 1;
+        rPi[s] = reward[s * A + choice[s]!]!;
+      }
+      this.prepare(policy);
+      this.sparse.solve(rPi, v, false, evalTol);
+      let vn = 0;
+      for (let s = 0; s < S; s++) vn = Math.max(vn, Math.abs(v[s]!));
+      const scale = Math.max(1, vn);
+      const gain = 0.25 * tol * scale * (1 - gk);
+      let bellman = 0;
+      let changed = false;
+      for (let s = 0; s < S; s++) {
+        const cur = choice[s]!;
+        const [best, qBest, qCur] = this.greedy(reward, v, s, cur);
+        bellman = Math.max(bellman, Math.abs(qBest - v[s]!));
+        if (best !== cur && qBest - qCur > gain) {
+          choice[s] = best;
+          changed = true;
+        }
+      }
+      const floor = (maxRow + 4) * UNIT * (rn + (1 + gk) * vn);
+      if ((bellman + floor) / denom <= Math.max(tol * scale, (4 * floor) / denom)) {
+        let J = 0;
+        for (let s = 0; s < S; s++) J += this.spec.initial[s]! * v[s]!;
+        return J;
+      }
+      if (!changed) {
+        // Stable but not certified: the evaluation was too loose (or, at full accuracy, rounding won).
+        if (evalTol <= 0.5 * tol) throw new Error(`policy iteration stopped with a Bellman residual of ${bellman}, above what its error bound needs`);
+        evalTol = 0.5 * tol;
+      } else evalTol = Math.max(0.5 * tol, Math.min(1e-3, (0.1 * bellman) / (denom * scale)));
     }
     throw new Error('policy iteration did not converge in 10000 iterations');
   }

@@ -1,5 +1,5 @@
-import type { Backend, Environment, EnvironmentSpec, Evaluation, LocalRoundArgs, TruncatedEvaluation } from '../types.js';
-import { checkEntropy, checkKernelArgs, checkLocalRound, checkTheta } from '../checks.js';
+import type { Backend, Environment, EnvironmentSpec, Evaluation, LocalRoundArgs, TruncatedEvaluation, WarmStart } from '../types.js';
+import { checkEntropy, checkKernelArgs, checkLocalRound, checkSvrpgEstimate, checkTheta } from '../checks.js';
 import { initialAlias, transitionAlias } from './alias.js';
 import { ExactSolver } from './exact.js';
 import { Sampler } from './sampler.js';
@@ -11,6 +11,8 @@ class JsEnvironment implements Environment {
   private readonly exact: ExactSolver;
   private sampler: Sampler | null = null;
   private readonly grad: Float64Array;
+  /** FedSVRPG-M's weighted estimate at thetaPrev (localRound with svrpg). */
+  private readonly gradPrev: Float64Array;
   private readonly one: Evaluation;
 
   constructor(private readonly spec: EnvironmentSpec) {
@@ -19,6 +21,7 @@ class JsEnvironment implements Environment {
     this.exact = new ExactSolver(spec);
     const SA = spec.states * spec.actions;
     this.grad = new Float64Array(SA);
+    this.gradPrev = new Float64Array(SA);
     this.one = {
       J: new Float64Array(1),
       V: new Float64Array(spec.states),
@@ -34,9 +37,9 @@ class JsEnvironment implements Environment {
     return this.sampler;
   }
 
-  evaluate(theta: Float64Array, rewards: Float64Array, out: Evaluation): void {
+  evaluate(theta: Float64Array, rewards: Float64Array, out: Evaluation, warm?: WarmStart): void {
     checkTheta(this, theta);
-    this.exact.evaluate(theta, rewards, out);
+    this.exact.evaluate(theta, rewards, out, 0, warm);
   }
 
   truncated(theta: Float64Array, rewards: Float64Array, horizon: number, out: TruncatedEvaluation): void {
@@ -53,10 +56,10 @@ class JsEnvironment implements Environment {
     this.getSampler().estimate(theta, reward, horizon, batch, rng, out);
   }
 
-  evaluateRegularized(theta: Float64Array, rewards: Float64Array, tau: number, out: Evaluation): void {
+  evaluateRegularized(theta: Float64Array, rewards: Float64Array, tau: number, out: Evaluation, warm?: WarmStart): void {
     checkTheta(this, theta);
     checkEntropy(tau);
-    this.exact.evaluate(theta, rewards, out, tau);
+    this.exact.evaluate(theta, rewards, out, tau, warm);
   }
 
   estimateRegularized(theta: Float64Array, reward: Float64Array, tau: number, horizon: number, batch: number, rng: Uint32Array, out: Float64Array): void {
@@ -65,12 +68,34 @@ class JsEnvironment implements Environment {
     this.getSampler().estimateRegularized(theta, reward, tau, horizon, batch, rng, out);
   }
 
+  estimateSvrpg(
+    theta: Float64Array, thetaPrev: Float64Array, reward: Float64Array, horizon: number, batch: number, clip: number,
+    rng: Uint32Array, outCur: Float64Array, outPrevWeighted: Float64Array,
+  ): void {
+    checkSvrpgEstimate(this, theta, thetaPrev, reward, horizon, batch, clip, rng, outCur, outPrevWeighted);
+    this.getSampler().estimateSvrpg(theta, thetaPrev, reward, horizon, batch, clip, rng, outCur, outPrevWeighted);
+  }
+
   localRound(args: LocalRoundArgs): void {
     checkLocalRound(this, args);
     const { theta, reward, correction, eta, steps } = args;
     const tau = args.entropy ?? 0;
     checkEntropy(tau);
     const g = this.grad;
+    if (args.svrpg) {
+      // FedSVRPG-M: d = beta gc + (1 - beta) (u + gc - gw), theta += eta d, one batch per step.
+      const { thetaPrev, u, beta, clip } = args.svrpg;
+      const sampler = this.getSampler();
+      const gw = this.gradPrev;
+      for (let h = 0; h < steps; h++) {
+        sampler.estimateSvrpg(theta, thetaPrev, reward, args.horizon, args.batch, clip, args.rng, g, gw, h > 0);
+        for (let j = 0; j < theta.length; j++) {
+          const d = beta * g[j]! + (1 - beta) * (u[j]! + g[j]! - gw[j]!);
+          theta[j] = theta[j]! + eta * d;
+        }
+      }
+      return;
+    }
     const sampler = args.gradient === 'sampled' ? this.getSampler() : null;
     for (let h = 0; h < steps; h++) {
       if (sampler) {

@@ -2,8 +2,8 @@ import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Backend, Environment, EnvironmentSpec, Evaluation, LocalRoundArgs, TruncatedEvaluation } from '../types.js';
-import { checkEntropy, checkKernelArgs, checkLocalRound, checkTheta } from '../checks.js';
+import type { Backend, Environment, EnvironmentSpec, Evaluation, LocalRoundArgs, TruncatedEvaluation, WarmStart } from '../types.js';
+import { checkEntropy, checkKernelArgs, checkLocalRound, checkSvrpgEstimate, checkTheta } from '../checks.js';
 import { BackendUnavailableError } from '../../errors.js';
 import { InputError } from '../../errors.js';
 
@@ -16,7 +16,7 @@ import { InputError } from '../../errors.js';
  */
 
 /** The calling convention this facade speaks; the addon exports the one it was built with. */
-export const NATIVE_ABI_VERSION = 1;
+export const NATIVE_ABI_VERSION = 3;
 
 /** The package root: dist/backends/native/index.js (or src/backends/native/index.ts) is three levels down. */
 export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -40,46 +40,40 @@ export interface NativeInfo {
   luPanel: number;
 }
 
+/** evaluate's positional arguments: the inputs, the outputs, tau, and the optional warm start (in/out). */
+type RawEvaluateArgs = [
+  theta: Float64Array,
+  rewards: Float64Array,
+  J: Float64Array,
+  V: Float64Array,
+  Q: Float64Array,
+  grad: Float64Array,
+  occupancy: Float64Array,
+  tau?: number,
+  warmV?: Float64Array,
+  warmOccupancy?: Float64Array,
+];
+
 /** The addon's environment object (native/src/addon.cc), positional arguments, no facade checks. */
 export interface RawEnvironment {
   readonly states: number;
   readonly actions: number;
   readonly simd: SimdLevel | 'none';
   readonly disposed: boolean;
-  evaluate(theta: Float64Array, rewards: Float64Array, J: Float64Array, V: Float64Array, Q: Float64Array, grad: Float64Array, occupancy: Float64Array, tau?: number): void;
+  evaluate(...args: RawEvaluateArgs): void;
   truncated(theta: Float64Array, rewards: Float64Array, horizon: number, JK: Float64Array, gradK: Float64Array): void;
   optimal(reward: Float64Array, vOut: Float64Array): number;
   estimateGradient(theta: Float64Array, reward: Float64Array, horizon: number, batch: number, rng: Uint32Array, out: Float64Array): void;
   estimateRegularized(theta: Float64Array, reward: Float64Array, tau: number, horizon: number, batch: number, rng: Uint32Array, out: Float64Array): void;
-  localRound(
-    theta: Float64Array,
-    reward: Float64Array,
-    correction: Float64Array | null,
-    eta: number,
-    steps: number,
-    sampled: boolean,
-    horizon: number,
-    batch: number,
-    rng: Uint32Array,
-    entropy?: number,
-  ): void;
-  evaluateAsync(theta: Float64Array, rewards: Float64Array, J: Float64Array, V: Float64Array, Q: Float64Array, grad: Float64Array, occupancy: Float64Array, tau?: number): Promise<void>;
+  estimateSvrpg(theta: Float64Array, thetaPrev: Float64Array, reward: Float64Array, horizon: number, batch: number, clip: number, rng: Uint32Array, outCur: Float64Array, outPrevWeighted: Float64Array): void;
+  /** One options object read by name (a missing or mistyped field: a TypeError naming it). */
+  localRound(options: LocalRoundArgs): void;
+  evaluateAsync(...args: RawEvaluateArgs): Promise<void>;
   truncatedAsync(theta: Float64Array, rewards: Float64Array, horizon: number, JK: Float64Array, gradK: Float64Array): Promise<void>;
   optimalAsync(reward: Float64Array, vOut: Float64Array): Promise<number>;
   estimateGradientAsync(theta: Float64Array, reward: Float64Array, horizon: number, batch: number, rng: Uint32Array, out: Float64Array): Promise<void>;
   estimateRegularizedAsync(theta: Float64Array, reward: Float64Array, tau: number, horizon: number, batch: number, rng: Uint32Array, out: Float64Array): Promise<void>;
-  localRoundAsync(
-    theta: Float64Array,
-    reward: Float64Array,
-    correction: Float64Array | null,
-    eta: number,
-    steps: number,
-    sampled: boolean,
-    horizon: number,
-    batch: number,
-    rng: Uint32Array,
-    entropy?: number,
-  ): Promise<void>;
+  localRoundAsync(options: LocalRoundArgs): Promise<void>;
   dispose(): void;
 }
 
@@ -87,6 +81,8 @@ export interface RawEnvironment {
 export interface NativeAddon {
   abiVersion: number;
   info(): NativeInfo;
+  /** out[i] = f(x[i]): exp, log, cos (native/src/detmath.h) or std.exp, std.log, std.cos (libm); tests and benches. */
+  mapMath(name: string, x: Float64Array, out: Float64Array): void;
   Environment: new (spec: EnvironmentSpec, options?: NativeEnvironmentOptions) => RawEnvironment;
 }
 
@@ -224,9 +220,9 @@ export class NativeEnvironment implements Environment {
     return this.raw;
   }
 
-  evaluate(theta: Float64Array, rewards: Float64Array, out: Evaluation): void {
+  evaluate(theta: Float64Array, rewards: Float64Array, out: Evaluation, warm?: WarmStart): void {
     checkTheta(this, theta);
-    this.handle().evaluate(theta, rewards, out.J, out.V, out.Q, out.grad, out.occupancy);
+    this.handle().evaluate(theta, rewards, out.J, out.V, out.Q, out.grad, out.occupancy, 0, warm?.V, warm?.occupancy);
   }
 
   truncated(theta: Float64Array, rewards: Float64Array, horizon: number, out: TruncatedEvaluation): void {
@@ -247,15 +243,23 @@ export class NativeEnvironment implements Environment {
     checkLocalRound(this, args);
     const tau = args.entropy ?? 0;
     checkEntropy(tau);
-    const sampled = args.gradient === 'sampled';
-    this.handle().localRound(args.theta, args.reward, args.correction, args.eta, args.steps, sampled, args.horizon, args.batch, args.rng, tau);
+    this.handle().localRound(args);
+  }
+
+  /** FedSVRPG-M's two estimates on one batch (Environment.estimateSvrpg). */
+  estimateSvrpg(
+    theta: Float64Array, thetaPrev: Float64Array, reward: Float64Array, horizon: number, batch: number, clip: number,
+    rng: Uint32Array, outCur: Float64Array, outPrevWeighted: Float64Array,
+  ): void {
+    checkSvrpgEstimate(this, theta, thetaPrev, reward, horizon, batch, clip, rng, outCur, outPrevWeighted);
+    this.handle().estimateSvrpg(theta, thetaPrev, reward, horizon, batch, clip, rng, outCur, outPrevWeighted);
   }
 
   /** Exact J_tau, V_tau, Q_tau and the gradient of J_tau (entropy-regularised objective, regfedpg). */
-  evaluateRegularized(theta: Float64Array, rewards: Float64Array, tau: number, out: Evaluation): void {
+  evaluateRegularized(theta: Float64Array, rewards: Float64Array, tau: number, out: Evaluation, warm?: WarmStart): void {
     checkTheta(this, theta);
     checkEntropy(tau);
-    this.handle().evaluate(theta, rewards, out.J, out.V, out.Q, out.grad, out.occupancy, tau);
+    this.handle().evaluate(theta, rewards, out.J, out.V, out.Q, out.grad, out.occupancy, tau, warm?.V, warm?.occupancy);
   }
 
   /** The entropy-regularised GPOMDP estimator, drawing from the stream as estimateGradient does. */
@@ -266,9 +270,9 @@ export class NativeEnvironment implements Environment {
   }
 
   /** evaluate() on the libuv thread pool; `out` is filled when the promise resolves. */
-  async evaluateAsync(theta: Float64Array, rewards: Float64Array, out: Evaluation): Promise<void> {
+  async evaluateAsync(theta: Float64Array, rewards: Float64Array, out: Evaluation, warm?: WarmStart): Promise<void> {
     checkTheta(this, theta);
-    await this.handle().evaluateAsync(theta, rewards, out.J, out.V, out.Q, out.grad, out.occupancy);
+    await this.handle().evaluateAsync(theta, rewards, out.J, out.V, out.Q, out.grad, out.occupancy, 0, warm?.V, warm?.occupancy);
   }
 
   async truncatedAsync(theta: Float64Array, rewards: Float64Array, horizon: number, out: TruncatedEvaluation): Promise<void> {
@@ -294,14 +298,13 @@ export class NativeEnvironment implements Environment {
     checkLocalRound(this, args);
     const tau = args.entropy ?? 0;
     checkEntropy(tau);
-    const sampled = args.gradient === 'sampled';
-    await this.handle().localRoundAsync(args.theta, args.reward, args.correction, args.eta, args.steps, sampled, args.horizon, args.batch, args.rng, tau);
+    await this.handle().localRoundAsync(args);
   }
 
-  async evaluateRegularizedAsync(theta: Float64Array, rewards: Float64Array, tau: number, out: Evaluation): Promise<void> {
+  async evaluateRegularizedAsync(theta: Float64Array, rewards: Float64Array, tau: number, out: Evaluation, warm?: WarmStart): Promise<void> {
     checkTheta(this, theta);
     checkEntropy(tau);
-    await this.handle().evaluateAsync(theta, rewards, out.J, out.V, out.Q, out.grad, out.occupancy, tau);
+    await this.handle().evaluateAsync(theta, rewards, out.J, out.V, out.Q, out.grad, out.occupancy, tau, warm?.V, warm?.occupancy);
   }
 
   async estimateRegularizedAsync(theta: Float64Array, reward: Float64Array, tau: number, horizon: number, batch: number, rng: Uint32Array, out: Float64Array): Promise<void> {

@@ -5,8 +5,9 @@ import type {
   Evaluation,
   LocalRoundArgs,
   TruncatedEvaluation,
+  WarmStart,
 } from '../types.js';
-import { checkEntropy, checkKernelArgs, checkLocalRound, checkTheta } from '../checks.js';
+import { checkEntropy, checkKernelArgs, checkLocalRound, checkSvrpgEstimate, checkTheta, checkWarm } from '../checks.js';
 import {
   isWasmModule,
   requireWebAssembly,
@@ -68,22 +69,29 @@ interface Exports {
   envProb(e: number): number;
   envFinish(e: number): number;
   envFree(e: number): void;
-  estimate(e: number, theta: number, reward: number, horizon: number, batch: number, rng: number, tau: number): number;
+  /** gpomdp = 1: the (regularised) GPOMDP estimator, also at tau = 0; 0: Eq. 5. */
+  estimate(e: number, theta: number, reward: number, horizon: number, batch: number, rng: number, tau: number, gpomdp: number): number;
   localRound(
     e: number, theta: number, reward: number, correction: number, eta: number, steps: number,
     sampled: number, horizon: number, batch: number, rng: number, tau: number,
   ): number;
-  evaluate(e: number, theta: number, rewards: number, n: number, J: number, V: number, Q: number, grad: number, occ: number, tau: number): number;
+  evaluate(e: number, theta: number, rewards: number, n: number, J: number, V: number, Q: number, grad: number, occ: number, tau: number, warm: number): number;
   truncated(e: number, theta: number, rewards: number, n: number, horizon: number, JK: number, gradK: number): number;
   optimal(e: number, reward: number, vOut: number): number;
   status(): number;
   luFactor(a: number, piv: number, n: number, pack: number): number;
   packBytes(n: number): number;
+  mapMath(which: number, x: number, out: number, n: number): void;
+  estimateSvrpg(e: number, theta: number, thetaPrev: number, reward: number, horizon: number, batch: number, clip: number, rng: number, outCur: number, outPrev: number): number;
+  localRoundSvrpg(
+    e: number, theta: number, reward: number, thetaPrev: number, u: number, beta: number, clip: number, eta: number,
+    steps: number, horizon: number, batch: number, rng: number,
+  ): number;
 }
 
 const EXPORTS: (keyof Exports)[] = [
   'memory', 'simd', 'alloc', 'free', 'envNew', 'envInitial', 'envRowStart', 'envNext', 'envProb', 'envFinish',
-  'envFree', 'estimate', 'localRound', 'evaluate', 'truncated', 'optimal', 'status', 'luFactor', 'packBytes',
+  'envFree', 'estimate', 'localRound', 'evaluate', 'truncated', 'optimal', 'status', 'luFactor', 'packBytes', 'mapMath', 'estimateSvrpg', 'localRoundSvrpg',
 ];
 
 /** Error statuses returned by the kernels (assembly/exact.ts). */
@@ -91,10 +99,14 @@ function statusError(code: number, what: string): Error {
   switch (code) {
     case 1:
       return new Error(`${what}: singular matrix in LU factorisation`);
-    case 2:
-      return new Error(`${what}: iterative solve did not converge in 100000 sweeps`);
     case 3:
       return new Error(`${what}: policy iteration did not converge in 10000 iterations`);
+    case 5:
+      return new Error(`${what}: a sparse solve did not reach its proven error bound of 1e-12 (stagnated or 20000 BiCGSTAB iterations)`);
+    case 6:
+      return new Error(`${what}: gamma times a transition row sum is not below 1, so I - gamma P is not invertible by the sparse solver's bound`);
+    case 7:
+      return new Error(`${what}: policy iteration stopped with a Bellman residual above what its error bound needs`);
     default:
       return new Error(`${what}: WebAssembly kernel failed with status ${code}`);
   }
@@ -208,6 +220,8 @@ class WasmEnvironment implements Environment {
   private cap = 0;
   private batch = { rewards: 0, J: 0, V: 0, Q: 0, grad: 0, occ: 0 };
   private vecTmp = 0;
+  /** FedSVRPG-M's extra blocks (thetaPrev, u, the weighted output), allocated on first use. */
+  private sv: { thetaPrev: number; u: number; outPrev: number } | null = null;
 
   constructor(
     private readonly k: Kernels,
@@ -348,19 +362,19 @@ class WasmEnvironment implements Environment {
     return n;
   }
 
-  evaluate(theta: Float64Array, rewards: Float64Array, out: Evaluation): void {
-    this.evaluateWith(theta, rewards, 0, out);
+  evaluate(theta: Float64Array, rewards: Float64Array, out: Evaluation, warm?: WarmStart): void {
+    this.evaluateWith(theta, rewards, 0, out, warm);
   }
 
   /** The entropy-regularised J_tau, V_tau, Q_tau and exact gradient of J_tau (tau = 0: evaluate). */
-  evaluateRegularized(theta: Float64Array, rewards: Float64Array, tau: number, out: Evaluation): void {
+  evaluateRegularized(theta: Float64Array, rewards: Float64Array, tau: number, out: Evaluation, warm?: WarmStart): void {
     this.live();
     checkTheta(this, theta);
     checkEntropy(tau);
-    this.evaluateWith(theta, rewards, tau, out);
+    this.evaluateWith(theta, rewards, tau, out, warm);
   }
 
-  private evaluateWith(theta: Float64Array, rewards: Float64Array, tau: number, out: Evaluation): void {
+  private evaluateWith(theta: Float64Array, rewards: Float64Array, tau: number, out: Evaluation, warm?: WarmStart): void {
     this.live();
     checkTheta(this, theta);
     const n = this.tables(rewards);
@@ -370,13 +384,19 @@ class WasmEnvironment implements Environment {
     checkLen('Q output', out.Q, n * SA);
     checkLen('gradient output', out.grad, n * SA);
     checkLen('occupancy output', out.occupancy, S);
+    if (warm) checkWarm(warm, n * S, S);
     this.ensureBatch(n);
     const k = this.k;
     const b = this.batch;
     let v = k.views();
     v.f64.set(theta, this.io.theta >>> 3);
     v.f64.set(rewards, b.rewards >>> 3);
-    const st = k.x.evaluate(this.held.env, this.io.theta, b.rewards, n, b.J, b.V, b.Q, b.grad, b.occ, tau);
+    // The kernel reads the warm start from the V and occupancy outputs and solves in place.
+    if (warm) {
+      v.f64.set(warm.V, b.V >>> 3);
+      v.f64.set(warm.occupancy, b.occ >>> 3);
+    }
+    const st = k.x.evaluate(this.held.env, this.io.theta, b.rewards, n, b.J, b.V, b.Q, b.grad, b.occ, tau, warm ? 1 : 0);
     if (st !== 0) throw statusError(st, 'wasm evaluate');
     v = k.views();
     out.J.set(v.f64.subarray(b.J >>> 3, (b.J >>> 3) + n));
@@ -384,6 +404,10 @@ class WasmEnvironment implements Environment {
     out.Q.set(v.f64.subarray(b.Q >>> 3, (b.Q >>> 3) + n * SA));
     out.grad.set(v.f64.subarray(b.grad >>> 3, (b.grad >>> 3) + n * SA));
     out.occupancy.set(v.f64.subarray(b.occ >>> 3, (b.occ >>> 3) + S));
+    if (warm) {
+      warm.V.set(out.V.subarray(0, n * S));
+      warm.occupancy.set(out.occupancy);
+    }
   }
 
   truncated(theta: Float64Array, rewards: Float64Array, horizon: number, out: TruncatedEvaluation): void {
@@ -446,7 +470,7 @@ class WasmEnvironment implements Environment {
   }
 
   estimateGradient(theta: Float64Array, reward: Float64Array, horizon: number, batch: number, rng: Uint32Array, out: Float64Array): void {
-    this.estimateWith(theta, reward, 0, horizon, batch, rng, out);
+    this.estimateWith(theta, reward, 0, false, horizon, batch, rng, out);
   }
 
   /** The entropy-regularised GPOMDP estimator, drawing from the stream as estimateGradient does. */
@@ -454,17 +478,17 @@ class WasmEnvironment implements Environment {
     this.live();
     if (!this.quickArgs(theta, reward, horizon, batch, rng, out)) checkKernelArgs(this, theta, reward, horizon, batch, rng, out);
     checkEntropy(tau);
-    this.estimateWith(theta, reward, tau, horizon, batch, rng, out);
+    this.estimateWith(theta, reward, tau, true, horizon, batch, rng, out);
   }
 
-  private estimateWith(theta: Float64Array, reward: Float64Array, tau: number, horizon: number, batch: number, rng: Uint32Array, out: Float64Array): void {
+  private estimateWith(theta: Float64Array, reward: Float64Array, tau: number, gpomdp: boolean, horizon: number, batch: number, rng: Uint32Array, out: Float64Array): void {
     this.live();
     if (!this.quickArgs(theta, reward, horizon, batch, rng, out)) checkKernelArgs(this, theta, reward, horizon, batch, rng, out);
     this.vTheta.set(theta);
     this.vReward.set(reward);
     this.vRng.set(rng);
     const io = this.io;
-    const p = this.k.x.estimate(this.held.env, io.theta, io.reward, horizon, batch, io.rng, tau) >>> 0;
+    const p = this.k.x.estimate(this.held.env, io.theta, io.reward, horizon, batch, io.rng, tau, gpomdp ? 1 : 0) >>> 0;
     if (p === 0) {
       checkTheta(this, theta);
       throw new RangeError('theta holds a non-finite entry');
@@ -478,8 +502,65 @@ class WasmEnvironment implements Environment {
     rng.set(this.vRng);
   }
 
+  private svrpgBlocks(): { thetaPrev: number; u: number; outPrev: number } {
+    if (!this.sv) {
+      const k = this.k, SA = this.SA;
+      const b = { thetaPrev: k.alloc(SA * 8), u: k.alloc(SA * 8), outPrev: k.alloc(SA * 8) };
+      this.held.blocks.push(b.thetaPrev, b.u, b.outPrev);
+      this.sv = b;
+    }
+    return this.sv;
+  }
+
+  estimateSvrpg(
+    theta: Float64Array, thetaPrev: Float64Array, reward: Float64Array, horizon: number, batch: number, clip: number,
+    rng: Uint32Array, outCur: Float64Array, outPrevWeighted: Float64Array,
+  ): void {
+    this.live();
+    checkSvrpgEstimate(this, theta, thetaPrev, reward, horizon, batch, clip, rng, outCur, outPrevWeighted);
+    const b = this.svrpgBlocks();
+    const io = this.io;
+    const v = this.k.views().f64;
+    v.set(theta, io.theta >>> 3);
+    v.set(thetaPrev, b.thetaPrev >>> 3);
+    v.set(reward, io.reward >>> 3);
+    this.vRng.set(rng);
+    const st = this.k.x.estimateSvrpg(this.held.env, io.theta, b.thetaPrev, io.reward, horizon, batch, clip, io.rng, io.out, b.outPrev);
+    if (st !== 0) throw statusError(st, 'wasm estimateSvrpg');
+    const w = this.k.views().f64;
+    outCur.set(w.subarray(io.out >>> 3, (io.out >>> 3) + this.SA));
+    outPrevWeighted.set(w.subarray(b.outPrev >>> 3, (b.outPrev >>> 3) + this.SA));
+    if (this.vRng.byteLength === 0) this.refresh(); // the call may have grown memory
+    rng.set(this.vRng);
+  }
+
+  /** FedSVRPG-M's local round (checked by localRound). */
+  private localRoundSvrpg(args: LocalRoundArgs): void {
+    const sv = args.svrpg!;
+    const b = this.svrpgBlocks();
+    const io = this.io;
+    const v = this.k.views().f64;
+    v.set(args.theta, io.theta >>> 3);
+    v.set(args.reward, io.reward >>> 3);
+    v.set(sv.thetaPrev, b.thetaPrev >>> 3);
+    v.set(sv.u, b.u >>> 3);
+    this.vRng.set(args.rng);
+    const st = this.k.x.localRoundSvrpg(
+      this.held.env, io.theta, io.reward, b.thetaPrev, b.u, sv.beta, sv.clip, args.eta, args.steps, args.horizon, args.batch, io.rng,
+    );
+    if (st !== 0) throw statusError(st, 'wasm localRound (svrpg)');
+    if (this.vRng.byteLength === 0) this.refresh(); // the call may have grown memory
+    args.theta.set(this.vTheta);
+    args.rng.set(this.vRng);
+  }
+
   localRound(args: LocalRoundArgs): void {
     this.live();
+    if (args.svrpg) {
+      checkLocalRound(this, args);
+      this.localRoundSvrpg(args);
+      return;
+    }
     const SA = this.SA;
     const quick =
       args.theta instanceof Float64Array && args.theta.length === SA &&
@@ -539,6 +620,27 @@ export class WasmBackend implements Backend {
   /** Bytes of linear memory the module holds now (it grows, never shrinks). */
   memoryBytes(): number {
     return this.k.buf.byteLength;
+  }
+
+  /**
+   * out[i] = f(x[i]) in the module, for tests and benches: exp, log, cos are ours
+   * (assembly/detmath.ts, the bits of src/math), as.exp, as.log, as.cos AssemblyScript's Math.
+   */
+  mapMath(name: 'exp' | 'log' | 'cos' | 'as.exp' | 'as.log' | 'as.cos', x: Float64Array, out: Float64Array): void {
+    const which = ['exp', 'log', 'cos', 'as.exp', 'as.log', 'as.cos'].indexOf(name);
+    if (which < 0) throw new RangeError(`mapMath name must be exp, log, cos, as.exp, as.log or as.cos, got '${String(name)}'`);
+    checkLen('out', out, x.length);
+    const k = this.k;
+    const px = k.alloc(x.length * 8);
+    const po = k.alloc(x.length * 8);
+    try {
+      k.views().f64.set(x, px >>> 3);
+      k.x.mapMath(which, px, po, x.length);
+      out.set(k.views().f64.subarray(po >>> 3, (po >>> 3) + x.length));
+    } finally {
+      k.x.free(px);
+      k.x.free(po);
+    }
   }
 
   /**

@@ -1,0 +1,96 @@
+"""The scipy yardstick of bench/large.bench.js (optional: the project never depends on Python).
+
+Builds the same W x H multi-task gridworld as src/mdp/generate.ts's gridworldMdp (four slippery
+moves, slip 0.1, gamma 0.9, goals at the corners S-1, W-1, (H-1)W, 0, reward 1 at the goal for every
+action, rho uniform) and times, as a researcher would write them with scipy:
+  - evaluation at theta = 0 (the uniform policy): P_pi as a CSR matrix, splu of I - gamma P_pi, the
+    value solves of the N reward tables and the transposed solve of the occupancy;
+  - value iteration on the average reward from V = 0, stopped by the same proven bound the project
+    uses: |T V - V|_inf / (1 - gamma) <= 1e-12 max(1, |V|_inf).
+Prints one JSON object: the median seconds of each over `reps` runs, plus J and J* for a check.
+Usage: python3 bench/large_scipy.py WIDTH HEIGHT AGENTS REPS
+"""
+import json
+import sys
+import time
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+
+def gridworld(W, H, N, slip=0.1, gamma=0.9):
+    S, A = W * H, 4
+    moves = [(0, -1), (1, 0), (0, 1), (-1, 0)]
+    s = np.arange(S)
+    x, y = s % W, s // W
+    targets = []
+    for dx, dy in moves:
+        nx, ny = x + dx, y + dy
+        off = (nx < 0) | (nx >= W) | (ny < 0) | (ny >= H)
+        targets.append(np.where(off, s, ny * W + nx))
+    rows, cols, vals = [], [], []
+    for a in range(A):
+        for b in range(A):
+            p = (1 - slip if a == b else 0) + slip / A
+            rows.append(s * A + a)
+            cols.append(targets[b])
+            vals.append(np.full(S, p))
+    P = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(S * A, S))
+    P.sum_duplicates()
+    goals = list(dict.fromkeys([S - 1, W - 1, (H - 1) * W, 0]))[:N]
+    R = np.zeros((N, S * A))
+    for i, g in enumerate(goals):
+        R[i, g * A:(g + 1) * A] = 1
+    rho = np.full(S, 1.0 / S)
+    return S, A, gamma, P, R, rho
+
+
+def evaluate(S, A, gamma, P, R, rho):
+    pi = np.full(S * A, 1.0 / A)
+    Pi = sp.csr_matrix((pi, (np.repeat(np.arange(S), A), np.arange(S * A))), shape=(S, S * A))
+    Ppi = (Pi @ P).tocsc()
+    M = (sp.identity(S, format="csc") - gamma * Ppi).tocsc()
+    lu = spla.splu(M)
+    r_pi = (Pi @ R.T)  # S x N
+    V = lu.solve(np.ascontiguousarray(r_pi))
+    d = (1 - gamma) * lu.solve(rho, trans="T")
+    return rho @ V, d
+
+
+def value_iteration(S, A, gamma, P, r):
+    V = np.zeros(S)
+    while True:
+        Q = (r + gamma * (P @ V)).reshape(S, A)
+        TV = Q.max(axis=1)
+        res = np.abs(TV - V).max()
+        V = TV
+        if res / (1 - gamma) <= 1e-12 * max(1.0, np.abs(V).max()):
+            return rho_dot(V)
+
+
+def rho_dot(V):
+    return float(V.mean())
+
+
+def median_time(f, reps):
+    times, out = [], None
+    for _ in range(reps):
+        t = time.perf_counter()
+        out = f()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times)), out
+
+
+def main():
+    W, H, N, reps = (int(a) for a in sys.argv[1:5])
+    S, A, gamma, P, R, rho = gridworld(W, H, N)
+    t_eval, (J, _) = median_time(lambda: evaluate(S, A, gamma, P, R, rho), reps)
+    rbar = R.mean(axis=0)
+    t_vi, Jstar = median_time(lambda: value_iteration(S, A, gamma, P, rbar), reps)
+    print(json.dumps({"states": S, "evaluate_s": t_eval, "value_iteration_s": t_vi, "J": [float(j) for j in J],
+                      "Jstar": Jstar, "scipy": __import__("scipy").__version__}))
+
+
+if __name__ == "__main__":
+    main()
