@@ -1,5 +1,6 @@
 import type { Transport } from '@connectrpc/connect';
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport, Http2SessionManager } from '@connectrpc/connect-node';
+import { setMaxListeners } from 'node:events';
 import { join } from 'node:path';
 import { loadBackendByName } from '../backends/select.js';
 import type { Backend, BackendName } from '../backends/types.js';
@@ -13,9 +14,9 @@ import { FileAgentStore, readJsonFile, type WireProtocol } from './node.js';
  * A block of agents in one thread (`fedpg agent --agents I-J`): each agent is the same runAgent
  * as a lone `fedpg agent` (its own rewards file with its private stream key, its own token and
  * its own state file), so a federation computes the same bits however its agents are spread over
- * processes and threads. The agents of a thread share one connection to the aggregator: over
- * HTTP/2 (gRPC, or Connect / gRPC-Web with --http2) one session carries every agent's calls as
- * separate streams, each call still authenticated by its own agent's bearer token.
+ * processes and threads. The agents of a thread share a few connections to the aggregator: over
+ * HTTP/2 one session carries up to AGENTS_PER_SESSION agents' calls as separate streams, each
+ * call still authenticated by its own agent's bearer token.
  */
 
 /** Where one hosted agent's files are. */
@@ -57,20 +58,32 @@ export function parseAgentRange(text: string): { lo: number; hi: number } {
 }
 
 /**
- * Transports to the aggregator that share one HTTP/2 session (or, over HTTP/1.1, Node's keep-alive
- * agent): one per agent, each adding that agent's token.
+ * Agents per HTTP/2 session. Each agent has at most one call open at a time (its long poll, or a
+ * push), and the aggregator allows 100 open streams per connection (src/network/server.ts): past
+ * that, the client queues new streams until a long poll ends, which stalls a round for the poll's
+ * hold time. 64 leaves room, and 1000 agents still need only 16 connections.
  */
-export function sharedTransports(o: { server: string; protocol: WireProtocol; http2: boolean; ca?: string }): { transport(token: string): Transport; close(): void } {
+export const AGENTS_PER_SESSION = 64;
+
+/**
+ * Transports to the aggregator that share HTTP/2 sessions (one per AGENTS_PER_SESSION agents; over
+ * HTTP/1.1, Node's keep-alive agent): one per agent, each adding that agent's token.
+ */
+export function sharedTransports(o: { server: string; protocol: WireProtocol; http2: boolean; ca?: string }): { transport(token: string, k: number): Transport; close(): void } {
   const nodeOptions = o.ca ? { ca: o.ca } : {};
   const h2 = o.protocol === 'grpc' || o.http2 || o.server.startsWith('https:');
-  const session = h2 ? new Http2SessionManager(o.server, {}, nodeOptions) : null;
-  const transport = (token: string): Transport => {
+  const sessions: Http2SessionManager[] = [];
+  const sessionOf = (k: number): Http2SessionManager => {
+    const j = Math.floor(k / AGENTS_PER_SESSION);
+    return (sessions[j] ??= new Http2SessionManager(o.server, {}, nodeOptions));
+  };
+  const transport = (token: string, k: number): Transport => {
     const common = { baseUrl: o.server, interceptors: [authInterceptor(token)], useBinaryFormat: true, nodeOptions };
-    if (o.protocol === 'grpc') return createGrpcTransport({ ...common, sessionManager: session! });
-    const version = session ? ({ httpVersion: '2', sessionManager: session } as const) : ({ httpVersion: '1.1' } as const);
+    if (o.protocol === 'grpc') return createGrpcTransport({ ...common, sessionManager: sessionOf(k) });
+    const version = h2 ? ({ httpVersion: '2', sessionManager: sessionOf(k) } as const) : ({ httpVersion: '1.1' } as const);
     return o.protocol === 'grpc-web' ? createGrpcWebTransport({ ...common, ...version }) : createConnectTransport({ ...common, ...version });
   };
-  return { transport, close: () => session?.abort() };
+  return { transport, close: () => sessions.forEach((m) => m?.abort()) };
 }
 
 /** Reads every agent's files first, so a bad file stops the block before any agent joins. */
@@ -94,13 +107,15 @@ export async function runAgentBlock(
   const loaded = loadFiles(o.agents);
   const link = sharedTransports(o);
   const stop = new AbortController();
+  // Every agent's calls listen on this one signal.
+  setMaxListeners(0, stop.signal);
   const onOuter = (): void => stop.abort(hooks.signal!.reason);
   hooks.signal?.addEventListener('abort', onOuter);
   try {
     return await Promise.all(
-      loaded.map((a) =>
+      loaded.map((a, k) =>
         runAgent({
-          transport: link.transport(a.token),
+          transport: link.transport(a.token, k),
           agent: a.agent,
           rewards: a.rewards,
           rewardsWhere: a.rewardsWhere,
