@@ -40,7 +40,7 @@ export function agentCommand(program: Command): void {
     .option('--agent <I>', 'this agent\'s index (or --agents I-J)')
     .option('--rewards <file>', 'this agent\'s fedpg-rewards/1 file (with --agent)')
     .option('--token-file <file>', 'this agent\'s secret: {"agent": I, "token": "..."} (with --agent)')
-    .option('--agents <I-J>', 'host agents I..J in this process, each with its own key, token and state (files from --dir), sharing one HTTP/2 connection per thread')
+    .option('--agents <I-J>', 'host agents I..J in this process, each with its own key, token and state (files from --dir), sharing an HTTP/2 connection per 64 agents')
     .option('--dir <dir>', 'with --agents: the directory holding rewards-I.json and token-I.json (fedpg split --out)')
     .option('--state-dir <dir>', 'with --agents: keep agent I\'s state in DIR/state-I.json (as --state does for one agent)')
     .option('--workers <W>', 'with --agents: run the agents on W worker threads (contiguous blocks; default 1)')
@@ -138,7 +138,7 @@ async function hostAgents(o: AgentFlags): Promise<void> {
       {
         server: url.href.replace(/\/+$/, ''),
         protocol,
-        // One HTTP/2 session per thread carries every hosted agent's calls: over HTTP/1.1 each
+        // HTTP/2 sessions (one per 64 agents) carry the hosted agents' calls: over HTTP/1.1 each
         // agent's long poll would hold a connection of its own (and meet serve's per-address limit).
         http2: true,
         ...(ca ? { ca } : {}),
