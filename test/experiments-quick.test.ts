@@ -60,6 +60,59 @@ const DIRECTION: Record<string, Check> = {
   },
 };
 
+// The field's experiments (issues 12, 13, 18).
+Object.assign(DIRECTION, {
+  // Exact gradients: Fast-FedPG far below FedAvg on the plateau; FedNPG (scale-free steps) beats Fast-FedPG in rounds on the gridworld.
+  rivals: (rows) => {
+    const g = (source: string, method: string): number => n(pick(rows, { source, gradient: 'exact', method }), 'meanFinal');
+    expect(g('plateau-s6-a3-n4', 'fedavg')).toBeGreaterThan(10 * g('plateau-s6-a3-n4', 'fast-fedpg'));
+    expect(g('gridworld-5x5-n4', 'fednpg complete')).toBeLessThan(g('gridworld-5x5-n4', 'fast-fedpg') / 10);
+  },
+  // Every race has exactly one winner, with its margin; exact-Q methods are not ranked.
+  compare: (rows) => {
+    for (const key of new Set(rows.map((r) => `${r.budget}|${r.source}`))) {
+      const race = rows.filter((r) => `${r.budget}|${r.source}` === key);
+      expect(race.filter((r) => r.rank === 1), key).toHaveLength(1);
+      expect(race.find((r) => r.rank === 1)!.marginSe, key).not.toBeNull();
+      // The winner has the best mean: the lowest gap, or the highest J where there is no J*.
+      const ranked = race.filter((r) => r.rank !== null).sort((a, b) => (a.rank as number) - (b.rank as number));
+      const higherIsBetter = String(key).includes('labbi');
+      for (let k = 1; k < ranked.length; k++) expect(higherIsBetter ? n(ranked[k - 1]!, 'mean') >= n(ranked[k]!, 'mean') : n(ranked[k - 1]!, 'mean') <= n(ranked[k]!, 'mean'), key).toBe(true);
+      for (const r of race.filter((x) => String(x.method).endsWith('(exact Q)'))) expect(r.rank).toBeNull();
+    }
+  },
+  // With no attacker the robust rules are already biased on heterogeneous tasks: Krum ends far above the mean.
+  byzantine: (rows) => {
+    const g = (aggregation: string, F: number, attack: string): number => n(pick(rows, { algorithm: 'fast-fedpg', aggregation, F, attack }), 'mean');
+    expect(g('krum:3', 0, 'signflip')).toBeGreaterThan(3 * g('mean', 0, 'signflip'));
+    expect(g('mean', 3, 'signflip')).toBeGreaterThan(5 * g('mean', 0, 'signflip'));
+  },
+  // FedAvg's mean final gap shrinks with P = 0.5 against P = 1; Fast-FedPG ends far below FedAvg at P = 1.
+  participation: (rows) => {
+    const g = (method: string, P: number): number => n(pick(rows, { method, P }), 'mean');
+    expect(g('fedavg', 0.5)).toBeLessThan(g('fedavg', 1) / 3);
+    expect(g('fast-fedpg', 1)).toBeLessThan(g('fedavg', 1) / 10);
+  },
+  // A personal policy barely pulled to the global model beats one held to it (heterogeneous tasks).
+  personalization: (rows) => {
+    for (const method of ['fast-fedpg', 'fedavg']) expect(n(pick(rows, { method, LAMBDA: 0.001 }), 'mean')).toBeLessThan(n(pick(rows, { method, LAMBDA: 5 }), 'mean'));
+  },
+  // On J_tau FedAvg's (regfedpg's) exact-gradient floor sits far above Fast-FedPG's; more agents, smaller sampled gap.
+  floor: (rows) => {
+    const src = (rows.find((r) => String(r.source).includes('J_tau'))!.source) as string;
+    const g = (method: string, N: number): number => n(pick(rows, { source: src, method, N }), 'meanGap');
+    expect(g('regfedpg (FedAvg on J_tau) (exact gradients)', 16)).toBeGreaterThan(5 * g('fast-fedpg+entropy (exact gradients)', 16));
+    expect(g('fast-fedpg+entropy', 16)).toBeLessThan(g('fast-fedpg+entropy', 4) / 2);
+  },
+  // Strong noise (small epsilon) costs far more than the clip alone.
+  privacy: (rows) => {
+    for (const method of ['fast-fedpg', 'fedavg']) {
+      const clip = n(pick(rows, { method, privacy: 'clip C = 1 (SIGMA = 0)' }), 'mean');
+      expect(n(pick(rows, { method, privacy: 'clip C = 1', SIGMA: 16 }), 'mean')).toBeGreaterThan(5 * clip);
+    }
+  },
+} satisfies Record<string, Check>);
+
 describe('experiment --quick', () => {
   it('every experiment has a quick configuration and a direction check here', () => {
     expect(Object.keys(DIRECTION).sort()).toEqual([...EXPERIMENT_NAMES].sort());

@@ -20,7 +20,9 @@ import {
   type ExperimentParams,
   type ExperimentSummary,
 } from '../src/experiments/index.js';
-import { checkpointRounds } from '../src/experiments/task.js';
+import { checkpointRounds, runTask } from '../src/experiments/task.js';
+import { train } from '../src/federation/train.js';
+import { environmentSpec } from '../src/mdp/model.js';
 import { bootstrapSlope, logLogFit, quantile, semiLogFit } from '../src/experiments/stats.js';
 import { loadMdp } from '../src/mdp/format.js';
 import { averageReward } from '../src/mdp/model.js';
@@ -47,6 +49,13 @@ const TINY: Record<string, Partial<ExperimentParams>> = {
   nonidentical: { rounds: 30, seeds: 2, agents: [2, 4] },
   memory: { agents: [1, 2], seeds: 2, rounds: 20 },
   peers: { rounds: 20, seeds: 2, entropy: [0.2], batch: 2, horizon: [10] },
+  rivals: { rounds: 15, seeds: 2, horizon: [10], batch: 2 },
+  compare: { mdp: ['plateau-s6-a3-n4', 'labbi-challenging'], rounds: 12, seeds: 2, horizon: [10], batch: 2 },
+  byzantine: { rounds: 15, seeds: 2 },
+  participation: { rounds: 30, seeds: 3 },
+  personalization: { mdp: ['random:states=6,actions=3,agents=4,gamma=0.9,heterogeneity=0.5,seed=0'], rounds: 10, seeds: 2, horizon: [10], batch: 2 },
+  floor: { agents: [4, 8], rounds: 10, seeds: 2, localSteps: [5] },
+  privacy: { agents: [4], rounds: 10, seeds: 2 },
 };
 
 function fedpg(...args: string[]): { code: number; stdout: string; stderr: string } {
@@ -63,7 +72,7 @@ function withoutTime(line: Record<string, unknown>): Record<string, unknown> {
 describe('every experiment at a tiny size', () => {
   it('has a tiny setting here for every registered experiment', () => {
     expect(Object.keys(TINY).sort()).toEqual([...EXPERIMENT_NAMES].sort());
-    expect(EXPERIMENT_NAMES).toEqual(['bias', 'speedup', 'horizon', 'heterogeneity', 'nonidentical', 'memory', 'peers']);
+    expect(EXPERIMENT_NAMES).toEqual(['bias', 'speedup', 'horizon', 'heterogeneity', 'nonidentical', 'memory', 'peers', 'rivals', 'compare', 'byzantine', 'participation', 'personalization', 'floor', 'privacy']);
   });
 
   it.each(EXPERIMENT_NAMES.map((n) => [n]))('%s runs, logs, summarises with the documented fields and draws', async (name) => {
@@ -154,6 +163,44 @@ describe('parallel runs', () => {
         .map(withoutTime)
         .sort((a, b) => (a.index as number) - (b.index as number));
     expect(lines(join(tmp, 'two.jsonl'))).toEqual(lines(join(tmp, 'one.jsonl')));
+  });
+});
+
+describe('parallel runs of the field experiments', () => {
+  // Typed arrays in tasks (theta0, scoreOn), recorded extras and DP noise cross the worker boundary unchanged.
+  it.each([['participation'], ['privacy'], ['personalization']])('%s gives the same results with 1 and 2 threads', async (name) => {
+    const o = { ...TINY[name], backend: 'js' as const };
+    const one = await runExperiment(name, o, { threads: 1 });
+    const two = await runExperiment(name, o, { threads: 2 });
+    expect(two.log.runs.map((r) => withoutTime(r as never))).toEqual(one.log.runs.map((r) => withoutTime(r as never)));
+    expect(two.summary.rows).toEqual(one.summary.rows);
+    expect(two.summary.findings).toEqual(one.summary.findings);
+  });
+});
+
+describe('run task options the field experiments use', () => {
+  it('theta0, recorded fields, greedy actions, per-agent J and a gap on another reward table match train() and direct evaluation', async () => {
+    const mdp = loadMdp(fixturePath('plateau-s6-a3-n4.json'));
+    const SA = mdp.states * mdp.actions;
+    const theta0 = Float64Array.from({ length: SA }, (_, j) => ((j * 7) % 5) - 2);
+    const settings = { algorithm: 'fedavg', gradient: 'sampled' as const, rounds: 6, localSteps: 3, eta: 0.2, horizon: 8, batch: 2, seed: 3, participation: 0.5 };
+    const other = mdp.rewards[1]!;
+    const r = await runTask({ index: 0, cell: {}, mdp, settings, backend: 'js', pointsPerDecade: 10, theta0, record: ['bytes', 'trajectories'], greedy: true, finalAgentJ: true, scoreOn: other });
+    const direct = await train(mdp, { ...settings, theta0, backend: 'js' });
+    const env = jsBackend.createEnvironment(environmentSpec(mdp));
+    const ev = { J: new Float64Array(1), V: new Float64Array(mdp.states), Q: new Float64Array(SA), grad: new Float64Array(SA), occupancy: new Float64Array(mdp.states) };
+    env.evaluate(theta0, averageReward(mdp), ev);
+    expect(r.curve.gap[0]).toBeCloseTo(direct.Jstar! - ev.J[0]!, 12);
+    expect(r.curve.round).toEqual([0, 1, 2, 3, 4, 5, 6]);
+    expect(r.curve.extra!.bytes).toEqual([null, ...direct.records.map((x) => x.bytes)]);
+    expect(r.curve.extra!.trajectories).toEqual([null, ...direct.records.map((x) => x.trajectories)]);
+    expect(r.final.agentJ).toEqual(direct.records.at(-1)!.agentJ);
+    const theta = direct.theta!;
+    expect(r.final.greedy).toEqual(theta.map((row) => row.indexOf(Math.max(...row))));
+    const end = Float64Array.from(theta.flat());
+    env.evaluate(end, other, ev);
+    expect(r.final.scoredGap).toBeCloseTo(env.optimal(other, new Float64Array(mdp.states)) - ev.J[0]!, 12);
+    env.dispose();
   });
 });
 

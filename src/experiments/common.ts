@@ -119,7 +119,7 @@ const FAMILY_COLOURS: [string, string][] = [
 /** A vega-lite colour scale for these method names. */
 export function methodColours(methods: string[]): { domain: string[]; range: string[] } {
   const domain = [...new Set(methods)];
-  const extra = ['#bcbd22', '#e377c2', '#8c564b', '#9467bd'];
+  const extra = ['#bcbd22', '#e377c2', '#8c564b', '#9467bd', '#17becf', '#393b79', '#637939', '#8c6d31', '#843c39', '#7b4173', '#3182bd', '#e6550d'];
   let k = 0;
   const range = domain.map((m) => FAMILY_COLOURS.find(([f]) => m === f || m.startsWith(f + ' ') || (f.includes('(') && m.includes(f)))?.[1] ?? extra[k++ % extra.length]!);
   return { domain, range };

@@ -9,15 +9,22 @@ import { resolveSettings } from '../federation/settings.js';
 import { environmentSpec } from '../mdp/model.js';
 import { LineLog, writeFileAtomic } from '../util/atomic.js';
 import { bias } from './bias.js';
+import { byzantine } from './byzantine.js';
+import { compare } from './compare.js';
+import { floor } from './floor.js';
 import { heterogeneity } from './heterogeneity.js';
 import { horizon } from './horizon.js';
 import { memory } from './memory.js';
 import { nonidentical } from './nonidentical.js';
+import { participation } from './participation.js';
 import { peers } from './peers.js';
+import { personalization } from './personalization.js';
+import { privacy } from './privacy.js';
 import { finishChart } from './finish.js';
 import { htmlPage, renderSvg, toCsv } from './render.js';
 import { experimentLogText, runLine } from './log.js';
 import { runTasks } from './runner.js';
+import { rivals } from './rivals.js';
 import { sliceTasks, type Shard } from './shard.js';
 import { speedup } from './speedup.js';
 import type { RunResult, RunTask } from './task.js';
@@ -34,7 +41,7 @@ export { experimentLogText } from './log.js';
 export { parseShard, shardLogName, sliceTasks, type Shard, type ShardHeader } from './shard.js';
 
 /** Every experiment, by name, in the order of SPEC.md's claims and the issue. */
-export const EXPERIMENTS: Readonly<Record<string, Experiment>> = Object.freeze({ bias, speedup, horizon, heterogeneity, nonidentical, memory, peers });
+export const EXPERIMENTS: Readonly<Record<string, Experiment>> = Object.freeze({ bias, speedup, horizon, heterogeneity, nonidentical, memory, peers, rivals, compare, byzantine, participation, personalization, floor, privacy });
 export const EXPERIMENT_NAMES: readonly string[] = Object.keys(EXPERIMENTS);
 
 export const LOG_FORMAT = 'fedpg-experiment/1';

@@ -3,7 +3,7 @@ import seedrandom from 'seedrandom';
 import type { TransitionTable } from '../backends/types.js';
 import { InputError } from '../errors.js';
 import { loadMdp, parseMdp } from '../mdp/format.js';
-import { randomMdp } from '../mdp/generate.js';
+import { gridworldMdp, randomMdp } from '../mdp/generate.js';
 import { averageReward, type Mdp } from '../mdp/model.js';
 import { BUILTIN_MDP_JSON } from './builtin.js';
 
@@ -15,6 +15,7 @@ import { BUILTIN_MDP_JSON } from './builtin.js';
  *     mirrored:states=5,actions=3,agents=32,gamma=0.8,heterogeneity=1,seed=1
  *     random:states=6,actions=3,agents=4,gamma=0.9,heterogeneity=0.5,seed=0
  *     kernels:states=6,actions=3,agents=8,gamma=0.9,heterogeneity=0.5,seed=0
+ *     gridworld:width=5,height=5,agents=4,slip=0.1,gamma=0.9,seed=0  (the multi-task gridworld of `fedpg run`)
  *   (missing keys take these values). `mirrored` builds agents in mirrored reward pairs around one
  *   mean table (agents 2k and 2k+1), as the speedup fixture is built, so the first N agents share
  *   one average MDP for every even N. `kernels` gives every agent its own transition kernel
@@ -34,6 +35,7 @@ const GENERATOR_DEFAULTS: Record<string, Record<string, number>> = {
   mirrored: { states: 5, actions: 3, agents: 32, gamma: 0.8, heterogeneity: 1, seed: 1 },
   random: { states: 6, actions: 3, agents: 4, gamma: 0.9, heterogeneity: 0.5, seed: 0 },
   kernels: { states: 6, actions: 3, agents: 8, gamma: 0.9, heterogeneity: 0.5, seed: 0 },
+  gridworld: { width: 5, height: 5, agents: 4, slip: 0.1, gamma: 0.9, seed: 0 },
 };
 
 function parseGenerator(spec: string): { kind: string; o: Record<string, number> } | null {
@@ -61,6 +63,10 @@ export function resolveMdpSource(spec: string): MdpSource {
   const gen = parseGenerator(spec);
   if (gen) {
     const { kind, o } = gen;
+    if (kind === 'gridworld') {
+      const { goals: _g, width: _w, height: _h, ...mdp } = gridworldMdp({ width: o.width!, height: o.height!, agents: o.agents!, slip: o.slip!, gamma: o.gamma!, seed: o.seed! });
+      return { spec, kind: 'generated', mdp };
+    }
     const base = { states: o.states!, actions: o.actions!, agents: o.agents!, gamma: o.gamma!, heterogeneity: o.heterogeneity!, seed: o.seed! };
     const mdp = kind === 'mirrored' ? mirroredMdp(base) : kind === 'kernels' ? perAgentKernelMdp(base) : randomMdp(base);
     return { spec, kind: 'generated', mdp };

@@ -27,7 +27,20 @@ export interface RunTask {
   regularizedTau?: number;
   /** Record |grad_K J - grad J| of the average MDP (K = settings.horizon) at theta0 and at the final theta. */
   truncationBias?: boolean;
+  /** The initial theta [S*A] (zeros when omitted). */
+  theta0?: Float64Array;
+  /** Also record these round-record fields at each checkpoint (curve.extra; null where a record lacks one). */
+  record?: ExtraField[];
+  /** Record every agent's J_i after the last round (final.agentJ; for `local`, J_i(theta_i)). */
+  finalAgentJ?: boolean;
+  /** Record the final theta_bar's greedy action per state (final.greedy). */
+  greedy?: boolean;
+  /** Score the final theta_bar on this reward table (same kernel): final.scoredGap = its J* - its J. */
+  scoreOn?: Float64Array;
 }
+
+/** Round-record fields an experiment may ask a run to keep at its checkpoints. */
+export type ExtraField = 'bytes' | 'trajectories' | 'personalGap' | 'personalJ' | 'consensus' | 'dpEpsilon';
 
 /** The curve of a run at its checkpoints (round 0 = before the first round). */
 export interface RunCurve {
@@ -41,6 +54,8 @@ export interface RunCurve {
   avgGradNormSq: (number | null)[];
   /** J_tau* - J_tau(theta_bar) (regularizedTau only). */
   gapTau?: number[];
+  /** The fields of RunTask.record, one value per checkpoint (null at round 0 and where absent). */
+  extra?: Partial<Record<ExtraField, (number | null)[]>>;
 }
 
 export interface RunResult {
@@ -63,6 +78,12 @@ export interface RunResult {
     /** |grad_K J - grad J| at theta0 and at the final theta (truncationBias only). */
     truncationBias0?: number;
     truncationBias?: number;
+    /** The greedy action per state of the final theta_bar (RunTask.greedy). */
+    greedy?: number[];
+    /** J_i per agent after the last round (RunTask.finalAgentJ). */
+    agentJ?: number[];
+    /** J* - J of the final theta_bar on RunTask.scoreOn. */
+    scoredGap?: number;
   };
   cost: { trajectories: number; steps: number; bytes: number };
   /** Wall time of the run in milliseconds (the only field that varies between identical runs). */
@@ -136,13 +157,33 @@ function truncationBiasAt(env: Environment, theta: Float64Array, rbar: Float64Ar
   return Math.sqrt(s2);
 }
 
+/** The argmax of every state's row of theta (the lowest action among ties). */
+export function greedyActions(theta: Float64Array, S: number, A: number): number[] {
+  return Array.from({ length: S }, (_, s) => {
+    let best = 0;
+    for (let a = 1; a < A; a++) if (theta[s * A + a]! > theta[s * A + best]!) best = a;
+    return best;
+  });
+}
+
+/** J* - J(theta) under another reward table on the same kernel (the environment is disposed). */
+function scoredGap(env: Environment, theta: Float64Array, reward: Float64Array, S: number): number {
+  try {
+    const ev = evaluation(S, theta.length);
+    env.evaluate(theta, reward, ev);
+    return env.optimal(reward, new Float64Array(S)) - ev.J[0]!;
+  } finally {
+    env.dispose();
+  }
+}
+
 /** Runs one task to the end. `signal` stops it before the next round (in-process runs only). */
 export async function runTask(task: RunTask, signal?: AbortSignal): Promise<RunResult> {
   const started = Date.now();
   const backend = await loadBackendByName(task.backend);
   const mdp = task.mdp;
   const S = mdp.states, SA = mdp.states * mdp.actions;
-  const training = await Training.create(mdp, { ...task.settings, backend });
+  const training = await Training.create(mdp, { ...task.settings, backend, ...(task.theta0 ? { theta0: task.theta0 } : {}) });
   const T = training.settings.rounds;
   const wanted = new Set(checkpointRounds(T, task.pointsPerDecade));
   for (let k = 1; k <= (task.linearPoints ?? 0); k++) wanted.add(Math.round((k * T) / task.linearPoints!));
@@ -161,6 +202,8 @@ export async function runTask(task: RunTask, signal?: AbortSignal): Promise<RunR
   const curve: RunCurve = { round: [0], J: [header.J0], gap: [header.Jstar === null ? null : header.Jstar - header.J0], gradNormSq: [null], avgGradNormSq: [null] };
   const theta0 = (tau !== undefined || task.truncationBias) && training.settings.algorithm !== 'local' ? thetaNow() : null;
   if (tau !== undefined) curve.gapTau = [gapTauAt(theta0!)];
+  const extras = task.record ?? [];
+  if (extras.length) curve.extra = Object.fromEntries(extras.map((f) => [f, [null]]));
   let sumGrad = 0, countGrad = 0;
   let last = null as null | Awaited<ReturnType<Training['step']>>;
   let yielded = Date.now();
@@ -185,6 +228,7 @@ export async function runTask(task: RunTask, signal?: AbortSignal): Promise<RunR
         curve.gradNormSq.push(r.gradNormSq);
         curve.avgGradNormSq.push(countGrad ? sumGrad / countGrad : null);
         if (tau !== undefined) curve.gapTau!.push(gapTauAt(thetaNow()));
+        for (const f of extras) curve.extra![f]!.push(r[f] ?? null);
       }
     }
     const n = curve.round.length - 1;
@@ -213,6 +257,10 @@ export async function runTask(task: RunTask, signal?: AbortSignal): Promise<RunR
         env.dispose();
       }
     }
+    // The last round is always evaluated (whatever the cadence), so its agentJ is there.
+    if (task.finalAgentJ && last?.agentJ) result.final.agentJ = last.agentJ.slice();
+    if (task.greedy && training.settings.algorithm !== 'local') result.final.greedy = greedyActions(thetaNow(), S, mdp.actions);
+    if (task.scoreOn && shared) result.final.scoredGap = scoredGap(backend.createEnvironment(environmentSpec(mdp)), thetaNow(), task.scoreOn, S);
     result.ms = Date.now() - started;
     return result;
   } finally {
