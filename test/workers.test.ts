@@ -178,6 +178,12 @@ describe('faults', () => {
     expect((err as AgentFailure).message).toMatch(/^agent 5 failed in round 3 \(local steps\): injected fault: throw at agent 5, round 3/);
     const mem = await train(mdp, { ...base, workers: 2, faults: 'throw,agent=6,round=0,phase=memory' }).catch((e: unknown) => e);
     expect((mem as Error).message).toMatch(/^agent 6 failed in the memory samples before round 1: injected fault/);
+    // A round's memory samples run in the same worker command as the next round's local steps:
+    // the failure still names the round they belong to, and the round's record is not written.
+    const seenChained: number[] = [];
+    const chained = await train(mdp, { ...base, workers: 3, faults: 'throw,agent=5,round=3,phase=memory', onRecord: (r) => seenChained.push(r.round) }).catch((e: unknown) => e);
+    expect((chained as Error).message).toMatch(/^agent 5 failed in round 3 \(memory sample\): injected fault/);
+    expect(seenChained).toEqual([1, 2]);
   });
 
   it('a worker thread that dies fails the round naming the agent', async () => {

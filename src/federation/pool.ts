@@ -14,6 +14,26 @@ export interface NextLocalPhase {
   out: Float64Array[];
 }
 
+/** One round's report phase chained to the next round's local phase (AgentPool.reportAndStart). */
+export interface ChainedRound {
+  /** The round whose reports these are (the local phase is of round + 1). */
+  round: number;
+  /** The agents that report, at theta, into reports[i]. */
+  reporting: readonly number[];
+  theta: Float64Array;
+  reports: Float64Array[];
+  /** The server's vectors before its report step (the report step starts from them and every held report). */
+  serverVectors: readonly Float64Array[];
+  /** The next round's participants and where their messages go. */
+  next: { agents: readonly number[]; out: Float64Array[] };
+  /**
+   * Evaluate theta between the two phases, into J and grad (`evaluated`). `reported` resolves when
+   * the reports are in and the reporters' states are those after the report phase (states()
+   * returns them until `local` resolves).
+   */
+  evaluation: { J: Float64Array; grad: Float64Array } | null;
+}
+
 /**
  * The agents of a run, as the server drives them: the phases of a round, each a barrier over the
  * agents it names. Implementations may run agents in any order or in parallel, but must leave
@@ -43,6 +63,13 @@ export interface AgentPool {
    * and the next round starts without waiting for the caller. ctx.round is the round just finished.
    */
   evaluateAndStart?(theta: Float64Array, J: Float64Array, grad: Float64Array, next: NextLocalPhase | null, ctx: RoundContext): { evaluated: Promise<void>; local: Promise<void> | null };
+  /**
+   * Optional (worker pools): the report phase of round c.round, then, without the caller, the
+   * server's report step computed by the pool through the plug-in, then the next round's local
+   * phase, optionally with an evaluation between the two (see ChainedRound). The caller applies
+   * the same report step itself once `reported` resolves, which gives the same bits.
+   */
+  reportAndStart?(c: ChainedRound): { reported: Promise<void>; evaluated: Promise<void> | null; local: Promise<void> };
   /** Copies of the agents' states after the last finished phase (checkpoints, evaluation of kept vectors). */
   states(): AgentState[];
   /**

@@ -341,6 +341,7 @@ export class Training {
           settings,
           workers: plan.workers,
           states,
+          ...(restored ? { reports: restored.server.reports } : {}),
           evaluate:
             alg.topology !== 'local' &&
             (options.evaluation === 'workers' || (options.evaluation !== 'main' && planner!.evaluationOnWorkers(mdp, settings, backend.name, plan.workers))),
@@ -517,6 +518,7 @@ export class Training {
     const evalNow = r % this.evalEvery === 0 || r === s.rounds;
     let score: { J: number; gradNormSq: number; perAgent: Float64Array } | null = null;
     let ids: number[];
+    let agentStates: AgentState[] | null = null;
     if (alg.topology === 'peers') {
       ids = await this.peersRound(r);
       if (evalNow) score = this.evaluator.score(this.server.thetaBar);
@@ -533,30 +535,59 @@ export class Training {
       this.pending = null;
       await (pending ? pending.promise : this.pool.localPhase(ids, this.server.thetaBar, this.server.down(), this.outs, { round: r }));
       this.server.applyLocal(ids, ids.map((i) => this.outs[i]!));
-      if (alg.reports === 'every-round') await this.reportRound(ids, r, false);
-      if (this.ditto && evalNow) this.lastPersonal = { J: this.scorePersonal(this.pool.states()).J, gap: null };
-      if (evalNow && this.pool.evaluates && this.pool.evaluateAndStart) {
-        const next = more ? this.server.participants() : null;
-        const h = this.pool.evaluateAndStart(
-          this.server.thetaBar,
-          this.evalJ,
-          this.evalGrad,
-          next ? { agents: next, down: this.server.down(), out: this.outs } : null,
-          { round: r },
-        );
-        if (h.local && next) {
-          this.pending = { promise: h.local, ids: next };
-          this.nextIds = next;
-        }
-        await h.evaluated;
-        score = { ...combineScores(this.evalJ, this.evalGrad, this.server.thetaBar.length, this.gsum), perAgent: this.evalJ.slice() };
+      const evalOnWorkers = evalNow && !!this.pool.evaluates;
+      if (more && alg.reports === 'every-round' && this.pool.reportAndStart) {
+        // One pool command: this round's reports, the report step (computed by the pool through
+        // the plug-in, identically), the optional evaluation and the next round's local phase.
+        // The next participants are drawn first: the server's stream serves only those draws.
+        const next = this.server.participants();
+        const h = this.pool.reportAndStart({
+          round: r,
+          reporting: ids,
+          theta: this.server.thetaBar,
+          reports: this.reports,
+          serverVectors: this.server.state.vectors,
+          next: { agents: next, out: this.outs },
+          evaluation: evalOnWorkers ? { J: this.evalJ, grad: this.evalGrad } : null,
+        });
+        this.pending = { promise: h.local, ids: next };
+        this.nextIds = next;
+        await h.reported;
+        this.server.applyReports(ids, ids.map((i) => this.reports[i]!), false);
+        // The agents' states after this round, read before anything lets the next local phase commit.
+        if (this.x.checkpoint || this.ditto) agentStates = this.pool.states();
+        if (this.ditto && evalNow) this.lastPersonal = { J: this.scorePersonal(agentStates!).J, gap: null };
+        if (h.evaluated) {
+          await h.evaluated;
+          score = { ...combineScores(this.evalJ, this.evalGrad, this.server.thetaBar.length, this.gsum), perAgent: this.evalJ.slice() };
+        } else if (evalNow) score = this.evaluator.score(this.server.thetaBar);
       } else {
-        if (this.pool.concurrent && more) {
-          const next = this.server.participants();
-          this.nextIds = next;
-          this.pending = { promise: this.startLocal(r + 1, next), ids: next };
+        if (alg.reports === 'every-round') await this.reportRound(ids, r, false);
+        if (this.x.checkpoint || this.ditto) agentStates = this.pool.states();
+        if (this.ditto && evalNow) this.lastPersonal = { J: this.scorePersonal(agentStates!).J, gap: null };
+        if (evalOnWorkers && this.pool.evaluateAndStart) {
+          const next = more ? this.server.participants() : null;
+          const h = this.pool.evaluateAndStart(
+            this.server.thetaBar,
+            this.evalJ,
+            this.evalGrad,
+            next ? { agents: next, down: this.server.down(), out: this.outs } : null,
+            { round: r },
+          );
+          if (h.local && next) {
+            this.pending = { promise: h.local, ids: next };
+            this.nextIds = next;
+          }
+          await h.evaluated;
+          score = { ...combineScores(this.evalJ, this.evalGrad, this.server.thetaBar.length, this.gsum), perAgent: this.evalJ.slice() };
+        } else {
+          if (this.pool.concurrent && more) {
+            const next = this.server.participants();
+            this.nextIds = next;
+            this.pending = { promise: this.startLocal(r + 1, next), ids: next };
+          }
+          if (evalNow) score = this.evaluator.score(this.server.thetaBar);
         }
-        if (evalNow) score = this.evaluator.score(this.server.thetaBar);
       }
     }
     // gradNormSq of a record is at its round's start: the score of the round before, if taken.
@@ -569,16 +600,17 @@ export class Training {
     if (this.consensus && !evalNow) this.consensus[this.consensus.length - 1] = null;
     const record = this.makeRecord(r, ids);
     this.records.push(record);
-    if (this.x.checkpoint) this.snapshot = this.takeSnapshot();
+    if (this.x.checkpoint) this.snapshot = this.takeSnapshot(agentStates ?? undefined);
     return record;
   }
 
-  private takeSnapshot(): Snapshot {
+  /** `agents`: the agents' states at the end of the round, when read before the next round's local phase could commit. */
+  private takeSnapshot(agents?: AgentState[]): Snapshot {
     return {
       round: this.round,
       server: this.server.snapshot(),
       lastGradNormSq: this.lastGradNormSq,
-      agents: this.pool.states(),
+      agents: agents ?? this.pool.states(),
       costs: this.records.map((r) => ({
         trajectories: r.trajectories,
         steps: r.steps,

@@ -176,10 +176,16 @@ export class Aggregator {
   private round: number;
   private phase: PhaseKind;
   private readonly memoryRound: number[];
-  private participants: number[];
+  private participants: number[] = [];
+  /** drawn[i] = 1 when agent i is among `participants` (a lookup per message, not a scan). */
+  private readonly drawn: Uint8Array;
+  /** The open phase's number of eligible agents (fixed while it is open); null: not counted yet. */
+  private eligibleCount: number | null = null;
   private readonly J: (number | null)[];
   private readonly records: NetRecord[];
   private lastClosed: { key: number; agents: number[] } | null;
+  /** lastClosed's agents as a set (a re-push is checked on every push). */
+  private lastClosedSet = new Set<number>();
   private roundDeltas: number;
 
   /** The open phase's updates, by agent. */
@@ -216,6 +222,7 @@ export class Aggregator {
     const problem = ruleProblem(parseAggregation(o.settings.aggregation), this.quorum);
     if (problem) throw new InputError(`--aggregation ${o.settings.aggregation} cannot apply with a quorum of ${this.quorum}: ${problem}`);
     this.backends = new Array<string | null>(this.N).fill(null);
+    this.drawn = new Uint8Array(this.N);
     this.finished = new Promise((r) => (this.finishedResolve = r));
     const r = o.resume;
     this.core = new ServerCore(o.settings, this.N, o.theta0, r?.server);
@@ -230,10 +237,11 @@ export class Aggregator {
       this.round = r.round;
       this.phase = r.phase;
       this.memoryRound = [...r.memoryRound];
-      this.participants = [...r.participants];
+      this.setParticipants([...r.participants]);
       this.J = [...r.J];
       this.records = r.records.map((x) => ({ ...x }));
       this.lastClosed = r.lastClosed;
+      this.lastClosedSet = new Set(r.lastClosed?.agents ?? []);
       this.roundDeltas = r.roundDeltas;
       if (this.round > this.s.rounds) throw new RangeError(`the snapshot is at round ${this.round}, beyond this run's ${this.s.rounds} rounds`);
       // A finished run given more rounds goes on.
@@ -242,7 +250,7 @@ export class Aggregator {
       this.round = 0;
       this.phase = 'gradient';
       this.memoryRound = new Array<number>(this.N).fill(0);
-      this.participants = Array.from({ length: this.N }, (_, i) => i);
+      this.setParticipants(Array.from({ length: this.N }, (_, i) => i));
       this.J = [];
       this.records = [];
       this.lastClosed = null;
@@ -256,7 +264,14 @@ export class Aggregator {
   private openLocal(t: number): void {
     this.round = t;
     this.phase = 'local';
-    this.participants = this.core.participants();
+    this.setParticipants(this.core.participants());
+  }
+
+  private setParticipants(ids: number[]): void {
+    this.participants = ids;
+    this.drawn.fill(0);
+    for (const i of ids) this.drawn[i] = 1;
+    this.eligibleCount = null;
   }
 
   /** Whether the GRADIENT phase of `round` carries a report vector. */
@@ -267,7 +282,7 @@ export class Aggregator {
   /** Whether agent i takes part in the open phase. */
   private takesPart(i: number): boolean {
     if (this.phase === 'gradient' && this.round === 0) return true;
-    if (!this.participants.includes(i)) return false;
+    if (this.drawn[i] !== 1) return false;
     return this.phase !== 'local' || !this.alg.keepsReport || this.core.state.reports[i] !== null;
   }
 
@@ -373,7 +388,7 @@ export class Aggregator {
     if (!this.takesPart(agent)) {
       throw this.refuse(
         Code.FailedPrecondition,
-        this.participants.includes(agent) ? `agent ${agent} has no accepted memory sample yet, so it sits out ${this.where()}` : `agent ${agent} was not drawn for ${this.where()}`,
+        this.drawn[agent] === 1 ? `agent ${agent} has no accepted memory sample yet, so it sits out ${this.where()}` : `agent ${agent} was not drawn for ${this.where()}`,
       );
     }
     const prev = this.received.get(agent);
@@ -449,7 +464,7 @@ export class Aggregator {
   /** A re-push of an update the last closed phase already included (its response was lost). */
   private alreadyIncluded(agent: number, round: number, phase: Phase): number | null {
     const lc = this.lastClosed;
-    if (lc && lc.key === phaseKey(round, phase) && lc.agents.includes(agent)) return lc.agents.length;
+    if (lc && lc.key === phaseKey(round, phase) && this.lastClosedSet.has(agent)) return lc.agents.length;
     return null;
   }
 
@@ -464,10 +479,17 @@ export class Aggregator {
     throw this.refuse(Code.FailedPrecondition, `${what} from agent ${agent} for ${phaseName(round, want === 'local' ? Phase.LOCAL : Phase.GRADIENT)}, which is not open (the aggregator is at ${this.where()})`);
   }
 
+  /**
+   * Agents taking part in the open phase. Counted once per phase: what it depends on (the phase,
+   * the participants, which agents have a report) changes only when a phase closes or opens.
+   */
   private eligible(): number {
-    let n = 0;
-    for (let i = 0; i < this.N; i++) if (this.takesPart(i)) n++;
-    return n;
+    if (this.eligibleCount === null) {
+      let n = 0;
+      for (let i = 0; i < this.N; i++) if (this.takesPart(i)) n++;
+      this.eligibleCount = n;
+    }
+    return this.eligibleCount;
   }
 
   private accepted(): number {
@@ -584,6 +606,8 @@ export class Aggregator {
     const closedWasGradient = this.phase === 'gradient';
     const closedRound = this.round;
     this.lastClosed = { key: closedKey, agents: included };
+    this.lastClosedSet = new Set(included);
+    this.eligibleCount = null;
     this.received = new Map();
     if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
     this.deadlineTimer = null;

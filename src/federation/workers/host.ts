@@ -5,12 +5,18 @@ import { loadAlgorithm } from '../algorithms/registry.js';
 import { AgentScorer } from '../evaluator.js';
 import { agentFault, describeFault, sleepSync, type FaultPhase, type FaultSpec } from '../faults.js';
 import type { TrainSettings } from '../settings.js';
+import { ServerCore } from '../server.js';
 import {
+  C_CMDID,
   C_KIND,
   C_ROUND,
+  C_WAKE,
+  K_CHAIN,
   K_EVAL,
   K_LOCAL,
   K_REPORT,
+  M_LOCAL,
+  M_REPORT,
   P_EVAL,
   P_IDLE,
   P_LOCAL,
@@ -22,6 +28,7 @@ import {
   W_EVAL,
   W_FAILED,
   W_GEN,
+  W_HALF,
   W_READY,
   views,
   wake,
@@ -59,6 +66,14 @@ export interface HostInit {
   settings: TrainSettings;
   faults: FaultSpec[];
 }
+
+/**
+ * Polls of a control word before blocking in Atomics.wait: a wake-up through the kernel costs
+ * tens of microseconds, while the next command (or the last worker at a barrier) is often a few
+ * microseconds away. Bounded, so an idle pool does not burn a core.
+ */
+const COMMAND_SPINS = 2000;
+const BARRIER_SPINS = 2000;
 
 function blockForever(): void {
   // A hung agent: blocked, not spinning, until the pool terminates the thread.
@@ -109,14 +124,62 @@ export default async function host(init: HostInit): Promise<string> {
     if (fault.kind === 'delay') sleepSync(fault.ms ?? 0);
   }
 
-  /** Loads agent a's committed state, runs body, and leaves the new state beside it. */
-  function withState(a: LocalAgent, body: () => void): void {
+  const N = layout.agents;
+  const W = layout.workers;
+  // The server's report step for chained commands: a replica of the main thread's ServerCore
+  // whose held reports are views of the shared reports, so applyReports runs the same code over
+  // the same inputs in the same order as on the main thread.
+  const replica = algorithm.topology === 'server' && algorithm.reports === 'every-round' ? new ServerCore(init.settings, N, new Float64Array(SA)) : null;
+  const reportViews = Array.from({ length: N }, (_, i) => v.reports.subarray(i * SA, (i + 1) * SA));
+
+  /** Loads agent a's state from (rng, kept) into its LocalAgent. */
+  function load(a: LocalAgent, rng: Uint32Array, kept: Float64Array): void {
     const i = a.id;
-    a.state.rng.set(v.rng.subarray(4 * i, 4 * i + 4));
-    a.state.kept.forEach((k, j) => k.set(v.kept.subarray((i * K + j) * SA, (i * K + j + 1) * SA)));
-    body();
-    v.rngNext.set(a.state.rng, 4 * i);
-    a.state.kept.forEach((k, j) => v.keptNext.set(k, (i * K + j) * SA));
+    a.state.rng.set(rng.subarray(4 * i, 4 * i + 4));
+    a.state.kept.forEach((k, j) => k.set(kept.subarray((i * K + j) * SA, (i * K + j + 1) * SA)));
+  }
+
+  /** Leaves agent a's state in (rng, kept). */
+  function store(a: LocalAgent, rng: Uint32Array, kept: Float64Array): void {
+    const i = a.id;
+    rng.set(a.state.rng, 4 * i);
+    a.state.kept.forEach((k, j) => kept.set(k, (i * K + j) * SA));
+  }
+
+  /**
+   * Waits (spinning briefly first: the other workers are usually about to arrive) until every
+   * worker finished the report part of chained command `id`; 'exit' or 'replaced' when told to stop.
+   */
+  function barrier(id: number): 'ok' | 'exit' | 'replaced' {
+    for (let spin = 0; ; spin++) {
+      const v0 = Atomics.load(ctl, C_WAKE);
+      let all = true;
+      for (let u = 0; u < W && all; u++) all = Atomics.load(ctl, workerWord(u, W_HALF)) === id;
+      if (all) return 'ok';
+      if (Atomics.load(ctl, word(W_CMD)) < 0) return 'exit';
+      if (!mine()) return 'replaced';
+      if (spin >= BARRIER_SPINS) Atomics.wait(ctl, C_WAKE, v0, 50);
+    }
+  }
+
+  /** The server's report step (the plug-in, through ServerCore) over every held report: the down vectors. */
+  function serverReportStep(): readonly Float64Array[] {
+    const st = replica!.state;
+    st.thetaBar.set(theta);
+    st.vectors.forEach((x, k) => x.set(v.server.subarray(k * SA, (k + 1) * SA)));
+    for (let i = 0; i < N; i++) st.reports[i] = Atomics.load(v.held, i) === 1 ? reportViews[i]! : null;
+    replica!.applyReports([], [], false);
+    return replica!.down();
+  }
+
+  /** The next command's sequence number: spins briefly (a round's next command follows soon), then blocks. */
+  function nextCommand(seen: number): number {
+    for (let spin = 0; spin < COMMAND_SPINS; spin++) {
+      const seq = Atomics.load(ctl, word(W_CMD));
+      if (seq !== seen) return seq;
+    }
+    Atomics.wait(ctl, word(W_CMD), seen);
+    return Atomics.load(ctl, word(W_CMD));
   }
 
   let seen = Atomics.load(ctl, word(W_CMD));
@@ -124,16 +187,38 @@ export default async function host(init: HostInit): Promise<string> {
   wake(ctl);
   try {
     for (;;) {
-      Atomics.wait(ctl, word(W_CMD), seen);
-      const seq = Atomics.load(ctl, word(W_CMD));
+      const seq = nextCommand(seen);
       if (seq === seen) continue;
       if (seq < 0 || !mine()) return 'exit';
       seen = seq;
       const kind = Atomics.load(ctl, C_KIND);
       const round = Atomics.load(ctl, C_ROUND);
+      const id = Atomics.load(ctl, C_CMDID);
       const attempt = Atomics.load(ctl, word(W_ATTEMPT));
+      const chained = (kind & K_CHAIN) !== 0;
       try {
         theta.set(v.theta);
+        // A chained command's reports belong to the round before its local phase. A rerun after
+        // this worker's report part was done (it failed later) keeps those reports and states.
+        if (kind & K_REPORT && !(chained && Atomics.load(ctl, word(W_HALF)) === id)) {
+          const [rng, kept] = chained ? [v.rngMid, v.keptMid] : [v.rngNext, v.keptNext];
+          for (const a of agents) {
+            const i = a.id;
+            if (!(Atomics.load(v.members, i) & M_REPORT)) continue;
+            Atomics.store(ctl, word(W_CURRENT), i * 4 + P_MEMORY);
+            injected(i, chained ? round - 1 : round, 'memory', attempt);
+            load(a, v.rng, v.kept);
+            a.reportPhase(theta, out);
+            store(a, rng, kept);
+            if (!mine()) return 'replaced';
+            v.reports.set(out, i * SA);
+            Atomics.store(v.held, i, 1);
+          }
+          if (chained) {
+            Atomics.store(ctl, word(W_HALF), id);
+            wake(ctl);
+          }
+        }
         if (kind & K_EVAL) {
           Atomics.store(ctl, word(W_CURRENT), P_EVAL);
           scorer?.scoreInto(theta, v.evalJ, v.evalGrad);
@@ -141,18 +226,23 @@ export default async function host(init: HostInit): Promise<string> {
           Atomics.store(ctl, word(W_EVAL), seq);
           wake(ctl);
         }
-        if (kind & K_LOCAL) down.forEach((d, k) => d.set(v.down.subarray(k * SA, (k + 1) * SA)));
-        for (const [flag, ph, code] of [
-          [K_LOCAL, 'local', P_LOCAL],
-          [K_REPORT, 'memory', P_MEMORY],
-        ] as const) {
-          if (!(kind & flag)) continue;
+        if (kind & K_LOCAL) {
+          let start: readonly Float64Array[] = down;
+          if (chained) {
+            const b = barrier(id);
+            if (b !== 'ok') return b;
+            start = serverReportStep();
+          } else down.forEach((d, k) => d.set(v.down.subarray(k * SA, (k + 1) * SA)));
           for (const a of agents) {
             const i = a.id;
-            if (Atomics.load(v.members, i) !== 1) continue;
-            Atomics.store(ctl, word(W_CURRENT), i * 4 + code);
-            injected(i, round, ph, attempt);
-            withState(a, () => (ph === 'local' ? a.localPhase(theta, down, out) : a.reportPhase(theta, out)));
+            const m = Atomics.load(v.members, i);
+            if (!(m & M_LOCAL)) continue;
+            Atomics.store(ctl, word(W_CURRENT), i * 4 + P_LOCAL);
+            injected(i, round, 'local', attempt);
+            if (chained && m & M_REPORT) load(a, v.rngMid, v.keptMid);
+            else load(a, v.rng, v.kept);
+            a.localPhase(theta, start, out);
+            store(a, v.rngNext, v.keptNext);
             if (!mine()) return 'replaced';
             v.out.set(out, i * SA);
           }

@@ -8,7 +8,8 @@
  *
  * Control words (Int32, Atomics only):
  *   WAKE                    bumped and notified by any party with news; the main thread waits on it
- *   KIND, ROUND             the current command's parameters (same for every worker)
+ *   KIND, ROUND, CMDID      the current command's parameters (same for every worker); CMDID is the
+ *                           command's number, the same on reruns (the chained barrier counts it)
  *   per worker w, at WORKER_BASE + w * WORKER_STRIDE:
  *     CMD       sequence number of the latest command for w (w waits on it)
  *     DONE      sequence number of the latest command w finished
@@ -19,6 +20,7 @@
  *     READY     the generation that finished starting up
  *     ERRLEN    bytes of the UTF-8 error message
  *     ATTEMPT   0 for a command's first run on w, k for its k-th rerun (fault injection's `once`)
+ *     HALF      CMDID of the latest chained command whose report part w finished
  */
 
 export const CMD_EXIT = -1;
@@ -28,9 +30,22 @@ export const K_EVAL = 1;
 export const K_LOCAL = 2;
 /** The report phase (Fast-FedPG's memory samples; the fault phase `memory`). */
 export const K_REPORT = 4;
+/**
+ * A chained command (with K_REPORT and K_LOCAL): the report phase of round t, then, once every
+ * worker's reports are in (a barrier between workers), the server's report step computed by each
+ * worker through the plug-in (ServerCore.applyReports on a replica: the same code and inputs as
+ * the main thread's, so the same bits), then the local phase of round t+1 with its down vectors.
+ * One command per round instead of two: the main thread is not on the path between the phases.
+ */
+export const K_CHAIN = 8;
+
+/** Bits of `members`: the agent reports, and/or runs the local phase, in this command. */
+export const M_REPORT = 1;
+export const M_LOCAL = 2;
 
 export const C_WAKE = 0;
 export const C_KIND = 1;
+export const C_CMDID = 2;
 export const C_ROUND = 3;
 const WORKER_BASE = 8;
 export const WORKER_STRIDE = 10;
@@ -43,6 +58,7 @@ export const W_GEN = 5;
 export const W_READY = 6;
 export const W_ERRLEN = 7;
 export const W_ATTEMPT = 8;
+export const W_HALF = 9;
 /** Phase codes in the low bits of CURRENT: agent * 4 + phase. */
 export const P_IDLE = 0;
 export const P_EVAL = 1;
@@ -60,27 +76,37 @@ export interface LayoutParams {
   down: number;
   /** Vectors each agent keeps (keptNames). */
   kept: number;
+  /** Vectors the server keeps besides theta_bar (the algorithm's serverState). */
+  serverVectors: number;
   /** The agents evaluate J_i and grad J_i at theta_bar. */
   evaluate: boolean;
 }
 
 export interface Views {
   ctl: Int32Array;
-  /** [N]: 1 for the agents that take part in the current command. */
+  /** [N]: M_REPORT | M_LOCAL bits of the agents that take part in the current command. */
   members: Int32Array;
+  /** [N]: 1 when reports[i] holds agent i's last report (the server's held reports, mirrored). */
+  held: Int32Array;
   /** theta_bar (or the report point) [SA] and the down vectors [down*SA]. */
   theta: Float64Array;
   down: Float64Array;
-  /** [N*SA]: the phase's messages (Delta_i, a report, or for `local` the agent's theta). */
+  /** [N*SA]: the local phase's messages (Delta_i, or for `local` the agent's theta). */
   out: Float64Array;
-  /** [N*kept*SA]: the agents' committed kept vectors, and those after the current phase. */
+  /** [N*SA]: every agent's last report as sent (what the server holds). */
+  reports: Float64Array;
+  /** [serverVectors*SA]: the server's vectors when a chained command was issued (before its report step). */
+  server: Float64Array;
+  /** [N*kept*SA]: the agents' committed kept vectors, those after a chained command's report part, and after the phase. */
   kept: Float64Array;
+  keptMid: Float64Array;
   keptNext: Float64Array;
   /** [N] and [N*SA], or empty. */
   evalJ: Float64Array;
   evalGrad: Float64Array;
-  /** [N*4] committed xoshiro128** states, and the states after the current phase. */
+  /** [N*4] committed xoshiro128** states, after a chained command's report part, and after the phase. */
   rng: Uint32Array;
+  rngMid: Uint32Array;
   rngNext: Uint32Array;
   /** [W*ERR_BYTES]. */
   err: Uint8Array;
@@ -90,9 +116,9 @@ export function workerWord(w: number, field: number): number {
   return WORKER_BASE + w * WORKER_STRIDE + field;
 }
 
-type F64Key = 'theta' | 'down' | 'out' | 'kept' | 'keptNext' | 'evalJ' | 'evalGrad';
+type F64Key = 'theta' | 'down' | 'out' | 'reports' | 'server' | 'kept' | 'keptMid' | 'keptNext' | 'evalJ' | 'evalGrad';
 
-function plan(p: LayoutParams): { at: Record<F64Key | 'members' | 'rng' | 'rngNext' | 'err', [number, number]>; ctlWords: number; bytes: number } {
+function plan(p: LayoutParams): { at: Record<F64Key | 'members' | 'held' | 'rng' | 'rngMid' | 'rngNext' | 'err', [number, number]>; ctlWords: number; bytes: number } {
   const N = p.agents, SA = p.size;
   const ctlWords = WORKER_BASE + p.workers * WORKER_STRIDE;
   let off = ctlWords * 4;
@@ -104,14 +130,19 @@ function plan(p: LayoutParams): { at: Record<F64Key | 'members' | 'rng' | 'rngNe
   };
   const at = {
     members: take(N, 4),
+    held: take(N, 4),
     theta: take(SA, 8),
     down: take(p.down * SA, 8),
     out: take(N * SA, 8),
+    reports: take(N * SA, 8),
+    server: take(p.serverVectors * SA, 8),
     kept: take(N * p.kept * SA, 8),
+    keptMid: take(N * p.kept * SA, 8),
     keptNext: take(N * p.kept * SA, 8),
     evalJ: take(p.evaluate ? N : 0, 8),
     evalGrad: take(p.evaluate ? N * SA : 0, 8),
     rng: take(N * 4, 4),
+    rngMid: take(N * 4, 4),
     rngNext: take(N * 4, 4),
     err: take(p.workers * ERR_BYTES, 1),
   };
@@ -128,14 +159,19 @@ export function views(sab: SharedArrayBuffer, p: LayoutParams): Views {
   return {
     ctl: new Int32Array(sab, 0, ctlWords),
     members: new Int32Array(sab, at.members[0], at.members[1]),
+    held: new Int32Array(sab, at.held[0], at.held[1]),
     theta: f('theta'),
     down: f('down'),
     out: f('out'),
+    reports: f('reports'),
+    server: f('server'),
     kept: f('kept'),
+    keptMid: f('keptMid'),
     keptNext: f('keptNext'),
     evalJ: f('evalJ'),
     evalGrad: f('evalGrad'),
     rng: new Uint32Array(sab, at.rng[0], at.rng[1]),
+    rngMid: new Uint32Array(sab, at.rngMid[0], at.rngMid[1]),
     rngNext: new Uint32Array(sab, at.rngNext[0], at.rngNext[1]),
     err: new Uint8Array(sab, at.err[0], at.err[1]),
   };

@@ -1,6 +1,3 @@
-import { existsSync } from 'node:fs';
-import { sep } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Piscina } from 'piscina';
 import type { BackendName } from '../../backends/types.js';
 import type { Mdp } from '../../mdp/model.js';
@@ -8,19 +5,24 @@ import { environmentSpec } from '../../mdp/model.js';
 import { keptNames, type AgentState } from '../agent.js';
 import { algorithmOf } from '../algorithms/registry.js';
 import { AgentFailure, type FaultSpec } from '../faults.js';
-import type { AgentPool, NextLocalPhase, RoundContext } from '../pool.js';
+import type { AgentPool, ChainedRound, NextLocalPhase, RoundContext } from '../pool.js';
 import type { TrainSettings } from '../settings.js';
 import type { HostInit } from './host.js';
+import { compiledScript } from './script.js';
 import {
   allocate,
   agentsOf,
+  C_CMDID,
   C_KIND,
   C_ROUND,
   C_WAKE,
   CMD_EXIT,
+  K_CHAIN,
   K_EVAL,
   K_LOCAL,
   K_REPORT,
+  M_LOCAL,
+  M_REPORT,
   P_EVAL,
   P_LOCAL,
   P_MEMORY,
@@ -35,6 +37,7 @@ import {
   W_EVAL,
   W_FAILED,
   W_GEN,
+  W_HALF,
   W_READY,
   type LayoutParams,
   type Views,
@@ -60,6 +63,8 @@ export interface WorkerPoolOptions {
   workers: number;
   /** Every agent's state to start from (fresh streams, or a checkpoint's). */
   states: AgentState[];
+  /** The reports the server holds (a checkpoint's), mirrored for chained commands; none at a fresh start. */
+  reports?: readonly (Float64Array | null)[];
   /** The agents evaluate theta_bar for the log (evaluateAndStart). */
   evaluate: boolean;
   /** Reruns of a failed worker command on a fresh thread (default 0). */
@@ -96,26 +101,24 @@ function deferred(): Deferred {
 
 interface Command {
   kind: number;
+  /** The command's number (C_CMDID), the same on reruns. */
+  id: number;
   /** C_ROUND: the round of the local or report phase (an evaluation is of the round before). */
   round: number;
-  /** The agents taking part. */
-  agents: readonly number[];
   seq: number[];
   deadline: number[];
   attempts: number[];
   evaluated: Deferred;
+  /** Chained commands: the report part done everywhere and committed. */
+  reported: Deferred;
+  /** Chained commands: the reporting agents and where their reports go. */
+  reporters: readonly number[];
+  reportsOut: Float64Array[] | null;
 }
 
 /** The compiled worker script beside this module (under vitest, which runs src/, the one in dist/). */
 export function hostScript(): string {
-  const here = fileURLToPath(new URL('./host.js', import.meta.url));
-  if (existsSync(here)) return pathToFileURL(here).href;
-  const k = here.lastIndexOf(`${sep}src${sep}`);
-  if (k >= 0) {
-    const built = here.slice(0, k) + `${sep}dist${sep}` + here.slice(k + 5);
-    if (existsSync(built)) return pathToFileURL(built).href;
-  }
-  throw new Error(`the worker script ${here} is missing: build the project (npm run build)`);
+  return compiledScript(import.meta.url, 'host.js');
 }
 
 /** Atomics.waitAsync (Node >= 16; tsconfig's lib is ES2022, which does not declare it). */
@@ -143,6 +146,7 @@ export class WorkerPool implements AgentPool {
   private readonly dead: (string | null)[];
   private generation = 0;
   private seq = 0;
+  private commands = 0;
   private busy: Command | null = null;
   private closed = false;
   private readonly onAbort = (): void => wake(this.v.ctl);
@@ -156,7 +160,7 @@ export class WorkerPool implements AgentPool {
     this.K = keptNames(alg, o.settings).length;
     this.workers = o.workers;
     this.evaluates = o.evaluate;
-    this.layout = { agents: N, size: this.SA, workers: o.workers, down: alg.down.length, kept: this.K, evaluate: o.evaluate };
+    this.layout = { agents: N, size: this.SA, workers: o.workers, down: alg.down.length, kept: this.K, serverVectors: alg.serverState.length, evaluate: o.evaluate };
     this.sab = allocate(this.layout);
     this.v = views(this.sab, this.layout);
     this.blocks = Array.from({ length: o.workers }, (_, w) => agentsOf(w, N, o.workers));
@@ -165,6 +169,11 @@ export class WorkerPool implements AgentPool {
       if (s.kept.length !== this.K) throw new Error(`agent ${i}'s state has ${s.kept.length} kept vectors, expected ${this.K}`);
       this.v.rng.set(s.rng, 4 * i);
       s.kept.forEach((k, j) => this.v.kept.set(k, (i * this.K + j) * this.SA));
+    });
+    o.reports?.forEach((r, i) => {
+      if (!r) return;
+      this.v.reports.set(r, i * this.SA);
+      this.v.held[i] = 1;
     });
     this.piscina = new Piscina({ filename: hostScript(), minThreads: o.workers, maxThreads: o.workers, idleTimeout: 60_000, recordTiming: false });
     o.signal?.addEventListener('abort', this.onAbort);
@@ -187,33 +196,70 @@ export class WorkerPool implements AgentPool {
     return this.N;
   }
 
-  private setInputs(agents: readonly number[], theta: Float64Array, down: readonly Float64Array[] | null): void {
+  private setInputs(local: readonly number[], reporting: readonly number[], theta: Float64Array, down: readonly Float64Array[] | null): void {
     const { v, SA } = this;
     v.members.fill(0);
-    for (const i of agents) v.members[i] = 1;
+    for (const i of local) v.members[i] = M_LOCAL;
+    for (const i of reporting) v.members[i]! |= M_REPORT;
     v.theta.set(theta);
     if (down) down.forEach((d, k) => v.down.set(d, k * SA));
   }
 
   localPhase(agents: readonly number[], start: Float64Array, down: readonly Float64Array[], out: Float64Array[], ctx?: RoundContext): Promise<void> {
     this.assertIdle();
-    this.setInputs(agents, start, down);
-    const cmd = this.issue(K_LOCAL, ctx?.round ?? -1, agents);
+    this.setInputs(agents, [], start, down);
+    const cmd = this.issue(K_LOCAL, ctx?.round ?? -1);
     return this.run(cmd).then(() => this.commit(agents, out));
   }
 
   reportPhase(agents: readonly number[], theta: Float64Array, out: Float64Array[], ctx?: RoundContext): Promise<void> {
     this.assertIdle();
-    this.setInputs(agents, theta, null);
-    const cmd = this.issue(K_REPORT, ctx?.round ?? -1, agents);
-    return this.run(cmd).then(() => this.commit(agents, out));
+    this.setInputs([], agents, theta, null);
+    const cmd = this.issue(K_REPORT, ctx?.round ?? -1);
+    return this.run(cmd).then(() => this.commitReports(agents, out, this.v.rngNext, this.v.keptNext));
+  }
+
+  /**
+   * One command for the report phase of a round and the local phase of the next (K_CHAIN): the
+   * workers compute the server's report step themselves, through the plug-in (a ServerCore
+   * replica), from `serverVectors` and every held report; optionally they also evaluate theta
+   * between the two parts.
+   */
+  reportAndStart({ round, reporting, theta, reports, serverVectors, next, evaluation }: ChainedRound): { reported: Promise<void>; evaluated: Promise<void> | null; local: Promise<void> } {
+    if (evaluation && !this.layout.evaluate) throw new Error('this worker pool was not set up to evaluate');
+    this.assertIdle();
+    this.setInputs(next.agents, reporting, theta, null);
+    serverVectors.forEach((x, k) => this.v.server.set(x, k * this.SA));
+    const cmd = this.issue(K_CHAIN | K_REPORT | K_LOCAL | (evaluation ? K_EVAL : 0), round + 1, reporting, reports);
+    const done = this.run(cmd);
+    done.catch(() => {});
+    const evaluated = evaluation
+      ? cmd.evaluated.promise.then(() => {
+          evaluation.J.set(this.v.evalJ);
+          evaluation.grad.set(this.v.evalGrad);
+        })
+      : null;
+    evaluated?.catch(() => {});
+    const local = done.then(() => this.commit(next.agents, next.out));
+    local.catch(() => {});
+    return { reported: cmd.reported.promise, evaluated, local };
+  }
+
+  /** After a report part: the reports out, and the reporters' states (from rng, kept) committed. */
+  private commitReports(agents: readonly number[], out: Float64Array[], rng: Uint32Array, kept: Float64Array): void {
+    const { v, SA, K } = this;
+    for (const i of agents) {
+      out[i]!.set(v.reports.subarray(i * SA, (i + 1) * SA));
+      v.rng.set(rng.subarray(4 * i, 4 * i + 4), 4 * i);
+      v.kept.set(kept.subarray(i * K * SA, (i + 1) * K * SA), i * K * SA);
+    }
   }
 
   evaluateAndStart(theta: Float64Array, J: Float64Array, grad: Float64Array, next: NextLocalPhase | null, ctx: RoundContext): { evaluated: Promise<void>; local: Promise<void> | null } {
     if (!this.layout.evaluate) throw new Error('this worker pool was not set up to evaluate');
     this.assertIdle();
-    this.setInputs(next ? next.agents : [], theta, next ? next.down : null);
-    const cmd = this.issue(next ? K_EVAL | K_LOCAL : K_EVAL, ctx.round + 1, next ? next.agents : []);
+    this.setInputs(next ? next.agents : [], [], theta, next ? next.down : null);
+    const cmd = this.issue(next ? K_EVAL | K_LOCAL : K_EVAL, ctx.round + 1);
     const done = this.run(cmd);
     done.catch(() => {}); // its failures reach the caller through `evaluated` or `local`
     const evaluated = cmd.evaluated.promise.then(() => {
@@ -331,13 +377,26 @@ export class WorkerPool implements AgentPool {
     if (this.busy) throw new Error('internal: a worker command is still running');
   }
 
-  private issue(kind: number, round: number, agents: readonly number[]): Command {
+  private issue(kind: number, round: number, reporters: readonly number[] = [], reportsOut: Float64Array[] | null = null): Command {
     this.assertIdle();
     const ctl = this.v.ctl;
+    const id = ++this.commands;
     Atomics.store(ctl, C_KIND, kind);
     Atomics.store(ctl, C_ROUND, round);
+    Atomics.store(ctl, C_CMDID, id);
     const W = this.workers;
-    const cmd: Command = { kind, round, agents, seq: new Array<number>(W).fill(0), deadline: new Array<number>(W).fill(Infinity), attempts: new Array<number>(W).fill(0), evaluated: deferred() };
+    const cmd: Command = {
+      kind,
+      id,
+      round,
+      seq: new Array<number>(W).fill(0),
+      deadline: new Array<number>(W).fill(Infinity),
+      attempts: new Array<number>(W).fill(0),
+      evaluated: deferred(),
+      reported: deferred(),
+      reporters,
+      reportsOut,
+    };
     this.busy = cmd;
     for (let w = 0; w < W; w++) this.post(w, cmd);
     return cmd;
@@ -358,9 +417,11 @@ export class WorkerPool implements AgentPool {
   private async run(cmd: Command): Promise<void> {
     try {
       await this.drive(cmd);
-      cmd.evaluated.resolve();
+      this.settleReports(cmd);
+      if (!cmd.evaluated.settled) cmd.evaluated.resolve();
     } catch (e) {
-      cmd.evaluated.reject(e);
+      if (!cmd.evaluated.settled) cmd.evaluated.reject(e);
+      if (!cmd.reported.settled) cmd.reported.reject(e);
       throw e;
     } finally {
       if (this.busy === cmd) this.busy = null;
@@ -375,6 +436,16 @@ export class WorkerPool implements AgentPool {
       if (this.closed) throw new Error('the worker pool was closed');
       // The evaluation belongs to the round before this command's local steps: settle it first,
       // so a failure in those local steps cannot take the finished round's record with it.
+      if (cmd.kind & K_CHAIN && !cmd.reported.settled) {
+        let half = true;
+        for (let w = 0; w < this.workers && half; w++) half = Atomics.load(ctl, workerWord(w, W_HALF)) === cmd.id;
+        if (half) {
+          this.settleReports(cmd);
+          // The local phase gets its own time limit, as it would as a command of its own.
+          const t = this.o.roundTimeout ?? 0;
+          if (t > 0) cmd.deadline.fill(performance.now() + t);
+        }
+      }
       if (cmd.kind & K_EVAL && !cmd.evaluated.settled) {
         let allEval = true;
         for (let w = 0; w < this.workers && allEval; w++) allEval = Atomics.load(ctl, workerWord(w, W_EVAL)) === cmd.seq[w];
@@ -402,16 +473,25 @@ export class WorkerPool implements AgentPool {
     }
   }
 
+  /** A chained command's report part is done on every worker: its reports out, its states committed. */
+  private settleReports(cmd: Command): void {
+    if (!(cmd.kind & K_CHAIN) || cmd.reported.settled) return;
+    this.commitReports(cmd.reporters, cmd.reportsOut!, this.v.rngMid, this.v.keptMid);
+    cmd.reported.resolve();
+  }
+
   /** Names the failing agent and phase from what worker w was doing. */
   private failure(w: number, cmd: Command, reason: string): AgentFailure {
     const cur = Atomics.load(this.v.ctl, workerWord(w, W_CURRENT));
     const code = cur & 3;
     const agent = code === P_LOCAL || code === P_MEMORY ? cur >> 2 : this.blocks[w]![0]!;
     if (code === P_LOCAL) return new AgentFailure(agent, cmd.round, 'local', reason);
-    if (code === P_MEMORY) return new AgentFailure(agent, cmd.round, 'memory', reason);
+    // A chained command's reports belong to the round before its local phase.
+    const reportRound = cmd.kind & K_CHAIN ? cmd.round - 1 : cmd.round;
+    if (code === P_MEMORY) return new AgentFailure(agent, reportRound, 'memory', reason);
     if (code === P_EVAL) return new AgentFailure(agent, cmd.round - 1, 'evaluation', `on worker ${w} (${this.agentsLabel(w)}): ${reason}`);
     const phase = cmd.kind & K_REPORT ? 'memory' : cmd.kind & K_LOCAL ? 'local' : 'evaluation';
-    return new AgentFailure(agent, phase === 'evaluation' ? cmd.round - 1 : cmd.round, phase, `on worker ${w} (${this.agentsLabel(w)}): ${reason}`);
+    return new AgentFailure(agent, phase === 'evaluation' ? cmd.round - 1 : phase === 'memory' ? reportRound : cmd.round, phase, `on worker ${w} (${this.agentsLabel(w)}): ${reason}`);
   }
 
   private async recover(w: number, cmd: Command, reason: string): Promise<void> {
@@ -427,6 +507,9 @@ export class WorkerPool implements AgentPool {
     this.spawn(w);
     await this.waitReady([w]);
     this.post(w, cmd);
+    // In a chained command the other workers wait at the barrier for this rerun's reports: that
+    // wait is not theirs, so their time limit restarts with the rerun's.
+    if (cmd.kind & K_CHAIN) for (let u = 0; u < this.workers; u++) if (u !== w) cmd.deadline[u] = Math.max(cmd.deadline[u]!, cmd.deadline[w]!);
   }
 
   /** Stops worker w's thread (a hung or failed one is terminated by its task's signal). */
