@@ -345,6 +345,41 @@ export interface NpzWriteOptions {
  * The .npz bytes of an MDP, as a list of parts (stored members pass the tables' own memory
  * through, so nothing is copied). Sparse kernels are written as CSR with int32 indices.
  */
+/** One array member of an .npz archive: little-endian float64 or int32, C order. */
+export interface NpzMember {
+  name: string;
+  data: Float64Array | Int32Array;
+  shape: number[];
+}
+
+/**
+ * The .npz bytes of named arrays (np.load reads them), as a list of parts, stored or deflated.
+ * Used for reports too large to print as JSON (`fedpg evaluate --out FILE.npz`).
+ */
+export function npzArrayParts(members: readonly NpzMember[], options: { compress?: boolean } = {}): Uint8Array[] {
+  const parts: Uint8Array[] = [];
+  let failure: Error | null = null;
+  const zip = new Zip((err, chunk) => {
+    if (err) failure = err;
+    else parts.push(chunk);
+  });
+  const mtime = new Date(2000, 0, 1);
+  let total = 0;
+  for (const m of members) {
+    const bytes = new Uint8Array(m.data.buffer, m.data.byteOffset, m.data.byteLength);
+    total += bytes.length + 256;
+    if (total >= ZIP32_LIMIT) throw new InputError(`the .npz would be ${formatBytes(total)}; archives of 4 GiB or more (zip64) are not written`);
+    const f = options.compress ? new ZipDeflate(`${m.name}.npy`, { level: 6 }) : new ZipPassThrough(`${m.name}.npy`);
+    f.mtime = mtime;
+    zip.add(f);
+    f.push(npyHeader(m.data instanceof Int32Array ? '<i4' : '<f8', m.shape), false);
+    f.push(bytes, true);
+  }
+  zip.end();
+  if (failure) throw failure;
+  return parts;
+}
+
 export function npzParts(mdp: MdpWithoutRewards & { rewards?: Float64Array[] }, options: NpzWriteOptions = {}): Uint8Array[] {
   const format = options.format ?? MDP_FORMAT;
   const S = mdp.states, A = mdp.actions;
