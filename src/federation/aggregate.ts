@@ -155,7 +155,8 @@ function krumIndex(xs: readonly Float64Array[], f: number): number {
   return best;
 }
 
-function norm(x: Float64Array): number {
+/** The Euclidean norm over all entries (Infinity or NaN for a non-finite vector). */
+export function euclidean(x: Float64Array): number {
   let s = 0;
   for (let j = 0; j < x.length; j++) s += x[j]! * x[j]!;
   return Math.sqrt(s);
@@ -170,14 +171,14 @@ function geomedInto(out: Float64Array, xs: readonly Float64Array[]): void {
     next.fill(0);
     let wsum = 0;
     for (const x of xs) {
-      const w = 1 / Math.max(1e-12, norm(deltaInto(diff, x, z)));
+      const w = 1 / Math.max(1e-12, euclidean(deltaInto(diff, x, z)));
       wsum += w;
       for (let j = 0; j < next.length; j++) next[j] = next[j]! + w * x[j]!;
     }
     for (let j = 0; j < next.length; j++) next[j] = next[j]! / wsum;
-    const moved = norm(deltaInto(diff, next, z));
+    const moved = euclidean(deltaInto(diff, next, z));
     z.set(next);
-    if (moved <= 1e-12 * (1 + norm(next))) break;
+    if (moved <= 1e-12 * (1 + euclidean(next))) break;
   }
   out.set(z);
 }

@@ -55,10 +55,3 @@ export function updateBounds(s: TrainSettings, gamma: number, states: number, ac
     objective: 1 / (1 - gamma),
   };
 }
-
-/** Euclidean norm, with NaN for a non-finite vector. */
-export function euclidean(x: Float64Array): number {
-  let s = 0;
-  for (let j = 0; j < x.length; j++) s += x[j]! * x[j]!;
-  return Math.sqrt(s);
-}

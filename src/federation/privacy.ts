@@ -1,3 +1,4 @@
+import { euclidean } from './aggregate.js';
 import { addGaussian } from './noise.js';
 
 /**
@@ -19,9 +20,7 @@ export const RDP_ORDERS: readonly number[] = [1.25, 1.5, 1.75, 2, 2.5, 3, 4, 5, 
 
 /** Clips x in place to Euclidean norm at most C (scaled by C / |x| when longer). */
 export function clipInPlace(x: Float64Array, C: number): void {
-  let s = 0;
-  for (let j = 0; j < x.length; j++) s += x[j]! * x[j]!;
-  const n = Math.sqrt(s);
+  const n = euclidean(x);
   if (n > C) {
     const f = C / n;
     for (let j = 0; j < x.length; j++) x[j] = x[j]! * f;

@@ -172,6 +172,18 @@ export class ServerCore implements ServerSide {
     return copyServerState(this.state);
   }
 
+  /** Puts the server back to a snapshot of this run (a phase that must not be committed). */
+  restore(snap: ServerState): void {
+    const st = this.state;
+    st.thetaBar.set(snap.thetaBar);
+    snap.vectors.forEach((v, k) => st.vectors[k]!.set(v));
+    st.reports = snap.reports.map((r) => (r ? r.slice() : null));
+    st.rng.set(snap.rng);
+    st.trajectories = snap.trajectories;
+    st.vectors_sent = snap.vectors_sent;
+    st.messages = [...snap.messages];
+  }
+
   costs(): Costs {
     const t = this.state.trajectories;
     return { trajectories: t, steps: t * this.settings.horizon, bytes: 8 * this.state.thetaBar.length * this.state.vectors_sent };

@@ -1,9 +1,9 @@
 import { create } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { InputError } from '../errors.js';
-import { meanOf, parseAggregation, ruleProblem } from '../federation/aggregate.js';
+import { euclidean, meanOf, parseAggregation, ruleProblem } from '../federation/aggregate.js';
 import type { AlgorithmPlugin } from '../federation/algorithms/types.js';
-import { euclidean, updateBounds } from '../federation/bounds.js';
+import { updateBounds } from '../federation/bounds.js';
 import { ServerCore, type ServerState } from '../federation/server.js';
 import type { TrainSettings } from '../federation/settings.js';
 import {
@@ -556,10 +556,7 @@ export class Aggregator {
     this.core.applyLocal(ids, deltas);
     // Never commit (nor checkpoint) a non-finite theta_bar: the bounds make it unreachable, this makes it certain.
     if (!this.core.thetaBar.every(Number.isFinite)) {
-      this.core.state.thetaBar.set(before.thetaBar);
-      before.vectors.forEach((v, k) => this.core.state.vectors[k]!.set(v));
-      this.core.state.trajectories = before.trajectories;
-      this.core.state.vectors_sent = before.vectors_sent;
+      this.core.restore(before);
       this.info(`${this.where()}: the deltas of agents ${ids.join(', ')} would make theta_bar non-finite; the phase stays open`);
       this.received = new Map();
       return;

@@ -1,4 +1,5 @@
 import { aggregateInto } from '../aggregate.js';
+import { aggregateVector } from './server-step.js';
 import type { AlgorithmPlugin } from './types.js';
 
 /**
@@ -90,6 +91,6 @@ export const fedsvrpgM: AlgorithmPlugin = {
     }
   },
   serverReports(sv, reports, initial) {
-    if (initial) aggregateInto(sv.vector('u'), reports, sv.rule);
+    if (initial) aggregateVector(sv, 'u', reports);
   },
 };
