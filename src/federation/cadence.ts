@@ -24,3 +24,8 @@ export function evalCadence(choice: number | 'auto' | undefined, mdp: Mdp, s: Tr
   const perRound = mdp.rewards.length * c.agent;
   return Math.max(1, Math.ceil((9 * c.evaluation) / perRound));
 }
+
+/** Whether round t is one the evaluation cadence R evaluates: round 0, t % R == 0 and the last. */
+export function evaluatedRound(t: number, rounds: number, R: number): boolean {
+  return t === 0 || t === rounds || R <= 1 || t % R === 0;
+}

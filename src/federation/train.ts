@@ -16,7 +16,7 @@ import type { AlgorithmPlugin } from './algorithms/types.js';
 import type { CheckpointState, RunIdentity } from './checkpoint.js';
 import { combineScores, Evaluator } from './evaluator.js';
 import { resolveFaults, type FaultSpec } from './faults.js';
-import { evalCadence } from './cadence.js';
+import { evalCadence, evaluatedRound } from './cadence.js';
 import { InProcessPool, type AgentPool } from './pool.js';
 import { ServerCore, type Costs } from './server.js';
 import { refuseUnknownKeys, resolveSettings, type TrainSettings } from './settings.js';
@@ -225,7 +225,8 @@ export class Training {
   private readonly started = performance.now();
   private readonly startSteps: number;
   private readonly ditto: boolean;
-  private lastPersonal: { J: number; gap: number | null } | null = null;
+  /** Ditto's personal J of the last evaluated round (taken before the next local phase may start). */
+  private lastPersonalJ: number | null = null;
 
   private constructor(
     private readonly mdp: Mdp,
@@ -515,7 +516,7 @@ export class Training {
     const alg = this.algorithm;
     // The evaluation cadence: exact evaluation of theta_bar(r) only every evalEvery rounds and
     // after the last one; the other rounds' J, gap, per-agent J, personal J and consensus are null.
-    const evalNow = r % this.evalEvery === 0 || r === s.rounds;
+    const evalNow = evaluatedRound(r, s.rounds, this.evalEvery);
     let score: { J: number; gradNormSq: number; perAgent: Float64Array } | null = null;
     let ids: number[];
     let agentStates: AgentState[] | null = null;
@@ -556,7 +557,7 @@ export class Training {
         this.server.applyReports(ids, ids.map((i) => this.reports[i]!), false);
         // The agents' states after this round, read before anything lets the next local phase commit.
         if (this.x.checkpoint || this.ditto) agentStates = this.pool.states();
-        if (this.ditto && evalNow) this.lastPersonal = { J: this.scorePersonal(agentStates!).J, gap: null };
+        if (this.ditto && evalNow) this.lastPersonalJ = this.scorePersonal(agentStates!).J;
         if (h.evaluated) {
           await h.evaluated;
           score = { ...combineScores(this.evalJ, this.evalGrad, this.server.thetaBar.length, this.gsum), perAgent: this.evalJ.slice() };
@@ -564,7 +565,7 @@ export class Training {
       } else {
         if (alg.reports === 'every-round') await this.reportRound(ids, r, false);
         if (this.x.checkpoint || this.ditto) agentStates = this.pool.states();
-        if (this.ditto && evalNow) this.lastPersonal = { J: this.scorePersonal(agentStates!).J, gap: null };
+        if (this.ditto && evalNow) this.lastPersonalJ = this.scorePersonal(agentStates!).J;
         if (evalOnWorkers && this.pool.evaluateAndStart) {
           const next = more ? this.server.participants() : null;
           const h = this.pool.evaluateAndStart(
@@ -596,7 +597,7 @@ export class Training {
     this.round = r;
     this.J.push(score ? score.J : null);
     this.agentJ.push(score ? Array.from(score.perAgent) : null);
-    if (this.personalJ) this.personalJ.push(evalNow ? this.lastPersonal!.J : null);
+    if (this.personalJ) this.personalJ.push(evalNow ? this.lastPersonalJ : null);
     if (this.consensus && !evalNow) this.consensus[this.consensus.length - 1] = null;
     const record = this.makeRecord(r, ids);
     this.records.push(record);

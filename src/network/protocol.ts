@@ -105,7 +105,5 @@ export function settingsFromProto(p: RunSettings): TrainSettings {
   });
 }
 
-/** Whether round t is one the evaluation cadence R evaluates: round 0, t % R == 0 and the last. */
-export function evaluatedRound(t: number, rounds: number, R: number): boolean {
-  return t === 0 || t === rounds || R <= 1 || t % R === 0;
-}
+// The cadence's rule is the training loop's own: agents and aggregator apply the same function.
+export { evaluatedRound } from '../federation/cadence.js';
