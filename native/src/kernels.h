@@ -11,6 +11,7 @@
 #include "lu.h"
 #include "model.h"
 #include "sparse.h"
+#include "staterecords.h"
 
 namespace fedpg {
 
@@ -28,11 +29,10 @@ using In = Span<const double>;
 using Out = Span<double>;
 
 struct SamplerScratch {
-  // The per-state and per-(s, a) arrays a trajectory step touches at random live in Buffers (2 MiB
-  // pages when large): at 10^6 states a step's TLB misses otherwise cost more than its cache misses.
-  Buffer<double> pi, cum, acc, lazyD;
-  Buffer<int32_t> visits, counts, lastPositive;
-  Buffer<uint64_t> piStamp, visitStamp;
+  // Everything a trajectory step touches for a state, one interleaved record per state (staterecords.h),
+  // in a Buffer (2 MiB pages when large): at 10^6 states a step's TLB misses otherwise cost more
+  // than its cache misses. logPi [S*A] only on the paths that need log pi.
+  StateRecords rec;
   std::vector<double> logPi, disc, draws, G, terms;
   // FedSVRPG-M: rows of pi_thetaPrev and their logs (current when prevStamp[s] == stamp), and the
   // weighted estimate's accumulator.
@@ -48,24 +48,23 @@ struct SamplerScratch {
   std::vector<double> pendingFrac;
   uint64_t stamp = 0;
   uint64_t trajStamp = 0;
-  // A sampled local round's lazy theta (lazyRound in sampler.cc): while lzD is set, row s of theta
-  // is (start[s] + lzLc * c[s]) + D[s], formed into lzRow when a policy row is needed; `formed`
+  // A sampled local round's lazy theta (lazyRound in sampler.cc): while lazy is set, row s of theta
+  // is (start[s] + lzLc * c[s]) + D(s), formed into lzRow when a policy row is needed; `formed`
   // lists the states whose row (and zeroed acc row) the current batch formed.
+  bool lazy = false;
   const double* lzStart = nullptr;
   const double* lzC = nullptr;
   double lzLc = 0;
-  double* lzD = nullptr;
   std::vector<double> lzRow;
   std::vector<int32_t> formed;
   int64_t nFormed = 0;
-  // A pulled round (FedProx, Ditto): D holds x = theta - center as of step pullT[s] (-1: untouched,
-  // x = start - center at step 0); qp[n] = q^n, gs[n] = sum_{i<n} q^i by their recurrences.
+  // A pulled round (FedProx, Ditto): D holds x = theta - center as of step pullT (in the record; -1:
+  // untouched, x = start - center at step 0); qp[n] = q^n, gs[n] = sum_{i<n} q^i by their recurrences.
   const double* lzCenter = nullptr;
   const double* lzQp = nullptr;
   const double* lzGs = nullptr;
   double lzEta = 0;
   int64_t lzStep = 0;
-  std::vector<int64_t> pullT;
   std::vector<double> qp, gs;
 };
 

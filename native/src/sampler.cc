@@ -34,24 +34,30 @@ void checkCount(const char* what, int64_t v) {
 }
 
 void prepareScratch(const Model& m, SamplerScratch& sc) {
-  const size_t S = size_t(m.S), SA = size_t(m.SA());
-  if (sc.pi.size() != SA) {
-    sc.pi.reset(SA);
-    sc.cum.reset(SA);
-    sc.counts.reset(SA);
-    sc.acc.reset(SA);
-    sc.visits.reset(S);
-    sc.lastPositive.reset(S);
+  if (!sc.rec.fits(m.S, m.A)) {
+    const size_t S = size_t(m.S);
+    sc.rec.reset(m.S, m.A);
     sc.visited.assign(S, 0);
-    sc.piStamp.reset(S);
-    sc.visitStamp.reset(S);
     sc.stamp = 0;
     sc.trajStamp = 0;
-    sc.lazyD.reset(SA);
-    sc.pullT.assign(S, -1);
     sc.formed.assign(S, 0);
     sc.lzRow.assign(size_t(m.A), 0.0);
   }
+}
+
+/** Scatters the records' acc rows / M into out [S*A] (zero rows where nothing was visited). */
+void accMean(SamplerScratch& sc, int A, int64_t M, double* out) {
+  const int S = sc.rec.states();
+  for (int s = 0; s < S; s++) {
+    const double* acc = sc.rec.acc(s);
+    for (int b = 0; b < A; b++) out[int64_t(s) * A + b] = acc[b] / double(M);
+  }
+}
+
+/** Zeroes every record's acc row (the plain estimators sum into all of them). */
+void zeroAcc(SamplerScratch& sc, int A) {
+  const int S = sc.rec.states();
+  for (int s = 0; s < S; s++) std::fill(sc.rec.acc(s), sc.rec.acc(s) + A, 0.0);
 }
 
 /**
@@ -80,14 +86,15 @@ inline void softmaxRow(const double* th, int A, double* pi, double* lp) {
 /** Brings row s's x = theta - center (in lzD) from its step pullT[s] to step l (js pullRow). */
 inline void pullRow(SamplerScratch& sc, int A, int s, int64_t l) {
   const int64_t base = int64_t(s) * A;
-  double* d = sc.lzD + base;
+  double* d = sc.rec.D(s);
+  int64_t& pullT = sc.rec.head(s).pullT;
   const double* ce = sc.lzCenter + base;
-  if (sc.pullT[size_t(s)] < 0) {
+  if (pullT < 0) {
     const double* st = sc.lzStart + base;
     for (int a = 0; a < A; a++) d[a] = st[a] - ce[a];
-    sc.pullT[size_t(s)] = 0;
+    pullT = 0;
   }
-  const int64_t n = l - sc.pullT[size_t(s)];
+  const int64_t n = l - pullT;
   const double qn = sc.lzQp[n], gn = sc.lzGs[n];
   if (sc.lzC) {
     const double* c = sc.lzC + base;
@@ -95,20 +102,20 @@ inline void pullRow(SamplerScratch& sc, int A, int s, int64_t l) {
   } else {
     for (int a = 0; a < A; a++) d[a] = qn * d[a];
   }
-  sc.pullT[size_t(s)] = l;
+  pullT = l;
 }
 
 /** pi(.|s) (softmaxRow), its running sum and its last positive action; log pi with kLog. */
 template <bool kLog = false>
 inline void policyRow(const double* theta, int A, int s, SamplerScratch& sc) {
   const int64_t base = int64_t(s) * A;
-  double* pi = sc.pi.data() + base;
-  double* cum = sc.cum.data() + base;
-  if (sc.lzD) {
+  double* pi = sc.rec.pi(s);
+  double* cum = sc.rec.cum(s);
+  if (sc.lazy) {
     // Row s of the lazy theta, in the documented order (js Sampler.localRoundLazy): (start + lc*c) + D.
     double* row = sc.lzRow.data();
     const double* st = sc.lzStart + base;
-    const double* d = sc.lzD + base;
+    const double* d = sc.rec.D(s);
     if (sc.lzCenter) {
       pullRow(sc, A, s, sc.lzStep);
       const double* ce = sc.lzCenter + base;
@@ -121,7 +128,7 @@ inline void policyRow(const double* theta, int A, int s, SamplerScratch& sc) {
       for (int a = 0; a < A; a++) row[a] = st[a] + d[a];
     }
     softmaxRow<kLog>(row, A, pi, kLog ? sc.logPi.data() + base : nullptr);
-    std::fill(sc.acc.data() + base, sc.acc.data() + base + A, 0.0);
+    std::fill(sc.rec.acc(s), sc.rec.acc(s) + A, 0.0);
     sc.formed[size_t(sc.nFormed++)] = s;
   } else {
     softmaxRow<kLog>(theta + base, A, pi, kLog ? sc.logPi.data() + base : nullptr);
@@ -134,8 +141,9 @@ inline void policyRow(const double* theta, int A, int s, SamplerScratch& sc) {
     cum[a] = c;
     if (p > 0) last = a;
   }
-  sc.lastPositive[s] = last;
-  sc.piStamp[s] = sc.stamp;
+  StateRecords::Header& h = sc.rec.head(s);
+  h.lastPositive = last;
+  h.piStamp = sc.stamp;
 }
 
 /** Alias draw: x = u * n, column k = floor(x); hi when x - k < prob[k], else lo. */
@@ -170,34 +178,35 @@ inline int pickAction(const double* cum, int A, double u, int lastPositive) {
 
 /** acc[s, b] += G (c(s, b) - n(s) pi(b|s)) over the trajectory's visited states (the js arithmetic: counts are exact). */
 inline void addScores(int A, SamplerScratch& sc, int nv, double G) {
-  const double* pi = sc.pi.data();
-  const int32_t* visits = sc.visits.data();
-  const int32_t* counts = sc.counts.data();
-  double* acc = sc.acc.data();
   for (int v = 0; v < nv; v++) {
-    const int64_t base = int64_t(sc.visited[v]) * A;
-    const double n = double(visits[sc.visited[v]]);
-    for (int b = 0; b < A; b++) acc[base + b] += G * (double(counts[base + b]) - n * pi[base + b]);
+    const int s = sc.visited[v];
+    const double* pi = sc.rec.pi(s);
+    const int32_t* counts = sc.rec.counts(s);
+    double* acc = sc.rec.acc(s);
+    const double n = double(sc.rec.head(s).visits);
+    for (int b = 0; b < A; b++) acc[b] += G * (double(counts[b]) - n * pi[b]);
   }
+}
+
+/** Counts one visit of (s, a) in the trajectory numbered traj (a state's first visit resets its counts). */
+inline void countVisit(int A, SamplerScratch& sc, uint64_t traj, int& nv, int s, int a) {
+  StateRecords::Header& h = sc.rec.head(s);
+  int32_t* counts = sc.rec.counts(s);
+  if (h.visitStamp != traj) {
+    h.visitStamp = traj;
+    sc.visited[nv++] = s;
+    h.visits = 0;
+    std::fill(counts, counts + A, 0);
+  }
+  h.visits += 1;
+  counts[a] += 1;
 }
 
 /** Adds one trajectory's G (c(s,.) - n(s) pi(.|s)) to acc, as the js end-of-trajectory loop. */
 void contribute(int A, SamplerScratch& sc, const int32_t* ts, const int32_t* tsa, int64_t K, double G) {
   const uint64_t traj = ++sc.trajStamp;
   int nv = 0;
-  int32_t* visits = sc.visits.data();
-  int32_t* counts = sc.counts.data();
-  for (int64_t t = 0; t < K; t++) {
-    const int s = ts[t];
-    if (sc.visitStamp[s] != traj) {
-      sc.visitStamp[s] = traj;
-      sc.visited[nv++] = s;
-      visits[s] = 0;
-      std::fill(counts + int64_t(s) * A, counts + int64_t(s) * A + A, 0);
-    }
-    visits[s] += 1;
-    counts[tsa[t]] += 1;
-  }
+  for (int64_t t = 0; t < K; t++) countVisit(A, sc, traj, nv, ts[t], int(tsa[t] - int64_t(ts[t]) * A));
   addScores(A, sc, nv, G);
 }
 
@@ -221,9 +230,6 @@ void sequential(const Model& m, SamplerScratch& sc, const double* theta, const d
   const AliasEntry* iE = I.entries.data();
   const int64_t iN = I.start[1];
   const uint64_t stamp = sc.stamp;
-  double* cum = sc.cum.data();
-  int32_t* visits = sc.visits.data();
-  int32_t* counts = sc.counts.data();
   int32_t* path = kSvrpg ? sc.trajS.data() : nullptr;
   int32_t* pathSa = kSvrpg ? sc.trajSa.data() : nullptr;
   for (int64_t mm = 0; mm < M; mm++) {
@@ -233,24 +239,16 @@ void sequential(const Model& m, SamplerScratch& sc, const double* theta, const d
     double disc = 1;
     int s = aliasDraw(iE, iN, rng.nextDouble());
     for (int64_t step = 0; step < K; step++) {
-      if (sc.piStamp[s] != stamp) policyRow<kSvrpg>(theta, A, s, sc);
-      const int64_t base = int64_t(s) * A;
-      const int a = pickAction(cum + base, A, rng.nextDouble(), sc.lastPositive[s]);
-      const int64_t sa = base + a;
+      if (sc.rec.head(s).piStamp != stamp) policyRow<kSvrpg>(theta, A, s, sc);
+      const int a = pickAction(sc.rec.cum(s), A, rng.nextDouble(), sc.rec.head(s).lastPositive);
+      const int64_t sa = int64_t(s) * A + a;
       if (kSvrpg) {
         path[step] = s;
         pathSa[step] = int32_t(sa);
       } else {
         G += disc * R[sa];
         disc *= gamma;
-        if (sc.visitStamp[s] != traj) {
-          sc.visitStamp[s] = traj;
-          sc.visited[nv++] = s;
-          visits[s] = 0;
-          std::fill(counts + base, counts + base + A, 0);
-        }
-        visits[s] += 1;
-        counts[sa] += 1;
+        countVisit(A, sc, traj, nv, s, a);
       }
       if (step + 1 < K) {
         const int64_t st = tStart[sa];
@@ -292,7 +290,6 @@ void lockstep(const Model& m, SamplerScratch& sc, const double* theta, const dou
   sc.pendingFrac.resize(size_t(L));
   const double* disc = sc.disc.data();
   double* draws = sc.draws.data();
-  const double* cum = sc.cum.data();
   for (int64_t m0 = 0; m0 < M; m0 += L) {
     const int nl = int(std::min<int64_t>(L, M - m0));
     for (int l = 0; l < nl; l++)
@@ -315,40 +312,30 @@ void lockstep(const Model& m, SamplerScratch& sc, const double* theta, const dou
         }
         sc.state[l] = s;
         if (kPrefetch) {
-          // Everything a new row reads and writes, for every lane before any lane forms its row,
-          // so the lanes' misses (one row of each of up to six S*A arrays) overlap.
-          __builtin_prefetch(&sc.piStamp[size_t(s)]);
+          // Everything the state's step reads and writes, for every lane before any lane forms its
+          // row, so the lanes' misses overlap: its record, its theta rows, and (before the action is
+          // drawn, so that miss does not wait for the row) the starts of its alias rows and its rewards.
+          sc.rec.prefetch(s);
           const int64_t base = int64_t(s) * A;
-          __builtin_prefetch(cum + base);
-          __builtin_prefetch(sc.pi.data() + base);
-          if (sc.lzD) {
-            __builtin_prefetch(sc.lzStart + base);
-            __builtin_prefetch(sc.lzD + base);
-            if (sc.lzC) __builtin_prefetch(sc.lzC + base);
-            __builtin_prefetch(sc.acc.data() + base);
-          }
+          __builtin_prefetch(theta + base);
+          if (sc.lazy && sc.lzC) __builtin_prefetch(sc.lzC + base);
+          if (sc.lzCenter) __builtin_prefetch(sc.lzCenter + base);
+          __builtin_prefetch(tStart + base);
+          __builtin_prefetch(tStart + base + A);
+          __builtin_prefetch(R + base);
+          __builtin_prefetch(R + base + A - 1);
         }
       }
       for (int l = 0; l < nl; l++) {
         const int s = sc.state[l];
-        if (sc.piStamp[s] != stamp) policyRow<kSvrpg>(theta, A, s, sc);
-        if (kPrefetch) {
-          const double* c = cum + int64_t(s) * A;
-          __builtin_prefetch(c + A - 1);
-        }
+        if (sc.rec.head(s).piStamp != stamp) policyRow<kSvrpg>(theta, A, s, sc);
       }
-      // 2: the action; prefetch the transition row's start and the reward.
+      // 2: the action.
       for (int l = 0; l < nl; l++) {
         const int s = sc.state[l];
-        const int64_t base = int64_t(s) * A;
-        const int a = pickAction(cum + base, A, draws[l * D + 1 + 2 * t], sc.lastPositive[s]);
-        const int64_t sa = base + a;
+        const int a = pickAction(sc.rec.cum(s), A, draws[l * D + 1 + 2 * t], sc.rec.head(s).lastPositive);
         sc.trajS[l * K + t] = s;
-        sc.trajSa[l * K + t] = int32_t(sa);
-        if (kPrefetch) {
-          __builtin_prefetch(tStart + sa);
-          __builtin_prefetch(R + sa);
-        }
+        sc.trajSa[l * K + t] = int32_t(int64_t(s) * A + a);
       }
       // 3: the return, and the next state's alias column (prefetched for pass 1 of the next step).
       for (int l = 0; l < nl; l++) {
@@ -392,11 +379,8 @@ void regularized(const Model& m, SamplerScratch& sc, const double* theta, const 
   sc.trajS.resize(size_t(K));
   sc.trajSa.resize(size_t(K));
   sc.terms.resize(size_t(K));
-  if (sc.logPi.size() != sc.pi.size()) sc.logPi.assign(sc.pi.size(), 0.0);
-  const double* pi = sc.pi.data();
+  if (sc.logPi.size() != size_t(m.SA())) sc.logPi.assign(size_t(m.SA()), 0.0);
   const double* logPi = sc.logPi.data();
-  const double* cum = sc.cum.data();
-  double* acc = sc.acc.data();
   int32_t* states = sc.trajS.data();
   int32_t* actions = sc.trajSa.data();
   double* terms = sc.terms.data();
@@ -404,10 +388,9 @@ void regularized(const Model& m, SamplerScratch& sc, const double* theta, const 
     int s = aliasDraw(iE, iN, rng.nextDouble());
     double disc = 1;
     for (int64_t step = 0; step < K; step++) {
-      if (sc.piStamp[s] != stamp) policyRow<true>(theta, A, s, sc);
-      const int64_t base = int64_t(s) * A;
-      const int a = pickAction(cum + base, A, rng.nextDouble(), sc.lastPositive[s]);
-      const int64_t sa = base + a;
+      if (sc.rec.head(s).piStamp != stamp) policyRow<true>(theta, A, s, sc);
+      const int a = pickAction(sc.rec.cum(s), A, rng.nextDouble(), sc.rec.head(s).lastPositive);
+      const int64_t sa = int64_t(s) * A + a;
       states[step] = s;
       actions[step] = a;
       terms[step] = disc * (R[sa] - tau * logPi[sa]);
@@ -420,9 +403,10 @@ void regularized(const Model& m, SamplerScratch& sc, const double* theta, const 
     double togo = 0;
     for (int64_t l = K - 1; l >= 0; l--) {
       togo += terms[l];
-      const int64_t base = int64_t(states[l]) * A;
+      const double* pi = sc.rec.pi(states[l]);
+      double* acc = sc.rec.acc(states[l]);
       const int al = actions[l];
-      for (int b = 0; b < A; b++) acc[base + b] += togo * ((b == al ? 1.0 : 0.0) - pi[base + b]);
+      for (int b = 0; b < A; b++) acc[b] += togo * ((b == al ? 1.0 : 0.0) - pi[b]);
     }
   }
 }
@@ -451,11 +435,9 @@ struct SvrpgCtx {
 void svrpgTrajectory(int A, SamplerScratch& sc, const SvrpgCtx& cx, const int32_t* ts, const int32_t* tsa, int64_t K,
                      const double* disc) {
   const uint64_t prevGen = sc.prevGen;
-  const double* pi = sc.pi.data();
   const double* logPi = sc.logPi.data();
   const double* piPrev = sc.piPrev.data();
   const double* logPiPrev = sc.logPiPrev.data();
-  double* acc = sc.acc.data();
   double* accPrev = sc.accPrev.data();
   double* Ts = sc.togoS.data();
   double* Cs = sc.togoSa.data();
@@ -473,8 +455,8 @@ void svrpgTrajectory(int A, SamplerScratch& sc, const SvrpgCtx& cx, const int32_
   for (int64_t l = K - 1; l >= 0; l--) {
     togo += disc[l] * cx.R[tsa[l]];
     const int sl = ts[l];
-    if (sc.visitStamp[sl] != traj) {
-      sc.visitStamp[sl] = traj;
+    if (sc.rec.head(sl).visitStamp != traj) {
+      sc.rec.head(sl).visitStamp = traj;
       sc.visited[nv++] = sl;
       Ts[sl] = 0;
       std::fill(Cs + int64_t(sl) * A, Cs + int64_t(sl) * A + A, 0.0);
@@ -486,9 +468,11 @@ void svrpgTrajectory(int A, SamplerScratch& sc, const SvrpgCtx& cx, const int32_
     const int vs = sc.visited[v];
     const int64_t base = int64_t(vs) * A;
     const double t = Ts[vs];
+    const double* pi = sc.rec.pi(vs);
+    double* acc = sc.rec.acc(vs);
     for (int b = 0; b < A; b++) {
       const double c = Cs[base + b];
-      acc[base + b] += c - t * pi[base + b];
+      acc[b] += c - t * pi[b];
       accPrev[base + b] += w * (c - t * piPrev[base + b]);
     }
   }
@@ -500,7 +484,7 @@ void svrpgUnchecked(const Model& m, SamplerScratch& sc, const double* theta, con
                     bool keepPrev) {
   m.transitionAlias();
   prepareScratch(m, sc);
-  const size_t SA = sc.acc.size();
+  const size_t SA = size_t(m.SA());
   if (sc.logPi.size() != SA) sc.logPi.assign(SA, 0.0);
   if (sc.piPrev.size() != SA) {
     sc.piPrev.assign(SA, 0.0);
@@ -510,10 +494,10 @@ void svrpgUnchecked(const Model& m, SamplerScratch& sc, const double* theta, con
   }
   if (!keepPrev) ++sc.prevGen;
   ++sc.stamp;
-  sc.acc.zero();
+  zeroAcc(sc, m.A);
   std::fill(sc.accPrev.begin(), sc.accPrev.end(), 0.0);
-  if (sc.togoS.size() != sc.visits.size()) {
-    sc.togoS.assign(sc.visits.size(), 0.0);
+  if (sc.togoS.size() != size_t(m.S)) {
+    sc.togoS.assign(size_t(m.S), 0.0);
     sc.togoSa.assign(SA, 0.0);
   }
   sc.disc.resize(size_t(K));
@@ -530,10 +514,8 @@ void svrpgUnchecked(const Model& m, SamplerScratch& sc, const double* theta, con
     sequential<true>(m, sc, theta, R, K, M, rng, &cx);
   }
   rng.store(rngState);
-  for (size_t j = 0; j < SA; j++) {
-    outCur[j] = sc.acc[j] / double(M);
-    outPrev[j] = sc.accPrev[j] / double(M);
-  }
+  accMean(sc, m.A, M, outCur);
+  for (size_t j = 0; j < SA; j++) outPrev[j] = sc.accPrev[j] / double(M);
 }
 
 /** The estimator without argument checks (localRound checks once, then calls this H times). */
@@ -542,7 +524,7 @@ void estimateUnchecked(const Model& m, SamplerScratch& sc, const double* theta, 
   m.transitionAlias();  // builds the tables (or throws) before anything is touched
   prepareScratch(m, sc);
   ++sc.stamp;
-  sc.acc.zero();
+  zeroAcc(sc, m.A);
   Xoshiro128 rng(rngState);
   const int L = int(std::min<int64_t>(m.lanesFor(K), M));
   if (gpomdp) regularized(m, sc, theta, R, tau, K, M, rng);
@@ -550,8 +532,7 @@ void estimateUnchecked(const Model& m, SamplerScratch& sc, const double* theta, 
   else if (L > 1) lockstep<false>(m, sc, theta, R, K, M, rng, L);
   else sequential(m, sc, theta, R, K, M, rng);
   rng.store(rngState);
-  const size_t SA = sc.acc.size();
-  for (size_t j = 0; j < SA; j++) out[j] = sc.acc[j] / double(M);
+  accMean(sc, m.A, M, out);
 }
 
 /**
@@ -565,13 +546,10 @@ void lazyRound(const Model& m, SamplerScratch& sc, double* th, const double* R, 
   m.transitionAlias();  // builds the tables (or throws) before anything is touched
   prepareScratch(m, sc);
   const int A = m.A;
-  const size_t SA = size_t(m.SA());
-  double* D = sc.lazyD.data();
-  const double* acc = sc.acc.data();
   const int L = int(std::min<int64_t>(m.lanesFor(K), M));
   sc.lzStart = th;
   sc.lzC = c;
-  sc.lzD = D;
+  sc.lazy = true;
   double q = 1;
   if (pull) {
     // The pulled form (js Sampler.pullRound): q = 1 - eta*weight; qp, gs by their recurrences.
@@ -592,7 +570,7 @@ void lazyRound(const Model& m, SamplerScratch& sc, double* th, const double* R, 
   struct Reset {
     SamplerScratch& sc;
     ~Reset() {
-      sc.lzD = nullptr;
+      sc.lazy = false;
       sc.lzStart = nullptr;
       sc.lzC = nullptr;
       sc.lzCenter = nullptr;
@@ -611,14 +589,16 @@ void lazyRound(const Model& m, SamplerScratch& sc, double* th, const double* R, 
     for (int64_t k = 0; k < sc.nFormed; k++) {
       const int s = sc.formed[size_t(k)];
       const int64_t base = int64_t(s) * A;
+      double* D = sc.rec.D(s);
+      const double* acc = sc.rec.acc(s);
       if (!pull) {
-        for (int b = 0; b < A; b++) D[base + b] = D[base + b] + eta * (acc[base + b] / double(M));
+        for (int b = 0; b < A; b++) D[b] = D[b] + eta * (acc[b] / double(M));
       } else if (c) {
-        for (int b = 0; b < A; b++) D[base + b] = q * D[base + b] + eta * (acc[base + b] / double(M) + c[base + b]);
-        sc.pullT[size_t(s)] = l + 1;
+        for (int b = 0; b < A; b++) D[b] = q * D[b] + eta * (acc[b] / double(M) + c[base + b]);
+        sc.rec.head(s).pullT = l + 1;
       } else {
-        for (int b = 0; b < A; b++) D[base + b] = q * D[base + b] + eta * (acc[base + b] / double(M));
-        sc.pullT[size_t(s)] = l + 1;
+        for (int b = 0; b < A; b++) D[b] = q * D[b] + eta * (acc[b] / double(M));
+        sc.rec.head(s).pullT = l + 1;
       }
     }
   }
@@ -628,26 +608,26 @@ void lazyRound(const Model& m, SamplerScratch& sc, double* th, const double* R, 
     for (int s = 0; s < m.S; s++) {
       const int64_t base = int64_t(s) * A;
       pullRow(sc, A, s, steps);
+      double* D = sc.rec.D(s);
       for (int b = 0; b < A; b++) {
-        th[base + b] = ce[base + b] + D[base + b];
-        D[base + b] = 0;
+        th[base + b] = ce[base + b] + D[b];
+        D[b] = 0;
       }
-      sc.pullT[size_t(s)] = -1;
+      sc.rec.head(s).pullT = -1;
     }
     return;
   }
   // theta_H, densely, once; D is left all zero for the next round.
   const double hc = double(steps) * eta;
-  if (c) {
-    for (size_t j = 0; j < SA; j++) {
-      th[j] = th[j] + hc * c[j] + D[j];
-      D[j] = 0;
+  for (int s = 0; s < m.S; s++) {
+    const int64_t base = int64_t(s) * A;
+    double* D = sc.rec.D(s);
+    if (c) {
+      for (int b = 0; b < A; b++) th[base + b] = th[base + b] + hc * c[base + b] + D[b];
+    } else {
+      for (int b = 0; b < A; b++) th[base + b] = th[base + b] + D[b];
     }
-  } else {
-    for (size_t j = 0; j < SA; j++) {
-      th[j] = th[j] + D[j];
-      D[j] = 0;
-    }
+    std::fill(D, D + A, 0.0);
   }
 }
 
