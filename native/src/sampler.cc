@@ -317,9 +317,17 @@ void lockstep(const Model& m, SamplerScratch& sc, const double* theta, const dou
           // drawn, so that miss does not wait for the row) the starts of its alias rows and its rewards.
           sc.rec.prefetch(s);
           const int64_t base = int64_t(s) * A;
+          // (the caller's rows need not be aligned: a row may span two lines)
           __builtin_prefetch(theta + base);
-          if (sc.lazy && sc.lzC) __builtin_prefetch(sc.lzC + base);
-          if (sc.lzCenter) __builtin_prefetch(sc.lzCenter + base);
+          __builtin_prefetch(theta + base + A - 1);
+          if (sc.lazy && sc.lzC) {
+            __builtin_prefetch(sc.lzC + base);
+            __builtin_prefetch(sc.lzC + base + A - 1);
+          }
+          if (sc.lzCenter) {
+            __builtin_prefetch(sc.lzCenter + base);
+            __builtin_prefetch(sc.lzCenter + base + A - 1);
+          }
           __builtin_prefetch(tStart + base);
           __builtin_prefetch(tStart + base + A);
           __builtin_prefetch(R + base);
