@@ -69,6 +69,7 @@ export class Env {
   laneG: usize; // f64[16]
   lanePend: usize; // usize[16]: the alias column each lane draws its next state from
   laneFrac: usize; // f64[16]: x - k of that draw
+  touchSink: i32; // the xor of the lanes' touch loads (sampleBatch): stored so they stay in the code
   // FedSVRPG-M (lazy): rows of pi_thetaPrev and their logs, current when prevStamp[s] == stamp,
   // and the batch's two means.
   svrpg: i32;

@@ -322,6 +322,11 @@ export function sampleBatch(
   const lanes = batch < LANES ? batch : LANES;
   // Alias tables that fit the caches resolve each lane's next state at once; larger ones (pass B).
   const inCache = e.aBytes <= 262144;
+  // Tables that outgrow the caches (native's bigTables rule): a touch pass starts every lane's
+  // loads of its state's rows before any lane works on its state (WebAssembly has no prefetch).
+  const touch = e.aBytes + <f64>e.SA * 32 > 1048576;
+  const lzS = e.lzStart, lzC = e.lzC, lzD = e.lzD;
+  let sink: i32 = 0;
   // Lane state: current state and return, in small local arrays.
   const cur = e.laneState, G = e.laneG, pend = e.lanePend, frac = e.laneFrac;
   let s0 = load<u32>(rng), s1 = load<u32>(rng, 4), s2 = load<u32>(rng, 8), s3 = load<u32>(rng, 12);
@@ -350,6 +355,28 @@ export function sampleBatch(
     for (let t = 0; t < K; t++) {
       const dt = ldf(disc, t);
       const more = t + 1 < K;
+      if (touch) {
+        // One load from every line the lane's step (and the scores after the batch) will use, in a
+        // tight loop: the lanes' cache misses are then in flight together (group prefetching by
+        // the out-of-order core), not one lane after another inside pass A. Rows of 16-byte
+        // aligned arrays may span two lines: first and last entries.
+        const last = (<usize>(A - 1)) << 3;
+        for (let l = 0; l < nl; l++) {
+          const s = ldi(cur, l);
+          const off = (<usize>(s * A)) << 3;
+          sink ^= ldi(piStamp, s) ^ ldi(lastPos, s) ^ ldi(tStart, s * A) ^ ldi(tStart, s * A + A);
+          let x = load<u64>(cum + off) ^ load<u64>(cum + off + last) ^ load<u64>(pi + off) ^ load<u64>(pi + off + last);
+          x ^= load<u64>(reward + off) ^ load<u64>(reward + off + last) ^ load<u64>(visits + ((<usize>s) << 3));
+          x ^= load<u64>(counts + off) ^ load<u64>(counts + off + last) ^ load<u64>(acc + off) ^ load<u64>(acc + off + last);
+          if (lzD) {
+            x ^= load<u64>(lzD + off) ^ load<u64>(lzD + off + last) ^ load<u64>(lzS + off) ^ load<u64>(lzS + off + last);
+            if (lzC) x ^= load<u64>(lzC + off) ^ load<u64>(lzC + off + last);
+          } else {
+            x ^= load<u64>(theta + off) ^ load<u64>(theta + off + last);
+          }
+          sink ^= <i32>x;
+        }
+      }
       for (let l = 0; l < nl; l++) {
         const s = ldi(cur, l);
         if (!eager && ldi(piStamp, s) != stamp) policyRow(e, theta, s, stamp, withLog);
@@ -441,6 +468,7 @@ export function sampleBatch(
   store<u32>(rng, s1, 4);
   store<u32>(rng, s2, 8);
   store<u32>(rng, s3, 12);
+  e.touchSink = sink;
   if (svr) return acc; // svrpgBatch divides its own sums
   // The mean: the same division as the js estimator, on the visited rows only (the rest are 0).
   const bf = <f64>batch;

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { Backend, Environment, Evaluation } from '../src/backends/types.js';
 import { loadMdp, loadTheta } from '../src/mdp/format.js';
 import { averageReward, environmentSpec, stackedRewards, type Mdp } from '../src/mdp/model.js';
-import { randomMdp } from '../src/mdp/generate.js';
+import { gridworldMdp, randomMdp } from '../src/mdp/generate.js';
 import { agentStream } from '../src/rng.js';
 import { jsBackend } from '../src/backends/js/index.js';
 import { testedBackends } from './helpers/backends.js';
@@ -434,6 +434,43 @@ describe.each(backends.filter((b) => b.name !== 'js').map((b) => [b.name, b] as 
         expect(Array.from(ra)).toEqual(Array.from(rb));
         expect(Array.from(ga).every((v, j) => Object.is(v, gb[j])), `tau ${tau}, M ${M}`).toBe(true);
       }
+    }
+  });
+
+  it('on tables larger than the caches (native lanes prefetch, wasm lanes touch ahead): estimates and local rounds give the js bits', () => {
+    // A 100 x 100 gridworld: its alias tables and per-state scratch pass the 1 MiB past which both
+    // backends' lanes load each state's rows ahead, a path the small fixtures never reach.
+    const g = gridworldMdp({ width: 100, height: 100, agents: 1, seed: 3 });
+    const SA = g.states * g.actions;
+    const a = backend.createEnvironment(environmentSpec(g));
+    const b = jsBackend.createEnvironment(environmentSpec(g));
+    const start = Float64Array.from({ length: SA }, (_, j) => 0.5 * Math.sin(3 * j + 1));
+    const corr = Float64Array.from({ length: SA }, (_, j) => 0.01 * Math.cos(j));
+    const center = Float64Array.from({ length: SA }, (_, j) => 0.2 * Math.cos(5 * j));
+    const reward = Float64Array.from({ length: SA }, (_, j) => (Math.cos(j) + 1) / 2);
+    const same = (x: Float64Array, y: Float64Array): boolean => x.every((v, j) => Object.is(v, y[j]));
+    const ga = new Float64Array(SA), gb = new Float64Array(SA), pa = new Float64Array(SA), pb = new Float64Array(SA);
+    const ra = agentStream(5, 1), rb = agentStream(5, 1);
+    a.estimateGradient(start, reward, 40, 20, ra, ga);
+    b.estimateGradient(start, reward, 40, 20, rb, gb);
+    expect(ga.some((x) => x !== 0)).toBe(true);
+    expect(same(ga, gb)).toBe(true);
+    a.estimateRegularized!(start, reward, 0.2, 40, 20, ra, ga);
+    b.estimateRegularized!(start, reward, 0.2, 40, 20, rb, gb);
+    expect(same(ga, gb)).toBe(true);
+    a.estimateSvrpg(start, center, reward, 40, 20, 3, ra, ga, pa);
+    b.estimateSvrpg(start, center, reward, 40, 20, 3, rb, gb, pb);
+    expect(same(ga, gb) && same(pa, pb)).toBe(true);
+    expect(Array.from(ra)).toEqual(Array.from(rb));
+    const svrpg = { thetaPrev: center, u: corr, beta: 0.4, clip: 3 };
+    for (const [correction, pull, sv] of [[null, null, null], [corr, null, null], [corr, { weight: 0.5, center }, null], [null, { weight: 0.5, center }, null], [null, null, svrpg]] as const) {
+      const ta = Float64Array.from(start), tb = Float64Array.from(start);
+      const args = { reward, correction, pull, svrpg: sv, eta: 0.3, steps: 6, gradient: 'sampled' as const, horizon: 50, batch: 10 };
+      a.localRound({ ...args, theta: ta, rng: ra });
+      b.localRound({ ...args, theta: tb, rng: rb });
+      expect(Array.from(ra)).toEqual(Array.from(rb));
+      expect(same(ta, tb)).toBe(true);
+      expect(same(ta, start)).toBe(false);
     }
   });
 
