@@ -29,10 +29,11 @@ using In = Span<const double>;
 using Out = Span<double>;
 
 struct SamplerScratch {
-  // Everything a trajectory step touches for a state, one interleaved record per state (staterecords.h),
-  // in a Buffer (2 MiB pages when large): at 10^6 states a step's TLB misses otherwise cost more
-  // than its cache misses. logPi [S*A] only on the paths that need log pi.
+  // What a trajectory step touches for a state, one interleaved record per state (staterecords.h),
+  // and lazyD [S*A], in Buffers (2 MiB pages when large): at 10^6 states a step's TLB misses
+  // otherwise cost more than its cache misses. logPi [S*A] only on the paths that need log pi.
   StateRecords rec;
+  Buffer<double> lazyD;
   std::vector<double> logPi, disc, draws, G, terms;
   // FedSVRPG-M: rows of pi_thetaPrev and their logs (current when prevStamp[s] == stamp), and the
   // weighted estimate's accumulator.
@@ -46,25 +47,29 @@ struct SamplerScratch {
   std::vector<int32_t> visited, trajS, trajSa, state;
   std::vector<const AliasEntry*> pending;
   std::vector<double> pendingFrac;
-  uint64_t stamp = 0;
-  uint64_t trajStamp = 0;
-  // A sampled local round's lazy theta (lazyRound in sampler.cc): while lazy is set, row s of theta
-  // is (start[s] + lzLc * c[s]) + D(s), formed into lzRow when a policy row is needed; `formed`
-  // lists the states whose row (and zeroed acc row) the current batch formed.
-  bool lazy = false;
+  // The records' stamps are 32-bit (a record fits two cache lines): nextStamp and nextTrajectory
+  // in sampler.cc clear them before the counters wrap.
+  uint32_t stamp = 0;
+  uint32_t trajStamp = 0;
+  // A sampled local round's lazy theta (lazyRound in sampler.cc): while lzD is set, row s of theta
+  // is (start[s] + lzLc * c[s]) + D[s], formed into lzRow when a policy row is needed. `formed`
+  // lists the states whose row (and zeroed acc row) the current batch formed: every estimator
+  // reads only those acc rows.
   const double* lzStart = nullptr;
   const double* lzC = nullptr;
   double lzLc = 0;
+  double* lzD = nullptr;
   std::vector<double> lzRow;
   std::vector<int32_t> formed;
   int64_t nFormed = 0;
-  // A pulled round (FedProx, Ditto): D holds x = theta - center as of step pullT (in the record; -1:
-  // untouched, x = start - center at step 0); qp[n] = q^n, gs[n] = sum_{i<n} q^i by their recurrences.
+  // A pulled round (FedProx, Ditto): D holds x = theta - center as of step pullT[s] (-1: untouched,
+  // x = start - center at step 0); qp[n] = q^n, gs[n] = sum_{i<n} q^i by their recurrences.
   const double* lzCenter = nullptr;
   const double* lzQp = nullptr;
   const double* lzGs = nullptr;
   double lzEta = 0;
   int64_t lzStep = 0;
+  std::vector<int64_t> pullT;
   std::vector<double> qp, gs;
 };
 

@@ -42,22 +42,42 @@ void prepareScratch(const Model& m, SamplerScratch& sc) {
     sc.trajStamp = 0;
     sc.formed.assign(S, 0);
     sc.lzRow.assign(size_t(m.A), 0.0);
+    sc.lazyD.reset(size_t(m.SA()));
+    sc.pullT.assign(S, -1);
   }
 }
 
-/** Scatters the records' acc rows / M into out [S*A] (zero rows where nothing was visited). */
-void accMean(SamplerScratch& sc, int A, int64_t M, double* out) {
-  const int S = sc.rec.states();
-  for (int s = 0; s < S; s++) {
+/** A new stamp for the rows of one estimate or step (the records' stamps are cleared before it wraps). */
+uint32_t nextStamp(SamplerScratch& sc) {
+  if (sc.stamp == UINT32_MAX) {
+    sc.rec.clearPiStamps();
+    sc.stamp = 0;
+  }
+  return ++sc.stamp;
+}
+
+/** A new trajectory number for the visit counts (likewise). */
+uint32_t nextTrajectory(SamplerScratch& sc) {
+  if (sc.trajStamp == UINT32_MAX) {
+    sc.rec.clearVisitStamps();
+    sc.trajStamp = 0;
+  }
+  return ++sc.trajStamp;
+}
+
+/**
+ * The estimate acc / M into out [S*A]: the rows this call formed (the only acc rows it wrote, each
+ * zeroed when formed) and 0 elsewhere, as a dense zeroed acc would give (0 / M = +0). The records
+ * of states the call never visited are not read: at 10^6 states a pass over them would cost more
+ * than the sampling.
+ */
+void accMean(SamplerScratch& sc, int A, int64_t M, double* out, size_t SA) {
+  std::fill(out, out + SA, 0.0);
+  for (int64_t k = 0; k < sc.nFormed; k++) {
+    const int s = sc.formed[size_t(k)];
     const double* acc = sc.rec.acc(s);
     for (int b = 0; b < A; b++) out[int64_t(s) * A + b] = acc[b] / double(M);
   }
-}
-
-/** Zeroes every record's acc row (the plain estimators sum into all of them). */
-void zeroAcc(SamplerScratch& sc, int A) {
-  const int S = sc.rec.states();
-  for (int s = 0; s < S; s++) std::fill(sc.rec.acc(s), sc.rec.acc(s) + A, 0.0);
 }
 
 /**
@@ -86,15 +106,14 @@ inline void softmaxRow(const double* th, int A, double* pi, double* lp) {
 /** Brings row s's x = theta - center (in lzD) from its step pullT[s] to step l (js pullRow). */
 inline void pullRow(SamplerScratch& sc, int A, int s, int64_t l) {
   const int64_t base = int64_t(s) * A;
-  double* d = sc.rec.D(s);
-  int64_t& pullT = sc.rec.head(s).pullT;
+  double* d = sc.lzD + base;
   const double* ce = sc.lzCenter + base;
-  if (pullT < 0) {
+  if (sc.pullT[size_t(s)] < 0) {
     const double* st = sc.lzStart + base;
     for (int a = 0; a < A; a++) d[a] = st[a] - ce[a];
-    pullT = 0;
+    sc.pullT[size_t(s)] = 0;
   }
-  const int64_t n = l - pullT;
+  const int64_t n = l - sc.pullT[size_t(s)];
   const double qn = sc.lzQp[n], gn = sc.lzGs[n];
   if (sc.lzC) {
     const double* c = sc.lzC + base;
@@ -102,7 +121,7 @@ inline void pullRow(SamplerScratch& sc, int A, int s, int64_t l) {
   } else {
     for (int a = 0; a < A; a++) d[a] = qn * d[a];
   }
-  pullT = l;
+  sc.pullT[size_t(s)] = l;
 }
 
 /** pi(.|s) (softmaxRow), its running sum and its last positive action; log pi with kLog. */
@@ -111,11 +130,11 @@ inline void policyRow(const double* theta, int A, int s, SamplerScratch& sc) {
   const int64_t base = int64_t(s) * A;
   double* pi = sc.rec.pi(s);
   double* cum = sc.rec.cum(s);
-  if (sc.lazy) {
+  if (sc.lzD) {
     // Row s of the lazy theta, in the documented order (js Sampler.localRoundLazy): (start + lc*c) + D.
     double* row = sc.lzRow.data();
     const double* st = sc.lzStart + base;
-    const double* d = sc.rec.D(s);
+    const double* d = sc.lzD + base;
     if (sc.lzCenter) {
       pullRow(sc, A, s, sc.lzStep);
       const double* ce = sc.lzCenter + base;
@@ -128,11 +147,11 @@ inline void policyRow(const double* theta, int A, int s, SamplerScratch& sc) {
       for (int a = 0; a < A; a++) row[a] = st[a] + d[a];
     }
     softmaxRow<kLog>(row, A, pi, kLog ? sc.logPi.data() + base : nullptr);
-    std::fill(sc.rec.acc(s), sc.rec.acc(s) + A, 0.0);
-    sc.formed[size_t(sc.nFormed++)] = s;
   } else {
     softmaxRow<kLog>(theta + base, A, pi, kLog ? sc.logPi.data() + base : nullptr);
   }
+  std::fill(sc.rec.acc(s), sc.rec.acc(s) + A, 0.0);
+  sc.formed[size_t(sc.nFormed++)] = s;
   double c = 0;
   int last = 0;
   for (int a = 0; a < A; a++) {
@@ -189,7 +208,7 @@ inline void addScores(int A, SamplerScratch& sc, int nv, double G) {
 }
 
 /** Counts one visit of (s, a) in the trajectory numbered traj (a state's first visit resets its counts). */
-inline void countVisit(int A, SamplerScratch& sc, uint64_t traj, int& nv, int s, int a) {
+inline void countVisit(int A, SamplerScratch& sc, uint32_t traj, int& nv, int s, int a) {
   StateRecords::Header& h = sc.rec.head(s);
   int32_t* counts = sc.rec.counts(s);
   if (h.visitStamp != traj) {
@@ -204,7 +223,7 @@ inline void countVisit(int A, SamplerScratch& sc, uint64_t traj, int& nv, int s,
 
 /** Adds one trajectory's G (c(s,.) - n(s) pi(.|s)) to acc, as the js end-of-trajectory loop. */
 void contribute(int A, SamplerScratch& sc, const int32_t* ts, const int32_t* tsa, int64_t K, double G) {
-  const uint64_t traj = ++sc.trajStamp;
+  const uint32_t traj = nextTrajectory(sc);
   int nv = 0;
   for (int64_t t = 0; t < K; t++) countVisit(A, sc, traj, nv, ts[t], int(tsa[t] - int64_t(ts[t]) * A));
   addScores(A, sc, nv, G);
@@ -229,11 +248,11 @@ void sequential(const Model& m, SamplerScratch& sc, const double* theta, const d
   const AliasEntry* tE = T.entries.data();
   const AliasEntry* iE = I.entries.data();
   const int64_t iN = I.start[1];
-  const uint64_t stamp = sc.stamp;
+  const uint32_t stamp = sc.stamp;
   int32_t* path = kSvrpg ? sc.trajS.data() : nullptr;
   int32_t* pathSa = kSvrpg ? sc.trajSa.data() : nullptr;
   for (int64_t mm = 0; mm < M; mm++) {
-    const uint64_t traj = kSvrpg ? 0 : ++sc.trajStamp;
+    const uint32_t traj = kSvrpg ? 0 : nextTrajectory(sc);
     int nv = 0;
     double G = 0;
     double disc = 1;
@@ -276,7 +295,7 @@ void lockstep(const Model& m, SamplerScratch& sc, const double* theta, const dou
   const AliasEntry* tE = T.entries.data();
   const AliasEntry* iE = I.entries.data();
   const int64_t iN = I.start[1];
-  const uint64_t stamp = sc.stamp;
+  const uint32_t stamp = sc.stamp;
   const int64_t D = 2 * K;  // doubles per trajectory
   sc.disc.resize(size_t(K));
   sc.disc[0] = 1;
@@ -320,9 +339,13 @@ void lockstep(const Model& m, SamplerScratch& sc, const double* theta, const dou
           // (the caller's rows need not be aligned: a row may span two lines)
           __builtin_prefetch(theta + base);
           __builtin_prefetch(theta + base + A - 1);
-          if (sc.lazy && sc.lzC) {
-            __builtin_prefetch(sc.lzC + base);
-            __builtin_prefetch(sc.lzC + base + A - 1);
+          if (sc.lzD) {
+            __builtin_prefetch(sc.lzD + base, 1);
+            __builtin_prefetch(sc.lzD + base + A - 1, 1);
+            if (sc.lzC) {
+              __builtin_prefetch(sc.lzC + base);
+              __builtin_prefetch(sc.lzC + base + A - 1);
+            }
           }
           if (sc.lzCenter) {
             __builtin_prefetch(sc.lzCenter + base);
@@ -383,7 +406,7 @@ void regularized(const Model& m, SamplerScratch& sc, const double* theta, const 
   const AliasEntry* tE = T.entries.data();
   const AliasEntry* iE = I.entries.data();
   const int64_t iN = I.start[1];
-  const uint64_t stamp = sc.stamp;
+  const uint32_t stamp = sc.stamp;
   sc.trajS.resize(size_t(K));
   sc.trajSa.resize(size_t(K));
   sc.terms.resize(size_t(K));
@@ -457,7 +480,7 @@ void svrpgTrajectory(int A, SamplerScratch& sc, const SvrpgCtx& cx, const int32_
   }
   double w = det::exp(lw);
   if (cx.clip > 0) w = w > cx.clip ? cx.clip : w < cx.lo ? cx.lo : w;
-  const uint64_t traj = ++sc.trajStamp;
+  const uint32_t traj = nextTrajectory(sc);
   int nv = 0;
   double togo = 0;
   for (int64_t l = K - 1; l >= 0; l--) {
@@ -501,8 +524,8 @@ void svrpgUnchecked(const Model& m, SamplerScratch& sc, const double* theta, con
     sc.prevStamp.assign(size_t(m.S), 0);
   }
   if (!keepPrev) ++sc.prevGen;
-  ++sc.stamp;
-  zeroAcc(sc, m.A);
+  nextStamp(sc);
+  sc.nFormed = 0;
   std::fill(sc.accPrev.begin(), sc.accPrev.end(), 0.0);
   if (sc.togoS.size() != size_t(m.S)) {
     sc.togoS.assign(size_t(m.S), 0.0);
@@ -522,7 +545,7 @@ void svrpgUnchecked(const Model& m, SamplerScratch& sc, const double* theta, con
     sequential<true>(m, sc, theta, R, K, M, rng, &cx);
   }
   rng.store(rngState);
-  accMean(sc, m.A, M, outCur);
+  accMean(sc, m.A, M, outCur, SA);
   for (size_t j = 0; j < SA; j++) outPrev[j] = sc.accPrev[j] / double(M);
 }
 
@@ -531,8 +554,8 @@ void estimateUnchecked(const Model& m, SamplerScratch& sc, const double* theta, 
                        uint32_t* rngState, double* out, bool gpomdp = false, double tau = 0) {
   m.transitionAlias();  // builds the tables (or throws) before anything is touched
   prepareScratch(m, sc);
-  ++sc.stamp;
-  zeroAcc(sc, m.A);
+  nextStamp(sc);
+  sc.nFormed = 0;
   Xoshiro128 rng(rngState);
   const int L = int(std::min<int64_t>(m.lanesFor(K), M));
   if (gpomdp) regularized(m, sc, theta, R, tau, K, M, rng);
@@ -540,7 +563,7 @@ void estimateUnchecked(const Model& m, SamplerScratch& sc, const double* theta, 
   else if (L > 1) lockstep<false>(m, sc, theta, R, K, M, rng, L);
   else sequential(m, sc, theta, R, K, M, rng);
   rng.store(rngState);
-  accMean(sc, m.A, M, out);
+  accMean(sc, m.A, M, out, size_t(m.SA()));
 }
 
 /**
@@ -554,10 +577,12 @@ void lazyRound(const Model& m, SamplerScratch& sc, double* th, const double* R, 
   m.transitionAlias();  // builds the tables (or throws) before anything is touched
   prepareScratch(m, sc);
   const int A = m.A;
+  const size_t SA = size_t(m.SA());
+  double* D = sc.lazyD.data();
   const int L = int(std::min<int64_t>(m.lanesFor(K), M));
   sc.lzStart = th;
   sc.lzC = c;
-  sc.lazy = true;
+  sc.lzD = D;
   double q = 1;
   if (pull) {
     // The pulled form (js Sampler.pullRound): q = 1 - eta*weight; qp, gs by their recurrences.
@@ -578,7 +603,7 @@ void lazyRound(const Model& m, SamplerScratch& sc, double* th, const double* R, 
   struct Reset {
     SamplerScratch& sc;
     ~Reset() {
-      sc.lazy = false;
+      sc.lzD = nullptr;
       sc.lzStart = nullptr;
       sc.lzC = nullptr;
       sc.lzCenter = nullptr;
@@ -587,7 +612,7 @@ void lazyRound(const Model& m, SamplerScratch& sc, double* th, const double* R, 
   for (int64_t l = 0; l < steps; l++) {
     sc.lzLc = double(l) * eta;
     sc.lzStep = l;
-    ++sc.stamp;
+    nextStamp(sc);
     sc.nFormed = 0;
     Xoshiro128 rng(rngState);
     if (L > 1 && m.bigTables()) lockstep<true>(m, sc, th, R, K, M, rng, L);
@@ -597,16 +622,15 @@ void lazyRound(const Model& m, SamplerScratch& sc, double* th, const double* R, 
     for (int64_t k = 0; k < sc.nFormed; k++) {
       const int s = sc.formed[size_t(k)];
       const int64_t base = int64_t(s) * A;
-      double* D = sc.rec.D(s);
       const double* acc = sc.rec.acc(s);
       if (!pull) {
-        for (int b = 0; b < A; b++) D[b] = D[b] + eta * (acc[b] / double(M));
+        for (int b = 0; b < A; b++) D[base + b] = D[base + b] + eta * (acc[b] / double(M));
       } else if (c) {
-        for (int b = 0; b < A; b++) D[b] = q * D[b] + eta * (acc[b] / double(M) + c[base + b]);
-        sc.rec.head(s).pullT = l + 1;
+        for (int b = 0; b < A; b++) D[base + b] = q * D[base + b] + eta * (acc[b] / double(M) + c[base + b]);
+        sc.pullT[size_t(s)] = l + 1;
       } else {
-        for (int b = 0; b < A; b++) D[b] = q * D[b] + eta * (acc[b] / double(M));
-        sc.rec.head(s).pullT = l + 1;
+        for (int b = 0; b < A; b++) D[base + b] = q * D[base + b] + eta * (acc[b] / double(M));
+        sc.pullT[size_t(s)] = l + 1;
       }
     }
   }
@@ -616,26 +640,26 @@ void lazyRound(const Model& m, SamplerScratch& sc, double* th, const double* R, 
     for (int s = 0; s < m.S; s++) {
       const int64_t base = int64_t(s) * A;
       pullRow(sc, A, s, steps);
-      double* D = sc.rec.D(s);
       for (int b = 0; b < A; b++) {
-        th[base + b] = ce[base + b] + D[b];
-        D[b] = 0;
+        th[base + b] = ce[base + b] + D[base + b];
+        D[base + b] = 0;
       }
-      sc.rec.head(s).pullT = -1;
+      sc.pullT[size_t(s)] = -1;
     }
     return;
   }
   // theta_H, densely, once; D is left all zero for the next round.
   const double hc = double(steps) * eta;
-  for (int s = 0; s < m.S; s++) {
-    const int64_t base = int64_t(s) * A;
-    double* D = sc.rec.D(s);
-    if (c) {
-      for (int b = 0; b < A; b++) th[base + b] = th[base + b] + hc * c[base + b] + D[b];
-    } else {
-      for (int b = 0; b < A; b++) th[base + b] = th[base + b] + D[b];
+  if (c) {
+    for (size_t j = 0; j < SA; j++) {
+      th[j] = th[j] + hc * c[j] + D[j];
+      D[j] = 0;
     }
-    std::fill(D, D + A, 0.0);
+  } else {
+    for (size_t j = 0; j < SA; j++) {
+      th[j] = th[j] + D[j];
+      D[j] = 0;
+    }
   }
 }
 
