@@ -42,6 +42,8 @@ export class Sampler {
   /** The states whose policy row the current call formed (their acc rows are this call's). */
   private readonly formed: Int32Array;
   private nFormed = 0;
+  /** The sum of sampleBatch's touch loads: stored, so the JIT keeps the loads. */
+  private touchSink = 0;
   /** One trajectory's states, (s, a) indices and discounted rewards (FedSVRPG-M), grown to the horizon. */
   private trajS: Int32Array | null = null;
   private trajA: Int32Array | null = null;
@@ -303,6 +305,14 @@ export class Sampler {
     // Not in a lazy round: there the formed rows must be exactly the visited ones (as in native).
     const eager = !this.lazy && this.S * this.A <= 2 * horizon * batch;
     if (eager) for (let s = 0; s < this.S; s++) this.policyRow(theta, s);
+    // Tables past the caches (native's bigTables rule): each new state's rows miss the caches, a
+    // dozen arrays, and the step's code reaches them one dependent load after another. A touch
+    // of every line the step will use, as soon as the state is drawn, puts those misses in flight
+    // together (the out-of-order core overlaps independent loads); the step then finds them cached.
+    const touch = tProb.length * 16 + this.S * this.A * 32 > 1 << 20;
+    const lz = this.lazy;
+    const tc = lz && lz.c ? lz.c : theta, td = lz ? lz.D : theta;
+    let sink = 0;
     // The generator lives in locals for the whole batch (V8 keeps them in registers).
     let s0 = rng[0]!, s1 = rng[1]!, s2 = rng[2]!, s3 = rng[3]!;
     for (let m = 0; m < batch; m++) {
@@ -320,6 +330,13 @@ export class Sampler {
       let k = x | 0;
       let s = x - k < iProb[k]! ? iHi[k]! : iLo[k]!;
       for (let step = 0; step < horizon; step++) {
+        if (touch) {
+          // Rows may span two cache lines: their first and last entries.
+          const b0 = s * A, b1 = b0 + A - 1;
+          sink += piStamp[s]! + lastPositive[s]! + visitStamp[s]! + visits[s]! + tStart[b0]! + tStart[b0 + A]!
+            + cum[b0]! + cum[b1]! + pi[b0]! + pi[b1]! + acc[b0]! + acc[b1]! + counts[b0]! + counts[b1]!
+            + reward[b0]! + reward[b1]! + theta[b0]! + theta[b1]! + tc[b0]! + tc[b1]! + td[b0]! + td[b1]!;
+        }
         if (!eager && piStamp[s] !== stamp) this.policyRow(theta, s);
         const base = s * A;
         mm = Math.imul(s1, 5); r1 = Math.imul((mm << 7) | (mm >>> 25), 9) >>> 0;
@@ -360,6 +377,7 @@ export class Sampler {
       }
     }
     rng[0] = s0; rng[1] = s1; rng[2] = s2; rng[3] = s3;
+    this.touchSink = sink;
   }
 
   /**
