@@ -154,9 +154,16 @@ function wholeCommand() {
 // per table): the target is a <= b. Also measured, for the choice of how long warm vectors live:
 // (c) an agent's step 0 warm-started from its own last step of the previous round (what keeping
 // the vectors across rounds would buy: (b - c) / H per step), and (d) the log's evaluation of the
-// 4 tables at theta_bar warm-started from the previous round's, against (e) a cold one.
+// 4 tables at theta_bar warm-started from the previous round's, against (e) a cold one. Timed in
+// CPU time (cpuNow), each task's median per round, each ratio the median of the rounds' ratios.
 
 const WARMUP = 3;
+// This process's CPU time in ms (the kernels are single-threaded): on a shared machine, time
+// slicing inflates wall-clock samples at random, CPU time much less; on an idle one they agree.
+const cpuNow = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e3;
+};
 
 async function exactTraining() {
   const grid = gridworldMdp({ width: 100, height: 100, agents: 4 });
@@ -204,35 +211,36 @@ async function exactTraining() {
     const { corr } = round(thetaBar, null);
     const work = new Float64Array(SAs);
     const rng = new Uint32Array(4);
+    // Each call is one agent's (its index rotates), so a task's samples are short and the rounds
+    // alternate the tasks every second or so: a shared machine's load shifts hit all of them alike.
+    let k = 0;
     const tasks = {
       step: () => {
-        for (let i = 0; i < n; i++) {
-          work.set(thetaBar);
-          env.localRound({ theta: work, reward: grid.rewards[i], correction: corr[i], eta, steps: H, gradient: 'exact', horizon: 1, batch: 1, rng });
-        }
+        const i = k++ % n;
+        work.set(thetaBar);
+        env.localRound({ theta: work, reward: grid.rewards[i], correction: corr[i], eta, steps: H, gradient: 'exact', horizon: 1, batch: 1, rng });
       },
-      cold: () => {
-        for (let i = 0; i < n; i++) env.evaluate(thetaBar, grid.rewards[i], one);
-      },
+      cold: () => env.evaluate(thetaBar, grid.rewards[k++ % n], one),
       crossRound: () => {
-        for (let i = 0; i < n; i++) {
-          const w = { V: prev.last[i].V.slice(), occupancy: prev.last[i].occupancy.slice() };
-          env.evaluate(thetaBar, grid.rewards[i], one, w);
-        }
+        const i = k++ % n;
+        env.evaluate(thetaBar, grid.rewards[i], one, { V: prev.last[i].V.slice(), occupancy: prev.last[i].occupancy.slice() });
       },
       evalCold: () => env.evaluate(thetaBar, all, four),
       evalWarm: () => env.evaluate(thetaBar, all, four, { V: evalWarm.V.slice(), occupancy: evalWarm.occupancy.slice() }),
     };
-    const per = { step: n * H, cold: n, crossRound: n, evalCold: 1, evalWarm: 1 };
+    const per = { step: H, cold: 1, crossRound: 1, evalCold: 1, evalWarm: 1 };
     const got = {};
-    for (let k = 0; k < rounds; k++) {
-      const bench = new Bench({ time: time / 4, warmupTime: time / 40, iterations: 3, warmupIterations: 1 });
+    for (let r = 0; r < 3 * rounds; r++) {
+      // Exactly 2n samples per task (each agent twice), medians per task and round.
+      const bench = new Bench({ time: 0, warmupTime: 0, iterations: 2 * n, warmupIterations: 1, now: cpuNow });
       for (const [name, f] of Object.entries(tasks)) bench.add(name, f);
       await bench.run();
-      for (const t of bench.tasks) (got[t.name] ??= []).push(t.result.latency.p50 / 1e3 / per[t.name]);
-      const r = {};
-      for (const t of bench.tasks) r[t.name] = t.result.latency.p50 / 1e3 / per[t.name];
-      (perRound[b.name] ??= []).push(r);
+      const row = {};
+      for (const t of bench.tasks) {
+        row[t.name] = t.result.latency.p50 / 1e3 / per[t.name];
+        (got[t.name] ??= []).push(row[t.name]);
+      }
+      (perRound[b.name] ??= []).push(row);
     }
     const ratio = (a, c) => median(perRound[b.name].map((r) => r[a] / r[c]));
     rows[b.name] = {
