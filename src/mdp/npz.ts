@@ -204,12 +204,20 @@ export interface NpzContents {
  * 'fedpg-shared/1' archives; the caller checks which one it wanted.
  */
 export function readNpz(fd: number, size: number, path: string, options: MdpParseOptions = {}): NpzContents {
-  if (!LITTLE_ENDIAN_HOST) throw new InputError(`${path}: .npz files are read on little-endian machines only`);
   const ledger = new MemoryLedger(path, options.memoryBudget);
   ledger.reserve(size, `reading the archive (${formatBytes(size)})`);
   const bytes = new Uint8Array(size);
   const got = readAt(fd, bytes, 0);
-  const r = new NpzReader(path, readMembers(bytes.subarray(0, got), path, ledger));
+  return readNpzBytes(bytes.subarray(0, got), path, options, ledger);
+}
+
+/**
+ * readNpz on an archive already in memory (e.g. the shared MDP an aggregator sends in Register);
+ * `where` names it in messages. The members' sizes are checked against the memory budget.
+ */
+export function readNpzBytes(bytes: Uint8Array, path: string, options: MdpParseOptions = {}, ledger = new MemoryLedger(path, options.memoryBudget)): NpzContents {
+  if (!LITTLE_ENDIAN_HOST) throw new InputError(`${path}: .npz files are read on little-endian machines only`);
+  const r = new NpzReader(path, readMembers(bytes, path, ledger));
   const format = r.text(r.get('format', 0, `a 0-d string '${MDP_FORMAT}': np.savez(..., format=np.array('${MDP_FORMAT}'))`));
   if (format !== MDP_FORMAT && format !== SHARED_NPZ_FORMAT) r.fail(`format is ${JSON.stringify(format)}, expected "${MDP_FORMAT}" (or "${SHARED_NPZ_FORMAT}")`);
   const shared = format === SHARED_NPZ_FORMAT;

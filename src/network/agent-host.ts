@@ -11,6 +11,7 @@ import type { AgentThreadInit, AgentThreadResult } from './agent-host-worker.js'
 import { parseAgentToken } from './formats.js';
 import { FileAgentStore, readJsonFile, type WireProtocol } from './node.js';
 import { loadRewardsFile } from './rewards-file.js';
+import { decodeSharedNpz } from './shared-file.js';
 
 /**
  * A block of agents in one thread (`fedpg agent --agents I-J`): each agent is the same runAgent
@@ -126,6 +127,7 @@ export async function runAgentBlock(
           transport: link.transport(a.token, k),
           agent: a.agent,
           rewards: a.rewards,
+          decodeSharedNpz,
           rewardsWhere: a.rewardsWhere,
           backend,
           client: hooks.client ?? `fedpg agent --agents (node ${process.version}, ${o.protocol})`,

@@ -10,12 +10,13 @@ import { FileLock } from '../util/lock.js';
 import type { AgentSavedState, AgentStore, PendingPush } from './agent.js';
 import { Aggregator, type AggregatorCrash, type NetRecord } from './aggregator.js';
 import { readAggregatorCheckpoint, runIdOf, writeAggregatorCheckpoint } from './checkpoint.js';
-import { sharedToJson, type SharedMdp } from './formats.js';
+import type { SharedMdp } from './formats.js';
 import type { ConnectionLimits } from './limits.js';
 import { Phase } from './protocol.js';
 import { RefusalLog, type BackoffPolicy } from './refusals.js';
 import { listen } from './server.js';
 import { federationRoutes, TokenAuth } from './service.js';
+import { encodeSharedMdp } from './shared-file.js';
 
 /** The Node side of the network: transports, the agent's state file, the aggregator process. */
 
@@ -171,7 +172,7 @@ export async function startAggregator(o: AggregatorRunOptions): Promise<RunningA
   const S = o.shared.states;
   const A = o.shared.actions;
   const SA = S * A;
-  const sharedMdp = new TextEncoder().encode(JSON.stringify(sharedToJson(o.shared)));
+  const sharedMdp = encodeSharedMdp(o.shared);
   const runId = runIdOf(sharedMdp, o.settings, o.theta0, o.agents);
   const info = o.onInfo ?? (() => {});
   const resume = o.checkpoint && !o.fresh && existsSync(o.checkpoint) ? readAggregatorCheckpoint(o.checkpoint, runId, o.agents, SA, algorithmOf(o.settings.algorithm).serverState.length) : undefined;

@@ -9,6 +9,7 @@ import { blockFiles, parseAgentRange, runAgentHost } from '../../network/agent-h
 import { NET_FAULT_ENV, parseNetFaults } from '../../network/faults.js';
 import { parseAgentToken } from '../../network/formats.js';
 import { loadRewardsFile } from '../../network/rewards-file.js';
+import { decodeSharedNpz } from '../../network/shared-file.js';
 import { FileAgentStore, nodeTransport, readJsonFile, WIRE_PROTOCOLS, type WireProtocol } from '../../network/node.js';
 import { backendChoice, int, oneOf, printJson } from '../flags.js';
 import { addMemoryBudgetFlag } from '../mdp-flags.js';
@@ -79,6 +80,7 @@ export function agentCommand(program: Command): void {
           agent,
           rewards,
           rewardsWhere: o.rewards,
+          decodeSharedNpz,
           backend,
           client: `fedpg agent (node ${process.version}, ${protocol})`,
           faults,
