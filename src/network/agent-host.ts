@@ -10,6 +10,7 @@ import { authInterceptor, runAgent, type AgentFault, type AgentSummary } from '.
 import type { AgentThreadInit, AgentThreadResult } from './agent-host-worker.js';
 import { parseAgentToken } from './formats.js';
 import { FileAgentStore, readJsonFile, type WireProtocol } from './node.js';
+import { agentHttp2Options } from './message-limits.js';
 import { loadRewardsFile } from './rewards-file.js';
 import { decodeSharedNpz } from './shared-file.js';
 
@@ -84,7 +85,7 @@ export function sharedTransports(o: { server: string; protocol: WireProtocol; ht
   const sessions: Http2SessionManager[] = [];
   const sessionOf = (k: number): Http2SessionManager => {
     const j = Math.floor(k / AGENTS_PER_SESSION);
-    return (sessions[j] ??= new Http2SessionManager(o.server, {}, nodeOptions));
+    return (sessions[j] ??= new Http2SessionManager(o.server, {}, { ...nodeOptions, ...agentHttp2Options() }));
   };
   const transport = (token: string, k: number): Transport => {
     const common = { baseUrl: o.server, interceptors: [authInterceptor(token)], useBinaryFormat: true, nodeOptions };

@@ -46,3 +46,63 @@ export const SHARED_NPZ_ENTRIES = 100_000;
 export function oversizeMessage(what: string, bytes: number, tableSize: number): string {
   return `${what} is ${bytes} bytes, above the aggregator's limit of ${maxRequestBytes(tableSize)} bytes (8 x S*A + ${REQUEST_OVERHEAD_BYTES}, S*A = ${tableSize}): the agent and the aggregator disagree on the MDP's size`;
 }
+
+/**
+ * HTTP/2 sizes for messages of up to `messageBytes` (server.ts, agent-host.ts, node.ts). Node's
+ * defaults (64 KiB flow-control windows, 10 MB of session memory) were measured to fail at
+ * S*A = 4 x 10^6: four agents in one process pushing 32 MB vectors, their event loop busy with
+ * the kernels between pushes, needed a WINDOW_UPDATE round trip per 64 KiB, the bodies took more
+ * than the 30 s request timeout, the aggregator closed them, and the session, past its memory
+ * limit, refused every retry (NGHTTP2_ENHANCE_YOUR_CALM). So:
+ *   - a stream may have a whole vector in flight (window = the largest request, at most 2^31 - 1),
+ *     and the connection MAX_STREAMS_IN_FLIGHT of them;
+ *   - the session's memory limit (a credit, not an allocation) holds that much and two answers;
+ * both never below Node's defaults, so small tables keep today's settings.
+ */
+export interface Http2Sizes {
+  /** SETTINGS_INITIAL_WINDOW_SIZE: bytes a stream may send before the peer acknowledges. */
+  streamWindow: number;
+  /** The connection's local window (session.setLocalWindowSize). */
+  connectionWindow: number;
+  /** maxSessionMemory, in MB as Node takes it. */
+  sessionMemoryMb: number;
+}
+
+/** Messages a connection may have in flight at full window. */
+export const MAX_STREAMS_IN_FLIGHT = 4;
+const NODE_DEFAULT_WINDOW = 65_535;
+const NODE_DEFAULT_SESSION_MB = 10;
+const MAX_WINDOW = 2 ** 31 - 1;
+
+export function http2Sizes(tableSize: number): Http2Sizes {
+  const request = maxRequestBytes(tableSize), answer = maxPullAnswerBytes(tableSize);
+  const streamWindow = Math.min(MAX_WINDOW, Math.max(NODE_DEFAULT_WINDOW, request));
+  const connectionWindow = Math.min(MAX_WINDOW, Math.max(NODE_DEFAULT_WINDOW, MAX_STREAMS_IN_FLIGHT * request));
+  const sessionMemoryMb = Math.max(NODE_DEFAULT_SESSION_MB, Math.ceil((connectionWindow + 2 * answer) / 2 ** 20));
+  return { streamWindow, connectionWindow, sessionMemoryMb };
+}
+
+/**
+ * The slowest request body the aggregator waits for: the request timeout (--request-timeout, 30 s
+ * by default) grows by a request's bytes at this rate, so a body of one vector always has
+ * `maxRequestBytes / MIN_BODY_BYTES_PER_S` seconds more (32 s at S*A = 4 x 10^6; under 0.1 s up to
+ * 10^4 entries). Trickling attackers are still cut off: at this rate a body ends within a minute.
+ */
+export const MIN_BODY_BYTES_PER_S = 2 ** 20;
+
+export function requestTimeoutMs(baseMs: number, tableSize: number): number {
+  return baseMs + Math.ceil((1000 * maxRequestBytes(tableSize)) / MIN_BODY_BYTES_PER_S);
+}
+
+/**
+ * An agent learns S*A only from Register, after its connection is open: its HTTP/2 sessions are
+ * sized for tables of up to 2^22 entries (a 1000 x 1000 gridworld has 4 x 10^6), which only lets
+ * the aggregator send that much without waiting (the agent reads whole messages anyway).
+ */
+export const AGENT_HTTP2_TABLE_ENTRIES = 2 ** 22;
+
+/** http2.connect options for an agent's sessions (stream window and session memory; see http2Sizes). */
+export function agentHttp2Options(): { settings: { initialWindowSize: number }; maxSessionMemory: number } {
+  const z = http2Sizes(AGENT_HTTP2_TABLE_ENTRIES);
+  return { settings: { initialWindowSize: z.streamWindow }, maxSessionMemory: z.sessionMemoryMb };
+}

@@ -11,7 +11,8 @@ import type { AgentSavedState, AgentStore, PendingPush } from './agent.js';
 import { Aggregator, type AggregatorCrash, type NetRecord } from './aggregator.js';
 import { readAggregatorCheckpoint, runIdOf, writeAggregatorCheckpoint } from './checkpoint.js';
 import type { SharedMdp } from './formats.js';
-import type { ConnectionLimits } from './limits.js';
+import { CONNECTION_DEFAULTS, type ConnectionLimits } from './limits.js';
+import { agentHttp2Options, http2Sizes, requestTimeoutMs } from './message-limits.js';
 import { Phase } from './protocol.js';
 import { RefusalLog, type BackoffPolicy } from './refusals.js';
 import { listen } from './server.js';
@@ -29,8 +30,10 @@ export const WIRE_PROTOCOLS: readonly WireProtocol[] = ['connect', 'grpc', 'grpc
  */
 export function nodeTransport(url: string, protocol: WireProtocol, interceptors: Interceptor[], http2 = protocol === 'grpc', ca?: string | Buffer): Transport {
   const common = { baseUrl: url, interceptors, useBinaryFormat: true };
-  if (protocol === 'grpc') return createGrpcTransport({ ...common, ...(ca ? { nodeOptions: { ca } } : {}) });
-  const version = http2 ? ({ httpVersion: '2', ...(ca ? { nodeOptions: { ca } } : {}) } as const) : ({ httpVersion: '1.1', ...(ca ? { nodeOptions: { ca } } : {}) } as const);
+  // HTTP/2 sessions sized for large tables (message-limits.ts); HTTP/1.1 has no such settings.
+  const h2Options = { nodeOptions: { ...(ca ? { ca } : {}), ...agentHttp2Options() } };
+  if (protocol === 'grpc') return createGrpcTransport({ ...common, ...h2Options });
+  const version = http2 ? ({ httpVersion: '2', ...h2Options } as const) : ({ httpVersion: '1.1', ...(ca ? { nodeOptions: { ca } } : {}) } as const);
   return protocol === 'grpc-web' ? createGrpcWebTransport({ ...common, ...version }) : createConnectTransport({ ...common, ...version });
 }
 
@@ -265,7 +268,10 @@ export async function startAggregator(o: AggregatorRunOptions): Promise<RunningA
       allowOrigins: o.allowOrigins ?? [],
       shutdownSignal: shutdown.signal,
       ...(o.tls ? { tls: o.tls } : {}),
-      ...(o.limits ? { limits: o.limits } : {}),
+      // The body timeout grows with the request size (a 32 MB vector at S*A = 4 x 10^6), and
+      // HTTP/2 windows and session memory with the messages (message-limits.ts).
+      limits: { ...o.limits, requestTimeoutMs: requestTimeoutMs(o.limits?.requestTimeoutMs ?? CONNECTION_DEFAULTS.requestTimeoutMs, SA) },
+      http2: http2Sizes(SA),
       onRefuse: (address, message) => refusals.note(address, message),
     });
   } catch (e) {
