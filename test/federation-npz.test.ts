@@ -1,6 +1,7 @@
 import { Code, ConnectError, createClient } from '@connectrpc/connect';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, statSync } from 'node:fs';
+import * as http2 from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -14,7 +15,8 @@ import { Aggregator } from '../src/network/aggregator.js';
 import { blockFiles } from '../src/network/agent-host.js';
 import { parseRewards, parseShared, type SharedMdp } from '../src/network/formats.js';
 import { routerTransport, runInProcessFederation } from '../src/network/inprocess.js';
-import { maxPullAnswerBytes, maxRequestBytes, SHARED_NPZ_ENTRIES, vectorBytes } from '../src/network/message-limits.js';
+import { http2Sizes, maxPullAnswerBytes, maxRequestBytes, requestTimeoutMs, SHARED_NPZ_ENTRIES, vectorBytes } from '../src/network/message-limits.js';
+import { listen } from '../src/network/server.js';
 import { FederationService } from '../src/network/protocol.js';
 import { loadRewardsFile } from '../src/network/rewards-file.js';
 import { federationRoutes, TokenAuth } from '../src/network/service.js';
@@ -165,6 +167,31 @@ describe('message size limits', () => {
     expect(maxRequestBytes(4e6)).toBe(32_001_024);
     expect(maxPullAnswerBytes(4e6)).toBe(160_004_096);
     expect(maxRequestBytes(18)).toBe(8 * 18 + 1024);
+    // HTTP/2: a stream may carry a whole request, the connection 4, the session memory that and 2 answers.
+    expect(http2Sizes(4e6)).toEqual({ streamWindow: 32_001_024, connectionWindow: 128_004_096, sessionMemoryMb: Math.ceil((128_004_096 + 2 * 160_004_096) / 2 ** 20) });
+    expect(http2Sizes(18)).toEqual({ streamWindow: 65_535, connectionWindow: 65_535, sessionMemoryMb: 10 }); // Node's defaults
+    // The body timeout: 1 s more per MiB of the largest request.
+    expect(requestTimeoutMs(30_000, 4e6)).toBe(30_000 + Math.ceil((1000 * 32_001_024) / 2 ** 20));
+    expect(requestTimeoutMs(30_000, 18)).toBe(30_002);
+  });
+
+  it('the listener announces the sized HTTP/2 stream window and opens the connection window', async () => {
+    const sizes = http2Sizes(1e6);
+    const srv = await listen({ routes: () => {}, port: 0, http2: sizes });
+    const session = http2.connect(srv.url);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        session.once('remoteSettings', () => resolve());
+        session.once('error', reject);
+      });
+      expect(session.remoteSettings.initialWindowSize).toBe(sizes.streamWindow);
+      // The server's WINDOW_UPDATE on stream 0 arrives after its SETTINGS: wait for it.
+      for (let k = 0; k < 50 && session.state.remoteWindowSize! < sizes.connectionWindow; k++) await new Promise((r) => setTimeout(r, 20));
+      expect(session.state.remoteWindowSize).toBe(sizes.connectionWindow);
+    } finally {
+      session.destroy();
+      await srv.close(0);
+    }
   });
 
   it('the aggregator refuses a request above its limit (ResourceExhausted, naming the limit) and takes one at it', async () => {
