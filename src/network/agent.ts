@@ -99,7 +99,7 @@ export interface RunAgentOptions {
   exit?: () => never;
 }
 
-/** True when bytes start with a zip signature (an .npz archive). */
+/** True when bytes start with a zip signature (an .npz archive; mdp/npz.ts isNpz is Node-side, this file stays browser-safe). */
 function isZip(b: Uint8Array): boolean {
   return b.length >= 4 && b[0] === 0x50 && b[1] === 0x4b && b[2] === 3 && b[3] === 4;
 }
