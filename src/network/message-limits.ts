@@ -48,12 +48,14 @@ export function oversizeMessage(what: string, bytes: number, tableSize: number):
 }
 
 /**
- * HTTP/2 sizes for messages of up to `messageBytes` (server.ts, agent-host.ts, node.ts). Node's
- * defaults (64 KiB flow-control windows, 10 MB of session memory) were measured to fail at
- * S*A = 4 x 10^6: four agents in one process pushing 32 MB vectors, their event loop busy with
- * the kernels between pushes, needed a WINDOW_UPDATE round trip per 64 KiB, the bodies took more
- * than the 30 s request timeout, the aggregator closed them, and the session, past its memory
- * limit, refused every retry (NGHTTP2_ENHANCE_YOUR_CALM). So:
+ * HTTP/2 sizes for tables of `tableSize` entries (server.ts, agent-host.ts, node.ts). At
+ * S*A = 4 x 10^6 with Node's defaults (64 KiB flow-control windows, 10 MB of session memory) and a
+ * fixed 30 s body timeout, four agents in one process pushing 32 MB vectors (their event loop
+ * held by the kernels between pushes) sent bodies that outlasted the timeout, the aggregator
+ * closed them, and the session, past its memory limit, refused every retry
+ * (NGHTTP2_ENHANCE_YOUR_CALM). The body timeout (requestTimeoutMs below) is the fix that was
+ * measured to matter; these sizes are margin, so that a large message never waits on 64 KiB
+ * acknowledgements and a session does not refuse new streams while large ones are in flight:
  *   - a stream may have a whole vector in flight (window = the largest request, at most 2^31 - 1),
  *     and the connection MAX_STREAMS_IN_FLIGHT of them;
  *   - the session's memory limit (a credit, not an allocation) holds that much and two answers;
