@@ -10,6 +10,7 @@ import { resolveSettings } from '../src/federation/settings.js';
 import { train } from '../src/federation/train.js';
 import { loadMdp } from '../src/mdp/format.js';
 import { gridworldMdp } from '../src/mdp/generate.js';
+import { npzArrayParts, type NpzMember } from '../src/mdp/npz.js';
 import { parseJsonText } from '../src/mdp/parse.js';
 import { Aggregator } from '../src/network/aggregator.js';
 import { blockFiles } from '../src/network/agent-host.js';
@@ -22,6 +23,8 @@ import { loadRewardsFile } from '../src/network/rewards-file.js';
 import { federationRoutes, TokenAuth } from '../src/network/service.js';
 import { decodeSharedNpz, encodeSharedMdp, loadShared } from '../src/network/shared-file.js';
 import { packF64 } from '../src/network/wire.js';
+import { agentStream, streamKey } from '../src/rng.js';
+import { writeFileAtomic } from '../src/util/atomic.js';
 import { CLI } from './helpers/cli.js';
 import { fixturePath } from './helpers/fixtures.js';
 
@@ -105,6 +108,32 @@ describe('fedpg split --format npz', () => {
     const bad = fedpg('split', mdpFile, '--out', dir, '--format', 'csv');
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/--format must be one of json, npz, got 'csv'/);
+  });
+
+  it('a hand-made rewards .npz with a stray member, a wrong dtype or another format is refused in one line naming it', () => {
+    const write = (name: string, members: NpzMember[]): string => {
+      const path = join(tmp, name);
+      writeFileAtomic(path, npzArrayParts(members));
+      return path;
+    };
+    const key = streamKey(agentStream(3, 0));
+    const good: NpzMember[] = [
+      { name: 'format', data: 'fedpg-rewards/2', shape: [] },
+      { name: 'agent', data: Int32Array.of(0), shape: [] },
+      { name: 'key', data: key, shape: [] },
+      { name: 'rewards', data: new Float64Array(6), shape: [3, 2] },
+    ];
+    expect(parseRewards(loadRewardsFile(write('good.npz', good)), 3, 2).reward).toEqual(new Float64Array(6));
+    const stray = write('stray.npz', [...good, { name: 'transitions', data: new Float64Array(1), shape: [1] }]);
+    expect(() => loadRewardsFile(stray)).toThrow(/stray\.npz: holds 'transitions\.npy', which is no array of an agent's rewards file \(expected format\.npy, agent\.npy, key\.npy, rewards\.npy\)/);
+    const ints = write('ints.npz', [...good.slice(0, 3), { name: 'rewards', data: new Int32Array(6), shape: [3, 2] }]);
+    expect(() => loadRewardsFile(ints)).toThrow(/ints\.npz: rewards holds dtype <i4; it must be little-endian float64/);
+    const v1 = write('v1.npz', [{ name: 'format', data: 'fedpg-rewards/1', shape: [] }, ...good.slice(1)]);
+    expect(() => parseRewards(loadRewardsFile(v1), 3, 2, 'v1.npz')).toThrow(/^v1\.npz: it is a fedpg-rewards\/1 file/);
+    const bad = new Float64Array(6);
+    bad[5] = 1.5;
+    const over = write('over.npz', [...good.slice(0, 3), { name: 'rewards', data: bad, shape: [3, 2] }]);
+    expect(() => parseRewards(loadRewardsFile(over), 3, 2, 'over.npz')).toThrow(/^over\.npz: rewards\[2\]\[1\] is 1\.5, outside \[0, 1\]$/);
   });
 
   it('a federation of processes over the .npz files gives train --seed\'s bits', async () => {
