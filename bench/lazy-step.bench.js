@@ -10,11 +10,13 @@
 //
 // Timing: the machine may be shared, and at 10^6 states a step is mostly cache misses, which other
 // processes' memory traffic slows at random for seconds at a time. So the calls are timed in this
-// process's CPU time (the kernels are single-threaded; on an idle machine it equals wall time),
-// H = 1 and H = H1 alternate call by call, and the grids and backends alternate round by round:
-// each round gives a step per grid and their ratio, and the tables show the medians over the
-// rounds (the ratio column: the median of the rounds' ratios, and their range).
+// process's CPU time (tinybench's `now`, as bench/large.bench.js's training rows; the kernels are
+// single-threaded, and on an idle machine it equals wall time), and every round times each
+// backend's H = 1 and H = H1 calls on both grids, a few samples each: each round gives a step per
+// grid and their ratio, and the tables show the medians over the rounds (the ratio column: the
+// median of the rounds' ratios, and their range).
 // Usage: npm run build && node bench/lazy-step.bench.js   (FEDPG_BENCH_QUICK=1: fewer rounds)
+import { Bench } from 'tinybench';
 import { loadedBackends } from './loaded-backends.js';
 import { environmentSpec } from '../dist/mdp/model.js';
 import { gridworldMdp } from '../dist/mdp/generate.js';
@@ -22,7 +24,7 @@ import { agentStream } from '../dist/rng.js';
 
 const quick = process.env.FEDPG_BENCH_QUICK === '1';
 const ROUNDS = quick ? 3 : 15;
-const SAMPLES = quick ? 3 : 7; // calls of each H per grid, backend and round
+const SAMPLES = quick ? 3 : 7; // calls of each H per grid and backend in a round
 const K = 50, M = 10, H1 = 101;
 const backends = await loadedBackends();
 
@@ -53,9 +55,7 @@ for (const W of [32, 1000]) {
     // th.set(theta) is in both calls, so it cancels in the difference.
     calls[b.name] = (H) => {
       th.set(theta);
-      const t = cpuNow();
       env.localRound({ ...round, theta: th, steps: H });
-      return cpuNow() - t;
     };
     calls[b.name](H1); // alias tables and scratch, outside the timing
     calls[b.name](1);
@@ -65,16 +65,21 @@ for (const W of [32, 1000]) {
 
 const steps = {}, fixed = {}, ratios = {};
 for (let r = 0; r < ROUNDS; r++) {
+  const bench = new Bench({ time: 0, warmupTime: 0, iterations: SAMPLES, warmupIterations: 0, now: cpuNow });
   for (const b of backends) {
-    const step = grids.map((g) => {
-      const one = [], many = [];
-      for (let i = 0; i < SAMPLES; i++) {
-        one.push(g.calls[b.name](1));
-        many.push(g.calls[b.name](H1));
-      }
-      const perStep = (median(many) - median(one)) / (H1 - 1);
-      ((steps[b.name] ??= grids.map(() => []))[grids.indexOf(g)]).push(perStep);
-      ((fixed[b.name] ??= grids.map(() => []))[grids.indexOf(g)]).push(median(one) - perStep);
+    grids.forEach((g, k) => {
+      bench.add(`${b.name} ${k} H=1`, () => g.calls[b.name](1));
+      bench.add(`${b.name} ${k} H=${H1}`, () => g.calls[b.name](H1));
+    });
+  }
+  await bench.run();
+  const ms = Object.fromEntries(bench.tasks.map((t) => [t.name, t.result.latency.p50]));
+  for (const b of backends) {
+    const step = grids.map((g, k) => {
+      const one = ms[`${b.name} ${k} H=1`], many = ms[`${b.name} ${k} H=${H1}`];
+      const perStep = (many - one) / (H1 - 1);
+      ((steps[b.name] ??= grids.map(() => []))[k]).push(perStep);
+      ((fixed[b.name] ??= grids.map(() => []))[k]).push(one - perStep);
       return perStep;
     });
     (ratios[b.name] ??= []).push(step[1] / step[0]);
@@ -92,7 +97,7 @@ for (const b of backends) {
     });
   });
 }
-console.log(`CPU time, ${ROUNDS} rounds of ${SAMPLES} alternating calls of H = 1 and H = ${H1}; medians over the rounds`);
+console.log(`CPU time; ${ROUNDS} rounds of ${SAMPLES} calls of each H per grid and backend; medians over the rounds`);
 console.table(rows);
 console.table(backends.map((b) => {
   const rs = ratios[b.name];
