@@ -7,8 +7,9 @@
 // or very long horizons). The lockstep one pre-draws each lane's 2K doubles sequentially from the
 // stream (so the stream is consumed in the same order), advances L trajectories one step at a time
 // (8 lanes: their dependency chains overlap; with tables larger than the caches, 16 lanes that
-// prefetch each next row and alias column, so their cache and TLB misses overlap too), and then
-// adds the trajectories' contributions in trajectory order. The action draw and the alias choice
+// prefetch each new state's lines and next alias column, so their cache and TLB misses overlap
+// too), and then adds the trajectories' contributions in trajectory order. What a step touches per
+// state lives in one record (staterecords.h), so a new state costs few lines. The action draw and the alias choice
 // are branch-free: their outcomes are random, and a mispredicted branch per step cost a third of
 // the step.
 #include <algorithm>
