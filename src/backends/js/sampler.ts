@@ -333,9 +333,12 @@ export class Sampler {
         if (touch) {
           // Rows may span two cache lines: their first and last entries.
           const b0 = s * A, b1 = b0 + A - 1;
-          sink += piStamp[s]! + lastPositive[s]! + visitStamp[s]! + visits[s]! + tStart[b0]! + tStart[b0 + A]!
+          // The state's alias rows too (the next draw reads one of them): their first and last entries.
+          const e0 = tStart[b0]!, e1 = tStart[b0 + A]! - 1;
+          sink += piStamp[s]! + lastPositive[s]! + visitStamp[s]! + visits[s]!
             + cum[b0]! + cum[b1]! + pi[b0]! + pi[b1]! + acc[b0]! + acc[b1]! + counts[b0]! + counts[b1]!
-            + reward[b0]! + reward[b1]! + theta[b0]! + theta[b1]! + tc[b0]! + tc[b1]! + td[b0]! + td[b1]!;
+            + reward[b0]! + reward[b1]! + theta[b0]! + theta[b1]! + tc[b0]! + tc[b1]! + td[b0]! + td[b1]!
+            + tProb[e0]! + tProb[e1]! + tHi[e0]! + tHi[e1]! + tLo[e0]! + tLo[e1]!;
         }
         if (!eager && piStamp[s] !== stamp) this.policyRow(theta, s);
         const base = s * A;
