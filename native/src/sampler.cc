@@ -361,6 +361,16 @@ void lockstep(const Model& m, SamplerScratch& sc, const double* theta, const dou
       for (int l = 0; l < nl; l++) {
         const int s = sc.state[l];
         if (sc.rec.head(s).piStamp != stamp) policyRow<kSvrpg>(theta, A, s, sc);
+        if (kPrefetch) {
+          // The state's alias rows (its row starts were prefetched above and have had the other
+          // lanes' work to arrive): the next state's column is one of their lines, and its miss
+          // now overlaps this step's remaining passes instead of opening the next step.
+          const int64_t base = int64_t(s) * A;
+          const AliasEntry* first = tE + tStart[base];
+          const AliasEntry* end = tE + tStart[base + A];
+          for (const AliasEntry* p = first; p < end; p += 64 / sizeof(AliasEntry)) __builtin_prefetch(p);
+          __builtin_prefetch(end - 1);
+        }
       }
       // 2: the action.
       for (int l = 0; l < nl; l++) {
