@@ -1,4 +1,6 @@
-import { unzipSync, Zip, ZipDeflate, ZipPassThrough } from 'fflate';
+import { inflateSync, Zip, ZipDeflate } from 'fflate';
+import { readZipDirectory, ZipError, type ZipEntry } from './zip-directory.js';
+import { storedMember } from './zip-stored.js';
 import type { TransitionTable } from '../backends/types.js';
 import { InputError } from '../errors.js';
 import { formatBytes, MAX_TABLE_ENTRIES, MemoryLedger } from '../limits.js';
@@ -19,9 +21,10 @@ import { readAt } from './input-file.js';
  *   transitions [S, A, S] float64 (or [N, S, A, S]: one kernel per agent), or CSR over the S*A
  *               rows (row s*A + a): indptr [S*A + 1], indices [nnz] (int32 or int64), data [nnz]
  * Values little-endian float64, indices little-endian int32 or int64, C order; members stored or
- * deflated. Anything else is refused by name. The zip is read through fflate from the central
- * directory; every member's uncompressed size is checked against the memory budget before it is
- * inflated (fflate's inflate never writes past the declared size), and every array's shape
+ * deflated. Anything else is refused by name. The zip's central directory is read first
+ * (zip-directory.ts), then each member straight from the file; every member's uncompressed size
+ * is checked against the memory budget before anything is allocated or inflated (fflate's
+ * inflate never writes past the declared size), and every array's shape
  * against its bytes, so a small archive cannot make the reader allocate more than it holds.
  */
 
@@ -155,30 +158,51 @@ class NpzReader {
   }
 }
 
-/** Unzips the archive's members (budget-checked) and reads each one's .npy header. */
-function readMembers(bytes: Uint8Array, path: string, ledger: MemoryLedger): Map<MemberName, Member> {
-  const seen = new Set<string>();
-  let files: Record<string, Uint8Array>;
+/**
+ * Reads the archive's members from the open file (budget-checked, each straight into a buffer of
+ * its own: see zip-directory.ts) and each one's .npy header. Stored members cost one read();
+ * deflated ones are read, then inflated by fflate into a buffer of their declared size (fflate
+ * never writes past it; a member that inflates to another size is refused).
+ */
+function readMembers(fd: number, size: number, path: string, ledger: MemoryLedger): Map<MemberName, Member> {
+  const unreadable: (why: string) => never = (why) => {
+    throw new InputError(`${path}: is not a readable .npz (zip) archive (${why})`);
+  };
+  let entries: ZipEntry[];
   try {
-    files = unzipSync(bytes, {
-      filter: (f) => {
-        const key = f.name.endsWith('.npy') ? f.name.slice(0, -4) : f.name;
-        if (!(MEMBERS as readonly string[]).includes(key)) throw new InputError(`${path}: holds '${f.name}', which is no array of a fedpg MDP (expected ${MEMBERS.map((m) => `${m}.npy`).join(', ')})`);
-        if (!f.name.endsWith('.npy')) throw new InputError(`${path}: member '${f.name}' must be a .npy array ('${f.name}.npy', as np.savez names it)`);
-        if (seen.has(f.name)) throw new InputError(`${path}: holds '${f.name}' twice; an array may appear once`);
-        seen.add(f.name);
-        if (f.compression !== 0 && f.compression !== 8) throw new InputError(`${path}: ${f.name} uses zip compression method ${f.compression}; only stored and deflate (np.savez, np.savez_compressed) are read`);
-        ledger.reserve(f.originalSize, `${f.name} (${formatBytes(f.originalSize)} uncompressed)`);
-        return true;
-      },
-    });
+    entries = readZipDirectory(fd, size);
   } catch (e) {
-    if (e instanceof InputError) throw e;
-    throw new InputError(`${path}: is not a readable .npz (zip) archive (${e instanceof Error ? e.message : String(e)})`);
+    if (e instanceof ZipError) unreadable(e.message);
+    throw e;
+  }
+  const seen = new Set<string>();
+  for (const f of entries) {
+    const key = f.name.endsWith('.npy') ? f.name.slice(0, -4) : f.name;
+    if (!(MEMBERS as readonly string[]).includes(key)) throw new InputError(`${path}: holds '${f.name}', which is no array of a fedpg MDP (expected ${MEMBERS.map((m) => `${m}.npy`).join(', ')})`);
+    if (!f.name.endsWith('.npy')) throw new InputError(`${path}: member '${f.name}' must be a .npy array ('${f.name}.npy', as np.savez names it)`);
+    if (seen.has(f.name)) throw new InputError(`${path}: holds '${f.name}' twice; an array may appear once`);
+    seen.add(f.name);
+    if (f.compression !== 0 && f.compression !== 8) throw new InputError(`${path}: ${f.name} uses zip compression method ${f.compression}; only stored and deflate (np.savez, np.savez_compressed) are read`);
+    if (f.compression === 0 && f.compressedSize !== f.size) unreadable(`${f.name} is stored, but its sizes differ: ${f.compressedSize} and ${f.size} bytes`);
+    ledger.reserve(f.size, `${f.name} (${formatBytes(f.size)} uncompressed)`);
   }
   const out = new Map<MemberName, Member>();
-  for (const [file, member] of Object.entries(files)) {
-    const name = file.slice(0, -4) as MemberName;
+  for (const f of entries) {
+    const name = f.name.slice(0, -4) as MemberName;
+    let member: Uint8Array;
+    if (f.compression === 0) {
+      member = new Uint8Array(f.size);
+      if (readAt(fd, member, f.dataOffset) !== f.size) unreadable(`${f.name} is cut short`);
+    } else {
+      const packed = new Uint8Array(f.compressedSize);
+      if (readAt(fd, packed, f.dataOffset) !== f.compressedSize) unreadable(`${f.name} is cut short`);
+      try {
+        member = inflateSync(packed, { out: new Uint8Array(f.size) });
+      } catch (e) {
+        unreadable(`${f.name}: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      if (member.length !== f.size) unreadable(`${f.name} inflates to ${member.length} bytes, not the ${f.size} its directory declares`);
+    }
     try {
       const h = readNpyHeader(member);
       out.set(name, { name, descr: h.descr, shape: h.shape, fortran: h.fortranOrder, data: member.subarray(h.dataOffset) });
@@ -204,10 +228,7 @@ export interface NpzContents {
 export function readNpz(fd: number, size: number, path: string, options: MdpParseOptions = {}): NpzContents {
   if (!LITTLE_ENDIAN_HOST) throw new InputError(`${path}: .npz files are read on little-endian machines only`);
   const ledger = new MemoryLedger(path, options.memoryBudget);
-  ledger.reserve(size, `reading the archive (${formatBytes(size)})`);
-  const bytes = new Uint8Array(size);
-  const got = readAt(fd, bytes, 0);
-  const r = new NpzReader(path, readMembers(bytes.subarray(0, got), path, ledger));
+  const r = new NpzReader(path, readMembers(fd, size, path, ledger));
   const format = r.text(r.get('format', 0, `a 0-d string '${MDP_FORMAT}': np.savez(..., format=np.array('${MDP_FORMAT}'))`));
   if (format !== MDP_FORMAT && format !== SHARED_NPZ_FORMAT) r.fail(`format is ${JSON.stringify(format)}, expected "${MDP_FORMAT}" (or "${SHARED_NPZ_FORMAT}")`);
   const shared = format === SHARED_NPZ_FORMAT;
@@ -369,7 +390,7 @@ export function npzArrayParts(members: readonly NpzMember[], options: { compress
     const bytes = new Uint8Array(m.data.buffer, m.data.byteOffset, m.data.byteLength);
     total += bytes.length + 256;
     if (total >= ZIP32_LIMIT) throw new InputError(`the .npz would be ${formatBytes(total)}; archives of 4 GiB or more (zip64) are not written`);
-    const f = options.compress ? new ZipDeflate(`${m.name}.npy`, { level: 6 }) : new ZipPassThrough(`${m.name}.npy`);
+    const f = options.compress ? new ZipDeflate(`${m.name}.npy`, { level: 6 }) : storedMember(`${m.name}.npy`);
     f.mtime = mtime;
     zip.add(f);
     f.push(npyHeader(m.data instanceof Int32Array ? '<i4' : '<f8', m.shape), false);
@@ -395,7 +416,7 @@ export function npzParts(mdp: MdpWithoutRewards & { rewards?: Float64Array[] }, 
     const bytes = data.reduce((n, d) => n + d.length, 0);
     total += bytes + 256;
     if (bytes >= ZIP32_LIMIT || total >= ZIP32_LIMIT) throw new InputError(`the .npz would be ${formatBytes(total)}; archives of 4 GiB or more (zip64) are not written: use fewer agents or a sparser kernel`);
-    const f = options.compress ? new ZipDeflate(`${name}.npy`, { level: 6 }) : new ZipPassThrough(`${name}.npy`);
+    const f = options.compress ? new ZipDeflate(`${name}.npy`, { level: 6 }) : storedMember(`${name}.npy`);
     f.mtime = mtime;
     zip.add(f);
     f.push(npyHeader(descr, shape), data.length === 0);
