@@ -254,11 +254,16 @@ export function readNpz(fd: number, size: number, path: string, options: MdpPars
     if (s !== S) r.fail(`rewards has shape ${shapeText(rm.shape)}: ${s} states, but initial has ${S}`);
     if (a < 1) r.fail(`rewards has shape ${shapeText(rm.shape)}: 0 actions`);
     const all = r.float64(rm);
-    for (let q = 0; q < all.length; q++) {
+    // One comparison per entry (NaN fails it too); the first entry that fails is named below.
+    const lo = options.anyFiniteRewards ? -Infinity : 0, hi = options.anyFiniteRewards ? Infinity : 1;
+    let q = 0;
+    if (options.anyFiniteRewards) while (q < all.length && all[q]! > lo && all[q]! < hi) q++;
+    else while (q < all.length && all[q]! >= lo && all[q]! <= hi) q++;
+    if (q < all.length) {
       const v = all[q]!;
-      const at = (): string => `rewards[${Math.floor(q / (S * a))}][${Math.floor(q / a) % S}][${q % a}]`;
-      if (!Number.isFinite(v)) r.fail(`${at()} is ${v}, not a finite number`);
-      if (!options.anyFiniteRewards && (v < 0 || v > 1)) r.fail(`${at()} is ${v}, outside [0, 1]${REWARD_RANGE_HINT}`);
+      const at = `rewards[${Math.floor(q / (S * a))}][${Math.floor(q / a) % S}][${q % a}]`;
+      if (!Number.isFinite(v)) r.fail(`${at} is ${v}, not a finite number`);
+      r.fail(`${at} is ${v}, outside [0, 1]${REWARD_RANGE_HINT}`);
     }
     rewards = Array.from({ length: n }, (_, i) => all.subarray(i * S * a, (i + 1) * S * a));
     A = a;
@@ -308,28 +313,52 @@ export function readNpz(fd: number, size: number, path: string, options: MdpPars
     if (prob.length !== nnz) r.fail(`data has ${prob.length} entries, but indices has ${nnz}`);
     if (rowStart[0] !== 0) r.fail(`indptr[0] is ${rowStart[0]}, expected 0`);
     if (rowStart[rows] !== nnz) r.fail(`indptr[${rows}] is ${rowStart[rows]}, expected ${nnz} (the length of indices and data)`);
-    for (let row = 0; row < rows; row++) {
+    // The fast pass: per row, indices strictly increasing and below S, probabilities in
+    // [0, Infinity), and the sum; the first row that fails any of it is named by namedRowError.
+    let bad = -1;
+    for (let row = 0; row < rows && bad < 0; row++) {
       const lo = rowStart[row]!, hi = rowStart[row + 1]!;
-      const s = Math.floor(row / A), a = row % A;
-      if (hi <= lo) r.fail(`indptr[${row + 1}] is ${hi}, ${hi < lo ? 'below' : 'equal to'} indptr[${row}] = ${lo}: row ${row} (state ${s}, action ${a}) needs at least one next state`);
-      if (hi > nnz) r.fail(`indptr[${row + 1}] is ${hi}, beyond the ${nnz} entries`);
-      let sum = 0;
+      if (!(hi > lo && hi <= nnz)) {
+        bad = row;
+        break;
+      }
+      let sum = 0, prev = -1;
       for (let q = lo; q < hi; q++) {
-        const j = next[q]!;
-        if (j >= S) r.fail(`indices[${q}] is ${j}, outside 0..${S - 1} (row ${row}: state ${s}, action ${a})`);
-        if (q > lo && j <= next[q - 1]!) r.fail(`indices[${q}] is ${j}, not above indices[${q - 1}] = ${next[q - 1]} within row ${row} (state ${s}, action ${a}): sort each row and merge duplicates (csr.sum_duplicates())`);
-        const v = prob[q]!;
-        if (!Number.isFinite(v)) r.fail(`data[${q}] is ${v}, not a finite number`);
-        if (v < 0) r.fail(`data[${q}] is ${v}, a negative probability`);
+        const j = next[q]!, v = prob[q]!;
+        if (!(j > prev && j < S && v >= 0 && v < Infinity)) {
+          bad = row;
+          break;
+        }
+        prev = j;
         sum += v;
       }
-      if (Math.abs(sum - 1) > SUM_TOLERANCE) r.fail(`row ${row} (state ${s}, action ${a}) of indptr/indices/data sums to ${sum}, not 1 (tolerance ${SUM_TOLERANCE})`);
+      if (!(Math.abs(sum - 1) <= SUM_TOLERANCE)) bad = row;
     }
+    if (bad >= 0) namedRowError(r, bad, A, S, nnz, rowStart, next, prob);
     kernels = [{ kind: 'sparse', rowStart, next, prob }];
   }
   const mdp: MdpWithoutRewards = { states: S, actions: A, gamma, initial, kernels, perAgentKernels: perAgent };
   if (name !== undefined) mdp.name = name;
   return { format, mdp, rewards };
+}
+
+/** Fails with the first thing wrong in CSR row `row` (the checks of the fast pass, one by one). */
+function namedRowError(r: NpzReader, row: number, A: number, S: number, nnz: number, rowStart: Int32Array, next: Int32Array, prob: Float64Array): never {
+  const lo = rowStart[row]!, hi = rowStart[row + 1]!;
+  const s = Math.floor(row / A), a = row % A;
+  if (hi <= lo) r.fail(`indptr[${row + 1}] is ${hi}, ${hi < lo ? 'below' : 'equal to'} indptr[${row}] = ${lo}: row ${row} (state ${s}, action ${a}) needs at least one next state`);
+  if (hi > nnz) r.fail(`indptr[${row + 1}] is ${hi}, beyond the ${nnz} entries`);
+  let sum = 0;
+  for (let q = lo; q < hi; q++) {
+    const j = next[q]!;
+    if (j >= S || j < 0) r.fail(`indices[${q}] is ${j}, outside 0..${S - 1} (row ${row}: state ${s}, action ${a})`);
+    if (q > lo && j <= next[q - 1]!) r.fail(`indices[${q}] is ${j}, not above indices[${q - 1}] = ${next[q - 1]} within row ${row} (state ${s}, action ${a}): sort each row and merge duplicates (csr.sum_duplicates())`);
+    const v = prob[q]!;
+    if (!Number.isFinite(v)) r.fail(`data[${q}] is ${v}, not a finite number`);
+    if (v < 0) r.fail(`data[${q}] is ${v}, a negative probability`);
+    sum += v;
+  }
+  r.fail(`row ${row} (state ${s}, action ${a}) of indptr/indices/data sums to ${sum}, not 1 (tolerance ${SUM_TOLERANCE})`);
 }
 
 /** Reads an .npz fedpg-mdp/1 MDP. */
