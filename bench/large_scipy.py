@@ -93,6 +93,8 @@ def load(path):
     with np.load(path) as z:
         arrays = {k: z[k] for k in z.files}
     S = arrays["initial"].shape[0]
+    if "transitions" in arrays:  # a small MDP, written dense
+        return arrays, sp.csr_matrix(arrays["transitions"].reshape(-1, S))
     P = sp.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=(arrays["indptr"].shape[0] - 1, S))
     return arrays, P
 
