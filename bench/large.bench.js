@@ -135,15 +135,20 @@ let scipyInfo = null;
 const cli = join(root, 'dist', 'cli', 'main.js');
 const timeTool = existsSync('/usr/bin/time') ? '/usr/bin/time' : null;
 
-/** Runs `fedpg ARGS` in a fresh process: wall seconds and peak memory (maxRSS, MiB; null without /usr/bin/time). */
+/**
+ * Runs `fedpg ARGS` in a fresh process: wall seconds, and with /usr/bin/time its peak memory
+ * (maxRSS, MiB) and CPU seconds (user + system, all threads), else null.
+ */
 function fedpg(args) {
-  const rss = join(tmp, 'rss.txt');
-  const [cmd, argv] = timeTool ? [timeTool, ['-f', '%M', '-o', rss, process.execPath, cli, ...args]] : [process.execPath, [cli, ...args]];
+  const usage = join(tmp, 'usage.txt');
+  const [cmd, argv] = timeTool ? [timeTool, ['-f', '%M %U %S', '-o', usage, process.execPath, cli, ...args]] : [process.execPath, [cli, ...args]];
   const t = performance.now();
   const r = spawnSync(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'], maxBuffer: 1 << 30, timeout: 1_800_000 });
   const s = (performance.now() - t) / 1e3;
   if (r.status !== 0) throw new Error(`fedpg ${args.join(' ')} failed: ${String(r.stderr).trim().split('\n').pop()}`);
-  return { s, rssMiB: timeTool ? Number(readFileSync(rss, 'utf8').trim().split('\n').pop()) / 1024 : null };
+  if (!timeTool) return { s, rssMiB: null, cpu: null };
+  const [kib, user, sys] = readFileSync(usage, 'utf8').trim().split('\n').pop().split(' ').map(Number);
+  return { s, rssMiB: kib / 1024, cpu: user + sys };
 }
 
 /**
@@ -157,7 +162,7 @@ function wholeCommand() {
   writeNpz(npz, mdp);
   writeFileSync(json, JSON.stringify(mdpToJson(mdp)));
   const report = join(tmp, 'report.npz');
-  const runs = { npz: [], json: [], rss: [], base: [], rNpz: [], rJson: [] };
+  const runs = { npz: [], json: [], rss: [], cpu: [], base: [], baseCpu: [], rNpz: [], rJson: [], rCpu: [] };
   for (let k = 0; k < 3; k++) {
     try {
       const a = fedpg(['evaluate', npz, '--backend', 'native', '--json', '--out', report]);
@@ -165,6 +170,7 @@ function wholeCommand() {
       runs.npz.push(a.s);
       runs.json.push(b.s);
       if (a.rssMiB !== null) runs.rss.push(a.rssMiB);
+      if (a.cpu !== null) runs.cpu.push(a.cpu);
     } catch (e) {
       notes.push(e.message);
       return null;
@@ -175,6 +181,9 @@ function wholeCommand() {
       runs.base.push(base);
       runs.rNpz.push(runs.npz.at(-1) / base);
       runs.rJson.push(runs.json.at(-1) / base);
+      const baseCpu = py.evaluate_cpu_s + py.value_iteration_cpu_s;
+      runs.baseCpu.push(baseCpu);
+      if (runs.cpu.length === k + 1) runs.rCpu.push(runs.cpu.at(-1) / baseCpu);
     }
   }
   const loads = [];
@@ -183,9 +192,10 @@ function wholeCommand() {
     loadMdp(npz);
     loads.push((performance.now() - t) / 1e3);
   }
+  const m = (xs) => (xs.length ? median(xs) : null);
   return {
-    npz: median(runs.npz), json: median(runs.json), rss: runs.rss.length ? median(runs.rss) : null, load: median(loads),
-    base: runs.base.length ? median(runs.base) : null, rNpz: runs.rNpz.length ? median(runs.rNpz) : null, rJson: runs.rJson.length ? median(runs.rJson) : null,
+    npz: m(runs.npz), json: m(runs.json), rss: m(runs.rss), cpu: m(runs.cpu), load: median(loads),
+    base: m(runs.base), baseCpu: m(runs.baseCpu), rNpz: m(runs.rNpz), rJson: m(runs.rJson), rCpu: m(runs.rCpu),
   };
 }
 
@@ -201,7 +211,7 @@ function millionStates() {
   const file = join(tmp, 'gridworld-1000.npz'), small = join(tmp, 'gridworld-30.npz');
   fedpg(['generate', 'gridworld', '--width', '1000', '--height', '1000', '--agents', '4', '--out', file]);
   fedpg(['generate', 'gridworld', '--width', '30', '--height', '30', '--agents', '4', '--out', small]);
-  const out = { cold: [], warm: [], npCold: [], npWarm: [], rCold: [], rWarm: [], cmd: [], rss: [], base: [], rCmd: [] };
+  const out = { cold: [], warm: [], npCold: [], npWarm: [], rCold: [], rWarm: [], cmd: [], rss: [], cpu: [], base: [], baseCpu: [], rCmd: [], rCpu: [] };
   for (let k = 0; k < 5; k++) {
     const r = spawnSync(process.execPath, [join(root, 'bench', 'large-load.js'), file, small, '3'], { encoding: 'utf8', timeout: 600_000 });
     if (r.status !== 0) {
@@ -224,11 +234,14 @@ function millionStates() {
     const a = fedpg(['evaluate', file, '--backend', 'native', '--json', '--out', report]);
     out.cmd.push(a.s);
     if (a.rssMiB !== null) out.rss.push(a.rssMiB);
+    if (a.cpu !== null) out.cpu.push(a.cpu);
     const py = scipy(1000, 1);
     if (py) {
-      const base = py.evaluate_s + py.value_iteration_s;
+      const base = py.evaluate_s + py.value_iteration_s, baseCpu = py.evaluate_cpu_s + py.value_iteration_cpu_s;
       out.base.push(base);
+      out.baseCpu.push(baseCpu);
       out.rCmd.push(a.s / base);
+      if (a.cpu !== null) out.rCpu.push(a.cpu / baseCpu);
     }
   }
   const m = (xs) => (xs.length ? median(xs) : null);
@@ -300,6 +313,7 @@ if (cmd) {
   rows.push({ work: `fedpg evaluate ${W}x${W}.npz --json --out report.npz (whole command)`, 'median s': fmt(cmd.npz), 'x scipy': fmt(cmd.rNpz), 'maxRSS MiB': fmt(cmd.rss, 0) });
   rows.push({ work: `fedpg evaluate ${W}x${W}.json --json --out report.npz (whole command)`, 'median s': fmt(cmd.json), 'x scipy': fmt(cmd.rJson) });
   rows.push({ work: `  scipy evaluation + value iteration (no loading), same rounds`, 'median s': fmt(cmd.base), 'x scipy': 1 });
+  rows.push({ work: `  CPU seconds (all threads): fedpg evaluate ${W}x${W}.npz / scipy`, 'median s': `${fmt(cmd.cpu)} / ${fmt(cmd.baseCpu)}`, 'x scipy': fmt(cmd.rCpu) });
   rows.push({ work: `  loading the ${W}x${W}.npz (in-process)`, 'median s': fmt(cmd.load), 'x scipy': cmd.base ? fmt(cmd.load / cmd.base) : '-' });
 }
 if (million) {
@@ -309,6 +323,7 @@ if (million) {
   rows.push({ work: '1000x1000.npz: np.load + csr_matrix, repeated', 'median s': fmt(million.npWarm), 'x scipy': 1 });
   rows.push({ work: 'fedpg evaluate 1000x1000.npz --json --out report.npz (whole command)', 'median s': fmt(million.cmd, 2), 'x scipy': fmt(million.rCmd), 'maxRSS MiB': fmt(million.rss, 0) });
   rows.push({ work: '  scipy evaluation + value iteration at 10^6 states (no loading)', 'median s': fmt(million.base, 2), 'x scipy': 1 });
+  rows.push({ work: '  CPU seconds (all threads): fedpg evaluate 1000x1000.npz / scipy', 'median s': `${fmt(million.cpu, 1)} / ${fmt(million.baseCpu, 1)}`, 'x scipy': fmt(million.rCpu) });
 }
 if (train) for (const [name, s] of Object.entries(train)) rows.push({ work: `100 x 100, native: ${name}`, 'median s': +s.toFixed(5), 'x scipy': '-' });
 console.table(rows);
@@ -320,7 +335,7 @@ if (native && py) {
   say(ev <= 0.5, `native evaluation <= 0.5x scipy splu: ${ev.toFixed(3)}x`);
   say(js <= 0.5, `native J* <= 0.5x scipy value iteration: ${js.toFixed(3)}x`);
 }
-if (cmd && cmd.rNpz !== null) say(cmd.rNpz <= 1, `fedpg evaluate ${W}x${W}.npz --json --out (whole command) <= scipy evaluation + value iteration: ${cmd.rNpz.toFixed(3)}x (the JSON file: ${cmd.rJson.toFixed(3)}x)`);
+if (cmd && cmd.rNpz !== null) say(cmd.rNpz <= 1, `fedpg evaluate ${W}x${W}.npz --json --out (whole command) <= scipy evaluation + value iteration: ${cmd.rNpz.toFixed(3)}x (the JSON file: ${cmd.rJson.toFixed(3)}x; CPU seconds: ${cmd.rCpu === null ? '-' : cmd.rCpu.toFixed(3)}x)`);
 if (million && million.rCold !== null) {
   say(million.rCold <= 2, `10^6 states: loading the npz <= 2x np.load + CSR: ${million.rCold.toFixed(3)}x first load in a process (${million.rWarm.toFixed(3)}x repeated)`);
 }

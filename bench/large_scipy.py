@@ -80,12 +80,18 @@ def rho_dot(V):
     return float(V.mean())
 
 
-def median_time(f, reps):
-    times, out = [], None
+CPU = {}
+
+
+def median_time(f, reps, name):
+    """The median wall seconds of f over reps runs (and in CPU[name] the median CPU seconds)."""
+    times, cpus, out = [], [], None
     for _ in range(reps):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         out = f()
         times.append(time.perf_counter() - t)
+        cpus.append(time.process_time() - c)
+    CPU[name] = float(np.median(cpus))
     return float(np.median(times)), out
 
 
@@ -116,10 +122,10 @@ def main():
         return main_load(sys.argv[2], int(sys.argv[3]), sys.argv[4])
     W, H, N, reps = (int(a) for a in sys.argv[1:5])
     S, A, gamma, P, R, rho = gridworld(W, H, N)
-    t_eval, (J, _) = median_time(lambda: evaluate(S, A, gamma, P, R, rho), reps)
+    t_eval, (J, _) = median_time(lambda: evaluate(S, A, gamma, P, R, rho), reps, "evaluate_cpu_s")
     rbar = R.mean(axis=0)
-    t_vi, Jstar = median_time(lambda: value_iteration(S, A, gamma, P, rbar), reps)
-    print(json.dumps({"states": S, "evaluate_s": t_eval, "value_iteration_s": t_vi, "J": [float(j) for j in J],
+    t_vi, Jstar = median_time(lambda: value_iteration(S, A, gamma, P, rbar), reps, "value_iteration_cpu_s")
+    print(json.dumps({"states": S, "evaluate_s": t_eval, "value_iteration_s": t_vi, **CPU, "J": [float(j) for j in J],
                       "Jstar": Jstar, "scipy": __import__("scipy").__version__}))
 
 
