@@ -128,7 +128,7 @@ async function inPool<T>(jobs: (() => Promise<T>)[], limit: number): Promise<T[]
 export interface EvaluateOptions {
   horizon?: number;
   backend?: Backend | BackendChoice;
-  /** J* solves run at once on a backend with a thread pool (default: the machine's cores). */
+  /** J* solves run at once on a backend with a thread pool (default: the cores, at most the pool's threads). */
   concurrency?: number;
 }
 
@@ -175,7 +175,9 @@ export async function evaluatePolicyArrays(mdp: Mdp, theta: Float64Array, option
     const optima: { env: Environment; reward: Float64Array; v: Float64Array }[] = mdp.rewards.map((r, i) => ({ env: envOf(i), reward: r, v: new Float64Array(S) }));
     if (rbar) optima.push({ env: envs[0]!, reward: rbar, v: new Float64Array(S) });
     const pooled = optima.every((o) => hasPoolOptimal(o.env));
-    const limit = options.concurrency ?? availableParallelism();
+    // No more jobs in flight than the pool has threads (libuv's, 4 unless UV_THREADPOOL_SIZE says
+    // otherwise): a queued job already holds copies of its reward table and V*.
+    const limit = options.concurrency ?? Math.min(availableParallelism(), Number(process.env.UV_THREADPOOL_SIZE) || 4);
     const optimaDone = pooled
       ? inPool(optima.map((o) => () => (o.env as Environment & PoolOptimal).optimalAsync(o.reward, o.v)), limit)
       : null;
