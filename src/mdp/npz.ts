@@ -1,4 +1,4 @@
-import { inflateSync, Zip, ZipDeflate } from 'fflate';
+import { inflateSync, unzipSync, Zip, ZipDeflate } from 'fflate';
 import { readZipDirectory, ZipError, type ZipEntry } from './zip-directory.js';
 import { storedMember } from './zip-stored.js';
 import type { TransitionTable } from '../backends/types.js';
@@ -29,7 +29,9 @@ import { readAt } from './input-file.js';
  */
 
 const MEMBERS = ['format', 'name', 'gamma', 'initial', 'rewards', 'transitions', 'indptr', 'indices', 'data'] as const;
-type MemberName = (typeof MEMBERS)[number];
+/** The members of one agent's fedpg-rewards/2 archive (fedpg split --format npz). */
+const REWARDS_MEMBERS = ['format', 'agent', 'key', 'rewards'] as const;
+type MemberName = (typeof MEMBERS)[number] | (typeof REWARDS_MEMBERS)[number];
 
 export const SHARED_NPZ_FORMAT = 'fedpg-shared/1';
 
@@ -158,58 +160,103 @@ class NpzReader {
   }
 }
 
+/** The members an archive may hold and what it is, for the messages. */
+interface MemberRules {
+  allowed: readonly MemberName[];
+  what: string;
+}
+const MDP_RULES: MemberRules = { allowed: MEMBERS, what: 'a fedpg MDP' };
+
+/**
+ * The checks every member passes before anything is allocated for it: a known .npy name, once,
+ * stored or deflated, its uncompressed size within the memory budget.
+ */
+function admitMember(f: { name: string; compression: number; size: number }, path: string, ledger: MemoryLedger, seen: Set<string>, rules: MemberRules): void {
+  const key = f.name.endsWith('.npy') ? f.name.slice(0, -4) : f.name;
+  if (!(rules.allowed as readonly string[]).includes(key)) throw new InputError(`${path}: holds '${f.name}', which is no array of ${rules.what} (expected ${rules.allowed.map((m) => `${m}.npy`).join(', ')})`);
+  if (!f.name.endsWith('.npy')) throw new InputError(`${path}: member '${f.name}' must be a .npy array ('${f.name}.npy', as np.savez names it)`);
+  if (seen.has(f.name)) throw new InputError(`${path}: holds '${f.name}' twice; an array may appear once`);
+  seen.add(f.name);
+  if (f.compression !== 0 && f.compression !== 8) throw new InputError(`${path}: ${f.name} uses zip compression method ${f.compression}; only stored and deflate (np.savez, np.savez_compressed) are read`);
+  ledger.reserve(f.size, `${f.name} (${formatBytes(f.size)} uncompressed)`);
+}
+
+/** A member's bytes with its .npy header read. */
+function withHeader(file: string, bytes: Uint8Array, path: string): Member {
+  const name = file.slice(0, -4) as MemberName;
+  try {
+    const h = readNpyHeader(bytes);
+    return { name, descr: h.descr, shape: h.shape, fortran: h.fortranOrder, data: bytes.subarray(h.dataOffset) };
+  } catch (e) {
+    if (e instanceof NpyError) throw new InputError(`${path}: ${name} ${e.message}`);
+    throw e;
+  }
+}
+
+function unreadable(path: string, why: string): never {
+  throw new InputError(`${path}: is not a readable .npz (zip) archive (${why})`);
+}
+
 /**
  * Reads the archive's members from the open file (budget-checked, each straight into a buffer of
  * its own: see zip-directory.ts) and each one's .npy header. Stored members cost one read();
  * deflated ones are read, then inflated by fflate into a buffer of their declared size (fflate
  * never writes past it; a member that inflates to another size is refused).
  */
-function readMembers(fd: number, size: number, path: string, ledger: MemoryLedger): Map<MemberName, Member> {
-  const unreadable: (why: string) => never = (why) => {
-    throw new InputError(`${path}: is not a readable .npz (zip) archive (${why})`);
-  };
+function readFileMembers(fd: number, size: number, path: string, ledger: MemoryLedger, rules: MemberRules = MDP_RULES): Map<MemberName, Member> {
   let entries: ZipEntry[];
   try {
     entries = readZipDirectory(fd, size);
   } catch (e) {
-    if (e instanceof ZipError) unreadable(e.message);
+    if (e instanceof ZipError) unreadable(path, e.message);
     throw e;
   }
   const seen = new Set<string>();
   for (const f of entries) {
-    const key = f.name.endsWith('.npy') ? f.name.slice(0, -4) : f.name;
-    if (!(MEMBERS as readonly string[]).includes(key)) throw new InputError(`${path}: holds '${f.name}', which is no array of a fedpg MDP (expected ${MEMBERS.map((m) => `${m}.npy`).join(', ')})`);
-    if (!f.name.endsWith('.npy')) throw new InputError(`${path}: member '${f.name}' must be a .npy array ('${f.name}.npy', as np.savez names it)`);
-    if (seen.has(f.name)) throw new InputError(`${path}: holds '${f.name}' twice; an array may appear once`);
-    seen.add(f.name);
-    if (f.compression !== 0 && f.compression !== 8) throw new InputError(`${path}: ${f.name} uses zip compression method ${f.compression}; only stored and deflate (np.savez, np.savez_compressed) are read`);
-    if (f.compression === 0 && f.compressedSize !== f.size) unreadable(`${f.name} is stored, but its sizes differ: ${f.compressedSize} and ${f.size} bytes`);
-    ledger.reserve(f.size, `${f.name} (${formatBytes(f.size)} uncompressed)`);
+    admitMember(f, path, ledger, seen, rules);
+    if (f.compression === 0 && f.compressedSize !== f.size) unreadable(path, `${f.name} is stored, but its sizes differ: ${f.compressedSize} and ${f.size} bytes`);
   }
   const out = new Map<MemberName, Member>();
   for (const f of entries) {
-    const name = f.name.slice(0, -4) as MemberName;
     let member: Uint8Array;
     if (f.compression === 0) {
       member = new Uint8Array(f.size);
-      if (readAt(fd, member, f.dataOffset) !== f.size) unreadable(`${f.name} is cut short`);
+      if (readAt(fd, member, f.dataOffset) !== f.size) unreadable(path, `${f.name} is cut short`);
     } else {
       const packed = new Uint8Array(f.compressedSize);
-      if (readAt(fd, packed, f.dataOffset) !== f.compressedSize) unreadable(`${f.name} is cut short`);
+      if (readAt(fd, packed, f.dataOffset) !== f.compressedSize) unreadable(path, `${f.name} is cut short`);
       try {
         member = inflateSync(packed, { out: new Uint8Array(f.size) });
       } catch (e) {
-        unreadable(`${f.name}: ${e instanceof Error ? e.message : String(e)}`);
+        unreadable(path, `${f.name}: ${e instanceof Error ? e.message : String(e)}`);
       }
-      if (member.length !== f.size) unreadable(`${f.name} inflates to ${member.length} bytes, not the ${f.size} its directory declares`);
+      if (member.length !== f.size) unreadable(path, `${f.name} inflates to ${member.length} bytes, not the ${f.size} its directory declares`);
     }
-    try {
-      const h = readNpyHeader(member);
-      out.set(name, { name, descr: h.descr, shape: h.shape, fortran: h.fortranOrder, data: member.subarray(h.dataOffset) });
-    } catch (e) {
-      if (e instanceof NpyError) throw new InputError(`${path}: ${name} ${e.message}`);
-      throw e;
-    }
+    const m = withHeader(f.name, member, path);
+    out.set(m.name, m);
+  }
+  return out;
+}
+
+/** The same from an archive already in memory (a message's bytes), through fflate's unzipSync. */
+function readMembers(bytes: Uint8Array, path: string, ledger: MemoryLedger, rules: MemberRules = MDP_RULES): Map<MemberName, Member> {
+  const seen = new Set<string>();
+  let files: Record<string, Uint8Array>;
+  try {
+    files = unzipSync(bytes, {
+      filter: (f) => {
+        admitMember({ name: f.name, compression: f.compression, size: f.originalSize }, path, ledger, seen, rules);
+        return true;
+      },
+    });
+  } catch (e) {
+    if (e instanceof InputError) throw e;
+    unreadable(path, e instanceof Error ? e.message : String(e));
+  }
+  const out = new Map<MemberName, Member>();
+  for (const [file, member] of Object.entries(files)) {
+    const m = withHeader(file, member, path);
+    out.set(m.name, m);
   }
   return out;
 }
@@ -228,7 +275,20 @@ export interface NpzContents {
 export function readNpz(fd: number, size: number, path: string, options: MdpParseOptions = {}): NpzContents {
   if (!LITTLE_ENDIAN_HOST) throw new InputError(`${path}: .npz files are read on little-endian machines only`);
   const ledger = new MemoryLedger(path, options.memoryBudget);
-  const r = new NpzReader(path, readMembers(fd, size, path, ledger));
+  return npzContents(new NpzReader(path, readFileMembers(fd, size, path, ledger)), options);
+}
+
+/**
+ * readNpz on an archive already in memory (e.g. the shared MDP an aggregator sends in Register);
+ * `where` names it in messages. The members' sizes are checked against the memory budget.
+ */
+export function readNpzBytes(bytes: Uint8Array, path: string, options: MdpParseOptions = {}, ledger = new MemoryLedger(path, options.memoryBudget)): NpzContents {
+  if (!LITTLE_ENDIAN_HOST) throw new InputError(`${path}: .npz files are read on little-endian machines only`);
+  return npzContents(new NpzReader(path, readMembers(bytes, path, ledger)), options);
+}
+
+/** Validates an MDP archive's members (readNpz, readNpzBytes). */
+function npzContents(r: NpzReader, options: MdpParseOptions): NpzContents {
   const format = r.text(r.get('format', 0, `a 0-d string '${MDP_FORMAT}': np.savez(..., format=np.array('${MDP_FORMAT}'))`));
   if (format !== MDP_FORMAT && format !== SHARED_NPZ_FORMAT) r.fail(`format is ${JSON.stringify(format)}, expected "${MDP_FORMAT}" (or "${SHARED_NPZ_FORMAT}")`);
   const shared = format === SHARED_NPZ_FORMAT;
@@ -361,6 +421,31 @@ function namedRowError(r: NpzReader, row: number, A: number, S: number, nnz: num
   r.fail(`row ${row} (state ${s}, action ${a}) of indptr/indices/data sums to ${sum}, not 1 (tolerance ${SUM_TOLERANCE})`);
 }
 
+/** One agent's reward table and stream key as read from an .npz (formats.ts parseRewards checks the rest). */
+export interface NpzRewards {
+  format: string;
+  agent: number;
+  key: string;
+  /** The [S, A] table, row-major. */
+  rewards: { shape: [number, number]; values: Float64Array };
+}
+
+/**
+ * Reads one agent's fedpg-rewards/2 archive (fedpg split --format npz): members `format` (0-d
+ * string), `agent` (0-d int32 or int64), `key` (0-d string: the private stream key) and
+ * `rewards` [S, A] float64. Shapes and dtypes are checked here, the values against the shared
+ * MDP by parseRewards, as for the JSON file.
+ */
+export function readNpzRewards(fd: number, size: number, path: string): NpzRewards {
+  if (!LITTLE_ENDIAN_HOST) throw new InputError(`${path}: .npz files are read on little-endian machines only`);
+  const r = new NpzReader(path, readFileMembers(fd, size, path, new MemoryLedger(path), { allowed: REWARDS_MEMBERS, what: "an agent's rewards file" }));
+  const format = r.text(r.get('format', 0, "a 0-d string: the file's format, 'fedpg-rewards/2'"));
+  const agent = r.indices(r.get('agent', 0, 'a 0-d integer'))[0]!;
+  const key = r.text(r.get('key', 0, "a 0-d string: the agent's stream key"));
+  const rm = r.get('rewards', 2, 'shape (S, A)');
+  return { format, agent, key, rewards: { shape: [rm.shape[0]!, rm.shape[1]!], values: r.float64(rm) } };
+}
+
 /** Reads an .npz fedpg-mdp/1 MDP. */
 export function readNpzMdp(fd: number, size: number, path: string, options: MdpParseOptions = {}): Mdp {
   const c = readNpz(fd, size, path, options);
@@ -395,10 +480,10 @@ export interface NpzWriteOptions {
  * The .npz bytes of an MDP, as a list of parts (stored members pass the tables' own memory
  * through, so nothing is copied). Sparse kernels are written as CSR with int32 indices.
  */
-/** One array member of an .npz archive: little-endian float64 or int32, C order. */
+/** One array member of an .npz archive: little-endian float64 or int32, C order, or a 0-d string. */
 export interface NpzMember {
   name: string;
-  data: Float64Array | Int32Array;
+  data: Float64Array | Int32Array | string;
   shape: number[];
 }
 
@@ -416,13 +501,14 @@ export function npzArrayParts(members: readonly NpzMember[], options: { compress
   const mtime = new Date(2000, 0, 1);
   let total = 0;
   for (const m of members) {
-    const bytes = new Uint8Array(m.data.buffer, m.data.byteOffset, m.data.byteLength);
+    const text = typeof m.data === 'string' ? unicodeMember(m.data) : null;
+    const bytes = text ? text.bytes : bytesOf(m.data as Float64Array | Int32Array);
     total += bytes.length + 256;
     if (total >= ZIP32_LIMIT) throw new InputError(`the .npz would be ${formatBytes(total)}; archives of 4 GiB or more (zip64) are not written`);
     const f = options.compress ? new ZipDeflate(`${m.name}.npy`, { level: 6 }) : storedMember(`${m.name}.npy`);
     f.mtime = mtime;
     zip.add(f);
-    f.push(npyHeader(m.data instanceof Int32Array ? '<i4' : '<f8', m.shape), false);
+    f.push(npyHeader(text ? text.descr : m.data instanceof Int32Array ? '<i4' : '<f8', text ? [] : m.shape), false);
     f.push(bytes, true);
   }
   zip.end();
