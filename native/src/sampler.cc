@@ -9,9 +9,9 @@
 // (8 lanes: their dependency chains overlap; with tables larger than the caches, 16 lanes that
 // prefetch each new state's lines and next alias column, so their cache and TLB misses overlap
 // too), and then adds the trajectories' contributions in trajectory order. What a step touches per
-// state lives in one record (staterecords.h), so a new state costs few lines. The action draw and the alias choice
-// are branch-free: their outcomes are random, and a mispredicted branch per step cost a third of
-// the step.
+// state lives in one record (staterecords.h), so a new state costs few lines. The action draw and
+// the alias choice are branch-free: their outcomes are random, and a mispredicted branch per step
+// cost a third of the step.
 #include <algorithm>
 #include <cmath>
 
