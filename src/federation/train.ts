@@ -17,7 +17,8 @@ import type { CheckpointState, RunIdentity } from './checkpoint.js';
 import { combineScores, Evaluator } from './evaluator.js';
 import { resolveFaults, type FaultSpec } from './faults.js';
 import { evalCadence, evaluatedRound } from './cadence.js';
-import { InProcessPool, type AgentPool } from './pool.js';
+import { drawParticipants } from './participation.js';
+import { InProcessPool, type AgentPool, type RoundRunner } from './pool.js';
 import { ServerCore, type Costs } from './server.js';
 import { refuseUnknownKeys, resolveSettings, type TrainSettings } from './settings.js';
 import type { WorkersChoice } from './workers/plan.js';
@@ -227,6 +228,12 @@ export class Training {
   private readonly ditto: boolean;
   /** Ditto's personal J of the last evaluated round (taken before the next local phase may start). */
   private lastPersonalJ: number | null = null;
+  /**
+   * Run mode (pool.runner): the run's first round, the rounds posted and not read yet (their
+   * participants, the server's stream after drawing them, whether states were asked), and the
+   * stream the draws ahead come from (the server's own stays where a round-by-round run has it).
+   */
+  private run: { first: number; ahead: Uint32Array; posted: Map<number, { ids: number[]; rng: Uint32Array; states: boolean }> } | null = null;
 
   private constructor(
     private readonly mdp: Mdp,
@@ -528,6 +535,8 @@ export class Training {
       await this.pool.localPhase(ids, this.server.thetaBar, [], this.outs, { round: r });
       this.server.countSilent(ids.length);
       if (evalNow) score = this.scoreLocal(this.pool.states());
+    } else if (this.runner) {
+      ({ ids, score, agentStates } = await this.runStep(this.runner, r, evalNow));
     } else {
       // The participants were drawn when this round's local phase started early (concurrent pools).
       ids = this.nextIds ?? this.server.participants();
@@ -603,6 +612,62 @@ export class Training {
     this.records.push(record);
     if (this.x.checkpoint) this.snapshot = this.takeSnapshot(agentStates ?? undefined);
     return record;
+  }
+
+  /** The pool's run mode, when it offers one for a server algorithm. */
+  private get runner(): RoundRunner | null {
+    return this.algorithm.topology === 'server' ? (this.pool.runner ?? null) : null;
+  }
+
+  /** Posts round t to a run: its participants (drawn ahead, in order), evaluation and states. */
+  private postRound(runner: RoundRunner, t: number): void {
+    const run = this.run!;
+    const s = this.settings;
+    const ids = drawParticipants(run.ahead, s.participation, this.all.length);
+    const evalNow = evaluatedRound(t, s.rounds, this.evalEvery);
+    // States: for every round's checkpoint snapshot, Ditto's personal J, and the run's result.
+    const states = !!this.x.checkpoint || (this.ditto && evalNow) || t === s.rounds;
+    run.posted.set(t, { ids, rng: run.ahead.slice(), states });
+    runner.postRound(t - run.first, ids, evalNow && !!this.pool.evaluates, states);
+  }
+
+  /**
+   * Round r in run mode: the workers ran it (server steps included) while this thread read the
+   * round before; this thread applies the same server steps to its ServerCore from the round's
+   * deltas and reports (the same code over the same inputs: the same bits), takes the evaluation
+   * and states it asked for, and posts round r + 2 (the pool keeps two rounds).
+   */
+  private async runStep(runner: RoundRunner, r: number, evalNow: boolean): Promise<{ ids: number[]; score: { J: number; gradNormSq: number; perAgent: Float64Array } | null; agentStates: AgentState[] | null }> {
+    const s = this.settings;
+    if (!this.run) {
+      this.run = { first: r, ahead: this.server.state.rng.slice(), posted: new Map() };
+      runner.startRun(r, this.server.thetaBar, this.server.state.vectors);
+      this.postRound(runner, r);
+      if (r + 1 <= s.rounds) this.postRound(runner, r + 1);
+    }
+    const run = this.run;
+    const k = r - run.first;
+    const posted = run.posted.get(r)!;
+    run.posted.delete(r);
+    const ids = posted.ids;
+    await runner.roundDone(k);
+    // The server's stream as a round-by-round run leaves it: after drawing this round's participants.
+    this.server.state.rng.set(posted.rng);
+    const deltas = runner.roundDeltas(k);
+    this.server.applyLocal(ids, ids.map((i) => deltas[i]!));
+    if (this.algorithm.reports === 'every-round') {
+      const reports = runner.roundReports(k);
+      this.server.applyReports(ids, ids.map((i) => reports[i]!), false);
+    }
+    const agentStates = posted.states ? runner.roundStates(k) : null;
+    if (this.ditto && evalNow) this.lastPersonalJ = this.scorePersonal(agentStates!).J;
+    let score: { J: number; gradNormSq: number; perAgent: Float64Array } | null = null;
+    if (evalNow && this.pool.evaluates) {
+      const e = runner.roundEvaluation(k);
+      score = { ...combineScores(e.J, e.grad, this.server.thetaBar.length, this.gsum), perAgent: e.J.slice() };
+    } else if (evalNow) score = this.evaluator.score(this.server.thetaBar);
+    if (r + 2 <= s.rounds && !this.x.signal?.aborted) this.postRound(runner, r + 2);
+    return { ids, score, agentStates };
   }
 
   /** `agents`: the agents' states at the end of the round, when read before the next round's local phase could commit. */
