@@ -10,6 +10,7 @@ import {
   C_CMDID,
   C_KIND,
   C_POSTED,
+  C_RCOUNT,
   C_RFLAGS,
   C_ROUND,
   C_WAKE,
@@ -88,7 +89,7 @@ const BARRIER_SPINS = 2000;
  * anything, and a futex wake-up (tens of microseconds, twice a round) would. Blocked waits wake
  * every RUN_POLL_MS to see whether the pool told this thread to stop.
  */
-const RUN_SPIN_MS = 0.2;
+const RUN_SPIN_MS = Number(process.env.FEDPG_RUN_SPIN_MS ?? 0.2);
 const RUN_POLL_MS = 20;
 
 function blockForever(): void {
@@ -296,7 +297,8 @@ export default async function host(init: HostInit): Promise<string> {
       }
       if (flags & F_STATES) for (const a of agents) store(a, rngAreas[r]!, keptAreas[r]!);
       Atomics.store(ctl, word(W_RDONE), k + 1);
-      wake(ctl);
+      // Only the round's last worker wakes the main thread: one wake-up per round, not W.
+      if (Atomics.add(ctl, C_RCOUNT, 1) === W * (k + 1) - 1) wake(ctl);
     }
   }
 

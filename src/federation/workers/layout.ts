@@ -74,6 +74,8 @@ export const C_ROUND = 3;
 export const C_POSTED = 4;
 /** RFLAGS of descriptor slots 0 and 1. */
 export const C_RFLAGS = 5;
+/** Run mode: rounds finished, summed over workers (the last worker of a round wakes the main thread). */
+export const C_RCOUNT = 7;
 const WORKER_BASE = 16;
 export const WORKER_STRIDE = 16;
 export const W_CMD = 0;

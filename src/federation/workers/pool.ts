@@ -15,6 +15,7 @@ import {
   C_CMDID,
   C_KIND,
   C_POSTED,
+  C_RCOUNT,
   C_RFLAGS,
   C_ROUND,
   C_WAKE,
@@ -315,6 +316,7 @@ export class WorkerPool implements AgentPool, RoundRunner {
     const ctl = v.ctl;
     for (let w = 0; w < this.workers; w++) for (const f of [W_PHASE, W_RDONE, W_RROUND]) Atomics.store(ctl, workerWord(w, f), 0);
     Atomics.store(ctl, C_POSTED, -1);
+    Atomics.store(ctl, C_RCOUNT, 0);
     const rows = (area: Float64Array): Float64Array[] => Array.from({ length: N }, (_, i) => area.subarray(i * SA, (i + 1) * SA));
     this.rowViews = { out: v.outSlots.map(rows), reports: v.reportSlots.map(rows) };
     this.runFirst = first;
@@ -352,6 +354,9 @@ export class WorkerPool implements AgentPool, RoundRunner {
       if (this.o.signal?.aborted) throw this.o.signal.reason;
       if (this.closed) throw new Error('the worker pool was closed');
       for (let w = 0; w < this.workers; w++) {
+        // A worker that failed after finishing round k (in round k + 1) lets round k finish on
+        // the others (they are past its last barrier): round k is still read and recorded.
+        if (Atomics.load(ctl, workerWord(w, W_RDONE)) > k) continue;
         let reason: string | null = null;
         if (Atomics.load(ctl, workerWord(w, W_FAILED)) === cmd.seq[w]) reason = readError(this.v, w);
         else if (this.dead[w]) reason = `its worker thread died (${this.dead[w]})`;
