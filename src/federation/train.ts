@@ -614,6 +614,18 @@ export class Training {
     return record;
   }
 
+  /**
+   * Waits until the agents' runtime has no work in flight: the rounds a worker pool's run mode
+   * runs ahead (up to two) or a local phase started early. Results are unchanged; benches time
+   * it so that a block of rounds is charged for exactly its own rounds' work.
+   */
+  async drain(): Promise<void> {
+    if (this.run && this.runner) {
+      const last = Math.max(this.round, ...this.run.posted.keys());
+      if (last > this.round) await this.runner.roundDone(last - this.run.first).catch(() => {});
+    } else await this.pending?.promise.catch(() => {});
+  }
+
   /** The pool's run mode, when it offers one for a server algorithm. */
   private get runner(): RoundRunner | null {
     return this.algorithm.topology === 'server' ? (this.pool.runner ?? null) : null;

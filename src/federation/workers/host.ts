@@ -84,12 +84,16 @@ export interface HostInit {
 const COMMAND_SPINS = 2000;
 const BARRIER_SPINS = 2000;
 /**
- * Run mode's waits (a peer at the barrier, the next round's descriptor) spin for up to this many
- * milliseconds before blocking: with one thread per core the spinning costs no other thread
- * anything, and a futex wake-up (tens of microseconds, twice a round) would. Blocked waits wake
- * every RUN_POLL_MS to see whether the pool told this thread to stop.
+ * Run mode's waits (a peer at the barrier, the next round's descriptor) spin before blocking: with
+ * one thread per core the spinning costs no other thread anything, while a futex wake-up (tens of
+ * microseconds, twice a round) delays the round. The spin adapts: up to RUN_SPIN_MS while waits
+ * end within it (an idle machine: the peer is a few microseconds away), halved down to
+ * RUN_SPIN_MIN_MS after each longer wait (a loaded machine: the peer was descheduled, and spinning
+ * would burn the time slice another process could use). Blocked waits wake every RUN_POLL_MS to
+ * see whether the pool told this thread to stop.
  */
-const RUN_SPIN_MS = Number(process.env.FEDPG_RUN_SPIN_MS ?? 0.2);
+const RUN_SPIN_MS = 0.2;
+const RUN_SPIN_MIN_MS = 0.01;
 const RUN_POLL_MS = 20;
 
 function blockForever(): void {
@@ -204,10 +208,12 @@ export default async function host(init: HostInit): Promise<string> {
    * Waits until ctl[i] >= target, spinning for RUN_SPIN_MS first; false when this thread must stop
    * (the pool exits or replaced it).
    */
+  let spinMs = RUN_SPIN_MS;
   function awaitWord(i: number, target: number): boolean {
     let x = Atomics.load(ctl, i);
     if (x >= target) return true;
-    const until = performance.now() + RUN_SPIN_MS;
+    const t0 = performance.now();
+    const until = t0 + spinMs;
     for (let spin = 1; ; spin++) {
       x = Atomics.load(ctl, i);
       if (x >= target) return true;
@@ -217,7 +223,10 @@ export default async function host(init: HostInit): Promise<string> {
       if (Atomics.load(ctl, word(W_CMD)) < 0 || !mine()) return false;
       Atomics.wait(ctl, i, x, RUN_POLL_MS);
       x = Atomics.load(ctl, i);
-      if (x >= target) return true;
+      if (x >= target) {
+        spinMs = performance.now() - t0 <= RUN_SPIN_MS ? RUN_SPIN_MS : Math.max(RUN_SPIN_MIN_MS, spinMs / 2);
+        return true;
+      }
     }
   }
 
