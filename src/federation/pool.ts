@@ -38,7 +38,8 @@ export interface ChainedRound {
  * Run mode (worker pools): the pool runs whole rounds by itself, server steps included (computed
  * through the plug-in on replicas of the server, so the same bits), from round descriptors the
  * caller posts ahead; the caller reads each finished round (its deltas, reports, evaluation,
- * states) and applies the same server steps to its own ServerCore. Rounds are counted from the
+ * states) and takes the server's state after it into its own ServerCore (ServerCore.adoptRound).
+ * Rounds are counted from the
  * run's first (k = 0). The caller posts round k + 2 only after it has read round k: the pool keeps
  * two rounds' data.
  */
@@ -53,10 +54,10 @@ export interface RoundRunner {
   postRound(k: number, agents: readonly number[], evaluate: boolean, states: boolean): void;
   /** Resolves once round k is done everywhere; rejects with the failure that stopped it. */
   roundDone(k: number): Promise<void>;
-  /** Round k's message of every agent (a participant's Delta_i), valid until round k + 2 is posted. */
-  roundDeltas(k: number): readonly Float64Array[];
   /** Every agent's last report after round k, valid until round k + 2 is posted. */
   roundReports(k: number): readonly Float64Array[];
+  /** The server's theta_bar and vectors after round k as the pool computed them, valid until round k + 2 is posted. */
+  roundServer(k: number): { thetaBar: Float64Array; vectors: readonly Float64Array[] };
   /** J_i and grad J_i [N*SA] at theta_bar after round k (posted with `evaluate`), valid until round k + 2 is posted. */
   roundEvaluation(k: number): { J: Float64Array; grad: Float64Array };
   /** Copies of the agents' states after round k (posted with `states`). */

@@ -645,9 +645,8 @@ export class Training {
 
   /**
    * Round r in run mode: the workers ran it (server steps included) while this thread read the
-   * round before; this thread applies the same server steps to its ServerCore from the round's
-   * deltas and reports (the same code over the same inputs: the same bits), takes the evaluation
-   * and states it asked for, and posts round r + 2 (the pool keeps two rounds).
+   * round before; this thread takes the server's state after it, the evaluation and the states it
+   * asked for, and posts round r + 2 (the pool keeps two rounds).
    */
   private async runStep(runner: RoundRunner, r: number, evalNow: boolean): Promise<{ ids: number[]; score: { J: number; gradNormSq: number; perAgent: Float64Array } | null; agentStates: AgentState[] | null }> {
     const s = this.settings;
@@ -665,12 +664,11 @@ export class Training {
     await runner.roundDone(k);
     // The server's stream as a round-by-round run leaves it: after drawing this round's participants.
     this.server.state.rng.set(posted.rng);
-    const deltas = runner.roundDeltas(k);
-    this.server.applyLocal(ids, ids.map((i) => deltas[i]!));
-    if (this.algorithm.reports === 'every-round') {
-      const reports = runner.roundReports(k);
-      this.server.applyReports(ids, ids.map((i) => reports[i]!), false);
-    }
+    // The workers' replicas computed this round's server steps (the plug-in's code over the same
+    // inputs: the same bits); this server counts the round, keeps its reports and takes the result.
+    const reports = this.algorithm.reports === 'every-round' ? runner.roundReports(k) : null;
+    const after = runner.roundServer(k);
+    this.server.adoptRound(ids, reports && ids.map((i) => reports[i]!), after.thetaBar, after.vectors);
     const agentStates = posted.states ? runner.roundStates(k) : null;
     if (this.ditto && evalNow) this.lastPersonalJ = this.scorePersonal(agentStates!).J;
     let score: { J: number; gradNormSq: number; perAgent: Float64Array } | null = null;

@@ -260,6 +260,7 @@ export default async function host(init: HostInit): Promise<string> {
     const reportRows = v.reportSlots.map(rows);
     const rngAreas = [v.rng, v.rngNext], keptAreas = [v.kept, v.keptNext];
     for (const a of agents) load(a, v.rng, v.kept);
+    const lo = Math.floor((w * SA) / W), hi = Math.floor(((w + 1) * SA) / W);
     let phase = 0;
     for (let k = 0; ; k++) {
       if (!awaitWord(C_POSTED, k)) return stop();
@@ -304,6 +305,10 @@ export default async function host(init: HostInit): Promise<string> {
         for (let i = 0; i < N; i++) st.reports[i] = reportRows[r]![i]!;
         rep.applyReports([], [], false);
       }
+      // The server's state after the round, for the main thread: this worker's share of the coordinates.
+      const pub = v.roundServerSlots[s]!;
+      pub.set(st.thetaBar.subarray(lo, hi), lo);
+      st.vectors.forEach((x, q) => pub.set(x.subarray(lo, hi), (q + 1) * SA + lo));
       if (flags & F_STATES) for (const a of agents) store(a, rngAreas[r]!, keptAreas[r]!);
       Atomics.store(ctl, word(W_RDONE), k + 1);
       // Only the round's last worker wakes the main thread: one wake-up per round, not W.

@@ -136,6 +136,11 @@ export interface Views {
   evalGradSlots: Float64Array[];
   /** Run mode: [2*N] the M_* bits of descriptor slots 0 and 1. */
   rmembers: Int32Array;
+  /**
+   * Run mode: the server's state after round k in slot k % 2, [(1 + serverVectors) * SA]: theta_bar,
+   * then the vectors (each worker writes its share of the coordinates; every replica holds the same).
+   */
+  roundServerSlots: Float64Array[];
   /** [serverVectors*SA]: the server's vectors when a chained command was issued (before its report step). */
   server: Float64Array;
   /** [N*kept*SA]: the agents' committed kept vectors, those after a chained command's report part, and after the phase. */
@@ -157,7 +162,7 @@ export function workerWord(w: number, field: number): number {
   return WORKER_BASE + w * WORKER_STRIDE + field;
 }
 
-type F64Key = 'theta' | 'down' | 'out' | 'reports' | 'server' | 'kept' | 'keptMid' | 'keptNext' | 'evalJ' | 'evalGrad';
+type F64Key = 'theta' | 'down' | 'out' | 'reports' | 'server' | 'roundServer' | 'kept' | 'keptMid' | 'keptNext' | 'evalJ' | 'evalGrad';
 
 function plan(p: LayoutParams): { at: Record<F64Key | 'members' | 'held' | 'rmembers' | 'rng' | 'rngMid' | 'rngNext' | 'err', [number, number]>; ctlWords: number; bytes: number } {
   const N = p.agents, SA = p.size;
@@ -180,6 +185,7 @@ function plan(p: LayoutParams): { at: Record<F64Key | 'members' | 'held' | 'rmem
     out: take(slots * N * SA, 8),
     reports: take(slots * N * SA, 8),
     server: take(p.serverVectors * SA, 8),
+    roundServer: take(p.run ? 2 * (1 + p.serverVectors) * SA : 0, 8),
     kept: take(N * p.kept * SA, 8),
     keptMid: take(N * p.kept * SA, 8),
     keptNext: take(N * p.kept * SA, 8),
@@ -207,6 +213,7 @@ export function views(sab: SharedArrayBuffer, p: LayoutParams): Views {
     return Array.from({ length: slots }, (_, s) => new Float64Array(sab, at[k][0] + s * n * 8, n));
   };
   const outSlots = slot('out'), reportSlots = slot('reports'), evalJSlots = slot('evalJ'), evalGradSlots = slot('evalGrad');
+  const roundServerSlots = slot('roundServer');
   return {
     ctl: new Int32Array(sab, 0, ctlWords),
     members: new Int32Array(sab, at.members[0], at.members[1]),
@@ -220,6 +227,7 @@ export function views(sab: SharedArrayBuffer, p: LayoutParams): Views {
     reportSlots,
     evalJSlots,
     evalGradSlots,
+    roundServerSlots,
     server: f('server'),
     kept: f('kept'),
     keptMid: f('keptMid'),

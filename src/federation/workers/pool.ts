@@ -152,7 +152,7 @@ export class WorkerPool implements AgentPool, RoundRunner {
   private runFirst = 0;
   private published = 0;
   private readonly runFlags: number[] = [0, 0];
-  private rowViews: { out: Float64Array[][]; reports: Float64Array[][]; } | null = null;
+  private reportRows: Float64Array[][] = [];
   readonly workers: number;
   private readonly piscina: Piscina;
   private readonly layout: LayoutParams;
@@ -318,7 +318,7 @@ export class WorkerPool implements AgentPool, RoundRunner {
     Atomics.store(ctl, C_POSTED, -1);
     Atomics.store(ctl, C_RCOUNT, 0);
     const rows = (area: Float64Array): Float64Array[] => Array.from({ length: N }, (_, i) => area.subarray(i * SA, (i + 1) * SA));
-    this.rowViews = { out: v.outSlots.map(rows), reports: v.reportSlots.map(rows) };
+    this.reportRows = v.reportSlots.map(rows);
     this.runFirst = first;
     this.running = this.issue(K_RUN, first);
   }
@@ -371,12 +371,13 @@ export class WorkerPool implements AgentPool, RoundRunner {
     }
   }
 
-  roundDeltas(k: number): readonly Float64Array[] {
-    return this.rowViews!.out[k & 1]!;
+  roundReports(k: number): readonly Float64Array[] {
+    return this.reportRows[(k + 1) & 1]!;
   }
 
-  roundReports(k: number): readonly Float64Array[] {
-    return this.rowViews!.reports[(k + 1) & 1]!;
+  roundServer(k: number): { thetaBar: Float64Array; vectors: readonly Float64Array[] } {
+    const slot = this.v.roundServerSlots[k & 1]!, SA = this.SA;
+    return { thetaBar: slot.subarray(0, SA), vectors: Array.from({ length: this.layout.serverVectors }, (_, q) => slot.subarray((q + 1) * SA, (q + 2) * SA)) };
   }
 
   roundEvaluation(k: number): { J: Float64Array; grad: Float64Array } {
