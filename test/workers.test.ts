@@ -269,6 +269,31 @@ describe('checkpoint and resume', () => {
     expect(readFileSync(part, 'utf8')).toBe(readFileSync(full, 'utf8'));
   });
 
+  it.each([
+    ['run mode', {}],
+    ['the per-phase commands (a round timeout)', { roundTimeout: 60_000 }],
+  ])('with participation < 1, a run stopped on one worker count and resumed on another ends as the in-process run, and checkpoints the same server stream (%s)', async (label, extra) => {
+    const opts: TrainOptions = { ...base, rounds: 9, participation: 0.5, serverSeed: 3, ...extra };
+    const refPath = ck(`p-ref-${label.length}.ckpt`);
+    const ref = await train(mdp, { ...opts, roundTimeout: undefined, checkpoint: { path: refPath, every: 3, fresh: true } });
+    const participants = (r: TrainResult): unknown => r.records.map((x) => x.participants);
+    for (const [w1, w2] of [
+      [2, 1],
+      [1, 2],
+      [2, 2],
+    ] as const) {
+      const part = ck(`p-part-${label.length}-${w1}-${w2}.ckpt`);
+      const ac = new AbortController();
+      await expect(
+        train(mdp, { ...opts, workers: w1, signal: ac.signal, checkpoint: { path: part, every: 3, fresh: true }, onRecord: (r) => r.round === 4 && ac.abort(new Error('stop')) }),
+      ).rejects.toThrow('stop');
+      const r = await train(mdp, { ...opts, workers: w2, checkpoint: { path: part, every: 3 } });
+      expect(participants(r)).toEqual(participants(ref));
+      expect(fingerprint(r)).toBe(fingerprint(ref));
+      expect(readFileSync(part, 'utf8')).toBe(readFileSync(refPath, 'utf8'));
+    }
+  });
+
   it('a finished run resumed with more rounds continues it exactly', async () => {
     const path = ck('extend.ckpt');
     await train(mdp, { ...base, rounds: 4, checkpoint: { path, fresh: true } });

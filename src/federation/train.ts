@@ -219,6 +219,8 @@ export class Training {
   private readonly gsum: Float64Array;
   private pending: { promise: Promise<void>; ids: number[] } | null = null;
   private nextIds: number[] | null = null;
+  /** The server's stream before the next round's participants were drawn ahead (see drawAhead). */
+  private rngBeforeAhead: Uint32Array | null = null;
   private snapshot: Snapshot | null = null;
   private savedRound: number;
   private closed = false;
@@ -541,6 +543,7 @@ export class Training {
       // The participants were drawn when this round's local phase started early (concurrent pools).
       ids = this.nextIds ?? this.server.participants();
       this.nextIds = null;
+      this.rngBeforeAhead = null;
       const pending = this.pending;
       this.pending = null;
       await (pending ? pending.promise : this.pool.localPhase(ids, this.server.thetaBar, this.server.down(), this.outs, { round: r }));
@@ -550,7 +553,7 @@ export class Training {
         // One pool command: this round's reports, the report step (computed by the pool through
         // the plug-in, identically), the optional evaluation and the next round's local phase.
         // The next participants are drawn first: the server's stream serves only those draws.
-        const next = this.server.participants();
+        const next = this.drawAhead();
         const h = this.pool.reportAndStart({
           round: r,
           reporting: ids,
@@ -576,7 +579,7 @@ export class Training {
         if (this.x.checkpoint || this.ditto) agentStates = this.pool.states();
         if (this.ditto && evalNow) this.lastPersonalJ = this.scorePersonal(agentStates!).J;
         if (evalOnWorkers && this.pool.evaluateAndStart) {
-          const next = more ? this.server.participants() : null;
+          const next = more ? this.drawAhead() : null;
           const h = this.pool.evaluateAndStart(
             this.server.thetaBar,
             this.evalJ,
@@ -592,7 +595,7 @@ export class Training {
           score = { ...combineScores(this.evalJ, this.evalGrad, this.server.thetaBar.length, this.gsum), perAgent: this.evalJ.slice() };
         } else {
           if (this.pool.concurrent && more) {
-            const next = this.server.participants();
+            const next = this.drawAhead();
             this.nextIds = next;
             this.pending = { promise: this.startLocal(r + 1, next), ids: next };
           }
@@ -680,11 +683,23 @@ export class Training {
     return { ids, score, agentStates };
   }
 
+  /**
+   * The next round's participants, drawn before this round is recorded (a concurrent pool starts
+   * the next local phase early): the server's stream before the draw is kept for the snapshot,
+   * which must hold the stream as a round-by-round run leaves it, or a resumed run would draw again.
+   */
+  private drawAhead(): number[] {
+    this.rngBeforeAhead = this.server.state.rng.slice();
+    return this.server.participants();
+  }
+
   /** `agents`: the agents' states at the end of the round, when read before the next round's local phase could commit. */
   private takeSnapshot(agents?: AgentState[]): Snapshot {
+    const server = this.server.snapshot();
+    if (this.rngBeforeAhead) server.rng.set(this.rngBeforeAhead);
     return {
       round: this.round,
-      server: this.server.snapshot(),
+      server,
       lastGradNormSq: this.lastGradNormSq,
       agents: agents ?? this.pool.states(),
       costs: this.records.map((r) => ({
