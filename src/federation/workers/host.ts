@@ -53,9 +53,10 @@ import {
  * that never returns until the run ends, so the pool library owns the thread (start-up,
  * termination, replacement) while the per-phase signalling stays on Atomics.wait/notify.
  *
- * Every phase starts each agent from its committed state (stream and kept vectors) and leaves
- * the state after the phase beside it; the main thread commits it once every worker is done, so
- * a rerun on a fresh thread starts from the same state and computes the same bits.
+ * Per-phase commands start each agent from its committed state (stream and kept vectors) and
+ * leave the state after the phase beside it; the main thread commits it once every worker is
+ * done, so a rerun on a fresh thread starts from the same state and computes the same bits. In
+ * run mode (runMode below) the agents' states stay in this thread from round to round.
  */
 
 export interface HostInit {
@@ -205,7 +206,7 @@ export default async function host(init: HostInit): Promise<string> {
 
 
   /**
-   * Waits until ctl[i] >= target, spinning for RUN_SPIN_MS first; false when this thread must stop
+   * Waits until ctl[i] >= target, spinning first (spinMs, adapted); false when this thread must stop
    * (the pool exits or replaced it).
    */
   let spinMs = RUN_SPIN_MS;

@@ -54,12 +54,15 @@ import {
 
 /**
  * The worker-thread runtime: the N agents of a run on W threads (W <= N), each thread hosting a
- * fixed contiguous block of agents for the whole run. Each phase of a round is one command posted
- * through one SharedArrayBuffer (Atomics.notify to start, Atomics.waitAsync to collect), never a
- * message: the local phase (optionally preceded by the evaluation of theta_bar, so J and the
- * gradient norm are computed by all threads in parallel and the next round starts at once), and
- * the report phase (Fast-FedPG's memory samples). The server step runs on the main thread, in
- * train.ts, through the algorithm's plug-in; the threads run only the agents' side.
+ * fixed contiguous block of agents for the whole run. Everything crosses through one
+ * SharedArrayBuffer (Atomics.notify to start, Atomics.waitAsync to collect), never a message.
+ * Server algorithms without reruns or time limits use run mode (RoundRunner, K_RUN): the threads
+ * run whole rounds, each applying the server steps on its own replica of ServerCore, from round
+ * descriptors posted two rounds ahead, and the main thread reads each finished round. Otherwise
+ * each phase of a round is one command: the local phase (optionally preceded by the evaluation of
+ * theta_bar, so J and the gradient norm are computed by all threads in parallel and the next round
+ * starts at once), the report phase (Fast-FedPG's memory samples), or both chained; the server
+ * step then runs on the main thread, in train.ts, through the algorithm's plug-in.
  * Piscina owns the threads: it starts them, reports a thread that dies, terminates a hung one
  * (a task's AbortSignal) and destroys them all on close. Every agent's outputs land in its own
  * slot and the main thread sums in agent order, so results do not depend on W or on timing.
