@@ -139,6 +139,8 @@ const waitAsync = (Atomics as unknown as {
 }).waitAsync;
 
 const EXIT_GRACE_MS = 250;
+/** The most shared memory run mode may add (its second slots); larger runs use per-phase commands. */
+const RUN_EXTRA_BYTES = 1 << 30;
 const START_TIMEOUT_MS = 60_000;
 
 export class WorkerPool implements AgentPool, RoundRunner {
@@ -184,7 +186,11 @@ export class WorkerPool implements AgentPool, RoundRunner {
     this.K = keptNames(alg, o.settings).length;
     this.workers = o.workers;
     this.evaluates = o.evaluate;
-    const run = alg.topology === 'server' && !(o.retry && o.retry > 0) && !(o.roundTimeout && o.roundTimeout > 0);
+    // Run mode keeps two rounds of messages, reports, evaluations and server states: a second
+    // slot of the per-round areas, which for very large tables is left to the per-phase commands.
+    const SA = this.SA;
+    const runExtraBytes = 8 * (2 * N * SA + (o.evaluate ? N * SA + N : 0) + 2 * (1 + alg.serverState.length) * SA);
+    const run = alg.topology === 'server' && !(o.retry && o.retry > 0) && !(o.roundTimeout && o.roundTimeout > 0) && runExtraBytes <= RUN_EXTRA_BYTES;
     this.layout = { agents: N, size: this.SA, workers: o.workers, down: alg.down.length, kept: this.K, serverVectors: alg.serverState.length, evaluate: o.evaluate, run };
     this.runner = run ? this : null;
     this.sab = allocate(this.layout);
