@@ -7,6 +7,9 @@ import { InputError } from '../src/errors.js';
 import { AgentFailure, parseFaults } from '../src/federation/faults.js';
 import { Training, train, trainRounds, type TrainOptions, type TrainResult } from '../src/federation/train.js';
 import { agentsOf } from '../src/federation/workers/layout.js';
+import { WorkerPool } from '../src/federation/workers/pool.js';
+import { keptNames } from '../src/federation/agent.js';
+import { algorithmOf } from '../src/federation/algorithms/registry.js';
 import { planWorkers } from '../src/federation/workers/plan.js';
 import { resolveSettings } from '../src/federation/settings.js';
 import { randomMdp } from '../src/mdp/generate.js';
@@ -121,6 +124,26 @@ describe('the runtime', () => {
   it('assigns agents to workers in fixed contiguous blocks', () => {
     expect([0, 1, 2].map((w) => agentsOf(w, 8, 3))).toEqual([[0, 1], [2, 3, 4], [5, 6, 7]]);
     expect([0, 1].map((w) => agentsOf(w, 2, 2))).toEqual([[0], [1]]);
+  });
+
+  it('runs server algorithms in run mode, and leaves reruns, time limits and non-server algorithms to per-phase commands', async () => {
+    const runs = async (o: Record<string, unknown>): Promise<boolean> => {
+      const settings = resolveSettings({ ...base, ...o });
+      const pool = await WorkerPool.create({
+        mdp, backend: 'js', settings, workers: 2, evaluate: false, ...o,
+        states: mdp.rewards.map(() => ({ rng: new Uint32Array([1, 2, 3, 4]), kept: keptNames(algorithmOf(settings.algorithm), settings).map(() => new Float64Array(18)) })),
+      });
+      try {
+        return pool.runner !== null;
+      } finally {
+        await pool.close();
+      }
+    };
+    expect(await runs({})).toBe(true);
+    expect(await runs({ algorithm: 'fedavg' })).toBe(true);
+    expect(await runs({ retry: 1 })).toBe(false);
+    expect(await runs({ roundTimeout: 1000 })).toBe(false);
+    expect(await runs({ algorithm: 'local' })).toBe(false);
   });
 
   it('plans workers: counts are capped at N, auto stays in-process for small runs and uses the cores for big ones', () => {
