@@ -213,7 +213,7 @@ async function bareThreads(backendName, threads) {
         const at = 16 * (u + 1), t0 = performance.now();
         let spin = 0, x, blocked = false;
         while ((x = Atomics.load(ctl, at)) < done) if ((++spin & 63) === 0 && performance.now() > t0 + spinMs) { blocked = true; Atomics.wait(ctl, at, x, 20); }
-        if (blocked) spinMs = performance.now() - t0 <= 0.2 ? 0.2 : Math.max(0.01, spinMs / 2);
+        if (blocked) spinMs = performance.now() - t0 <= 0.2 ? Math.min(0.2, 2 * spinMs) : Math.max(0.01, spinMs / 2);
       }
     };
     work(); parentPort.postMessage('ready'); let done = 0;

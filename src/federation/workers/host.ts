@@ -87,10 +87,10 @@ const BARRIER_SPINS = 2000;
 /**
  * Run mode's waits (a peer at the barrier, the next round's descriptor) spin before blocking: with
  * one thread per core the spinning costs no other thread anything, while a futex wake-up (tens of
- * microseconds, twice a round) delays the round. The spin adapts: up to RUN_SPIN_MS while waits
- * end within it (an idle machine: the peer is a few microseconds away), halved down to
- * RUN_SPIN_MIN_MS after each longer wait (a loaded machine: the peer was descheduled, and spinning
- * would burn the time slice another process could use). Blocked waits wake every RUN_POLL_MS to
+ * microseconds, twice a round) delays the round. The spin adapts: doubled up to RUN_SPIN_MS after
+ * a blocked wait that a longer spin would have caught (an idle machine: the peer is microseconds
+ * away), halved down to RUN_SPIN_MIN_MS after each longer wait (a loaded machine: the peer was
+ * descheduled, and spinning would burn the time slice it could run in). Blocked waits wake every RUN_POLL_MS to
  * see whether the pool told this thread to stop.
  */
 const RUN_SPIN_MS = 0.2;
@@ -225,7 +225,7 @@ export default async function host(init: HostInit): Promise<string> {
       Atomics.wait(ctl, i, x, RUN_POLL_MS);
       x = Atomics.load(ctl, i);
       if (x >= target) {
-        spinMs = performance.now() - t0 <= RUN_SPIN_MS ? RUN_SPIN_MS : Math.max(RUN_SPIN_MIN_MS, spinMs / 2);
+        spinMs = performance.now() - t0 <= RUN_SPIN_MS ? Math.min(RUN_SPIN_MS, 2 * spinMs) : Math.max(RUN_SPIN_MIN_MS, spinMs / 2);
         return true;
       }
     }
