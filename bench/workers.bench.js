@@ -184,7 +184,7 @@ async function bareCeiling(backendName, rounds) {
  * Bare threads that stay up between blocks of rounds: `threads` workers splitting the N agents,
  * each running its agents' local rounds, with one barrier per round between the threads and
  * nothing else (the ceiling's two variants: 1 and 2 threads). The barrier is the threads' own
- * (spinning up to 0.2 ms, then blocking, backing off like the runtime's after long waits), not a
+ * (spinning up to 0.2 ms, then blocking, adapting the spin as the runtime's does), not a
  * round trip through the main thread: the main
  * thread only asks for a block of rounds and waits for its end, so the ceiling is not lowered by
  * wake-up latencies that the runtime's run mode does not pay either.
@@ -210,10 +210,14 @@ async function bareThreads(backendName, threads) {
       Atomics.store(ctl, 16 * ${h + 1}, done); Atomics.notify(ctl, 16 * ${h + 1});
       for (let u = 0; u < ${threads}; u++) {
         if (u === ${h}) continue;
-        const at = 16 * (u + 1), t0 = performance.now();
-        let spin = 0, x, blocked = false;
-        while ((x = Atomics.load(ctl, at)) < done) if ((++spin & 63) === 0 && performance.now() > t0 + spinMs) { blocked = true; Atomics.wait(ctl, at, x, 20); }
-        if (blocked) spinMs = performance.now() - t0 <= 0.2 ? Math.min(0.2, 2 * spinMs) : Math.max(0.01, spinMs / 2);
+        const at = 16 * (u + 1), t0 = performance.now(), c0 = process.cpuUsage();
+        let spin = 0, x, t1 = t0, beside = null;
+        while ((x = Atomics.load(ctl, at)) < done) {
+          if ((++spin & 63) !== 0 || (t1 = performance.now()) <= t0 + spinMs) continue;
+          if (beside === null) { const c = process.cpuUsage(c0); beside = (c.user + c.system) / 1000 / Math.max(1e-3, t1 - t0) > 1.5; }
+          Atomics.wait(ctl, at, x, 20);
+        }
+        if (beside !== null) spinMs = beside && performance.now() - t0 <= 0.2 ? Math.min(0.2, 2 * spinMs) : Math.max(0.005, spinMs / 2);
       }
     };
     work(); parentPort.postMessage('ready'); let done = 0;
