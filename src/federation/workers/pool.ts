@@ -363,13 +363,13 @@ export class WorkerPool implements AgentPool, RoundRunner {
       if (this.o.signal?.aborted) throw this.o.signal.reason;
       if (this.closed) throw new Error('the worker pool was closed');
       for (let w = 0; w < this.workers; w++) {
-        // A worker that failed after finishing round k (in round k + 1) lets round k finish on
-        // the others (they are past its last barrier): round k is still read and recorded.
-        if (Atomics.load(ctl, workerWord(w, W_RDONE)) > k) continue;
         let reason: string | null = null;
         if (Atomics.load(ctl, workerWord(w, W_FAILED)) === cmd.seq[w]) reason = readError(this.v, w);
         else if (this.dead[w]) reason = `its worker thread died (${this.dead[w]})`;
-        if (reason !== null) {
+        // A worker that failed after finishing round k (in round k + 1) lets round k finish on
+        // the others (they are past its last barrier): round k is still read and recorded. RDONE
+        // is read after the failure: the worker sets it before it can fail in the next round.
+        if (reason !== null && Atomics.load(ctl, workerWord(w, W_RDONE)) <= k) {
           const f = this.runFailure(w, reason);
           this.retire(w);
           throw f;
