@@ -205,19 +205,17 @@ async function bareThreads(backendName, threads) {
     const rngs = agents.map((i) => agentStream(0, i));
     const theta = new Float64Array(${SA}), corr = new Float64Array(${SA}), start = new Float64Array(${SA});
     const work = () => agents.forEach((i, k) => { theta.set(start); env.localRound({ theta, reward: mdp.rewards[i], correction: corr, eta: 0.1, steps: ${settings.localSteps}, gradient: 'sampled', horizon: ${settings.horizon}, batch: ${settings.batch}, rng: rngs[k] }); });
-    let spinMs = 0.2;
+    const { availableParallelism, loadavg } = require('node:os');
+    let spinMs = 0.2, crowded = false, waits = 0;
     const barrier = (done) => {
       Atomics.store(ctl, 16 * ${h + 1}, done); Atomics.notify(ctl, 16 * ${h + 1});
       for (let u = 0; u < ${threads}; u++) {
         if (u === ${h}) continue;
-        const at = 16 * (u + 1), t0 = performance.now(), c0 = process.cpuUsage();
-        let spin = 0, x, t1 = t0, beside = null;
-        while ((x = Atomics.load(ctl, at)) < done) {
-          if ((++spin & 63) !== 0 || (t1 = performance.now()) <= t0 + spinMs) continue;
-          if (beside === null) { const c = process.cpuUsage(c0); beside = (c.user + c.system) / 1000 / Math.max(1e-3, t1 - t0) > 1.5; }
-          Atomics.wait(ctl, at, x, 20);
-        }
-        if (beside !== null) spinMs = beside && performance.now() - t0 <= 0.2 ? Math.min(0.2, 2 * spinMs) : Math.max(0.005, spinMs / 2);
+        if (waits++ % 256 === 0) crowded = loadavg()[0] > availableParallelism() + 1;
+        const at = 16 * (u + 1), t0 = performance.now(), limit = crowded ? 0.005 : spinMs;
+        let spin = 0, x, blocked = false;
+        while ((x = Atomics.load(ctl, at)) < done) if ((++spin & 63) === 0 && performance.now() > t0 + limit) { blocked = true; Atomics.wait(ctl, at, x, 20); }
+        if (blocked) spinMs = performance.now() - t0 <= 0.2 ? Math.min(0.2, 2 * spinMs) : Math.max(0.005, spinMs / 2);
       }
     };
     work(); parentPort.postMessage('ready'); let done = 0;

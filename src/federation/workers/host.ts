@@ -1,3 +1,4 @@
+import { availableParallelism, loadavg } from 'node:os';
 import { loadBackendByName } from '../../backends/select.js';
 import type { BackendName, EnvironmentSpec } from '../../backends/types.js';
 import { LocalAgent } from '../agent.js';
@@ -87,16 +88,20 @@ const BARRIER_SPINS = 2000;
 /**
  * Run mode's waits (a peer at the barrier, the next round's descriptor) spin before blocking: with
  * one thread per core the spinning costs no other thread anything, while a futex wake-up (tens of
- * microseconds, twice a round) delays the round. The spin adapts to whether the peer computes
- * beside this thread: a spin that ran out is checked against the process's CPU time meanwhile; if
- * the process used about two cores' worth (the peer was running) and the wait then ended within
- * RUN_SPIN_MS, the spin doubles (up to RUN_SPIN_MS: an idle machine, the peer microseconds away);
- * otherwise it halves (down to RUN_SPIN_MIN_MS: a loaded machine, where the peer was descheduled
- * and spinning would burn the time slice it could run in, or a long imbalance). Blocked waits
- * wake every RUN_POLL_MS to see whether the pool told this thread to stop.
+ * microseconds, twice a round) delays the round. The spin adapts: doubled (up to RUN_SPIN_MS)
+ * after a blocked wait that ended within RUN_SPIN_MS, which a longer spin would have caught (an
+ * idle machine: the peer is microseconds away), halved (down to RUN_SPIN_MIN_MS) after a longer
+ * one (the peer was descheduled, or a long imbalance); and kept at RUN_SPIN_MIN_MS while the
+ * machine's load average exceeds its cores by more than one (other processes want the cores:
+ * spinning would burn the time slice a descheduled peer could run in). The process's own CPU
+ * time cannot tell whether the peer runs: Linux accounts other threads' time only at scheduler
+ * ticks, milliseconds apart. Blocked waits wake every RUN_POLL_MS to see whether the pool told
+ * this thread to stop.
  */
 const RUN_SPIN_MS = 0.2;
 const RUN_SPIN_MIN_MS = 0.005;
+/** Waits between two looks at the load average. */
+const LOAD_CHECK_EVERY = 256;
 const RUN_POLL_MS = 20;
 
 function blockForever(): void {
@@ -212,27 +217,26 @@ export default async function host(init: HostInit): Promise<string> {
    * (the pool exits or replaced it).
    */
   let spinMs = RUN_SPIN_MS;
+  let crowded = false;
+  let waits = 0;
+  const cores = availableParallelism();
   function awaitWord(i: number, target: number): boolean {
     let x = Atomics.load(ctl, i);
     if (x >= target) return true;
+    if (waits++ % LOAD_CHECK_EVERY === 0) crowded = loadavg()[0] > cores + 1;
     const t0 = performance.now();
-    const c0 = process.cpuUsage();
-    const until = t0 + spinMs;
-    let t1 = t0;
+    const until = t0 + (crowded ? RUN_SPIN_MIN_MS : spinMs);
     for (let spin = 1; ; spin++) {
       x = Atomics.load(ctl, i);
       if (x >= target) return true;
-      if ((spin & 63) === 0 && (t1 = performance.now()) > until) break;
+      if ((spin & 63) === 0 && performance.now() > until) break;
     }
-    // CPU ms the whole process used per ms of this spin: near 1 when only this thread ran.
-    const c = process.cpuUsage(c0);
-    const beside = (c.user + c.system) / 1000 / Math.max(1e-3, t1 - t0) > 1.5;
     for (;;) {
       if (Atomics.load(ctl, word(W_CMD)) < 0 || !mine()) return false;
       Atomics.wait(ctl, i, x, RUN_POLL_MS);
       x = Atomics.load(ctl, i);
       if (x >= target) {
-        spinMs = beside && performance.now() - t0 <= RUN_SPIN_MS ? Math.min(RUN_SPIN_MS, 2 * spinMs) : Math.max(RUN_SPIN_MIN_MS, spinMs / 2);
+        spinMs = performance.now() - t0 <= RUN_SPIN_MS ? Math.min(RUN_SPIN_MS, 2 * spinMs) : Math.max(RUN_SPIN_MIN_MS, spinMs / 2);
         return true;
       }
     }
