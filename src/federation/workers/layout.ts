@@ -143,7 +143,11 @@ export interface Views {
   roundServerSlots: Float64Array[];
   /** [serverVectors*SA]: the server's vectors when a chained command was issued (before its report step). */
   server: Float64Array;
-  /** [N*kept*SA]: the agents' committed kept vectors, those after a chained command's report part, and after the phase. */
+  /**
+   * [N*kept*SA]: the agents' committed kept vectors, those after a chained command's report part,
+   * and after the phase; in run mode, the states published after round k: kept (and rng) for odd
+   * k, keptNext (and rngNext) for even k.
+   */
   kept: Float64Array;
   keptMid: Float64Array;
   keptNext: Float64Array;
