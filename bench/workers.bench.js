@@ -14,7 +14,7 @@
 //   FEDPG_BENCH_CLEAN=1 ...                on a shared machine: keep only timed runs during which
 //                                          other processes used < 10% of a core (from /proc/stat),
 //                                          waiting for an idle moment before each (up to 60 tries)
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { BACKEND_NAMES, loadBackendByName } from '../dist/backends/select.js';
@@ -134,23 +134,57 @@ async function checkAgreement(backend) {
   }
 }
 
+/** CPU ms of every thread of this process (Linux schedstat, nanoseconds), by thread id; null elsewhere. */
+function threadTimes() {
+  if (!existsSync('/proc/self/task')) return null;
+  const m = new Map();
+  for (const id of readdirSync('/proc/self/task')) {
+    try {
+      m.set(id, Number(readFileSync(`/proc/self/task/${id}/schedstat`, 'utf8').split(' ')[0]) / 1e6);
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return m;
+}
+
+/**
+ * CPU ms per round of the main thread, of the busiest threads beside it (the workers, at W >= 2)
+ * and of the rest (V8's and libuv's helpers), between two threadTimes().
+ */
+function perThread(a, b, rounds) {
+  if (!a || !b) return null;
+  const main = String(process.pid);
+  const others = [];
+  let mainMs = 0;
+  for (const [id, t] of b) {
+    const d = (t - (a.get(id) ?? t)) / rounds;
+    if (id === main) mainMs = d;
+    else others.push(d);
+  }
+  others.sort((x, y) => y - x);
+  return { main: mainMs, busiest: others };
+}
+
 /** Seconds per round through the runtime (Training), and the start-up time of its pool. */
 async function runtimeRounds(backend, workers, rounds, evaluation = 'auto') {
   const t0 = performance.now();
-  // Two rounds beyond the timed ones: the worker runtime runs up to two rounds ahead of step(),
-  // so the timed part starts with up to two rounds done and ends by draining the two run ahead,
-  // which charges it for exactly `rounds` rounds of work.
-  const t = await Training.create(mdp, { ...settings, rounds: rounds + 3, backend, workers, evaluation });
+  // Warm-up rounds first: fresh worker threads compile their code (V8's compiler threads) during
+  // their first rounds, which a steady run does not pay. Two rounds beyond the timed ones: the
+  // worker runtime runs up to two rounds ahead of step(), so the timed part starts with up to two
+  // rounds done and ends by draining the two run ahead, which charges it for exactly `rounds`.
+  const warm = Math.max(5, Math.round(rounds / 3));
+  const t = await Training.create(mdp, { ...settings, rounds: warm + rounds + 2, backend, workers, evaluation });
   try {
-    await t.step(); // the first round also warms the threads up
+    for (let r = 0; r < warm; r++) await t.step();
     await t.drain();
     const t1 = performance.now();
-    const c0 = process.cpuUsage();
+    const c0 = process.cpuUsage(), s0 = threadTimes();
     for (let r = 0; r < rounds; r++) await t.step();
     await t.drain();
     const wall = performance.now() - t1;
-    const cpu = process.cpuUsage(c0);
-    return { perRound: wall / 1000 / rounds, startup: (t1 - t0) / 1000, cores: (cpu.user + cpu.system) / 1000 / wall };
+    const cpu = process.cpuUsage(c0), s1 = threadTimes();
+    return { perRound: wall / 1000 / rounds, startup: (t1 - t0) / 1000, cores: (cpu.user + cpu.system) / 1000 / wall, threads: perThread(s0, s1, rounds) };
   } finally {
     await t.close();
   }
@@ -364,6 +398,7 @@ const names = (wanted.length ? wanted : BACKEND_NAMES).filter((n) => BACKEND_NAM
 console.log(`workers bench: N=${N} S=${S} A=${A} K=${settings.horizon} H=${settings.localSteps} M=${settings.batch}, fast-fedpg, sampled; ${availableParallelism()} cores; medians of ${REPS} runs`);
 const rows = [];
 const projections = [];
+const perThreadLines = [];
 const fine = [];
 for (const name of names) {
   let backend;
@@ -377,13 +412,15 @@ for (const name of names) {
   await checkAgreement(backend);
   const probe = directRounds(backend, 3);
   const rounds = Math.max(10, Math.min(400, Math.round(0.3 / probe)));
-  const direct = [], w1 = [], w2 = [], w2main = [], w2workers = [], startup = [], cores = [], cpu1 = [], cpu2 = [], ceiling = [], bareCpu1 = [], bareCpu2 = [];
+  const direct = [], w1 = [], w2 = [], w2main = [], w2workers = [], startup = [], cores = [], cpu1 = [], cpu2 = [], ceiling = [], bareCpu1 = [], bareCpu2 = [], threads1 = [], threads2 = [];
   for (let k = 0; k < REPS; k++) {
     direct.push(await clean(async () => directRounds(backend, rounds)));
     const r1 = await clean(() => runtimeRounds(backend, 1, rounds));
+    threads1.push(r1.threads);
     w1.push(r1.perRound);
     cpu1.push(r1.perRound * r1.cores);
     const r2 = await clean(() => runtimeRounds(backend, 2, rounds));
+    threads2.push(r2.threads);
     w2.push(r2.perRound);
     startup.push(r2.startup);
     cores.push(r2.cores);
@@ -420,6 +457,15 @@ for (const name of names) {
     'W=2 eval workers r/s': +(1 / median(w2workers)).toFixed(1),
     'W=2 start-up ms': +(1000 * median(startup)).toFixed(0),
   });
+  // Where W = 2's CPU time goes: the main thread, each worker, the helpers (medians over repetitions).
+  if (threads2[0]) {
+    const ms = (xs) => median(xs).toFixed(3);
+    const rest = (t, from) => t.busiest.slice(from).reduce((x, y) => x + y, 0);
+    perThreadLines.push(
+      `${name}: CPU ms per round by thread: W=1 main ${ms(threads1.map((t) => t.main))}, helpers ${ms(threads1.map((t) => rest(t, 0)))}; ` +
+        `W=2 main ${ms(threads2.map((t) => t.main))}, workers ${ms(threads2.map((t) => t.busiest[0]))} and ${ms(threads2.map((t) => t.busiest[1]))}, helpers ${ms(threads2.map((t) => rest(t, 2)))}`,
+    );
+  }
   fine.push({ name, ...(await interleavedCeiling(name, quick ? 10 : 40, 20)) });
   const c = components(backend);
   const barrier = await barrierRoundTrip(name);
@@ -433,6 +479,7 @@ for (const f of fine)
       `bare ceiling ${f.ceiling.toFixed(3)}, runtime / ceiling ${f.ratio.toFixed(3)} (target >= 0.95); ` +
       `CPU ms/round W=1 ${f.cpu[0].toFixed(2)}, W=2 ${f.cpu[1].toFixed(2)}, bare 1 ${f.cpu[2].toFixed(2)}, bare 2 ${f.cpu[3].toFixed(2)}`,
   );
+for (const l of perThreadLines) console.log(l);
 if (CLEAN) console.log(`clean samples: kept ${cleanStats.kept}, dropped ${cleanStats.dropped} (other processes above 10% of a core during the run)`);
 
 // How the speedup continues (the model behind README's numbers): with W threads and N agents,
