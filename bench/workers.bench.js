@@ -169,11 +169,12 @@ function perThread(a, b, rounds) {
 /** Seconds per round through the runtime (Training), and the start-up time of its pool. */
 async function runtimeRounds(backend, workers, rounds, evaluation = 'auto') {
   const t0 = performance.now();
-  // Warm-up rounds first: fresh worker threads compile their code (V8's compiler threads) during
-  // their first rounds, which a steady run does not pay. Two rounds beyond the timed ones: the
-  // worker runtime runs up to two rounds ahead of step(), so the timed part starts with up to two
-  // rounds done and ends by draining the two run ahead, which charges it for exactly `rounds`.
-  const warm = Math.max(5, Math.round(rounds / 3));
+  // As many warm-up rounds first: fresh worker threads compile their hot code (V8's compiler
+  // threads) over their first few hundred rounds, which a steady run does not pay. Two rounds
+  // beyond the timed ones: the worker runtime runs up to two rounds ahead of step(), so the timed
+  // part starts with up to two rounds done and ends by draining the two run ahead, which charges
+  // it for exactly `rounds`.
+  const warm = Math.max(100, rounds);
   const t = await Training.create(mdp, { ...settings, rounds: warm + rounds + 2, backend, workers, evaluation });
   try {
     for (let r = 0; r < warm; r++) await t.step();
