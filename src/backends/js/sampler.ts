@@ -427,17 +427,8 @@ export class Sampler {
   }
 
   /**
-   * FedSVRPG-M's estimates on one batch (Environment.estimateSvrpg), with the draws of estimate().
-   * The native and wasm kernels do exactly these operations in this order:
-   *  - forward, per step: the action from pi_theta; terms_h = gamma^h r_h (disc *= gamma);
-   *    lw += log pi_prev(a_h|s_h) - log pi(a_h|s_h);
-   *  - w = detExp(lw), clipped to [1/clip, clip] when clip > 0;
-   *  - backward, l = K-1 .. 0: togo += terms_l; T(s_l) += togo; C(s_l, a_l) += togo;
-   *  - per visited state s and action b: outCur += C - T pi(b|s); outPrev += w (C - T pi_prev(b|s))
-   *    (= sum_l togo_l (e_{a_l} - pi(.|s_l)) over the visits of s: the GPOMDP sum, per state);
-   *  - both divided by the batch.
-   * Rows of pi_thetaPrev are kept between calls while `keepPrev` (thetaPrev unchanged: the steps of
-   * one local round), so a round computes each of them once.
+   * FedSVRPG-M's estimates on one batch (Environment.estimateSvrpg): svrpgBatch's sums, divided by
+   * the batch on the rows it formed (every other row of both estimates is 0).
    */
   estimateSvrpg(
     theta: Float64Array,
@@ -449,11 +440,69 @@ export class Sampler {
     rng: Uint32Array,
     outCur: Float64Array,
     outPrev: Float64Array,
-    keepPrev = false,
   ): void {
-    const A = this.A;
-    const gamma = this.gamma;
+    this.newPrevRows();
+    this.svrpgBatch(theta, thetaPrev, reward, horizon, batch, clip, rng);
+    const { A, acc, formed } = this;
+    const accPrev = this.svrpg!.accPrev;
+    outCur.fill(0);
+    outPrev.fill(0);
+    for (let q = 0; q < this.nFormed; q++) {
+      const base = formed[q]! * A;
+      for (let b = 0; b < A; b++) {
+        outCur[base + b] = acc[base + b]! / batch;
+        outPrev[base + b] = accPrev[base + b]! / batch;
+      }
+    }
+  }
+
+  /**
+   * FedSVRPG-M's local round (LocalRoundArgs.svrpg) in the lazy form of localRoundLazy, with the
+   * same bits in the native and wasm kernels. SPEC.md's step d = beta gc + (1 - beta)(u + gc - gw)
+   * is gc + (1 - beta) u - (1 - beta) gw: u is constant within the call and gc, gw are zero off the
+   * rows a batch visits, so with omb = 1 - beta and c[j] = omb*u[j] (once per call):
+   *   row_l[j] = (start[j] + (l*eta)*c[j]) + D[j]                      formed per visited state
+   *   then, on the rows formed at step l: D[j] = D[j] + eta*(acc[j]/M - omb*(accPrev[j]/M))
+   *   theta[j] = (start[j] + (H*eta)*c[j]) + D[j] at the end, densely, once (D zeroed).
+   * Rows of pi_thetaPrev are formed when a batch first visits their state and kept for the call.
+   */
+  localRoundSvrpg(
+    theta: Float64Array, thetaPrev: Float64Array, u: Float64Array, beta: number, clip: number, reward: Float64Array,
+    eta: number, steps: number, horizon: number, batch: number, rng: Uint32Array,
+  ): void {
+    const { A, acc, formed } = this;
     const SA = this.S * A;
+    const D = (this.lazyD ??= new Float64Array(SA));
+    const c = (this.svrpgC ??= new Float64Array(SA));
+    const omb = 1 - beta;
+    for (let j = 0; j < SA; j++) c[j] = omb * u[j]!;
+    this.newPrevRows();
+    const accPrev = this.svrpg!.accPrev;
+    try {
+      for (let l = 0; l < steps; l++) {
+        this.lazy = { start: theta, c, lc: l * eta, D, pull: null };
+        this.svrpgBatch(theta, thetaPrev, reward, horizon, batch, clip, rng);
+        for (let q = 0; q < this.nFormed; q++) {
+          const base = formed[q]! * A;
+          for (let b = 0; b < A; b++) D[base + b] = D[base + b]! + eta * (acc[base + b]! / batch - omb * (accPrev[base + b]! / batch));
+        }
+      }
+    } finally {
+      this.lazy = null;
+    }
+    const hc = steps * eta;
+    for (let j = 0; j < SA; j++) {
+      theta[j] = theta[j]! + hc * c[j]! + D[j]!;
+      D[j] = 0;
+    }
+  }
+
+  /** FedSVRPG-M's c = (1 - beta) u of the current lazy round, [S*A]. */
+  private svrpgC: Float64Array | null = null;
+
+  /** A new generation of pi_thetaPrev rows (thetaPrev may have changed since the last call). */
+  private newPrevRows(): void {
+    const SA = this.S * this.A;
     const sv = (this.svrpg ??= {
       piPrev: new Float64Array(SA),
       logPiPrev: new Float64Array(SA),
@@ -461,13 +510,39 @@ export class Sampler {
       accPrev: new Float64Array(SA),
       prevGen: 0,
     });
-    if (!keepPrev) {
-      if (sv.prevGen >= 0x7ffffff0) {
-        sv.prevGen = 0;
-        sv.prevStamp.fill(-1);
-      }
-      sv.prevGen++;
+    if (sv.prevGen >= 0x7ffffff0) {
+      sv.prevGen = 0;
+      sv.prevStamp.fill(-1);
     }
+    sv.prevGen++;
+  }
+
+  /**
+   * FedSVRPG-M's batch, with the draws of estimate(); leaves sum_m GPOMDP_m(theta) in acc and
+   * sum_m w_m GPOMDP_m(thetaPrev) in svrpg.accPrev on the rows it formed (this.formed: the visited
+   * states; both rows zeroed when formed, stale elsewhere). The native and wasm kernels do exactly
+   * these operations in this order:
+   *  - forward, per step: the action from pi_theta; terms_h = gamma^h r_h (disc *= gamma);
+   *    lw += log pi_prev(a_h|s_h) - log pi(a_h|s_h);
+   *  - w = detExp(lw), clipped to [1/clip, clip] when clip > 0;
+   *  - backward, l = K-1 .. 0: togo += terms_l; T(s_l) += togo; C(s_l, a_l) += togo;
+   *  - per visited state s (in the order of first visit, backward) and action b:
+   *    acc += C - T pi(b|s); accPrev += w (C - T pi_prev(b|s))
+   *    (= sum_l togo_l (e_{a_l} - pi(.|s_l)) over the visits of s: the GPOMDP sum, per state).
+   * Rows of pi_thetaPrev are current while their stamp is svrpg.prevGen (newPrevRows starts a new one).
+   */
+  private svrpgBatch(
+    theta: Float64Array,
+    thetaPrev: Float64Array,
+    reward: Float64Array,
+    horizon: number,
+    batch: number,
+    clip: number,
+    rng: Uint32Array,
+  ): void {
+    const A = this.A;
+    const gamma = this.gamma;
+    const sv = this.svrpg!;
     const prevGen = sv.prevGen;
     const { pi, logPi, cum, lastPositive, piStamp, acc, visitStamp, visits, counts, visited } = this;
     const { piPrev, logPiPrev, prevStamp, accPrev } = sv;
@@ -476,8 +551,6 @@ export class Sampler {
       this.trajStamp = 0;
       visitStamp.fill(-1);
     }
-    acc.fill(0);
-    accPrev.fill(0);
     if (this.trajS === null || this.trajS.length < horizon) {
       this.trajS = new Int32Array(horizon);
       this.trajA = new Int32Array(horizon);
@@ -501,7 +574,11 @@ export class Sampler {
       let disc = 1;
       let lw = 0;
       for (let step = 0; step < horizon; step++) {
-        if (piStamp[s] !== stamp) this.policyRow(theta, s, true);
+        if (piStamp[s] !== stamp) {
+          // policyRow zeroes the row's acc; the weighted sum's row starts at zero with it.
+          this.policyRow(theta, s, true);
+          accPrev.fill(0, s * A, s * A + A);
+        }
         if (prevStamp[s] !== prevGen) this.prevRow(thetaPrev, s, prevGen);
         const base = s * A;
         mm = Math.imul(s1, 5); r1 = Math.imul((mm << 7) | (mm >>> 25), 9) >>> 0;
@@ -559,10 +636,6 @@ export class Sampler {
       }
     }
     rng[0] = s0; rng[1] = s1; rng[2] = s2; rng[3] = s3;
-    for (let j = 0; j < SA; j++) {
-      outCur[j] = acc[j]! / batch;
-      outPrev[j] = accPrev[j]! / batch;
-    }
   }
 
   /** pi_thetaPrev(.|s) and its log (FedSVRPG-M's second policy), valid while prevGen is. */
