@@ -42,6 +42,9 @@ struct SamplerScratch {
   uint64_t prevGen = 0;
   // Per trajectory, per visited state: T(s) = sum of its reward-to-go, C(s, a) the same per action.
   std::vector<double> togoS, togoSa;
+  // Per lane: the log-ratio sum and the reward-to-go at each step [lanes * K]; c = (1 - beta) u of
+  // a lazy round (svrpgLazyRound).
+  std::vector<double> svLw, svTogo, svrpgC;
   // Visit counts as integers (exact, like the js doubles, and cheaper to increment).
   std::vector<int32_t> visited, trajS, trajSa, state;
   std::vector<const AliasEntry*> pending;
@@ -88,8 +91,6 @@ struct Workspace {
   ExactScratch e;
   // localRound with exact gradients: one table's evaluation.
   std::vector<double> oneJ, oneV, oneQ, oneGrad, oneOcc;
-  // localRound with svrpg: the weighted estimate at thetaPrev.
-  std::vector<double> oneGradPrev;
 };
 
 /** Rejects a non-finite theta entry, naming it as theta[s][a]. */
@@ -147,7 +148,8 @@ void estimateSvrpg(const Model& m, Workspace& w, In theta, In thetaPrev, In rewa
 /**
  * H steps theta <- theta + eta (g(theta) + correction); correction.p may be null. tau > 0 ascends
  * J_tau (the regularised estimator or exact gradient). With svrpg (sampled only, no correction,
- * tau = 0): theta += eta (beta gc + (1 - beta) ((u + gc) - gw)), one batch per step.
+ * tau = 0): FedSVRPG-M's step theta += eta (gc + (1 - beta) u - (1 - beta) gw), one batch per step,
+ * in the lazy form and expression order of js Sampler.localRoundSvrpg.
  */
 void localRound(const Model& m, Workspace& w, Out theta, In reward, In correction, double eta, int64_t steps,
                 bool sampled, int64_t horizon, int64_t batch, Span<uint32_t> rng, double tau = 0,
