@@ -34,17 +34,14 @@ struct SamplerScratch {
   Buffer<int32_t> visits, counts, lastPositive;
   Buffer<uint64_t> piStamp, visitStamp;
   std::vector<double> logPi, disc, draws, G, terms;
-  // FedSVRPG-M: rows of pi_thetaPrev and their logs (current when prevStamp[s] == stamp), and the
-  // weighted estimate's accumulator.
+  // FedSVRPG-M: rows of pi_thetaPrev and their logs (current when prevStamp[s] == prevGen), and the
+  // weighted sum W (acc holds C; sampler.cc svrpgLanes).
   // Rows of pi_thetaPrev stay valid across the steps of one round (prevGen changes per call).
   std::vector<double> piPrev, logPiPrev, accPrev;
   std::vector<uint64_t> prevStamp;
   uint64_t prevGen = 0;
-  // Per trajectory, per visited state: T(s) = sum of its reward-to-go, C(s, a) the same per action.
-  std::vector<double> togoS, togoSa;
-  // Per lane: the log-ratio sum and the reward-to-go at each step [lanes * K]; c = (1 - beta) u of
-  // a lazy round (svrpgLazyRound).
-  std::vector<double> svLw, svTogo, svrpgC;
+  // One finished row of both sums [2A] (svrpgRow), and c = (1 - beta) u of a lazy round.
+  std::vector<double> svRow, svrpgC;
   // Visit counts as integers (exact, like the js doubles, and cheaper to increment).
   std::vector<int32_t> visited, trajS, trajSa, state;
   std::vector<const AliasEntry*> pending;

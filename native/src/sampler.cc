@@ -441,82 +441,60 @@ struct SvrpgCtx {
 
 /**
  * The FedSVRPG-M contributions of nl recorded paths (lane l's K steps at trajS + l*K, as lockstep
- * leaves them; sequential passes nl = 1), added to acc and accPrev in lane (= trajectory) order:
- * operation for operation js Sampler.svrpgBatch per trajectory. lw = sum_t (log pi_prev - log pi)(a_t|s_t)
- * in step order (rows of pi_thetaPrev formed here when missing), w = det::exp(lw) clipped when
- * clip > 0; backward togo += gamma^l r_l, T(s_l) += togo, C(s_l, a_l) += togo; per visited state
- * acc += C - T pi, accPrev += w (C - T pi_prev). The log-ratio sums and the reward-to-go sums are
- * formed for all lanes together, step by step (each lane's additions in its own order, so the bits
- * do not change): one trajectory's chain of dependent additions would otherwise stall every step.
+ * leaves them; sequential passes nl = 1), in lane (= trajectory) order, operation for operation as
+ * js Sampler.svrpgBatch: lw = sum_t (log pi_prev - log pi)(a_t|s_t) in step order (rows of
+ * pi_thetaPrev formed here when missing), w = det::exp(lw) clipped when clip > 0; backward
+ * togo += gamma^t r_t, C(s_t, a_t) += togo (in acc), W(s_t, a_t) += w*togo (in accPrev).
+ * svrpgRow finishes the sums once per batch.
  */
 void svrpgLanes(int A, SamplerScratch& sc, const SvrpgCtx& cx, int nl, int64_t K, const double* disc) {
   const uint64_t prevGen = sc.prevGen;
-  const double* pi = sc.pi.data();
   const double* logPi = sc.logPi.data();
-  const double* piPrev = sc.piPrev.data();
   const double* logPiPrev = sc.logPiPrev.data();
-  const int32_t* trajS = sc.trajS.data();
-  const int32_t* trajSa = sc.trajSa.data();
   double* acc = sc.acc.data();
   double* accPrev = sc.accPrev.data();
-  double* Ts = sc.togoS.data();
-  double* Cs = sc.togoSa.data();
-  sc.svLw.assign(size_t(nl), 0.0);
-  sc.svTogo.resize(size_t(nl) * size_t(K));
-  double* lw = sc.svLw.data();
-  double* togoAt = sc.svTogo.data();
-  for (int64_t t = 0; t < K; t++) {
-    for (int l = 0; l < nl; l++) {
-      const int s = trajS[l * K + t];
-      if (sc.prevStamp[s] != prevGen) prevRow(cx.thetaPrev, A, s, sc);
-      const int32_t sa = trajSa[l * K + t];
-      lw[l] += logPiPrev[sa] - logPi[sa];
-    }
-  }
-  double togo[64];
-  for (int l0 = 0; l0 < nl; l0 += 64) {
-    const int n = std::min(nl - l0, 64);
-    for (int l = 0; l < n; l++) togo[l] = 0;
-    for (int64_t t = K - 1; t >= 0; t--) {
-      for (int l = 0; l < n; l++) {
-        togo[l] += disc[t] * cx.R[trajSa[(l0 + l) * K + t]];
-        togoAt[(l0 + l) * K + t] = togo[l];
-      }
-    }
-  }
   for (int l = 0; l < nl; l++) {
-    const int32_t* ts = trajS + l * K;
-    const int32_t* tsa = trajSa + l * K;
-    const double* tg = togoAt + l * K;
-    double w = det::exp(lw[l]);
-    if (cx.clip > 0) w = w > cx.clip ? cx.clip : w < cx.lo ? cx.lo : w;
-    const uint64_t traj = ++sc.trajStamp;
-    int nv = 0;
-    for (int64_t t = K - 1; t >= 0; t--) {
-      const int st = ts[t];
-      if (sc.visitStamp[st] != traj) {
-        sc.visitStamp[st] = traj;
-        sc.visited[nv++] = st;
-        Ts[st] = 0;
-        std::fill(Cs + int64_t(st) * A, Cs + int64_t(st) * A + A, 0.0);
-      }
-      Ts[st] += tg[t];
-      Cs[tsa[t]] += tg[t];
+    const int32_t* ts = sc.trajS.data() + l * K;
+    const int32_t* tsa = sc.trajSa.data() + l * K;
+    double lw = 0;
+    for (int64_t t = 0; t < K; t++) {
+      const int s = ts[t];
+      if (sc.prevStamp[s] != prevGen) prevRow(cx.thetaPrev, A, s, sc);
+      lw += logPiPrev[tsa[t]] - logPi[tsa[t]];
     }
-    for (int v = 0; v < nv; v++) {
-      const int vs = sc.visited[v];
-      const int64_t base = int64_t(vs) * A;
-      const double T = Ts[vs];
-      for (int b = 0; b < A; b++) {
-        const double c = Cs[base + b];
-        acc[base + b] += c - T * pi[base + b];
-        accPrev[base + b] += w * (c - T * piPrev[base + b]);
-      }
+    double w = det::exp(lw);
+    if (cx.clip > 0) w = w > cx.clip ? cx.clip : w < cx.lo ? cx.lo : w;
+    double togo = 0;
+    for (int64_t t = K - 1; t >= 0; t--) {
+      const int32_t sa = tsa[t];
+      togo += disc[t] * cx.R[sa];
+      acc[sa] += togo;
+      accPrev[sa] += w * togo;
     }
   }
 }
 
-/** FedSVRPG-M's scratch (rows of pi_thetaPrev, the weighted sum, T and C), sized on first use; accPrev zero. */
+/**
+ * Finishes row s of a FedSVRPG-M batch's sums (js Sampler.svrpgRow), in action order: T = sum_b C(b),
+ * V = sum_b W(b); cur(b) = C(b) - T*pi(b), prev(b) = W(b) - V*pi_prev(b).
+ */
+inline void svrpgRow(const SamplerScratch& sc, int A, int64_t base, double* cur, double* prev) {
+  const double* C = sc.acc.data() + base;
+  const double* W = sc.accPrev.data() + base;
+  const double* pi = sc.pi.data() + base;
+  const double* piPrev = sc.piPrev.data() + base;
+  double T = 0, V = 0;
+  for (int b = 0; b < A; b++) {
+    T += C[b];
+    V += W[b];
+  }
+  for (int b = 0; b < A; b++) {
+    cur[b] = C[b] - T * pi[b];
+    prev[b] = W[b] - V * piPrev[b];
+  }
+}
+
+/** FedSVRPG-M's scratch (rows of pi_thetaPrev and their logs, the weighted sum W), sized on first use. */
 void prepareSvrpg(const Model& m, SamplerScratch& sc) {
   prepareScratch(m, sc);
   const size_t SA = sc.acc.size();
@@ -526,10 +504,6 @@ void prepareSvrpg(const Model& m, SamplerScratch& sc) {
     sc.logPiPrev.assign(SA, 0.0);
     sc.accPrev.assign(SA, 0.0);
     sc.prevStamp.assign(size_t(m.S), 0);
-  }
-  if (sc.togoS.size() != sc.visits.size()) {
-    sc.togoS.assign(sc.visits.size(), 0.0);
-    sc.togoSa.assign(SA, 0.0);
   }
 }
 
@@ -560,22 +534,33 @@ void svrpgUnchecked(const Model& m, SamplerScratch& sc, const double* theta, con
                     int64_t K, int64_t M, double clip, uint32_t* rngState, double* outCur, double* outPrev) {
   m.transitionAlias();
   prepareSvrpg(m, sc);
-  const size_t SA = sc.acc.size();
   ++sc.prevGen;
   ++sc.stamp;
   sc.acc.zero();
   std::fill(sc.accPrev.begin(), sc.accPrev.end(), 0.0);
   svrpgBatch(m, sc, theta, SvrpgCtx{thetaPrev, R, clip, clip > 0 ? 1 / clip : 0}, K, M, rngState);
-  for (size_t j = 0; j < SA; j++) {
-    outCur[j] = sc.acc[j] / double(M);
-    outPrev[j] = sc.accPrev[j] / double(M);
+  // The rows this batch formed (the visited states), finished; every other row is 0 (as js).
+  const int A = m.A;
+  const double Md = double(M);
+  sc.svRow.assign(2 * size_t(A), 0.0);
+  double* cur = sc.svRow.data();
+  double* prev = cur + A;
+  for (int s = 0; s < m.S; s++) {
+    const size_t base = size_t(s) * size_t(A);
+    if (sc.piStamp[s] == sc.stamp) svrpgRow(sc, A, int64_t(base), cur, prev);
+    else std::fill(cur, cur + 2 * A, 0.0);
+    for (int b = 0; b < A; b++) {
+      outCur[base + b] = cur[b] / Md;
+      outPrev[base + b] = prev[b] / Md;
+    }
   }
 }
 
 /**
  * FedSVRPG-M's local round in the lazy form, operation for operation as js Sampler.localRoundSvrpg:
  * omb = 1 - beta, c = omb*u once per call; row_l = (start + (l*eta)*c) + D formed per visited
- * state; then on the formed rows D = D + eta*(acc/M - omb*(accPrev/M)); theta = (start + (H*eta)*c) + D
+ * state; then on the formed rows D = D + eta*(cur/M - omb*(prev/M)) (svrpgRow's finished sums);
+ * theta = (start + (H*eta)*c) + D
  * densely at the end. A step costs O(K M + A * visited states), not O(S A).
  */
 void svrpgLazyRound(const Model& m, SamplerScratch& sc, double* th, const SvrpgArgs& sv, const double* R, double eta,
@@ -589,9 +574,11 @@ void svrpgLazyRound(const Model& m, SamplerScratch& sc, double* th, const SvrpgA
   double* c = sc.svrpgC.data();
   for (size_t j = 0; j < SA; j++) c[j] = omb * sv.u.p[j];
   double* D = sc.lazyD.data();
-  const double* acc = sc.acc.data();
   double* accPrev = sc.accPrev.data();
   std::fill(sc.accPrev.begin(), sc.accPrev.end(), 0.0);  // zero again on the formed rows after each step
+  sc.svRow.resize(2 * size_t(A));
+  double* cur = sc.svRow.data();
+  double* prev = cur + A;
   ++sc.prevGen;
   sc.lzStart = th;
   sc.lzC = c;
@@ -614,8 +601,9 @@ void svrpgLazyRound(const Model& m, SamplerScratch& sc, double* th, const SvrpgA
     svrpgBatch(m, sc, th, cx, K, M, rngState);
     for (int64_t k = 0; k < sc.nFormed; k++) {
       const int64_t base = int64_t(sc.formed[size_t(k)]) * A;
+      svrpgRow(sc, A, base, cur, prev);
       for (int b = 0; b < A; b++) {
-        D[base + b] = D[base + b] + eta * (acc[base + b] / Md - omb * (accPrev[base + b] / Md));
+        D[base + b] = D[base + b] + eta * (cur[b] / Md - omb * (prev[b] / Md));
         accPrev[base + b] = 0;
       }
     }
