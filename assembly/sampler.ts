@@ -535,9 +535,14 @@ function ensureSvrpg(e: Env): void {
  * (e.piList: the visited states) is finished as js svrpgRow, in action order, T = sum_b C(b),
  * V = sum_b W(b), C(b) - T*pi(b) and W(b) - V*pi_prev(b), and divided by the batch: the means land
  * in e.svCur and e.svPrev on those rows (listed in e.svList), zero elsewhere. keepPrev: thetaPrev
- * is the previous call's, so its rows stay valid (a local round forms each row once).
+ * is the previous call's, so its rows stay valid (a local round forms each row once). With D != 0
+ * (a lazy round's step) the means go into D = D + eta*(gc - omb*gw) instead, as they are formed
+ * (svCur and svPrev keep the sums, zeroed at the next call).
  */
-export function svrpgBatch(e: Env, theta: usize, thetaPrev: usize, reward: usize, K: i32, batch: i32, clip: f64, rng: usize, keepPrev: bool): void {
+export function svrpgBatch(
+  e: Env, theta: usize, thetaPrev: usize, reward: usize, K: i32, batch: i32, clip: f64, rng: usize, keepPrev: bool,
+  D: usize = 0, eta: f64 = 0, omb: f64 = 0,
+): void {
   ensureSvrpg(e);
   if (!keepPrev) {
     if (e.prevGen >= 0x7ffffff0) {
@@ -568,9 +573,19 @@ export function svrpgBatch(e: Env, theta: usize, thetaPrev: usize, reward: usize
       T += ldf(cr, b);
       V += ldf(wr, b);
     }
-    for (let b = 0; b < A; b++) {
-      stf(cr, b, (ldf(cr, b) - T * ldf(p1, b)) / bf);
-      stf(wr, b, (ldf(wr, b) - V * ldf(p2, b)) / bf);
+    if (D) {
+      // A lazy round's step (svrpgLazyRound), on the means as they are formed: D = D + eta*(gc - omb*gw).
+      const dr = D + off;
+      for (let b = 0; b < A; b++) {
+        const gc = (ldf(cr, b) - T * ldf(p1, b)) / bf;
+        const gw = (ldf(wr, b) - V * ldf(p2, b)) / bf;
+        stf(dr, b, ldf(dr, b) + eta * (gc - omb * gw));
+      }
+    } else {
+      for (let b = 0; b < A; b++) {
+        stf(cr, b, (ldf(cr, b) - T * ldf(p1, b)) / bf);
+        stf(wr, b, (ldf(wr, b) - V * ldf(p2, b)) / bf);
+      }
     }
   }
 }
@@ -579,7 +594,7 @@ export function svrpgBatch(e: Env, theta: usize, thetaPrev: usize, reward: usize
  * FedSVRPG-M's local round in the lazy form, operation for operation as js
  * Sampler.localRoundSvrpg: omb = 1 - beta, c = omb*u once per call; row_l = (start + (l*eta)*c) + D
  * formed per visited state; then on the rows the step formed D = D + eta*(gc - omb*gw) (gc, gw:
- * svrpgBatch's means, already divided by the batch as js's cur/M and prev/M); theta =
+ * svrpgBatch's means, divided by the batch as js's cur/M and prev/M); theta =
  * (start + (H*eta)*c) + D densely at the end. A step costs O(K M + A * visited states), not O(S A).
  */
 export function svrpgLazyRound(
@@ -588,7 +603,7 @@ export function svrpgLazyRound(
 ): void {
   if (!e.sampler) buildSampler(e);
   ensureSvrpg(e);
-  const A = e.A, SA = e.SA, D = e.lazyD, c = e.svC, gc = e.svCur, gw = e.svPrev, svList = e.svList;
+  const SA = e.SA, D = e.lazyD, c = e.svC;
   const omb = 1 - beta;
   for (let j = 0; j < SA; j++) stf(c, j, omb * ldf(u, j));
   e.lzStart = theta;
@@ -596,12 +611,7 @@ export function svrpgLazyRound(
   e.lzD = D;
   for (let l = 0; l < steps; l++) {
     e.lzLc = <f64>l * eta;
-    svrpgBatch(e, theta, thetaPrev, reward, K, batch, clip, rng, l > 0);
-    for (let q = 0, nq = e.nSv; q < nq; q++) {
-      const off = (<usize>(ldi(svList, q) * A)) << 3;
-      const dr = D + off, cr = gc + off, wr = gw + off;
-      for (let b = 0; b < A; b++) stf(dr, b, ldf(dr, b) + eta * (ldf(cr, b) - omb * ldf(wr, b)));
-    }
+    svrpgBatch(e, theta, thetaPrev, reward, K, batch, clip, rng, l > 0, D, eta, omb);
   }
   e.lzD = 0;
   e.lzStart = 0;
