@@ -533,7 +533,7 @@ function ensureSvrpg(e: Env): void {
  * FedSVRPG-M's batch: the lanes of sampleBatch draw the paths (the stream contract of the
  * estimator), svrpgTrajectory adds each trajectory's sums in order; then each row the batch formed
  * (e.piList: the visited states) is finished as js svrpgRow, in action order, T = sum_b C(b),
- * V = sum_b W(b), C(b) - T*pi(b) and W(b) - V*pi_prev(b), and divided by the batch: the means land
+ * V = sum_b W(b), C(b) - T*pi(b) and W(b) - V*pi_prev(b), times invM = 1/M: the means land
  * in e.svCur and e.svPrev on those rows (listed in e.svList), zero elsewhere. keepPrev: thetaPrev
  * is the previous call's, so its rows stay valid (a local round forms each row once). With D != 0
  * (a lazy round's step) the means go into D = D + eta*(gc - omb*gw) instead, as they are formed
@@ -560,7 +560,7 @@ export function svrpgBatch(
     memory.fill(W + off, 0, (<usize>A) << 3);
   }
   sampleBatch(e, theta, reward, K, batch, rng, 0, false, thetaPrev, clip);
-  const bf = <f64>batch;
+  const invM = 1 / <f64>batch;
   const nq = e.nPi;
   memory.copy(svList, e.piList, (<usize>nq) << 2);
   e.nSv = nq;
@@ -577,14 +577,14 @@ export function svrpgBatch(
       // A lazy round's step (svrpgLazyRound), on the means as they are formed: D = D + eta*(gc - omb*gw).
       const dr = D + off;
       for (let b = 0; b < A; b++) {
-        const gc = (ldf(cr, b) - T * ldf(p1, b)) / bf;
-        const gw = (ldf(wr, b) - V * ldf(p2, b)) / bf;
+        const gc = (ldf(cr, b) - T * ldf(p1, b)) * invM;
+        const gw = (ldf(wr, b) - V * ldf(p2, b)) * invM;
         stf(dr, b, ldf(dr, b) + eta * (gc - omb * gw));
       }
     } else {
       for (let b = 0; b < A; b++) {
-        stf(cr, b, (ldf(cr, b) - T * ldf(p1, b)) / bf);
-        stf(wr, b, (ldf(wr, b) - V * ldf(p2, b)) / bf);
+        stf(cr, b, (ldf(cr, b) - T * ldf(p1, b)) * invM);
+        stf(wr, b, (ldf(wr, b) - V * ldf(p2, b)) * invM);
       }
     }
   }
@@ -594,7 +594,7 @@ export function svrpgBatch(
  * FedSVRPG-M's local round in the lazy form, operation for operation as js
  * Sampler.localRoundSvrpg: omb = 1 - beta, c = omb*u once per call; row_l = (start + (l*eta)*c) + D
  * formed per visited state; then on the rows the step formed D = D + eta*(gc - omb*gw) (gc, gw:
- * svrpgBatch's means, divided by the batch as js's cur/M and prev/M); theta =
+ * svrpgBatch's means, js's cur*invM and prev*invM); theta =
  * (start + (H*eta)*c) + D densely at the end. A step costs O(K M + A * visited states), not O(S A).
  */
 export function svrpgLazyRound(

@@ -541,7 +541,7 @@ void svrpgUnchecked(const Model& m, SamplerScratch& sc, const double* theta, con
   svrpgBatch(m, sc, theta, SvrpgCtx{thetaPrev, R, clip, clip > 0 ? 1 / clip : 0}, K, M, rngState);
   // The rows this batch formed (the visited states), finished; every other row is 0 (as js).
   const int A = m.A;
-  const double Md = double(M);
+  const double invM = 1 / double(M);
   sc.svRow.assign(2 * size_t(A), 0.0);
   double* cur = sc.svRow.data();
   double* prev = cur + A;
@@ -550,8 +550,8 @@ void svrpgUnchecked(const Model& m, SamplerScratch& sc, const double* theta, con
     if (sc.piStamp[s] == sc.stamp) svrpgRow(sc, A, int64_t(base), cur, prev);
     else std::fill(cur, cur + 2 * A, 0.0);
     for (int b = 0; b < A; b++) {
-      outCur[base + b] = cur[b] / Md;
-      outPrev[base + b] = prev[b] / Md;
+      outCur[base + b] = cur[b] * invM;
+      outPrev[base + b] = prev[b] * invM;
     }
   }
 }
@@ -559,7 +559,7 @@ void svrpgUnchecked(const Model& m, SamplerScratch& sc, const double* theta, con
 /**
  * FedSVRPG-M's local round in the lazy form, operation for operation as js Sampler.localRoundSvrpg:
  * omb = 1 - beta, c = omb*u once per call; row_l = (start + (l*eta)*c) + D formed per visited
- * state; then on the formed rows D = D + eta*(cur/M - omb*(prev/M)) (svrpgRow's finished sums);
+ * state; then on the formed rows D = D + eta*(cur*invM - omb*(prev*invM)) (invM = 1/M, svrpgRow's sums);
  * theta = (start + (H*eta)*c) + D
  * densely at the end. A step costs O(K M + A * visited states), not O(S A).
  */
@@ -593,7 +593,7 @@ void svrpgLazyRound(const Model& m, SamplerScratch& sc, double* th, const SvrpgA
     }
   } reset{sc};
   const SvrpgCtx cx{sv.thetaPrev.p, R, sv.clip, sv.clip > 0 ? 1 / sv.clip : 0};
-  const double Md = double(M);
+  const double invM = 1 / double(M);
   for (int64_t l = 0; l < steps; l++) {
     sc.lzLc = double(l) * eta;
     ++sc.stamp;
@@ -603,7 +603,7 @@ void svrpgLazyRound(const Model& m, SamplerScratch& sc, double* th, const SvrpgA
       const int64_t base = int64_t(sc.formed[size_t(k)]) * A;
       svrpgRow(sc, A, base, cur, prev);
       for (int b = 0; b < A; b++) {
-        D[base + b] = D[base + b] + eta * (cur[b] / Md - omb * (prev[b] / Md));
+        D[base + b] = D[base + b] + eta * (cur[b] * invM - omb * (prev[b] * invM));
         accPrev[base + b] = 0;
       }
     }
