@@ -474,6 +474,17 @@ void svrpgLanes(int A, SamplerScratch& sc, const SvrpgCtx& cx, int nl, int64_t K
   }
 }
 
+/** Ends a lazy round's form when it goes out of scope (also on a throw): later calls read theta. */
+struct LazyReset {
+  SamplerScratch& sc;
+  ~LazyReset() {
+    sc.lzD = nullptr;
+    sc.lzStart = nullptr;
+    sc.lzC = nullptr;
+    sc.lzCenter = nullptr;
+  }
+};
+
 /**
  * Finishes row s of a FedSVRPG-M batch's sums (js Sampler.svrpgRow), in action order: T = sum_b C(b),
  * V = sum_b W(b); cur(b) = C(b) - T*pi(b), prev(b) = W(b) - V*pi_prev(b).
@@ -584,14 +595,7 @@ void svrpgLazyRound(const Model& m, SamplerScratch& sc, double* th, const SvrpgA
   sc.lzC = c;
   sc.lzD = D;
   // Plain estimates after this call (or after a throw) must read theta again, not the lazy form.
-  struct Reset {
-    SamplerScratch& sc;
-    ~Reset() {
-      sc.lzD = nullptr;
-      sc.lzStart = nullptr;
-      sc.lzC = nullptr;
-    }
-  } reset{sc};
+  const LazyReset reset{sc};
   const SvrpgCtx cx{sv.thetaPrev.p, R, sv.clip, sv.clip > 0 ? 1 / sv.clip : 0};
   const double invM = 1 / double(M);
   for (int64_t l = 0; l < steps; l++) {
@@ -669,15 +673,7 @@ void lazyRound(const Model& m, SamplerScratch& sc, double* th, const double* R, 
     sc.lzEta = eta;
   }
   // Plain estimates after this call (or after a throw) must read theta again, not the lazy form.
-  struct Reset {
-    SamplerScratch& sc;
-    ~Reset() {
-      sc.lzD = nullptr;
-      sc.lzStart = nullptr;
-      sc.lzC = nullptr;
-      sc.lzCenter = nullptr;
-    }
-  } reset{sc};
+  const LazyReset reset{sc};
   for (int64_t l = 0; l < steps; l++) {
     sc.lzLc = double(l) * eta;
     sc.lzStep = l;
