@@ -255,10 +255,14 @@ export function evaluate(e: Env, theta: usize, rewards: usize, n: i32, J: usize,
   return OK;
 }
 
-/** The exact gradient of one reward table into e.oneGrad (for exact local rounds). */
-export function exactGradient(e: Env, theta: usize, reward: usize, tau: f64): i32 {
+/**
+ * The exact gradient of one reward table into e.oneGrad (for exact local rounds). warm: start the
+ * sparse solves from e.oneV and e.oneOcc, the previous call's solution (localRound passes it from
+ * step 1 on, as js and native do; step 0 is cold).
+ */
+export function exactGradient(e: Env, theta: usize, reward: usize, tau: f64, warm: bool): i32 {
   ensureExact(e);
-  return evaluate(e, theta, reward, 1, e.oneJ, e.oneV, e.oneQ, e.oneGrad, e.oneOcc, tau);
+  return evaluate(e, theta, reward, 1, e.oneJ, e.oneV, e.oneQ, e.oneGrad, e.oneOcc, tau, warm ? 1 : 0);
 }
 
 export function oneGrad(e: Env): usize {

@@ -81,7 +81,8 @@ export function localRound(
     if (sampled) {
       g = sampleBatch(e, theta, reward, horizon, batch, rng, tau, tau > 0);
     } else {
-      const st = exactGradient(e, theta, reward, tau);
+      // Step 0 solves cold, every later one from the previous step's V and occupancy (within this call only).
+      const st = exactGradient(e, theta, reward, tau, h > 0);
       if (st != OK) return st;
       g = oneGrad(e);
     }

@@ -5,6 +5,11 @@ import { gridworldMdp, randomMdp } from '../src/mdp/generate.js';
 import { averageReward, environmentSpec, stackedRewards, type Mdp } from '../src/mdp/model.js';
 import { evaluatePolicy } from '../src/evaluate.js';
 import { testedBackends } from './helpers/backends.js';
+import { untimed } from './helpers/fixtures.js';
+import { train, type TrainOptions } from '../src/federation/train.js';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 /**
  * The sparse solvers past the dense limit (S > 2048): certified ILU(0)-BiCGSTAB evaluation,
@@ -288,6 +293,117 @@ describe('warm starts', () => {
     expect(Array.from(w2.occupancy)).toEqual(Array.from(w1.occupancy));
     env.dispose();
   });
+});
+
+describe('exact local rounds past the dense limit (warm starts within the call)', () => {
+  // One agent's round of H exact steps theta += eta (grad J(theta) + c) on the 75 x 75 gridworld
+  // (plain, and entropy-regularised as regfedpg runs it). Contract: step 0 solves cold, each later
+  // step starts from the previous step's V and occupancy, in every backend; nothing outlives the call.
+  const mdp = grid;
+  const S = mdp.states, A = mdp.actions, SA = S * A;
+  const spec = environmentSpec(mdp);
+  const reward = mdp.rewards[1]!;
+  const theta0 = thetaOf(SA, 1.5);
+  const correction = thetaOf(SA, 1e-4, 2);
+  const H = 4;
+  // Large enough to move the visited rows by O(1) per step (the gradient's entries are d pi adv / (1 - gamma)).
+  const eta = 0.1 * S;
+
+  /** The round written out with evaluate: warm = null solves every step cold. */
+  function manual(env: Environment, tau: number, warm: WarmStart | null, steps: number[][] | null = null): Float64Array {
+    const th = theta0.slice();
+    const out = buffers(1, S, A);
+    for (let h = 0; h < H; h++) {
+      if (tau > 0) env.evaluateRegularized(th, reward, tau, out, warm ?? undefined);
+      else env.evaluate(th, reward, out, warm ?? undefined);
+      steps?.push(Array.from(th));
+      for (let j = 0; j < SA; j++) th[j] = th[j]! + eta * (out.grad[j]! + correction[j]!);
+    }
+    return th;
+  }
+
+  function round(env: Environment, tau: number): Float64Array {
+    const th = theta0.slice();
+    env.localRound({ theta: th, reward, correction, eta, steps: H, gradient: 'exact', horizon: 1, batch: 1, rng: new Uint32Array(4), entropy: tau });
+    return th;
+  }
+
+  it.each([0, 0.05])('are the warm-started recurrence bit for bit, in every backend (entropy %s)', (tau) => {
+    for (const b of backends) {
+      const env = b.createEnvironment(spec);
+      const got = round(env, tau);
+      const warm: WarmStart = { V: new Float64Array(S), occupancy: new Float64Array(S) };
+      expect(Array.from(got), `${b.name} localRound = warm recurrence`).toEqual(Array.from(manual(env, tau, warm)));
+      // A second call starts cold again (nothing is carried over from the first).
+      expect(Array.from(round(env, tau)), `${b.name} a second call`).toEqual(Array.from(got));
+      // The warm starts changed the computation: the cold recurrence has other bits.
+      expect(Array.from(got), `${b.name} differs from cold`).not.toEqual(Array.from(manual(env, tau, null)));
+      env.dispose();
+    }
+  }, 120_000);
+
+  it('agree with the cold recurrence to what the solves prove, step by step', () => {
+    for (const b of backends) {
+      const env = b.createEnvironment(spec);
+      // At every theta of the warm round, the warm step's gradient against a cold solve at that theta.
+      const thetas: number[][] = [];
+      manual(env, 0, { V: new Float64Array(S), occupancy: new Float64Array(S) }, thetas);
+      const warm: WarmStart = { V: new Float64Array(S), occupancy: new Float64Array(S) };
+      let gradError = 0;
+      for (const t of thetas) {
+        const th = Float64Array.from(t);
+        const w = buffers(1, S, A), c = buffers(1, S, A);
+        env.evaluate(th, reward, w, warm);
+        env.evaluate(th, reward, c);
+        for (const k of ['J', 'V', 'grad', 'occupancy'] as const) expect(errorScaled(w[k], c[k]), `${b.name} ${k}`).toBeLessThan(2e-12);
+        for (let j = 0; j < SA; j++) gradError = Math.max(gradError, Math.abs(w.grad[j]! - c.grad[j]!));
+      }
+      // Whole rounds: the per-step gradient differences, times eta, summed over the H steps, with
+      // a factor 4 for their propagation through later steps' gradients (eta |dgrad/dtheta| < 1 here).
+      const warmTheta = round(env, 0), coldTheta = manual(env, 0, null);
+      let d = 0;
+      for (let j = 0; j < SA; j++) d = Math.max(d, Math.abs(warmTheta[j]! - coldTheta[j]!));
+      expect(d, b.name).toBeLessThanOrEqual(4 * H * eta * gradError);
+      env.dispose();
+    }
+  }, 120_000);
+
+  it('every backend agrees with js to 1e-11 on the round (relative to the distance theta moved)', () => {
+    const ref = round(jsBackend.createEnvironment(spec), 0);
+    let moved = 0;
+    for (let j = 0; j < SA; j++) moved = Math.max(moved, Math.abs(ref[j]! - theta0[j]!));
+    expect(moved).toBeGreaterThan(0.1);
+    for (const b of backends) {
+      if (b.name === 'js') continue;
+      const env = b.createEnvironment(spec);
+      const got = round(env, 0);
+      let d = 0;
+      for (let j = 0; j < SA; j++) d = Math.max(d, Math.abs(got[j]! - ref[j]!));
+      expect(d / moved, b.name).toBeLessThan(1e-11);
+      env.dispose();
+    }
+  }, 120_000);
+});
+
+describe('exact-gradient training past the dense limit', () => {
+  // Warm vectors live within one localRound call (step 0 of every round is cold), so nothing
+  // outlives a call: a checkpoint needs none, and a resumed run equals an uninterrupted one bit for
+  // bit. Fails if a backend carried a warm start over from an earlier call (another agent's round
+  // or the previous round), since the resumed run starts with fresh environments.
+  const mdp = gridworldMdp({ width: 50, height: 50, agents: 3, seed: 6 });
+  const o: TrainOptions = { algorithm: 'fast-fedpg', gradient: 'exact', rounds: 3, localSteps: 3, eta: 0.1 * mdp.states, seed: 1 };
+
+  it('resumes from a checkpoint bit for bit in every backend', async () => {
+    expect(mdp.states).toBeGreaterThan(2048);
+    for (const b of backends) {
+      const path = join(mkdtempSync(join(tmpdir(), 'fedpg-warm-')), 'c.ckpt');
+      const ref = await train(mdp, { ...o, backend: b.name });
+      await train(mdp, { ...o, backend: b.name, rounds: 2, checkpoint: { path, every: 1 } });
+      const resumed = await train(mdp, { ...o, backend: b.name, checkpoint: { path, every: 1 } });
+      expect(untimed(resumed), b.name).toEqual(untimed(ref));
+      expect(ref.J[3]! - ref.J[0]!, b.name).toBeGreaterThan(0); // it learns: the steps are not vanishing
+    }
+  }, 120_000);
 });
 
 describe('evaluatePolicy past the dense limit', () => {

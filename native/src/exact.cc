@@ -243,8 +243,44 @@ void evaluate(const Model& m, Workspace& w, In theta, In rewards, Out J, Out V, 
       }
     }
   }
-  if (warmV.p) std::copy(V.p, V.p + n * S, warmV.p);
-  if (warmOcc.p) std::copy(d, d + S, warmOcc.p);
+  // The warm start may be the outputs themselves (exactRound): then there is nothing to copy.
+  if (warmV.p && warmV.p != V.p) std::copy(V.p, V.p + n * S, warmV.p);
+  if (warmOcc.p && warmOcc.p != d) std::copy(d, d + S, warmOcc.p);
+}
+
+void exactRound(const Model& m, Workspace& w, double* th, In reward, const double* c, double eta, int64_t steps,
+                double tau) {
+  const int S = m.S;
+  const size_t SA = size_t(m.SA());
+  w.oneJ.resize(1);
+  w.oneV.resize(size_t(S));
+  w.oneQ.resize(SA);
+  w.oneOcc.resize(size_t(S));
+  w.oneGrad.resize(SA);
+  double* g = w.oneGrad.data();
+  // The warm start is this call's own V and occupancy, read and overwritten in place by each
+  // step's solves; zeros (step 0) are exactly the cold start. The dense LU has no use for one.
+  const bool warm = !m.denseSolver();
+  if (warm) {
+    std::fill(w.oneV.begin(), w.oneV.end(), 0.0);
+    std::fill(w.oneOcc.begin(), w.oneOcc.end(), 0.0);
+  }
+  const Out V(w.oneV.data(), size_t(S)), occ(w.oneOcc.data(), size_t(S));
+  for (int64_t h = 0; h < steps; h++) {
+    // Later steps may see a theta that overflowed (as in js, the result is then NaN, not an error).
+    bool finite = true;
+    for (size_t j = 0; j < SA && finite; j++) finite = std::isfinite(th[j]);
+    if (finite) {
+      evaluate(m, w, In(th, SA), reward, Out(w.oneJ.data(), 1), V, Out(w.oneQ.data(), SA), Out(g, SA), occ, tau,
+               warm ? V : Out(), warm ? occ : Out());
+    } else {
+      std::fill(g, g + SA, std::nan(""));
+    }
+    if (c)
+      for (size_t j = 0; j < SA; j++) th[j] = th[j] + eta * (g[j] + c[j]);
+    else
+      for (size_t j = 0; j < SA; j++) th[j] = th[j] + eta * g[j];
+  }
 }
 
 void truncated(const Model& m, Workspace& w, In theta, In rewards, int64_t K, Out JK, Out gradK) {

@@ -105,6 +105,14 @@ void checkEntropy(double tau);
 void evaluate(const Model& m, Workspace& w, In theta, In rewards, Out J, Out V, Out Q, Out grad, Out occupancy,
               double tau = 0, Out warmV = Out(), Out warmOcc = Out());
 
+/**
+ * localRound's exact steps (arguments checked by localRound): theta += eta (grad J(theta) +
+ * correction) `steps` times, in place. Past the dense limit step 0 solves cold and every later step
+ * starts its solves from the previous step's V and occupancy (as js and wasm); nothing outlives the call.
+ */
+void exactRound(const Model& m, Workspace& w, double* theta, In reward, const double* correction, double eta,
+                int64_t steps, double tau);
+
 /** J_K and grad_K J for every reward table. */
 void truncated(const Model& m, Workspace& w, In theta, In rewards, int64_t horizon, Out JK, Out gradK);
 

@@ -782,7 +782,6 @@ void localRound(const Model& m, Workspace& w, Out theta, In reward, In correctio
   checkEntropy(tau);
   checkThetaValues(m, In(theta.p, theta.n));
   const size_t SA = size_t(m.SA());
-  const int S = m.S;
   checkLen("reward", reward.n, SA);
   if (correction.p) checkLen("correction", correction.n, SA);
   if (!std::isfinite(eta)) throw ArgumentError("eta must be finite, got " + str(eta));
@@ -794,12 +793,6 @@ void localRound(const Model& m, Workspace& w, Out theta, In reward, In correctio
   }
   w.oneGrad.resize(SA);
   double* g = w.oneGrad.data();
-  if (!sampled) {
-    w.oneJ.resize(1);
-    w.oneV.resize(size_t(S));
-    w.oneQ.resize(SA);
-    w.oneOcc.resize(size_t(S));
-  }
   double* th = theta.p;
   const double* c = correction.p;
   if (svrpg) {
@@ -830,21 +823,12 @@ void localRound(const Model& m, Workspace& w, Out theta, In reward, In correctio
     lazyRound(m, w.s, th, reward.p, c, eta, steps, horizon, batch, rng.p, pull);
     return;
   }
+  if (!sampled) {
+    exactRound(m, w, th, reward, c, eta, steps, tau);
+    return;
+  }
   for (int64_t h = 0; h < steps; h++) {
-    if (sampled) {
-      estimateUnchecked(m, w.s, th, reward.p, horizon, batch, rng.p, g, tau > 0, tau);
-    } else {
-      // Later steps may see a theta that overflowed (as in js, the result is then NaN, not an error).
-      const In t(th, SA);
-      bool finite = true;
-      for (size_t j = 0; j < SA && finite; j++) finite = std::isfinite(th[j]);
-      if (finite) {
-        evaluate(m, w, t, reward, Out(w.oneJ.data(), 1), Out(w.oneV.data(), S), Out(w.oneQ.data(), SA), Out(g, SA),
-                 Out(w.oneOcc.data(), S), tau);
-      } else {
-        std::fill(g, g + SA, std::nan(""));
-      }
-    }
+    estimateUnchecked(m, w.s, th, reward.p, horizon, batch, rng.p, g, tau > 0, tau);
     if (c)
       for (size_t j = 0; j < SA; j++) th[j] = th[j] + eta * (g[j] + c[j]);
     else

@@ -65,7 +65,8 @@ export interface Evaluation {
  * can checkpoint it and resume bit for bit. Warm and cold results agree to the solves' proven
  * relative error of 1e-12 (docs/ARCHITECTURE.md "Exact solvers"); all zeros is exactly the cold
  * start. At S <= 2048 the dense LU ignores the guesses (results stay bit-identical) and only
- * writes the solution back.
+ * writes the solution back. An exact-gradient {@link Environment.localRound} uses the same rule
+ * internally: step 0 cold, each later step warm from the previous one, nothing kept after the call.
  */
 export interface WarmStart {
   /** [n*S]: V_i of the n reward tables, as in {@link Evaluation.V}. */

@@ -26,7 +26,9 @@ import { readAt } from './input-file.js';
  */
 
 const MEMBERS = ['format', 'name', 'gamma', 'initial', 'rewards', 'transitions', 'indptr', 'indices', 'data'] as const;
-type MemberName = (typeof MEMBERS)[number];
+/** The members of one agent's fedpg-rewards/2 archive (fedpg split --format npz). */
+const REWARDS_MEMBERS = ['format', 'agent', 'key', 'rewards'] as const;
+type MemberName = (typeof MEMBERS)[number] | (typeof REWARDS_MEMBERS)[number];
 
 export const SHARED_NPZ_FORMAT = 'fedpg-shared/1';
 
@@ -156,14 +158,14 @@ class NpzReader {
 }
 
 /** Unzips the archive's members (budget-checked) and reads each one's .npy header. */
-function readMembers(bytes: Uint8Array, path: string, ledger: MemoryLedger): Map<MemberName, Member> {
+function readMembers(bytes: Uint8Array, path: string, ledger: MemoryLedger, allowed: readonly MemberName[] = MEMBERS, what = 'a fedpg MDP'): Map<MemberName, Member> {
   const seen = new Set<string>();
   let files: Record<string, Uint8Array>;
   try {
     files = unzipSync(bytes, {
       filter: (f) => {
         const key = f.name.endsWith('.npy') ? f.name.slice(0, -4) : f.name;
-        if (!(MEMBERS as readonly string[]).includes(key)) throw new InputError(`${path}: holds '${f.name}', which is no array of a fedpg MDP (expected ${MEMBERS.map((m) => `${m}.npy`).join(', ')})`);
+        if (!(allowed as readonly string[]).includes(key)) throw new InputError(`${path}: holds '${f.name}', which is no array of ${what} (expected ${allowed.map((m) => `${m}.npy`).join(', ')})`);
         if (!f.name.endsWith('.npy')) throw new InputError(`${path}: member '${f.name}' must be a .npy array ('${f.name}.npy', as np.savez names it)`);
         if (seen.has(f.name)) throw new InputError(`${path}: holds '${f.name}' twice; an array may appear once`);
         seen.add(f.name);
@@ -202,12 +204,20 @@ export interface NpzContents {
  * 'fedpg-shared/1' archives; the caller checks which one it wanted.
  */
 export function readNpz(fd: number, size: number, path: string, options: MdpParseOptions = {}): NpzContents {
-  if (!LITTLE_ENDIAN_HOST) throw new InputError(`${path}: .npz files are read on little-endian machines only`);
   const ledger = new MemoryLedger(path, options.memoryBudget);
   ledger.reserve(size, `reading the archive (${formatBytes(size)})`);
   const bytes = new Uint8Array(size);
   const got = readAt(fd, bytes, 0);
-  const r = new NpzReader(path, readMembers(bytes.subarray(0, got), path, ledger));
+  return readNpzBytes(bytes.subarray(0, got), path, options, ledger);
+}
+
+/**
+ * readNpz on an archive already in memory (e.g. the shared MDP an aggregator sends in Register);
+ * `where` names it in messages. The members' sizes are checked against the memory budget.
+ */
+export function readNpzBytes(bytes: Uint8Array, path: string, options: MdpParseOptions = {}, ledger = new MemoryLedger(path, options.memoryBudget)): NpzContents {
+  if (!LITTLE_ENDIAN_HOST) throw new InputError(`${path}: .npz files are read on little-endian machines only`);
+  const r = new NpzReader(path, readMembers(bytes, path, ledger));
   const format = r.text(r.get('format', 0, `a 0-d string '${MDP_FORMAT}': np.savez(..., format=np.array('${MDP_FORMAT}'))`));
   if (format !== MDP_FORMAT && format !== SHARED_NPZ_FORMAT) r.fail(`format is ${JSON.stringify(format)}, expected "${MDP_FORMAT}" (or "${SHARED_NPZ_FORMAT}")`);
   const shared = format === SHARED_NPZ_FORMAT;
@@ -311,6 +321,35 @@ export function readNpz(fd: number, size: number, path: string, options: MdpPars
   return { format, mdp, rewards };
 }
 
+/** One agent's reward table and stream key as read from an .npz (formats.ts parseRewards checks the rest). */
+export interface NpzRewards {
+  format: string;
+  agent: number;
+  key: string;
+  /** The [S, A] table, row-major. */
+  rewards: { shape: [number, number]; values: Float64Array };
+}
+
+/**
+ * Reads one agent's fedpg-rewards/2 archive (fedpg split --format npz): members `format` (0-d
+ * string), `agent` (0-d int32 or int64), `key` (0-d string: the private stream key) and
+ * `rewards` [S, A] float64. Shapes and dtypes are checked here, the values against the shared
+ * MDP by parseRewards, as for the JSON file.
+ */
+export function readNpzRewards(fd: number, size: number, path: string): NpzRewards {
+  if (!LITTLE_ENDIAN_HOST) throw new InputError(`${path}: .npz files are read on little-endian machines only`);
+  const ledger = new MemoryLedger(path);
+  ledger.reserve(size, `reading the archive (${formatBytes(size)})`);
+  const bytes = new Uint8Array(size);
+  const got = readAt(fd, bytes, 0);
+  const r = new NpzReader(path, readMembers(bytes.subarray(0, got), path, ledger, REWARDS_MEMBERS, "an agent's rewards file"));
+  const format = r.text(r.get('format', 0, "a 0-d string: the file's format, 'fedpg-rewards/2'"));
+  const agent = r.indices(r.get('agent', 0, 'a 0-d integer'))[0]!;
+  const key = r.text(r.get('key', 0, "a 0-d string: the agent's stream key"));
+  const rm = r.get('rewards', 2, 'shape (S, A)');
+  return { format, agent, key, rewards: { shape: [rm.shape[0]!, rm.shape[1]!], values: r.float64(rm) } };
+}
+
 /** Reads an .npz fedpg-mdp/1 MDP. */
 export function readNpzMdp(fd: number, size: number, path: string, options: MdpParseOptions = {}): Mdp {
   const c = readNpz(fd, size, path, options);
@@ -345,10 +384,10 @@ export interface NpzWriteOptions {
  * The .npz bytes of an MDP, as a list of parts (stored members pass the tables' own memory
  * through, so nothing is copied). Sparse kernels are written as CSR with int32 indices.
  */
-/** One array member of an .npz archive: little-endian float64 or int32, C order. */
+/** One array member of an .npz archive: little-endian float64 or int32, C order, or a 0-d string. */
 export interface NpzMember {
   name: string;
-  data: Float64Array | Int32Array;
+  data: Float64Array | Int32Array | string;
   shape: number[];
 }
 
@@ -366,13 +405,14 @@ export function npzArrayParts(members: readonly NpzMember[], options: { compress
   const mtime = new Date(2000, 0, 1);
   let total = 0;
   for (const m of members) {
-    const bytes = new Uint8Array(m.data.buffer, m.data.byteOffset, m.data.byteLength);
+    const text = typeof m.data === 'string' ? unicodeMember(m.data) : null;
+    const bytes = text ? text.bytes : bytesOf(m.data as Float64Array | Int32Array);
     total += bytes.length + 256;
     if (total >= ZIP32_LIMIT) throw new InputError(`the .npz would be ${formatBytes(total)}; archives of 4 GiB or more (zip64) are not written`);
     const f = options.compress ? new ZipDeflate(`${m.name}.npy`, { level: 6 }) : new ZipPassThrough(`${m.name}.npy`);
     f.mtime = mtime;
     zip.add(f);
-    f.push(npyHeader(m.data instanceof Int32Array ? '<i4' : '<f8', m.shape), false);
+    f.push(npyHeader(text ? text.descr : m.data instanceof Int32Array ? '<i4' : '<f8', text ? [] : m.shape), false);
     f.push(bytes, true);
   }
   zip.end();

@@ -1,6 +1,7 @@
 import type { Transport } from '@connectrpc/connect';
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport, Http2SessionManager } from '@connectrpc/connect-node';
 import { setMaxListeners } from 'node:events';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadBackendByName } from '../backends/select.js';
 import type { Backend, BackendName } from '../backends/types.js';
@@ -9,6 +10,9 @@ import { authInterceptor, runAgent, type AgentFault, type AgentSummary } from '.
 import type { AgentThreadInit, AgentThreadResult } from './agent-host-worker.js';
 import { parseAgentToken } from './formats.js';
 import { FileAgentStore, readJsonFile, type WireProtocol } from './node.js';
+import { agentHttp2Options } from './message-limits.js';
+import { loadRewardsFile } from './rewards-file.js';
+import { decodeSharedNpz } from './shared-file.js';
 
 /**
  * A block of agents in one thread (`fedpg agent --agents I-J`): each agent is the same runAgent
@@ -40,11 +44,17 @@ export interface AgentBlockOptions {
   faults?: Record<number, AgentFault[]>;
 }
 
-/** The files of agents lo..hi in a `fedpg split` directory; state files in stateDir when given. */
+/**
+ * The files of agents lo..hi in a `fedpg split` directory (rewards-I.npz when split wrote npz,
+ * else rewards-I.json); state files in stateDir when given.
+ */
 export function blockFiles(dir: string, lo: number, hi: number, stateDir?: string): HostedAgentFiles[] {
   const out: HostedAgentFiles[] = [];
-  for (let i = lo; i <= hi; i++)
-    out.push({ agent: i, rewards: join(dir, `rewards-${i}.json`), tokenFile: join(dir, `token-${i}.json`), ...(stateDir ? { state: join(stateDir, `state-${i}.json`) } : {}) });
+  for (let i = lo; i <= hi; i++) {
+    const npz = join(dir, `rewards-${i}.npz`);
+    const rewards = existsSync(npz) ? npz : join(dir, `rewards-${i}.json`);
+    out.push({ agent: i, rewards, tokenFile: join(dir, `token-${i}.json`), ...(stateDir ? { state: join(stateDir, `state-${i}.json`) } : {}) });
+  }
   return out;
 }
 
@@ -75,7 +85,7 @@ export function sharedTransports(o: { server: string; protocol: WireProtocol; ht
   const sessions: Http2SessionManager[] = [];
   const sessionOf = (k: number): Http2SessionManager => {
     const j = Math.floor(k / AGENTS_PER_SESSION);
-    return (sessions[j] ??= new Http2SessionManager(o.server, {}, nodeOptions));
+    return (sessions[j] ??= new Http2SessionManager(o.server, {}, { ...nodeOptions, ...agentHttp2Options() }));
   };
   const transport = (token: string, k: number): Transport => {
     const common = { baseUrl: o.server, interceptors: [authInterceptor(token)], useBinaryFormat: true, nodeOptions };
@@ -91,7 +101,7 @@ function loadFiles(files: HostedAgentFiles[]): { agent: number; rewards: unknown
   return files.map((f) => {
     const tok = parseAgentToken(readJsonFile(f.tokenFile), f.tokenFile);
     if (tok.agent !== f.agent) throw new InputError(`${f.tokenFile} is agent ${tok.agent}'s token, not agent ${f.agent}'s`);
-    return { agent: f.agent, rewards: readJsonFile(f.rewards), rewardsWhere: f.rewards, token: tok.token, ...(f.state ? { state: f.state } : {}) };
+    return { agent: f.agent, rewards: loadRewardsFile(f.rewards), rewardsWhere: f.rewards, token: tok.token, ...(f.state ? { state: f.state } : {}) };
   });
 }
 
@@ -118,6 +128,7 @@ export async function runAgentBlock(
           transport: link.transport(a.token, k),
           agent: a.agent,
           rewards: a.rewards,
+          decodeSharedNpz,
           rewardsWhere: a.rewardsWhere,
           backend,
           client: hooks.client ?? `fedpg agent --agents (node ${process.version}, ${o.protocol})`,

@@ -6,7 +6,8 @@ import { initialAgentState, LocalAgent } from '../federation/agent.js';
 import { algorithmOf } from '../federation/algorithms/registry.js';
 import type { TrainSettings } from '../federation/settings.js';
 import type { PullRoundResponse } from './gen/fedpg/v1/federation_pb.js';
-import { parseRewards, parseShared, sharedEnvironmentSpec } from './formats.js';
+import { parseRewards, parseShared, sharedEnvironmentSpec, type SharedMdp } from './formats.js';
+import { SHARED_NPZ_ENTRIES } from './message-limits.js';
 import { AUTH_HEADER, evaluatedRound, bearer, FederationService, networkRefusal, Phase, phaseKey, phaseName, settingsFromProto, Status } from './protocol.js';
 import { packF64, unpackF64 } from './wire.js';
 
@@ -68,8 +69,17 @@ export interface PendingPush {
 export interface RunAgentOptions {
   transport: Transport;
   agent: number;
-  /** The agent's fedpg-rewards/1 document (parsed JSON); checked against the shared MDP. */
+  /**
+   * The agent's fedpg-rewards/2 document (parsed JSON, or the value rewards-file.ts reads from an
+   * .npz); checked against the shared MDP.
+   */
   rewards: unknown;
+  /**
+   * Reads the shared MDP the aggregator sends as .npz (above SHARED_NPZ_ENTRIES table entries;
+   * JSON below). Node passes shared-file.ts decodeSharedNpz; without it such a run is refused
+   * with one line (browser agents read JSON only).
+   */
+  decodeSharedNpz?: (bytes: Uint8Array, where: string) => SharedMdp;
   /** Where the rewards came from, for messages. */
   rewardsWhere?: string;
   backend: Backend;
@@ -87,6 +97,28 @@ export interface RunAgentOptions {
   signal?: AbortSignal;
   /** Called by an `exit` fault: ends the process (Node) without saving. */
   exit?: () => never;
+}
+
+/** True when bytes start with a zip signature (an .npz archive; mdp/npz.ts isNpz is Node-side, this file stays browser-safe). */
+function isZip(b: Uint8Array): boolean {
+  return b.length >= 4 && b[0] === 0x50 && b[1] === 0x4b && b[2] === 3 && b[3] === 4;
+}
+
+/** The shared MDP from Register: JSON, or .npz for large tables (message-limits.ts). */
+function decodeShared(bytes: Uint8Array, npz: RunAgentOptions['decodeSharedNpz']): SharedMdp {
+  const where = 'the shared MDP from the aggregator';
+  if (isZip(bytes)) {
+    if (!npz) throw new AgentError(`the aggregator sent ${where} as .npz (a table of more than ${SHARED_NPZ_ENTRIES} entries), which this agent cannot read: run it with fedpg agent (Node)`);
+    return npz(bytes, where);
+  }
+  let json: unknown;
+  try {
+    // The strict reader: duplicate keys, out-of-range numbers and deep nesting are refused here too.
+    json = parseJsonStrict(new TextDecoder().decode(bytes), where);
+  } catch (e) {
+    throw new AgentError(`the aggregator sent a shared MDP that is not valid JSON (${e instanceof Error ? e.message : String(e)})`);
+  }
+  return parseShared(json, where);
 }
 
 export interface AgentSummary {
@@ -178,14 +210,7 @@ export async function runAgent(o: RunAgentOptions): Promise<AgentSummary> {
 
   const reg = await call('Register', () => client.register({ agent: o.agent, backend: o.backend.name, client: o.client ?? '' }));
   const runId = reg.runId;
-  let sharedJson: unknown;
-  try {
-    // The strict reader: duplicate keys, out-of-range numbers and deep nesting are refused here too.
-    sharedJson = parseJsonStrict(new TextDecoder().decode(reg.sharedMdp), 'the shared MDP from the aggregator');
-  } catch (e) {
-    throw new AgentError(`the aggregator sent a shared MDP that is not valid JSON (${e instanceof Error ? e.message : String(e)})`);
-  }
-  const shared = parseShared(sharedJson, 'the shared MDP from the aggregator');
+  const shared = decodeShared(reg.sharedMdp, o.decodeSharedNpz);
   if (!reg.settings) throw new AgentError('the aggregator sent no run settings');
   let settings: TrainSettings;
   try {

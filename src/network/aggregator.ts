@@ -16,6 +16,7 @@ import {
   type RegisterResponse,
 } from './gen/fedpg/v1/federation_pb.js';
 import { evaluatedRound, Phase, Status, phaseKey, phaseName, settingsToProto } from './protocol.js';
+import { maxRequestBytes } from './message-limits.js';
 import { packF64, unpackF64, WireError } from './wire.js';
 
 /**
@@ -355,9 +356,9 @@ export class Aggregator {
     });
   }
 
-  /** The largest request the aggregator needs to accept: a packed vector and a few fields. */
+  /** The largest request the aggregator needs to accept: a packed vector and a few fields (message-limits.ts). */
   maxRequestBytes(): number {
-    return 8 * this.SA + 1024;
+    return maxRequestBytes(this.SA);
   }
 
   async pull(agent: number, req: PullRoundRequest, signal?: AbortSignal): Promise<PullRoundResponse> {

@@ -79,6 +79,7 @@ export function parseRewards(json: unknown, states: number, actions: number, whe
   const agent = json.agent;
   if (typeof agent !== 'number' || !Number.isSafeInteger(agent) || agent < 0) fail(`agent must be an integer >= 0, got ${describe(agent)}`);
   const rows = json.rewards;
+  if (isTable(rows)) return { agent: agent as number, reward: checkedTable(rows, states, actions, fail), stream: stream! };
   if (!Array.isArray(rows)) return fail(`rewards must be an [S][A] array, got ${describe(rows)}`);
   if (rows.length !== states) fail(`rewards has ${rows.length} rows, expected ${states} (the shared MDP's states)`);
   new MemoryLedger(where).reserve(states * actions * 8, `rewards (${states} x ${actions} float64)`);
@@ -94,6 +95,30 @@ export function parseRewards(json: unknown, states: number, actions: number, whe
     }
   }
   return { agent: agent as number, reward, stream: stream! };
+}
+
+/** A reward table as an .npz holds it (mdp/npz.ts readNpzRewards): its shape and row-major values. */
+export interface RewardsTable {
+  shape: [number, number];
+  values: Float64Array;
+}
+
+function isTable(v: unknown): v is RewardsTable {
+  return isObject(v) && v.values instanceof Float64Array && Array.isArray(v.shape);
+}
+
+/** The JSON checks, on a table read from an .npz: its shape, then every value finite and in [0, 1]. */
+function checkedTable(t: RewardsTable, states: number, actions: number, fail: (msg: string) => never): Float64Array {
+  const [S, A] = t.shape;
+  if (S !== states || A !== actions) fail(`rewards has shape (${S}, ${A}), expected (${states}, ${actions}) (the shared MDP's states and actions)`);
+  const v = t.values;
+  for (let q = 0; q < v.length; q++) {
+    const x = v[q]!;
+    const at = (): string => `rewards[${Math.floor(q / actions)}][${q % actions}]`;
+    if (!Number.isFinite(x)) fail(`${at()} is ${x}, not a finite number`);
+    if (x < 0 || x > 1) fail(`${at()} is ${x}, outside [0, 1]`);
+  }
+  return v;
 }
 
 /** An agent's fedpg-rewards/2 document: its reward table and its private stream key. */

@@ -7,8 +7,9 @@ import { resolveSettings } from '../federation/settings.js';
 import type { Mdp } from '../mdp/model.js';
 import { authInterceptor, runAgent, type AgentFault, type AgentSummary } from './agent.js';
 import { Aggregator, type NetRecord } from './aggregator.js';
-import { rewardsToJson, sharedToJson } from './formats.js';
+import { rewardsToJson } from './formats.js';
 import { federationRoutes, TokenAuth } from './service.js';
+import { decodeSharedNpz, encodeSharedMdp } from './shared-file.js';
 
 /**
  * The whole federation in one process, every agent behind the same transport interface as a
@@ -57,7 +58,7 @@ export async function runInProcessFederation(mdp: Mdp, o: InProcessFederationOpt
     settings,
     gamma: mdp.gamma,
     ...(o.evalEvery !== undefined ? { evalEvery: o.evalEvery } : {}),
-    sharedMdp: new TextEncoder().encode(JSON.stringify(sharedToJson(mdp))),
+    sharedMdp: encodeSharedMdp(mdp),
     theta0: o.theta0 ?? new Float64Array(SA),
     ...(o.quorum !== undefined ? { quorum: o.quorum } : {}),
     deadlineMs: o.deadlineMs ?? null,
@@ -73,6 +74,7 @@ export async function runInProcessFederation(mdp: Mdp, o: InProcessFederationOpt
           agent: i,
           // agentStream(seed, i), as `fedpg split --seed` writes it, so the run equals `train --seed`.
           rewards: rewardsToJson(i, r, mdp.states, mdp.actions, o.streams?.[i] ?? agentStream(settings.seed, i)),
+          decodeSharedNpz,
           backend: o.backend,
           client: 'in-process',
           ...(o.faults?.[i] ? { faults: o.faults[i] } : {}),

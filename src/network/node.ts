@@ -10,12 +10,14 @@ import { FileLock } from '../util/lock.js';
 import type { AgentSavedState, AgentStore, PendingPush } from './agent.js';
 import { Aggregator, type AggregatorCrash, type NetRecord } from './aggregator.js';
 import { readAggregatorCheckpoint, runIdOf, writeAggregatorCheckpoint } from './checkpoint.js';
-import { sharedToJson, type SharedMdp } from './formats.js';
-import type { ConnectionLimits } from './limits.js';
+import type { SharedMdp } from './formats.js';
+import { CONNECTION_DEFAULTS, type ConnectionLimits } from './limits.js';
+import { agentHttp2Options, http2Sizes, requestTimeoutMs } from './message-limits.js';
 import { Phase } from './protocol.js';
 import { RefusalLog, type BackoffPolicy } from './refusals.js';
 import { listen } from './server.js';
 import { federationRoutes, TokenAuth } from './service.js';
+import { encodeSharedMdp } from './shared-file.js';
 
 /** The Node side of the network: transports, the agent's state file, the aggregator process. */
 
@@ -28,8 +30,10 @@ export const WIRE_PROTOCOLS: readonly WireProtocol[] = ['connect', 'grpc', 'grpc
  */
 export function nodeTransport(url: string, protocol: WireProtocol, interceptors: Interceptor[], http2 = protocol === 'grpc', ca?: string | Buffer): Transport {
   const common = { baseUrl: url, interceptors, useBinaryFormat: true };
-  if (protocol === 'grpc') return createGrpcTransport({ ...common, ...(ca ? { nodeOptions: { ca } } : {}) });
-  const version = http2 ? ({ httpVersion: '2', ...(ca ? { nodeOptions: { ca } } : {}) } as const) : ({ httpVersion: '1.1', ...(ca ? { nodeOptions: { ca } } : {}) } as const);
+  // HTTP/2 sessions sized for large tables (message-limits.ts); HTTP/1.1 has no such settings.
+  const h2Options = { nodeOptions: { ...(ca ? { ca } : {}), ...agentHttp2Options() } };
+  if (protocol === 'grpc') return createGrpcTransport({ ...common, ...h2Options });
+  const version = http2 ? ({ httpVersion: '2', ...h2Options } as const) : ({ httpVersion: '1.1', ...(ca ? { nodeOptions: { ca } } : {}) } as const);
   return protocol === 'grpc-web' ? createGrpcWebTransport({ ...common, ...version }) : createConnectTransport({ ...common, ...version });
 }
 
@@ -171,7 +175,7 @@ export async function startAggregator(o: AggregatorRunOptions): Promise<RunningA
   const S = o.shared.states;
   const A = o.shared.actions;
   const SA = S * A;
-  const sharedMdp = new TextEncoder().encode(JSON.stringify(sharedToJson(o.shared)));
+  const sharedMdp = encodeSharedMdp(o.shared);
   const runId = runIdOf(sharedMdp, o.settings, o.theta0, o.agents);
   const info = o.onInfo ?? (() => {});
   const resume = o.checkpoint && !o.fresh && existsSync(o.checkpoint) ? readAggregatorCheckpoint(o.checkpoint, runId, o.agents, SA, algorithmOf(o.settings.algorithm).serverState.length) : undefined;
@@ -264,7 +268,10 @@ export async function startAggregator(o: AggregatorRunOptions): Promise<RunningA
       allowOrigins: o.allowOrigins ?? [],
       shutdownSignal: shutdown.signal,
       ...(o.tls ? { tls: o.tls } : {}),
-      ...(o.limits ? { limits: o.limits } : {}),
+      // The body timeout grows with the request size (a 32 MB vector at S*A = 4 x 10^6), and
+      // HTTP/2 windows and session memory with the messages (message-limits.ts).
+      limits: { ...o.limits, requestTimeoutMs: requestTimeoutMs(o.limits?.requestTimeoutMs ?? CONNECTION_DEFAULTS.requestTimeoutMs, SA) },
+      http2: http2Sizes(SA),
       onRefuse: (address, message) => refusals.note(address, message),
     });
   } catch (e) {

@@ -5,6 +5,7 @@ import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import { Duplex } from 'node:stream';
+import type { Http2Sizes } from './message-limits.js';
 import { ConnectionGuard, type ConnectionLimits } from './limits.js';
 
 /**
@@ -34,6 +35,8 @@ export interface ListenOptions {
   limits?: Partial<ConnectionLimits>;
   /** A connection refused or closed by the limits (rate-limit it: an attacker controls how often). */
   onRefuse?: (address: string | undefined, message: string) => void;
+  /** HTTP/2 windows and session memory for the messages served (message-limits.ts http2Sizes; default Node's). */
+  http2?: Http2Sizes;
 }
 
 export interface Listening {
@@ -116,6 +119,26 @@ function withCors(handler: Handler, origins: readonly string[]): Handler {
 /** HTTP/2 streams one connection may have open at once (agents need one or two). */
 const MAX_STREAMS = 100;
 
+/** The HTTP/2 server's settings: the stream cap, and the windows and session memory for large messages. */
+function h2Options(o: ListenOptions): { settings: http2.Settings; maxSessionMemory?: number } {
+  if (!o.http2) return { settings: { maxConcurrentStreams: MAX_STREAMS } };
+  return { settings: { maxConcurrentStreams: MAX_STREAMS, initialWindowSize: o.http2.streamWindow }, maxSessionMemory: o.http2.sessionMemoryMb };
+}
+
+/** Opens a new session's connection window as wide as the sizes say (Node's default: 64 KiB). */
+function widenWindow(s: http2.Http2Session, o: ListenOptions): void {
+  if (!o.http2 || o.http2.connectionWindow <= 65_535) return;
+  const set = (): void => {
+    try {
+      s.setLocalWindowSize(o.http2!.connectionWindow);
+    } catch {
+      // a session already closing: nothing to widen
+    }
+  };
+  if (s.connecting) s.once('connect', set);
+  else set();
+}
+
 export async function listen(o: ListenOptions): Promise<Listening> {
   const host = o.host ?? '127.0.0.1';
   const guard = new ConnectionGuard(o.limits, o.onRefuse);
@@ -129,10 +152,11 @@ export async function listen(o: ListenOptions): Promise<Listening> {
   if (o.tls) return listenTls(o, host, handler, guard);
   // Node's own HTTP/1.1 timeouts agree with the guard's (which also covers HTTP/2 and the sniffing).
   const h1 = http.createServer({ headersTimeout: L.headersTimeoutMs, keepAliveTimeout: L.idleTimeoutMs, requestTimeout: 0 }, handler as http.RequestListener);
-  const h2 = http2.createServer({ settings: { maxConcurrentStreams: MAX_STREAMS } }, handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
+  const h2 = http2.createServer(h2Options(o), handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void);
   const sessions = new Set<http2.Http2Session>();
   let handing: net.Socket | null = null; // the socket whose session h2 is creating (synchronously)
   h2.on('session', (s) => {
+    widenWindow(s, o);
     sessions.add(s);
     s.on('close', () => sessions.delete(s));
     if (handing) guard.bindSession(s, handing);
@@ -197,7 +221,7 @@ async function bind(server: net.Server, port: number, host: string, scheme: 'htt
 async function listenTls(o: ListenOptions, host: string, handler: Handler, guard: ConnectionGuard): Promise<Listening> {
   const L = guard.limits;
   const server = http2.createSecureServer(
-    { cert: o.tls!.cert, key: o.tls!.key, allowHTTP1: true, noDelay: true, handshakeTimeout: L.headersTimeoutMs, settings: { maxConcurrentStreams: MAX_STREAMS } },
+    { cert: o.tls!.cert, key: o.tls!.key, allowHTTP1: true, noDelay: true, handshakeTimeout: L.headersTimeoutMs, ...h2Options(o) },
     handler as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void,
   );
   const sessions = new Set<http2.Http2Session>();
@@ -208,6 +232,7 @@ async function listenTls(o: ListenOptions, host: string, handler: Handler, guard
   });
   server.on('secureConnection', (s: net.Socket) => s.setNoDelay(true));
   server.on('session', (s) => {
+    widenWindow(s, o);
     sessions.add(s);
     s.on('close', () => sessions.delete(s));
     guard.bindSession(s, s.socket);

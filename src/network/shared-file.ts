@@ -1,8 +1,9 @@
 import { InputError } from '../errors.js';
 import { readJsonOrNpz } from '../mdp/format.js';
-import { readNpz, SHARED_NPZ_FORMAT } from '../mdp/npz.js';
+import { npzParts, readNpz, readNpzBytes, SHARED_NPZ_FORMAT } from '../mdp/npz.js';
 import { parseJsonText } from '../mdp/parse.js';
-import { parseShared, type SharedMdp } from './formats.js';
+import { parseShared, sharedToJson, type SharedMdp } from './formats.js';
+import { SHARED_NPZ_ENTRIES } from './message-limits.js';
 
 /**
  * Reads a fedpg-shared/1 file for `fedpg serve`: JSON, or an .npz whose format marker is
@@ -19,4 +20,22 @@ export function loadShared(path: string): SharedMdp {
     },
     (text) => parseShared(parseJsonText(text, path), path),
   );
+}
+
+/**
+ * The bytes of the shared MDP that Register sends every agent (and that the run id hashes):
+ * fedpg-shared/1 JSON up to SHARED_NPZ_ENTRIES table entries (S*A), so every smaller run keeps its
+ * bytes and run id; .npz above, which is smaller and parses in a fraction of the time (JSON of a
+ * 10^6-state gridworld is about 370 MB of text, near the longest string V8 holds).
+ */
+export function encodeSharedMdp(shared: SharedMdp): Uint8Array {
+  if (shared.states * shared.actions <= SHARED_NPZ_ENTRIES) return new TextEncoder().encode(JSON.stringify(sharedToJson(shared)));
+  return Buffer.concat(npzParts(shared, { format: SHARED_NPZ_FORMAT }));
+}
+
+/** Reads the .npz shared MDP an aggregator sent (RunAgentOptions.decodeSharedNpz), every check included. */
+export function decodeSharedNpz(bytes: Uint8Array, where: string): SharedMdp {
+  const c = readNpzBytes(bytes, where);
+  if (c.format !== SHARED_NPZ_FORMAT) throw new InputError(`${where}: format must be "${SHARED_NPZ_FORMAT}", got ${JSON.stringify(c.format)}`);
+  return c.mdp;
 }

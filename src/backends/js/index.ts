@@ -1,7 +1,7 @@
 import type { Backend, Environment, EnvironmentSpec, Evaluation, LocalRoundArgs, TruncatedEvaluation, WarmStart } from '../types.js';
 import { checkEntropy, checkKernelArgs, checkLocalRound, checkSvrpgEstimate, checkTheta } from '../checks.js';
 import { initialAlias, transitionAlias } from './alias.js';
-import { ExactSolver } from './exact.js';
+import { DENSE_LIMIT, ExactSolver } from './exact.js';
 import { Sampler } from './sampler.js';
 
 /** The plain TypeScript backend: the reference the others are tested against, and the last fallback. */
@@ -86,6 +86,14 @@ class JsEnvironment implements Environment {
       return;
     }
     const sampler = args.gradient === 'sampled' ? this.getSampler() : null;
+    // Exact steps past the dense limit: step 0 solves cold, every later step starts from the
+    // previous step's V and occupancy (this.one's, read and written in place; the same rule in
+    // native's exactRound and wasm's localRound). Nothing outlives the call.
+    const warm = !sampler && this.states > DENSE_LIMIT ? { V: this.one.V, occupancy: this.one.occupancy } : undefined;
+    if (warm) {
+      warm.V.fill(0);
+      warm.occupancy.fill(0);
+    }
     if (sampler && tau === 0) {
       // Eq. 5's steps in the lazy form (a step's cost does not grow with S*A; see Sampler.localRoundLazy).
       sampler.localRoundLazy(theta, reward, correction, eta, steps, args.horizon, args.batch, args.rng, args.pull ?? null);
@@ -95,7 +103,7 @@ class JsEnvironment implements Environment {
       if (sampler) {
         if (tau > 0) sampler.estimateRegularized(theta, reward, tau, args.horizon, args.batch, args.rng, g);
         else sampler.estimate(theta, reward, args.horizon, args.batch, args.rng, g);
-      } else this.exact.evaluate(theta, reward, this.one, tau);
+      } else this.exact.evaluate(theta, reward, this.one, tau, warm);
       if (correction) for (let j = 0; j < theta.length; j++) theta[j] = theta[j]! + eta * (g[j]! + correction[j]!);
       else for (let j = 0; j < theta.length; j++) theta[j] = theta[j]! + eta * g[j]!;
     }

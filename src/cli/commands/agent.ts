@@ -8,6 +8,8 @@ import { AgentError, authInterceptor, runAgent } from '../../network/agent.js';
 import { blockFiles, parseAgentRange, runAgentHost } from '../../network/agent-host.js';
 import { NET_FAULT_ENV, parseNetFaults } from '../../network/faults.js';
 import { parseAgentToken } from '../../network/formats.js';
+import { loadRewardsFile } from '../../network/rewards-file.js';
+import { decodeSharedNpz } from '../../network/shared-file.js';
 import { FileAgentStore, nodeTransport, readJsonFile, WIRE_PROTOCOLS, type WireProtocol } from '../../network/node.js';
 import { backendChoice, int, oneOf, printJson } from '../flags.js';
 import { addMemoryBudgetFlag } from '../mdp-flags.js';
@@ -38,10 +40,10 @@ export function agentCommand(program: Command): void {
     )
     .requiredOption('--server <url>', 'the aggregator, e.g. http://10.0.0.5:7440')
     .option('--agent <I>', 'this agent\'s index (or --agents I-J)')
-    .option('--rewards <file>', 'this agent\'s fedpg-rewards/1 file (with --agent)')
+    .option('--rewards <file>', 'this agent\'s fedpg-rewards/2 file, JSON or .npz (with --agent)')
     .option('--token-file <file>', 'this agent\'s secret: {"agent": I, "token": "..."} (with --agent)')
     .option('--agents <I-J>', 'host agents I..J in this process, each with its own key, token and state (files from --dir), sharing an HTTP/2 connection per 64 agents')
-    .option('--dir <dir>', 'with --agents: the directory holding rewards-I.json and token-I.json (fedpg split --out)')
+    .option('--dir <dir>', 'with --agents: the directory holding rewards-I.json (or rewards-I.npz) and token-I.json (fedpg split --out)')
     .option('--state-dir <dir>', 'with --agents: keep agent I\'s state in DIR/state-I.json (as --state does for one agent)')
     .option('--workers <W>', 'with --agents: run the agents on W worker threads (contiguous blocks; default 1)')
     .option('--backend <name>', 'auto | native | wasm | js (default: $FEDPG_BACKEND, then auto)')
@@ -63,7 +65,7 @@ export function agentCommand(program: Command): void {
       const reconnect = int('reconnect', o.reconnect, 0);
       const tok = parseAgentToken(readJsonFile(o.tokenFile), o.tokenFile);
       if (tok.agent !== agent) throw new InputError(`${o.tokenFile} is agent ${tok.agent}'s token, not agent ${agent}'s`);
-      const rewards = readJsonFile(o.rewards);
+      const rewards = loadRewardsFile(o.rewards);
       const ca = o.ca ? readTextFile(o.ca) : undefined;
       if (ca && url.protocol !== 'https:') throw new InputError('--ca needs an https:// --server');
       const backend = await loadBackend(backendChoice(o.backend));
@@ -78,6 +80,7 @@ export function agentCommand(program: Command): void {
           agent,
           rewards,
           rewardsWhere: o.rewards,
+          decodeSharedNpz,
           backend,
           client: `fedpg agent (node ${process.version}, ${protocol})`,
           faults,

@@ -94,7 +94,7 @@ export function serveCommand(program: Command): void {
     .option('--hold <ms>', 'how long a poll waits for the next phase before the agent polls again (default 15000)')
     .option('--headers-timeout <ms>', `close a new connection that has not sent a complete request (TLS handshake included) within this (default ${CONNECTION_DEFAULTS.headersTimeoutMs})`)
     .option('--idle-timeout <ms>', `close a connection with no request in flight after this; a long poll is a request in flight (default ${CONNECTION_DEFAULTS.idleTimeoutMs})`)
-    .option('--request-timeout <ms>', `close a request whose body has not arrived within this after its headers; answers may take longer (default ${CONNECTION_DEFAULTS.requestTimeoutMs})`)
+    .option('--request-timeout <ms>', `close a request whose body has not arrived within this after its headers, plus 1 s per MiB of the largest request (8 S*A + 1024 bytes); answers may take longer (default ${CONNECTION_DEFAULTS.requestTimeoutMs})`)
     .option('--max-connections-per-address <N>', `connections one remote address (an IPv6 /64) may hold open at once (default ${CONNECTION_DEFAULTS.maxConnectionsPerAddress})`);
   addMemoryBudgetFlag(cmd);
   // train's settings flags (its runtime flags, --workers and its checkpoints, do not apply here).

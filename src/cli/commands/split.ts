@@ -1,12 +1,14 @@
 import { createHmac, randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { InputError } from '../../errors.js';
 import { loadMdp } from '../../mdp/format.js';
+import { isNpz, SHARED_NPZ_FORMAT, writeNpz } from '../../mdp/npz.js';
 import { rewardsToJson, sharedToJson } from '../../network/formats.js';
+import { writeRewardsNpz } from '../../network/rewards-file.js';
 import { writeFileAtomic } from '../../util/atomic.js';
-import { int, printJson } from '../flags.js';
+import { int, oneOf, printJson } from '../flags.js';
 import { addMemoryBudgetFlag } from '../mdp-flags.js';
 import { agentStream } from '../../rng.js';
 
@@ -31,15 +33,41 @@ function writeJson(path: string, value: unknown, secret = false): void {
   writeFileAtomic(path, JSON.stringify(value) + '\n', secret ? { mode: 0o600 } : {});
 }
 
+const SPLIT_FORMATS = ['json', 'npz'] as const;
+
+/** True when the file starts with a zip signature (an .npz), whatever its name. */
+function isNpzFile(path: string): boolean {
+  let fd: number | null = null;
+  try {
+    fd = openSync(path, 'r');
+    const head = new Uint8Array(4);
+    return isNpz(head.subarray(0, readSync(fd, head, 0, 4, 0)));
+  } catch {
+    return false; // loadMdp reports a missing or unreadable file with its own message
+  } finally {
+    if (fd !== null) closeSync(fd);
+  }
+}
+
+function removeStale(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new InputError(`cannot remove ${path}, left by an earlier split (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+  }
+}
+
 export function splitCommand(program: Command): void {
   addMemoryBudgetFlag(program
     .command('split')
-    .description('split a fedpg-mdp/1 file for a federation across machines: DIR/shared.json (no rewards, for the aggregator and every agent), DIR/rewards-I.json and DIR/token-I.json (agent I only), DIR/tokens.json (the aggregator only)')
-    .argument('<mdp>', 'a fedpg-mdp/1 file')
+    .description('split an MDP file for a federation across machines: DIR/shared.json (no rewards, for the aggregator and every agent), DIR/rewards-I.json and DIR/token-I.json (agent I only), DIR/tokens.json (the aggregator only); shared.npz and rewards-I.npz with --format npz')
+    .argument('<mdp>', 'a fedpg-mdp/1 file, JSON or .npz')
     .requiredOption('--out <dir>', 'directory to write (created if missing; existing files of these names are replaced, and with them every token)')
     .option('--seed <S>', "write agentStream(S, i) as agent i's stream key, as `fedpg train --seed S` uses (reproducible, NOT secret: a small seed is guessable); default: keys derived from a fresh 256-bit secret that is printed nowhere")
+    .option('--format <kind>', 'json | npz: how to write shared and rewards-I (default: the kind of the MDP file, so an .npz MDP splits into .npz files; token files are always JSON)')
     .option('--json', 'print the written paths as one JSON object'))
-    .action((file: string, o: { out: string; seed?: string; json?: boolean }) => {
+    .action((file: string, o: { out: string; seed?: string; format?: string; json?: boolean }) => {
+      const kind = oneOf('format', o.format, SPLIT_FORMATS) ?? (isNpzFile(file) ? 'npz' : 'json');
       const mdp = loadMdp(file);
       const seed = int('seed', o.seed, 0);
       if (seed !== undefined && !Number.isSafeInteger(seed)) throw new InputError(`--seed must be an integer in [0, 2^53 - 1], got '${o.seed}'`);
@@ -52,15 +80,22 @@ export function splitCommand(program: Command): void {
         throw new InputError(`cannot create ${o.out} (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
       }
       const N = mdp.rewards.length;
-      const shared = join(o.out, 'shared.json');
-      writeJson(shared, sharedToJson(mdp));
+      // A file of the other kind left by an earlier split would be read instead of (or beside)
+      // this one's (fedpg agent --agents prefers rewards-I.npz): it goes.
+      const other = kind === 'npz' ? 'json' : 'npz';
+      const shared = join(o.out, `shared.${kind}`);
+      removeStale(join(o.out, `shared.${other}`));
+      if (kind === 'npz') writeNpz(shared, mdp, { format: SHARED_NPZ_FORMAT });
+      else writeJson(shared, sharedToJson(mdp));
       const tokens: Record<string, string> = {};
       const agents: { rewards: string; token: string }[] = [];
       for (let i = 0; i < N; i++) {
-        const rewards = join(o.out, `rewards-${i}.json`);
+        const rewards = join(o.out, `rewards-${i}.${kind}`);
         const token = join(o.out, `token-${i}.json`);
+        removeStale(join(o.out, `rewards-${i}.${other}`));
         // The rewards file holds the agent's private stream key, so it is a secret too.
-        writeJson(rewards, rewardsToJson(i, mdp.rewards[i]!, mdp.states, mdp.actions, streamOf(i)), true);
+        if (kind === 'npz') writeRewardsNpz(rewards, i, mdp.rewards[i]!, mdp.states, mdp.actions, streamOf(i));
+        else writeJson(rewards, rewardsToJson(i, mdp.rewards[i]!, mdp.states, mdp.actions, streamOf(i)), true);
         tokens[String(i)] = newToken();
         writeJson(token, { agent: i, token: tokens[String(i)] }, true);
         agents.push({ rewards, token });
