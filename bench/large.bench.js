@@ -2,21 +2,29 @@
 //   - exact evaluation at theta = 0 of the 300 x 300 multi-task gridworld (9 x 10^4 states,
 //     4 agents: 4 reward tables and the occupancy) vs scipy's splu of I - gamma P_pi;
 //   - J* of its average MDP vs scipy's value iteration (both to the same proven 1e-12 bound);
-//   - `fedpg evaluate` on it, the whole command with loading, vs scipy's evaluation plus value
-//     iteration without loading (and how much of the command is loading the JSON file);
+//   - `fedpg evaluate` on it, the whole command (a fresh process: start-up, loading, the solves,
+//     writing the report) as a large-MDP user runs it, MDP in .npz and `--json --out report.npz`,
+//     vs scipy's evaluation plus value iteration without loading; and, for honesty, the same
+//     command on the JSON form of the MDP. Peak memory (maxRSS) via /usr/bin/time when present;
 //   - exact-gradient training on the 100 x 100 gridworld (Fast-FedPG, 4 agents, H = 10): one
 //     local step (localRound's H steps / H) vs one cold exact evaluation of one reward table, and
-//     what warm vectors kept across rounds would save (step 0, and the log's evaluation).
+//     what warm vectors kept across rounds would save (step 0, and the log's evaluation);
+//   - with FEDPG_BENCH_LARGE=1 (several minutes), the 1000 x 1000 gridworld (10^6 states) as
+//     `fedpg generate` writes it: loading its .npz (bench/large-load.js, a fresh process) vs
+//     numpy's np.load of the same file plus building the scipy CSR matrix (also a fresh process,
+//     `bench/large_scipy.py load`), alternating; and the whole `fedpg evaluate --json --out`
+//     command with its peak memory vs scipy's evaluation plus value iteration at 10^6 states.
 // scipy runs when python3 with scipy is present (bench/large_scipy.py; skipped otherwise: the
 // project never depends on Python). Medians of tinybench samples; the solves and scipy alternate
 // over several rounds and each ratio is the median of the rounds' ratios (a shared machine's load
 // changes within minutes).
 // Usage: npm run build && node bench/large.bench.js   (FEDPG_BENCH_QUICK=1: 100 x 100 only, short;
 // FEDPG_BENCH_WIDTH=1000: a W x W gridworld instead of 300 x 300, without the whole-command row;
-// FEDPG_BENCH_PART=training: the exact-training rows only; FEDPG_BENCH_ETA: its step size, 0.1 S by default)
+// FEDPG_BENCH_PART=training: the exact-training rows only; FEDPG_BENCH_ETA: its step size, 0.1 S by default;
+// FEDPG_BENCH_LARGE=1: also the 10^6-state load and command, FEDPG_BENCH_LARGE_ROUNDS of them, default 1)
 import { Bench } from 'tinybench';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,9 +33,12 @@ import { gridworldMdp } from '../dist/mdp/generate.js';
 import { averageReward, environmentSpec, stackedRewards } from '../dist/mdp/model.js';
 import { loadMdp } from '../dist/mdp/format.js';
 import { mdpToJson } from '../dist/mdp/parse.js';
+import { writeNpz } from '../dist/mdp/npz.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const quick = process.env.FEDPG_BENCH_QUICK === '1';
+const large = process.env.FEDPG_BENCH_LARGE === '1';
+const largeRounds = Number(process.env.FEDPG_BENCH_LARGE_ROUNDS ?? 1);
 const trainingOnly = process.env.FEDPG_BENCH_PART === 'training';
 const W = quick ? 100 : Number(process.env.FEDPG_BENCH_WIDTH ?? 300);
 const time = quick ? 200 : 2000;
@@ -60,9 +71,13 @@ const evalOut = (n) => ({ J: new Float64Array(n), V: new Float64Array(n * S), Q:
 // ---- scipy ------------------------------------------------------------------------------------
 
 function scipy(width, reps) {
-  const r = spawnSync('python3', [join(root, 'bench', 'large_scipy.py'), String(width), String(width), '4', String(reps)], {
+  return python([String(width), String(width), '4', String(reps)]);
+}
+
+function python(args) {
+  const r = spawnSync('python3', [join(root, 'bench', 'large_scipy.py'), ...args], {
     encoding: 'utf8',
-    timeout: 600_000,
+    timeout: 900_000,
   });
   if (r.error || r.status !== 0) {
     notes.push(`scipy not measured (python3 with scipy absent or failed: ${(r.error?.message ?? r.stderr ?? '').trim().split('\n').slice(-1)[0]})`);
@@ -120,28 +135,120 @@ let scipyInfo = null;
 
 // ---- the whole `fedpg evaluate` command --------------------------------------------------------
 
+const cli = join(root, 'dist', 'cli', 'main.js');
+const timeTool = existsSync('/usr/bin/time') ? '/usr/bin/time' : null;
+
+/**
+ * Runs `fedpg ARGS` in a fresh process: wall seconds, and with /usr/bin/time its peak memory
+ * (maxRSS, MiB) and CPU seconds (user + system, all threads), else null.
+ */
+function fedpg(args) {
+  const usage = join(tmp, 'usage.txt');
+  const [cmd, argv] = timeTool ? [timeTool, ['-f', '%M %U %S', '-o', usage, process.execPath, cli, ...args]] : [process.execPath, [cli, ...args]];
+  const t = performance.now();
+  const r = spawnSync(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'], maxBuffer: 1 << 30, timeout: 1_800_000 });
+  const s = (performance.now() - t) / 1e3;
+  if (r.status !== 0) throw new Error(`fedpg ${args.join(' ')} failed: ${String(r.stderr).trim().split('\n').pop()}`);
+  if (!timeTool) return { s, rssMiB: null, cpu: null };
+  const [kib, user, sys] = readFileSync(usage, 'utf8').trim().split('\n').pop().split(' ').map(Number);
+  return { s, rssMiB: kib / 1024, cpu: user + sys };
+}
+
+/**
+ * `fedpg evaluate` as a large-MDP user runs it (the MDP in .npz, `--json --out report.npz`) and on
+ * the JSON form of the same MDP, alternating with scipy's evaluation plus value iteration; the
+ * ratio of each round, then their median.
+ */
 function wholeCommand() {
   if (!native) return null;
-  const file = join(tmp, `gridworld-${W}.json`);
-  writeFileSync(file, JSON.stringify(mdpToJson(mdp)));
-  const cli = join(root, 'dist', 'cli', 'main.js');
-  const times = [];
-  for (let i = 0; i < 3; i++) {
-    const t = performance.now();
-    const r = spawnSync(process.execPath, [cli, 'evaluate', file, '--backend', 'native', '--json'], { stdio: ['ignore', 'ignore', 'pipe'], maxBuffer: 1 << 30 });
-    if (r.status !== 0) {
-      notes.push(`fedpg evaluate failed: ${String(r.stderr).trim().split('\n')[0]}`);
+  const npz = join(tmp, `gridworld-${W}.npz`), json = join(tmp, `gridworld-${W}.json`);
+  writeNpz(npz, mdp);
+  writeFileSync(json, JSON.stringify(mdpToJson(mdp)));
+  const report = join(tmp, 'report.npz');
+  const runs = { npz: [], json: [], rss: [], cpu: [], base: [], baseCpu: [], rNpz: [], rJson: [], rCpu: [] };
+  for (let k = 0; k < 3; k++) {
+    try {
+      const a = fedpg(['evaluate', npz, '--backend', 'native', '--json', '--out', report]);
+      const b = fedpg(['evaluate', json, '--backend', 'native', '--json', '--out', report]);
+      runs.npz.push(a.s);
+      runs.json.push(b.s);
+      if (a.rssMiB !== null) runs.rss.push(a.rssMiB);
+      if (a.cpu !== null) runs.cpu.push(a.cpu);
+    } catch (e) {
+      notes.push(e.message);
       return null;
     }
-    times.push((performance.now() - t) / 1e3);
+    const py = scipy(W, 1);
+    if (py) {
+      const base = py.evaluate_s + py.value_iteration_s;
+      runs.base.push(base);
+      runs.rNpz.push(runs.npz.at(-1) / base);
+      runs.rJson.push(runs.json.at(-1) / base);
+      const baseCpu = py.evaluate_cpu_s + py.value_iteration_cpu_s;
+      runs.baseCpu.push(baseCpu);
+      if (runs.cpu.length === k + 1) runs.rCpu.push(runs.cpu.at(-1) / baseCpu);
+    }
   }
   const loads = [];
   for (let i = 0; i < 3; i++) {
     const t = performance.now();
-    loadMdp(file);
+    loadMdp(npz);
     loads.push((performance.now() - t) / 1e3);
   }
-  return { command: median(times), load: median(loads) };
+  const m = (xs) => (xs.length ? median(xs) : null);
+  return {
+    npz: m(runs.npz), json: m(runs.json), rss: m(runs.rss), cpu: m(runs.cpu), load: median(loads),
+    base: m(runs.base), baseCpu: m(runs.baseCpu), rNpz: m(runs.rNpz), rJson: m(runs.rJson), rCpu: m(runs.rCpu),
+  };
+}
+
+// ---- 10^6 states (FEDPG_BENCH_LARGE=1) -----------------------------------------------------------
+
+/**
+ * The 1000 x 1000 gridworld as `fedpg generate` writes it: its load against numpy's (each in fresh
+ * processes, alternating, after a warm-up load of a small file), and the whole evaluate command
+ * with its peak memory against scipy's two solves.
+ */
+function millionStates() {
+  if (!native) return null;
+  const file = join(tmp, 'gridworld-1000.npz'), small = join(tmp, 'gridworld-30.npz');
+  fedpg(['generate', 'gridworld', '--width', '1000', '--height', '1000', '--agents', '4', '--out', file]);
+  fedpg(['generate', 'gridworld', '--width', '30', '--height', '30', '--agents', '4', '--out', small]);
+  const out = { cold: [], warm: [], npCold: [], npWarm: [], rCold: [], rWarm: [], cmd: [], rss: [], cpu: [], base: [], baseCpu: [], rCmd: [], rCpu: [] };
+  for (let k = 0; k < 5; k++) {
+    const r = spawnSync(process.execPath, [join(root, 'bench', 'large-load.js'), file, small, '3'], { encoding: 'utf8', timeout: 600_000 });
+    if (r.status !== 0) {
+      notes.push(`large-load.js failed: ${r.stderr.trim().split('\n').pop()}`);
+      return null;
+    }
+    const ours = JSON.parse(r.stdout.trim().split('\n').pop());
+    out.cold.push(ours.cold_s);
+    out.warm.push(ours.warm_s);
+    const py = python(['load', file, '3', small]);
+    if (py) {
+      out.npCold.push(py.cold_s);
+      out.npWarm.push(py.warm_s);
+      out.rCold.push(ours.cold_s / py.cold_s);
+      out.rWarm.push(ours.warm_s / py.warm_s);
+    }
+  }
+  const report = join(tmp, 'report-1000.npz');
+  for (let k = 0; k < largeRounds; k++) {
+    const a = fedpg(['evaluate', file, '--backend', 'native', '--json', '--out', report]);
+    out.cmd.push(a.s);
+    if (a.rssMiB !== null) out.rss.push(a.rssMiB);
+    if (a.cpu !== null) out.cpu.push(a.cpu);
+    const py = scipy(1000, 1);
+    if (py) {
+      const base = py.evaluate_s + py.value_iteration_s, baseCpu = py.evaluate_cpu_s + py.value_iteration_cpu_s;
+      out.base.push(base);
+      out.baseCpu.push(baseCpu);
+      out.rCmd.push(a.s / base);
+      if (a.cpu !== null) out.rCpu.push(a.cpu / baseCpu);
+    }
+  }
+  const m = (xs) => (xs.length ? median(xs) : null);
+  return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, m(v)]));
 }
 
 // ---- exact-gradient training on the 100 x 100 gridworld ----------------------------------------
@@ -262,17 +369,30 @@ if (!trainingOnly) await solves();
 const py = scipyInfo && { ...scipyInfo, evaluate_s: got['scipy splu evaluation'], value_iteration_s: got['scipy value iteration'] };
 const cmd = quick || W > 300 || trainingOnly ? null : wholeCommand();
 const train = await exactTraining();
+const million = large && !trainingOnly ? millionStates() : null;
 
 const say = (ok, what) => console.log(`${ok ? 'met ' : 'MISSED'}  ${what}`);
+const fmt = (x, d = 3) => (x === null || x === undefined ? '-' : +x.toFixed(d));
 const rows = [];
 for (const [name, s] of Object.entries(got)) {
   const ratio = ratios[name] ?? (name.startsWith('scipy') ? 1 : null);
   rows.push({ work: `${W} x ${W} gridworld, ${name}`, 'median s': +s.toFixed(4), 'x scipy': ratio === null ? '-' : +ratio.toFixed(3) });
 }
 if (cmd) {
-  const base = py ? py.evaluate_s + py.value_iteration_s : null;
-  rows.push({ work: `fedpg evaluate ${W} x ${W} --json (whole command)`, 'median s': +cmd.command.toFixed(3), 'x scipy': base ? +(cmd.command / base).toFixed(3) : '-' });
-  rows.push({ work: `  of which loading the ${W} x ${W} JSON file (in-process)`, 'median s': +cmd.load.toFixed(3), 'x scipy': base ? +(cmd.load / base).toFixed(3) : '-' });
+  rows.push({ work: `fedpg evaluate ${W}x${W}.npz --json --out report.npz (whole command)`, 'median s': fmt(cmd.npz), 'x scipy': fmt(cmd.rNpz), 'maxRSS MiB': fmt(cmd.rss, 0) });
+  rows.push({ work: `fedpg evaluate ${W}x${W}.json --json --out report.npz (whole command)`, 'median s': fmt(cmd.json), 'x scipy': fmt(cmd.rJson) });
+  rows.push({ work: `  scipy evaluation + value iteration (no loading), same rounds`, 'median s': fmt(cmd.base), 'x scipy': 1 });
+  rows.push({ work: `  CPU seconds (all threads): fedpg evaluate ${W}x${W}.npz / scipy`, 'median s': `${fmt(cmd.cpu)} / ${fmt(cmd.baseCpu)}`, 'x scipy': fmt(cmd.rCpu) });
+  rows.push({ work: `  loading the ${W}x${W}.npz (in-process)`, 'median s': fmt(cmd.load), 'x scipy': cmd.base ? fmt(cmd.load / cmd.base) : '-' });
+}
+if (million) {
+  rows.push({ work: '1000x1000.npz: fedpg load, first in a process', 'median s': fmt(million.cold), 'x scipy': fmt(million.rCold) });
+  rows.push({ work: '1000x1000.npz: np.load + csr_matrix, first in a process', 'median s': fmt(million.npCold), 'x scipy': 1 });
+  rows.push({ work: '1000x1000.npz: fedpg load, repeated in one process', 'median s': fmt(million.warm), 'x scipy': fmt(million.rWarm) });
+  rows.push({ work: '1000x1000.npz: np.load + csr_matrix, repeated', 'median s': fmt(million.npWarm), 'x scipy': 1 });
+  rows.push({ work: 'fedpg evaluate 1000x1000.npz --json --out report.npz (whole command)', 'median s': fmt(million.cmd, 2), 'x scipy': fmt(million.rCmd), 'maxRSS MiB': fmt(million.rss, 0) });
+  rows.push({ work: '  scipy evaluation + value iteration at 10^6 states (no loading)', 'median s': fmt(million.base, 2), 'x scipy': 1 });
+  rows.push({ work: '  CPU seconds (all threads): fedpg evaluate 1000x1000.npz / scipy', 'median s': `${fmt(million.cpu, 1)} / ${fmt(million.baseCpu, 1)}`, 'x scipy': fmt(million.rCpu) });
 }
 for (const [name, t] of Object.entries(train)) {
   rows.push({ work: `100 x 100, ${name}: exact local step (4 agents' localRound, H = 10, per step)`, 'median s': +t.step.toFixed(5), 'x scipy': '-' });
@@ -288,11 +408,13 @@ if (native && py) {
   const ev = ratios['native evaluate'], js = ratios['native J*'];
   say(ev <= 0.5, `native evaluation <= 0.5x scipy splu: ${ev.toFixed(3)}x`);
   say(js <= 0.5, `native J* <= 0.5x scipy value iteration: ${js.toFixed(3)}x`);
-  if (cmd) {
-    const r = cmd.command / (py.evaluate_s + py.value_iteration_s);
-    say(r <= 1, `fedpg evaluate (whole command) <= scipy evaluation + value iteration: ${r.toFixed(3)}x (loading the JSON alone: ${(cmd.load / (py.evaluate_s + py.value_iteration_s)).toFixed(3)}x)`);
-  }
 }
+if (cmd && cmd.rNpz !== null) say(cmd.rNpz <= 1, `fedpg evaluate ${W}x${W}.npz --json --out (whole command) <= scipy evaluation + value iteration: ${cmd.rNpz.toFixed(3)}x (the JSON file: ${cmd.rJson.toFixed(3)}x; CPU seconds: ${cmd.rCpu === null ? '-' : cmd.rCpu.toFixed(3)}x)`);
+if (million && million.rCold !== null) {
+  say(million.rCold <= 2, `10^6 states: loading the npz <= 2x np.load + CSR: ${million.rCold.toFixed(3)}x first load in a process (${million.rWarm.toFixed(3)}x repeated)`);
+}
+if (million && million.rCmd !== null) say(million.rCmd <= 1, `10^6 states: fedpg evaluate (whole command) <= scipy evaluation + value iteration: ${million.rCmd.toFixed(3)}x`);
+if (million && million.rss !== null) say(million.rss < 4096, `10^6 states: fedpg evaluate peak memory < 4 GiB: ${million.rss.toFixed(0)} MiB`);
 for (const [name, t] of Object.entries(train)) {
   say(t.stepPerCold <= 1, `${name}: exact local step <= one cold evaluation of one table (100 x 100, 4 agents, H = 10, eta = ${t.eta}): ${t.stepPerCold.toFixed(3)}x`);
   console.log(

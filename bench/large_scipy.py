@@ -9,6 +9,13 @@ action, rho uniform) and times, as a researcher would write them with scipy:
     uses: |T V - V|_inf / (1 - gamma) <= 1e-12 max(1, |V|_inf).
 Prints one JSON object: the median seconds of each over `reps` runs, plus J and J* for a check.
 Usage: python3 bench/large_scipy.py WIDTH HEIGHT AGENTS REPS
+
+With `load FILE REPS WARMUP` it times instead what a researcher does to read a CSR .npz MDP (the file
+`fedpg generate ... --out FILE.npz` writes): np.load of every array plus building the
+scipy.sparse.csr_matrix of the S*A x S kernel from indptr, indices and data, after one load of
+the small file WARMUP (so that lazy imports and first calls are not timed). `cold_s` is the first
+load of FILE in this (fresh) process, as a command line tool meets it; `warm_s` the median of the
+later ones, whose memory the allocator hands back already mapped.
 """
 import json
 import sys
@@ -73,22 +80,52 @@ def rho_dot(V):
     return float(V.mean())
 
 
-def median_time(f, reps):
-    times, out = [], None
+CPU = {}
+
+
+def median_time(f, reps, name):
+    """The median wall seconds of f over reps runs (and in CPU[name] the median CPU seconds)."""
+    times, cpus, out = [], [], None
     for _ in range(reps):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         out = f()
         times.append(time.perf_counter() - t)
+        cpus.append(time.process_time() - c)
+    CPU[name] = float(np.median(cpus))
     return float(np.median(times)), out
 
 
+def load(path):
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    S = arrays["initial"].shape[0]
+    if "transitions" in arrays:  # a small MDP, written dense
+        return arrays, sp.csr_matrix(arrays["transitions"].reshape(-1, S))
+    P = sp.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=(arrays["indptr"].shape[0] - 1, S))
+    return arrays, P
+
+
+def main_load(path, reps, warmup):
+    load(warmup)
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        _, P = load(path)
+        times.append(time.perf_counter() - t)
+        del P
+    print(json.dumps({"cold_s": times[0], "warm_s": float(np.median(times[1:])) if reps > 1 else None,
+                      "numpy": np.__version__, "scipy": __import__("scipy").__version__}))
+
+
 def main():
+    if sys.argv[1] == "load":
+        return main_load(sys.argv[2], int(sys.argv[3]), sys.argv[4])
     W, H, N, reps = (int(a) for a in sys.argv[1:5])
     S, A, gamma, P, R, rho = gridworld(W, H, N)
-    t_eval, (J, _) = median_time(lambda: evaluate(S, A, gamma, P, R, rho), reps)
+    t_eval, (J, _) = median_time(lambda: evaluate(S, A, gamma, P, R, rho), reps, "evaluate_cpu_s")
     rbar = R.mean(axis=0)
-    t_vi, Jstar = median_time(lambda: value_iteration(S, A, gamma, P, rbar), reps)
-    print(json.dumps({"states": S, "evaluate_s": t_eval, "value_iteration_s": t_vi, "J": [float(j) for j in J],
+    t_vi, Jstar = median_time(lambda: value_iteration(S, A, gamma, P, rbar), reps, "value_iteration_cpu_s")
+    print(json.dumps({"states": S, "evaluate_s": t_eval, "value_iteration_s": t_vi, **CPU, "J": [float(j) for j in J],
                       "Jstar": Jstar, "scipy": __import__("scipy").__version__}))
 
 

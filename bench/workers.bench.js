@@ -14,7 +14,7 @@
 //   FEDPG_BENCH_CLEAN=1 ...                on a shared machine: keep only timed runs during which
 //                                          other processes used < 10% of a core (from /proc/stat),
 //                                          waiting for an idle moment before each (up to 60 tries)
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism, loadavg } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { BACKEND_NAMES, loadBackendByName } from '../dist/backends/select.js';
@@ -134,18 +134,58 @@ async function checkAgreement(backend) {
   }
 }
 
+/** CPU ms of every thread of this process (Linux schedstat, nanoseconds), by thread id; null elsewhere. */
+function threadTimes() {
+  if (!existsSync('/proc/self/task')) return null;
+  const m = new Map();
+  for (const id of readdirSync('/proc/self/task')) {
+    try {
+      m.set(id, Number(readFileSync(`/proc/self/task/${id}/schedstat`, 'utf8').split(' ')[0]) / 1e6);
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return m;
+}
+
+/**
+ * CPU ms per round of the main thread, of the busiest threads beside it (the workers, at W >= 2)
+ * and of the rest (V8's and libuv's helpers), between two threadTimes().
+ */
+function perThread(a, b, rounds) {
+  if (!a || !b) return null;
+  const main = String(process.pid);
+  const others = [];
+  let mainMs = 0;
+  for (const [id, t] of b) {
+    const d = (t - (a.get(id) ?? t)) / rounds;
+    if (id === main) mainMs = d;
+    else others.push(d);
+  }
+  others.sort((x, y) => y - x);
+  return { main: mainMs, busiest: others };
+}
+
 /** Seconds per round through the runtime (Training), and the start-up time of its pool. */
 async function runtimeRounds(backend, workers, rounds, evaluation = 'auto') {
   const t0 = performance.now();
-  const t = await Training.create(mdp, { ...settings, rounds: rounds + 1, backend, workers, evaluation });
+  // As many warm-up rounds first: fresh worker threads compile their hot code (V8's compiler
+  // threads) over their first few hundred rounds, which a steady run does not pay. Two rounds
+  // beyond the timed ones: the worker runtime runs up to two rounds ahead of step(), so the timed
+  // part starts with up to two rounds done and ends by draining the two run ahead, which charges
+  // it for exactly `rounds`.
+  const warm = Math.max(100, rounds);
+  const t = await Training.create(mdp, { ...settings, rounds: warm + rounds + 2, backend, workers, evaluation });
   try {
-    await t.step(); // the first round also warms the threads up
+    for (let r = 0; r < warm; r++) await t.step();
+    await t.drain();
     const t1 = performance.now();
-    const c0 = process.cpuUsage();
+    const c0 = process.cpuUsage(), s0 = threadTimes();
     for (let r = 0; r < rounds; r++) await t.step();
+    await t.drain();
     const wall = performance.now() - t1;
-    const cpu = process.cpuUsage(c0);
-    return { perRound: wall / 1000 / rounds, startup: (t1 - t0) / 1000, cores: (cpu.user + cpu.system) / 1000 / wall };
+    const cpu = process.cpuUsage(c0), s1 = threadTimes();
+    return { perRound: wall / 1000 / rounds, startup: (t1 - t0) / 1000, cores: (cpu.user + cpu.system) / 1000 / wall, threads: perThread(s0, s1, rounds) };
   } finally {
     await t.close();
   }
@@ -153,7 +193,7 @@ async function runtimeRounds(backend, workers, rounds, evaluation = 'auto') {
 
 /**
  * The machine's ceiling for this work: the same local steps (8 agents, H = 10) on one thread, and
- * on two bare worker threads (4 agents each, one Atomics barrier per round, nothing else: no
+ * on two bare worker threads (4 agents each, one barrier per round between them, nothing else: no
  * evaluation, no memory phase, no runtime). The runtime's W = 2 / W = 1 cannot beat single / two.
  */
 async function bareCeiling(backendName, rounds) {
@@ -161,8 +201,15 @@ async function bareCeiling(backendName, rounds) {
   try {
     await one.rounds(1);
     await two.rounds(1);
-    // One thread also gets a barrier per round: the ceiling is, if anything, generous.
-    return { single: (await one.rounds(rounds)) / rounds, two: (await two.rounds(rounds)) / rounds };
+    // CPU time of the whole process per round (the idle variant's threads are blocked meanwhile).
+    const timed = async (b) => {
+      const c0 = process.cpuUsage();
+      const wall = await b.rounds(rounds);
+      const c = process.cpuUsage(c0);
+      return { perRound: wall / rounds, cpu: (c.user + c.system) / 1e6 / rounds };
+    };
+    const a = await timed(one), b = await timed(two);
+    return { single: a.perRound, two: b.perRound, cpu1: a.cpu, cpu2: b.cpu };
   } finally {
     await Promise.all([one.close(), two.close()]);
   }
@@ -170,12 +217,19 @@ async function bareCeiling(backendName, rounds) {
 
 /**
  * Bare threads that stay up between blocks of rounds: `threads` workers splitting the N agents,
- * driven by one Atomics barrier per round (the ceiling's two variants: 1 and 2 threads).
+ * each running its agents' local rounds, with one barrier per round between the threads and
+ * nothing else (the ceiling's two variants: 1 and 2 threads). The barrier is the threads' own
+ * (spinning up to 0.2 ms, then blocking, adapting the spin as the runtime's does), not a
+ * round trip through the main thread: the main
+ * thread only asks for a block of rounds and waits for its end, so the ceiling is not lowered by
+ * wake-up latencies that the runtime's run mode does not pay either.
  */
 async function bareThreads(backendName, threads) {
   const dist = new URL('../dist/', import.meta.url).href;
-  const sab = new SharedArrayBuffer(16), ctl = new Int32Array(sab);
-  const code = (agents) => `(async () => { const { workerData, parentPort } = require('node:worker_threads'); const ctl = new Int32Array(workerData);
+  // ctl[0]: rounds asked for so far (-1: exit); ctl[1]: blocks finished, summed over threads;
+  // ctl[16 (h + 1)]: rounds thread h finished (each on its own 64-byte line).
+  const sab = new SharedArrayBuffer(64 * (threads + 1)), ctl = new Int32Array(sab);
+  const code = (agents, h) => `(async () => { const { workerData, parentPort } = require('node:worker_threads'); const ctl = new Int32Array(workerData);
     const { randomMdp } = await import('${dist}mdp/generate.js');
     const { loadBackendByName } = await import('${dist}backends/select.js');
     const { environmentSpec } = await import('${dist}mdp/model.js');
@@ -184,19 +238,39 @@ async function bareThreads(backendName, threads) {
     const env = (await loadBackendByName('${backendName}')).createEnvironment(environmentSpec(mdp));
     const agents = ${JSON.stringify(agents)};
     const rngs = agents.map((i) => agentStream(0, i));
-    const theta = new Float64Array(${SA}), corr = new Float64Array(${SA});
-    const work = () => agents.forEach((i, k) => env.localRound({ theta: theta.slice(), reward: mdp.rewards[i], correction: corr, eta: 0.1, steps: ${settings.localSteps}, gradient: 'sampled', horizon: ${settings.horizon}, batch: ${settings.batch}, rng: rngs[k] }));
-    work(); parentPort.postMessage('ready'); let seen = 0;
-    for (;;) { Atomics.wait(ctl, 0, seen); seen = Atomics.load(ctl, 0); if (seen < 0) break; work(); Atomics.add(ctl, 1, 1); Atomics.notify(ctl, 1); } })();`;
+    const theta = new Float64Array(${SA}), corr = new Float64Array(${SA}), start = new Float64Array(${SA});
+    const work = () => agents.forEach((i, k) => { theta.set(start); env.localRound({ theta, reward: mdp.rewards[i], correction: corr, eta: 0.1, steps: ${settings.localSteps}, gradient: 'sampled', horizon: ${settings.horizon}, batch: ${settings.batch}, rng: rngs[k] }); });
+    const { availableParallelism, loadavg } = require('node:os');
+    let spinMs = 0.2, crowded = false, waits = 0;
+    const barrier = (done) => {
+      Atomics.store(ctl, 16 * ${h + 1}, done); Atomics.notify(ctl, 16 * ${h + 1});
+      for (let u = 0; u < ${threads}; u++) {
+        if (u === ${h}) continue;
+        if (waits++ % 256 === 0) crowded = loadavg()[0] > availableParallelism() + 1;
+        const at = 16 * (u + 1), t0 = performance.now(), limit = crowded ? 0.005 : spinMs;
+        let spin = 0, x, blocked = false;
+        while ((x = Atomics.load(ctl, at)) < done) if ((++spin & 63) === 0 && performance.now() > t0 + limit) { blocked = true; Atomics.wait(ctl, at, x, 20); }
+        if (blocked) spinMs = performance.now() - t0 <= 0.2 ? Math.min(0.2, 2 * spinMs) : Math.max(0.005, spinMs / 2);
+      }
+    };
+    work(); parentPort.postMessage('ready'); let done = 0;
+    for (;;) {
+      const target = Atomics.load(ctl, 0);
+      if (target < 0) break;
+      if (target <= done) { Atomics.wait(ctl, 0, target); continue; }
+      while (done < target) { work(); done++; if (${threads} > 1) barrier(done); }
+      Atomics.add(ctl, 1, 1); Atomics.notify(ctl, 1);
+    } })();`;
   const ws = Array.from({ length: threads }, (_, h) => {
     const lo = (h * N) / threads, hi = ((h + 1) * N) / threads;
-    return new Worker(code([...Array(hi - lo).keys()].map((k) => lo + k)), { eval: true, workerData: sab });
+    return new Worker(code([...Array(hi - lo).keys()].map((k) => lo + k), h), { eval: true, workerData: sab });
   });
   await Promise.all(ws.map((w) => new Promise((r) => w.once('message', r))));
-  let seq = 0;
-  const round = async () => {
+  let asked = 0;
+  const block = async (n) => {
     const target = Atomics.load(ctl, 1) + threads;
-    Atomics.store(ctl, 0, ++seq);
+    asked += n;
+    Atomics.store(ctl, 0, asked);
     Atomics.notify(ctl, 0);
     for (;;) {
       const v = Atomics.load(ctl, 1);
@@ -209,7 +283,7 @@ async function bareThreads(backendName, threads) {
     /** Seconds for n rounds. */
     async rounds(n) {
       const t0 = performance.now();
-      for (let r = 0; r < n; r++) await round();
+      await block(n);
       return (performance.now() - t0) / 1000;
     },
     async close() {
@@ -230,9 +304,12 @@ async function interleavedCeiling(backendName, blocks, perBlock) {
   const t1 = await Training.create(mdp, { ...settings, rounds: total, backend: backendName, workers: 1 });
   const t2 = await Training.create(mdp, { ...settings, rounds: total, backend: backendName, workers: 2 });
   const b1 = await bareThreads(backendName, 1), b2 = await bareThreads(backendName, 2);
+  // Each block drains the rounds the worker runtime ran ahead, so that it is charged for its own
+  // rounds' work only (the next block's first rounds are done in this one's drain).
   const steps = async (t, n) => {
     const t0 = performance.now();
     for (let r = 0; r < n; r++) await t.step();
+    await t.drain();
     return (performance.now() - t0) / 1000;
   };
   try {
@@ -241,18 +318,21 @@ async function interleavedCeiling(backendName, blocks, perBlock) {
     await b1.rounds(2);
     await b2.rounds(2);
     const runs = [() => steps(t1, perBlock), () => steps(t2, perBlock), () => b1.rounds(perBlock), () => b2.rounds(perBlock)];
-    const ratios = [], speed = [], bare = [];
+    const ratios = [], speed = [], bare = [], cpu = [[], [], [], []];
     for (let k = 0; k < blocks; k++) {
       const x = new Array(4);
       for (let j = 0; j < 4; j++) {
         const v = (j + k) % 4;
+        const c0 = process.cpuUsage();
         x[v] = await runs[v]();
+        const c = process.cpuUsage(c0);
+        cpu[v].push((c.user + c.system) / 1000 / perBlock);
       }
       speed.push(x[0] / x[1]);
       bare.push(x[2] / x[3]);
       ratios.push(x[0] / x[1] / (x[2] / x[3]));
     }
-    return { ratio: median(ratios), speedup: median(speed), ceiling: median(bare), blocks, perBlock };
+    return { ratio: median(ratios), speedup: median(speed), ceiling: median(bare), blocks, perBlock, cpu: cpu.map(median) };
   } finally {
     await Promise.all([t1.close(), t2.close(), b1.close(), b2.close()]);
   }
@@ -319,6 +399,7 @@ const names = (wanted.length ? wanted : BACKEND_NAMES).filter((n) => BACKEND_NAM
 console.log(`workers bench: N=${N} S=${S} A=${A} K=${settings.horizon} H=${settings.localSteps} M=${settings.batch}, fast-fedpg, sampled; ${availableParallelism()} cores; medians of ${REPS} runs`);
 const rows = [];
 const projections = [];
+const perThreadLines = [];
 const fine = [];
 for (const name of names) {
   let backend;
@@ -332,13 +413,15 @@ for (const name of names) {
   await checkAgreement(backend);
   const probe = directRounds(backend, 3);
   const rounds = Math.max(10, Math.min(400, Math.round(0.3 / probe)));
-  const direct = [], w1 = [], w2 = [], w2main = [], w2workers = [], startup = [], cores = [], cpu1 = [], cpu2 = [], ceiling = [];
+  const direct = [], w1 = [], w2 = [], w2main = [], w2workers = [], startup = [], cores = [], cpu1 = [], cpu2 = [], ceiling = [], bareCpu1 = [], bareCpu2 = [], threads1 = [], threads2 = [];
   for (let k = 0; k < REPS; k++) {
     direct.push(await clean(async () => directRounds(backend, rounds)));
     const r1 = await clean(() => runtimeRounds(backend, 1, rounds));
+    threads1.push(r1.threads);
     w1.push(r1.perRound);
     cpu1.push(r1.perRound * r1.cores);
     const r2 = await clean(() => runtimeRounds(backend, 2, rounds));
+    threads2.push(r2.threads);
     w2.push(r2.perRound);
     startup.push(r2.startup);
     cores.push(r2.cores);
@@ -347,6 +430,8 @@ for (const name of names) {
     w2workers.push((await clean(() => runtimeRounds(backend, 2, rounds, 'workers'))).perRound);
     const bare = await clean(() => bareCeiling(name, rounds));
     ceiling.push(bare.single / bare.two);
+    bareCpu1.push(bare.cpu1);
+    bareCpu2.push(bare.cpu2);
   }
   const d = median(direct), m1 = median(w1), m2 = median(w2);
   void m2;
@@ -365,10 +450,23 @@ for (const name of names) {
     'W=2 cores busy': +median(cores).toFixed(2),
     'CPU ms/round W=1': +(1000 * median(cpu1)).toFixed(2),
     'CPU ms/round W=2': +(1000 * median(cpu2)).toFixed(2),
+    // The bare threads' CPU time per round, one and two threads: how much more CPU the same work
+    // costs when both cores compute, the part of W = 2's extra CPU that is the machine's.
+    'CPU ms/round bare 1': +(1000 * median(bareCpu1)).toFixed(2),
+    'CPU ms/round bare 2': +(1000 * median(bareCpu2)).toFixed(2),
     'W=2 eval main r/s': +(1 / median(w2main)).toFixed(1),
     'W=2 eval workers r/s': +(1 / median(w2workers)).toFixed(1),
     'W=2 start-up ms': +(1000 * median(startup)).toFixed(0),
   });
+  // Where W = 2's CPU time goes: the main thread, each worker, the helpers (medians over repetitions).
+  if (threads2[0]) {
+    const ms = (xs) => median(xs).toFixed(3);
+    const rest = (t, from) => t.busiest.slice(from).reduce((x, y) => x + y, 0);
+    perThreadLines.push(
+      `${name}: CPU ms per round by thread: W=1 main ${ms(threads1.map((t) => t.main))}, helpers ${ms(threads1.map((t) => rest(t, 0)))}; ` +
+        `W=2 main ${ms(threads2.map((t) => t.main))}, workers ${ms(threads2.map((t) => t.busiest[0]))} and ${ms(threads2.map((t) => t.busiest[1]))}, helpers ${ms(threads2.map((t) => rest(t, 2)))}`,
+    );
+  }
   fine.push({ name, ...(await interleavedCeiling(name, quick ? 10 : 40, 20)) });
   const c = components(backend);
   const barrier = await barrierRoundTrip(name);
@@ -379,8 +477,10 @@ for (const r of rows) console.log(`${r.backend}: W=2 / W=1 = ${r['W=2 / W=1']}, 
 for (const f of fine)
   console.log(
     `${f.name}, interleaved blocks (${f.blocks} blocks of ${f.perBlock} rounds, all four variants up at once): W=2 / W=1 = ${f.speedup.toFixed(3)}, ` +
-      `bare ceiling ${f.ceiling.toFixed(3)}, runtime / ceiling ${f.ratio.toFixed(3)} (target >= 0.95)`,
+      `bare ceiling ${f.ceiling.toFixed(3)}, runtime / ceiling ${f.ratio.toFixed(3)} (target >= 0.95); ` +
+      `CPU ms/round W=1 ${f.cpu[0].toFixed(2)}, W=2 ${f.cpu[1].toFixed(2)}, bare 1 ${f.cpu[2].toFixed(2)}, bare 2 ${f.cpu[3].toFixed(2)}`,
   );
+for (const l of perThreadLines) console.log(l);
 if (CLEAN) console.log(`clean samples: kept ${cleanStats.kept}, dropped ${cleanStats.dropped} (other processes above 10% of a core during the run)`);
 
 // How the speedup continues (the model behind README's numbers): with W threads and N agents,

@@ -1,8 +1,9 @@
-import type { Backend, BackendChoice, TransitionTable } from './backends/types.js';
+import { availableParallelism } from 'node:os';
+import type { Backend, BackendChoice, Environment, TransitionTable } from './backends/types.js';
 import { loadBackend } from './backends/select.js';
 import { InputError } from './errors.js';
 import type { Mdp } from './mdp/model.js';
-import { averageReward, environmentSpec, stackedRewards } from './mdp/model.js';
+import { averageReward, environmentSpec } from './mdp/model.js';
 
 /**
  * The exact report of one policy, with the field names of the fixtures' expect files. V, Q,
@@ -69,89 +70,199 @@ function rows(t: Float64Array, A: number): number[][] {
   return out;
 }
 
-export async function evaluatePolicy(
-  mdp: Mdp,
-  theta: Float64Array,
-  options: { horizon?: number; backend?: Backend | BackendChoice } = {},
-): Promise<PolicyReport> {
+/**
+ * The exact report as flat typed arrays (row-major, the layout of the .npz `evaluate --out`
+ * writes): what evaluatePolicy computes before it builds the nested JSON arrays. At 10^6 states
+ * the nested form costs more time and memory than the solves, so `evaluate --out` uses this.
+ */
+export interface PolicyArrays {
+  backend: Backend['name'];
+  states: number;
+  actions: number;
+  J: Float64Array;
+  Javg: number;
+  /** [S] (absent with per-agent kernels, like Q, Jstar, Vstar). */
+  V?: Float64Array;
+  /** [S*A]. */
+  Q?: Float64Array;
+  /** [N*S*A]. */
+  grad: Float64Array;
+  /** [S*A]. */
+  gradAvg: Float64Array;
+  Jstar?: number;
+  Vstar?: Float64Array;
+  /** [S] of the average MDP, or [N*S] (one row per agent) with per-agent kernels. */
+  policyStar: Int32Array;
+  perAgentPolicyStar: boolean;
+  JstarPerAgent: Float64Array;
+  K?: number;
+  JK?: Float64Array;
+  /** [N*S*A]. */
+  gradK?: Float64Array;
+}
+
+/** An environment that can also run J* on the thread pool (the native backend's *Async variants). */
+interface PoolOptimal {
+  optimalAsync(reward: Float64Array, vOut: Float64Array): Promise<number>;
+}
+const hasPoolOptimal = (e: Environment): e is Environment & PoolOptimal => typeof (e as Partial<PoolOptimal>).optimalAsync === 'function';
+
+/**
+ * Runs `jobs` with at most `limit` in flight. The J* solves (one per agent and the average MDP's)
+ * are independent, so on a backend with a thread pool they overlap each other and the evaluation
+ * on the main thread; each job's numbers are those of a call of its own (its own workspace).
+ */
+async function inPool<T>(jobs: (() => Promise<T>)[], limit: number): Promise<T[]> {
+  const out: T[] = new Array(jobs.length);
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < jobs.length) {
+      const k = next++;
+      out[k] = await jobs[k]!();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, jobs.length)) }, lane));
+  return out;
+}
+
+export interface EvaluateOptions {
+  horizon?: number;
+  backend?: Backend | BackendChoice;
+  /** J* solves run at once on a backend with a thread pool (default: the cores, at most the pool's threads). */
+  concurrency?: number;
+}
+
+export async function evaluatePolicy(mdp: Mdp, theta: Float64Array, options: EvaluateOptions = {}): Promise<PolicyReport> {
+  return policyReport(await evaluatePolicyArrays(mdp, theta, options));
+}
+
+/** The nested JSON form of a report (the fixtures' field names and shapes). */
+export function policyReport(a: PolicyArrays): PolicyReport {
+  const S = a.states, A = a.actions, SA = S * A, N = a.J.length;
+  const report: PolicyReport = {
+    backend: a.backend,
+    J: Array.from(a.J),
+    Javg: a.Javg,
+    grad: Array.from({ length: N }, (_, i) => rows(a.grad.subarray(i * SA, (i + 1) * SA), A)),
+    gradAvg: rows(a.gradAvg, A),
+    policyStar: a.perAgentPolicyStar ? Array.from({ length: N }, (_, i) => Array.from(a.policyStar.subarray(i * S, (i + 1) * S))) : Array.from(a.policyStar),
+    JstarPerAgent: Array.from(a.JstarPerAgent),
+  };
+  if (a.V) report.V = Array.from(a.V);
+  if (a.Q) report.Q = rows(a.Q, A);
+  if (a.Jstar !== undefined) report.Jstar = a.Jstar;
+  if (a.Vstar) report.Vstar = Array.from(a.Vstar);
+  if (a.K !== undefined) {
+    report.K = a.K;
+    report.JK = Array.from(a.JK!);
+    report.gradK = Array.from({ length: N }, (_, i) => rows(a.gradK!.subarray(i * SA, (i + 1) * SA), A));
+  }
+  return report;
+}
+
+export async function evaluatePolicyArrays(mdp: Mdp, theta: Float64Array, options: EvaluateOptions = {}): Promise<PolicyArrays> {
   const S = mdp.states, A = mdp.actions, SA = S * A, N = mdp.rewards.length;
   if (theta.length !== SA) throw new InputError(`theta has ${theta.length} values, expected states*actions = ${SA}`);
   const K = options.horizon;
   if (K !== undefined && (!Number.isSafeInteger(K) || K < 1)) throw new InputError(`horizon must be an integer >= 1, got ${K}`);
   const backend = typeof options.backend === 'object' ? options.backend : await loadBackend(options.backend);
   const envs = mdp.kernels.map((_, k) => backend.createEnvironment(environmentSpec(mdp, k)));
+  const envOf = (i: number): Environment => envs[envs.length === 1 ? 0 : i]!;
   try {
-    const J = new Float64Array(N);
-    const grad = new Float64Array(N * SA);
-    const JK = new Float64Array(N);
-    const gradK = new Float64Array(N * SA);
-    const groups = envs.length === 1 ? [mdp.rewards.map((_, i) => i)] : envs.map((_, i) => [i]);
-    // With one shared kernel the average MDP's reward rides along as one more table of the same
-    // call (one factorisation, one occupancy solve; every table's solve is independent, so its
-    // numbers are those of a call of its own).
-    const withAverage = !mdp.perAgentKernels && envs.length === 1;
     const rbar = mdp.perAgentKernels ? null : averageReward(mdp);
-    const avg = { J: new Float64Array(1), V: new Float64Array(S), Q: new Float64Array(SA), grad: new Float64Array(SA), occupancy: new Float64Array(S) };
-    groups.forEach((agents, k) => {
-      const env = envs[k]!;
-      const n = agents.length;
-      const m = n + (withAverage ? 1 : 0);
+    // The J* solves: each agent's own (JstarPerAgent) and the average MDP's, with V* out. Started
+    // first, so that on a backend with a thread pool they run beside the evaluation below.
+    const optima: { env: Environment; reward: Float64Array; v: Float64Array }[] = mdp.rewards.map((r, i) => ({ env: envOf(i), reward: r, v: new Float64Array(S) }));
+    if (rbar) optima.push({ env: envs[0]!, reward: rbar, v: new Float64Array(S) });
+    const pooled = optima.every((o) => hasPoolOptimal(o.env));
+    // No more jobs in flight than the pool has threads (libuv's, 4 unless UV_THREADPOOL_SIZE says
+    // otherwise): a queued job already holds copies of its reward table and V*.
+    const limit = options.concurrency ?? Math.min(availableParallelism(), Number(process.env.UV_THREADPOOL_SIZE) || 4);
+    const optimaDone = pooled
+      ? inPool(optima.map((o) => () => (o.env as Environment & PoolOptimal).optimalAsync(o.reward, o.v)), limit)
+      : null;
+    // Until the pool is awaited, a failure below must not leave its promise unobserved.
+    optimaDone?.catch(() => undefined);
+
+    const J = new Float64Array(N);
+    let grad = new Float64Array(0);
+    const JK = new Float64Array(N);
+    let gradK = new Float64Array(0);
+    let V: Float64Array | undefined, Q: Float64Array | undefined;
+    if (envs.length === 1) {
+      // One shared kernel: every agent's table and (without per-agent kernels) the average MDP's
+      // ride in one call (one factorisation, one occupancy solve; every table's solve is
+      // independent, so its numbers are those of a call of its own), and the outputs are used in
+      // place: grad is the first N*S*A entries, V and Q of the average the last table's.
+      const m = N + (rbar ? 1 : 0);
+      const tables = new Float64Array(m * SA);
+      mdp.rewards.forEach((r, i) => tables.set(r, i * SA));
+      if (rbar) tables.set(rbar, N * SA);
       const out = { J: new Float64Array(m), V: new Float64Array(m * S), Q: new Float64Array(m * SA), grad: new Float64Array(m * SA), occupancy: new Float64Array(S) };
-      const rewards = stackedRewards(mdp, agents);
-      let tables = rewards;
-      if (withAverage) {
-        tables = new Float64Array(m * SA);
-        tables.set(rewards);
-        tables.set(rbar!, n * SA);
+      envs[0]!.evaluate(theta, tables, out);
+      J.set(out.J.subarray(0, N));
+      grad = out.grad.subarray(0, N * SA);
+      if (rbar) {
+        V = out.V.subarray(N * S, m * S);
+        Q = out.Q.subarray(N * SA, m * SA);
       }
-      env.evaluate(theta, tables, out);
-      if (withAverage) {
-        avg.V.set(out.V.subarray(n * S, m * S));
-        avg.Q.set(out.Q.subarray(n * SA, m * SA));
+      if (K !== undefined) {
+        const tr = { JK, gradK: new Float64Array(N * SA) };
+        envs[0]!.truncated(theta, tables.subarray(0, N * SA), K, tr);
+        gradK = tr.gradK;
       }
-      const tr = { JK: new Float64Array(n), gradK: new Float64Array(n * SA) };
-      if (K !== undefined) env.truncated(theta, rewards, K, tr);
-      agents.forEach((i, q) => {
-        J[i] = out.J[q]!;
-        grad.set(out.grad.subarray(q * SA, (q + 1) * SA), i * SA);
-        JK[i] = tr.JK[q]!;
-        gradK.set(tr.gradK.subarray(q * SA, (q + 1) * SA), i * SA);
+    } else {
+      grad = new Float64Array(N * SA);
+      if (K !== undefined) gradK = new Float64Array(N * SA);
+      envs.forEach((env, i) => {
+        const out = { J: new Float64Array(1), V: new Float64Array(S), Q: new Float64Array(SA), grad: new Float64Array(SA), occupancy: new Float64Array(S) };
+        env.evaluate(theta, mdp.rewards[i]!, out);
+        J[i] = out.J[0]!;
+        grad.set(out.grad, i * SA);
+        if (K !== undefined) {
+          const tr = { JK: new Float64Array(1), gradK: new Float64Array(SA) };
+          env.truncated(theta, mdp.rewards[i]!, K, tr);
+          JK[i] = tr.JK[0]!;
+          gradK.set(tr.gradK, i * SA);
+        }
       });
-    });
+    }
     let Javg = 0;
     for (let i = 0; i < N; i++) Javg += J[i]!;
     Javg /= N;
     const gradAvg = new Float64Array(SA);
     for (let i = 0; i < N; i++) for (let j = 0; j < SA; j++) gradAvg[j] = gradAvg[j]! + grad[i * SA + j]!;
     for (let j = 0; j < SA; j++) gradAvg[j] = gradAvg[j]! / N;
-    const report: PolicyReport = {
+
+    const values = optimaDone ? await optimaDone : optima.map((o) => o.env.optimal(o.reward, o.v));
+    const report: PolicyArrays = {
       backend: backend.name,
-      J: Array.from(J),
+      states: S,
+      actions: A,
+      J,
       Javg,
-      grad: Array.from({ length: N }, (_, i) => rows(grad.subarray(i * SA, (i + 1) * SA), A)),
-      gradAvg: rows(gradAvg, A),
-      policyStar: [],
-      JstarPerAgent: mdp.rewards.map((r, i) => envs[envs.length === 1 ? 0 : i]!.optimal(r, new Float64Array(S))),
+      grad,
+      gradAvg,
+      policyStar: new Int32Array(0),
+      perAgentPolicyStar: !rbar,
+      JstarPerAgent: Float64Array.from(values.slice(0, N)),
     };
     if (rbar) {
-      if (!withAverage) envs[0]!.evaluate(theta, rbar, avg);
-      const vstar = new Float64Array(S);
-      report.V = Array.from(avg.V);
-      report.Q = rows(avg.Q, A);
-      report.Jstar = envs[0]!.optimal(rbar, vstar);
-      report.Vstar = Array.from(vstar);
-      report.policyStar = greedyActions(optimalQ(mdp.kernels[0]!, S, A, mdp.gamma, rbar, vstar), S, A);
+      const vstar = optima[N]!.v;
+      report.V = V;
+      report.Q = Q;
+      report.Jstar = values[N]!;
+      report.Vstar = vstar;
+      report.policyStar = Int32Array.from(greedyActions(optimalQ(mdp.kernels[0]!, S, A, mdp.gamma, rbar, vstar), S, A));
     } else {
-      report.policyStar = mdp.rewards.map((r, i) => {
-        const v = new Float64Array(S);
-        envs[i]!.optimal(r, v);
-        return greedyActions(optimalQ(mdp.kernels[i]!, S, A, mdp.gamma, r, v), S, A);
-      });
+      // Per-agent kernels: each agent's own MDP's greedy policy, from its J* solve's V*.
+      report.policyStar = new Int32Array(N * S);
+      mdp.rewards.forEach((r, i) => report.policyStar.set(greedyActions(optimalQ(mdp.kernels[i]!, S, A, mdp.gamma, r, optima[i]!.v), S, A), i * S));
     }
     if (K !== undefined) {
       report.K = K;
-      report.JK = Array.from(JK);
-      report.gradK = Array.from({ length: N }, (_, i) => rows(gradK.subarray(i * SA, (i + 1) * SA), A));
+      report.JK = JK;
+      report.gradK = gradK;
     }
     return report;
   } finally {

@@ -42,6 +42,17 @@ function start(args: string[]): { until: (re: RegExp) => Promise<void>; exit: Pr
   return { until, exit, kill: (s) => child.kill(s), out: () => out, err: () => err };
 }
 
+describe('a reader that closes the pipe early', () => {
+  it('ends fedpg quietly with exit 0, not an EPIPE stack trace', () => {
+    // `true` exits without reading, so fedpg's write finds the pipe closed (node starts slower).
+    for (const args of ['--version', `evaluate ${JSON.stringify(fixturePath('random-s6-a3-n4.json'))} --json`]) {
+      const r = spawnSync('bash', ['-c', `set -o pipefail; "${process.execPath}" "${CLI}" ${args} | true`], { encoding: 'utf8', timeout: 60_000 });
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+    }
+  });
+});
+
 describe('run --help', () => {
   it("shows run's own defaults (300 rounds, eta 1, exact gradients), not train's", () => {
     const r = fedpg(['run', '--help']);

@@ -226,6 +226,8 @@ describe('.npz refusals name the array, the index and the value', () => {
     ['unsorted indices', (m: any) => (m.indices[2] = i32(1, 1, 0, 0, 1)), 'indices[2] is 0, not above indices[1] = 1 within row 1 (state 0, action 1): sort each row and merge duplicates (csr.sum_duplicates())'],
     ['an empty row', (m: any) => ((m.indptr[2] = i32(0, 1, 1, 4, 5)), (m.data[2] = f64(1, 0.5, 0.5, 1, 1))), 'indptr[2] is 1, equal to indptr[1] = 1: row 1 (state 0, action 1) needs at least one next state'],
     ['indptr not ending at nnz', (m: any) => (m.indptr[2] = i32(0, 1, 3, 4, 4)), 'indptr[4] is 4, expected 5 (the length of indices and data)'],
+    ['a negative int32 index at a row start', (m: any) => (m.indices[2] = i32(1, -1, 1, 0, 1)), 'indices[1] is -1, outside 0..1 (row 1: state 0, action 1)'],
+    ['an infinite probability', (m: any) => (m.data[2] = f64(1, 0.5, Infinity, 1, 1)), 'data[2] is Infinity, not a finite number'],
     ['an int64 index beyond int32', (m: any) => (m.indices = ['<i8', [5], i64(1n, 0n, 1n, 0n, 2n ** 40n)]), 'indices[4] is 1099511627776, outside 0..2147483647'],
     ['a negative int64 index', (m: any) => (m.indices = ['<i8', [5], i64(1n, 0n, -1n, 0n, 1n)]), 'indices[2] is -1, outside 0..2147483647'],
     ['indptr of the wrong length', (m: any) => (m.indptr = ['<i4', [4], i32(0, 1, 3, 5)]), 'indptr has 4 entries, expected S*A + 1 = 5 (2 states, 2 actions)'],

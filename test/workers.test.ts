@@ -7,6 +7,9 @@ import { InputError } from '../src/errors.js';
 import { AgentFailure, parseFaults } from '../src/federation/faults.js';
 import { Training, train, trainRounds, type TrainOptions, type TrainResult } from '../src/federation/train.js';
 import { agentsOf } from '../src/federation/workers/layout.js';
+import { WorkerPool } from '../src/federation/workers/pool.js';
+import { keptNames } from '../src/federation/agent.js';
+import { algorithmOf } from '../src/federation/algorithms/registry.js';
 import { planWorkers } from '../src/federation/workers/plan.js';
 import { resolveSettings } from '../src/federation/settings.js';
 import { randomMdp } from '../src/mdp/generate.js';
@@ -121,6 +124,26 @@ describe('the runtime', () => {
   it('assigns agents to workers in fixed contiguous blocks', () => {
     expect([0, 1, 2].map((w) => agentsOf(w, 8, 3))).toEqual([[0, 1], [2, 3, 4], [5, 6, 7]]);
     expect([0, 1].map((w) => agentsOf(w, 2, 2))).toEqual([[0], [1]]);
+  });
+
+  it('runs server algorithms in run mode, and leaves reruns, time limits and non-server algorithms to per-phase commands', async () => {
+    const runs = async (o: Record<string, unknown>): Promise<boolean> => {
+      const settings = resolveSettings({ ...base, ...o });
+      const pool = await WorkerPool.create({
+        mdp, backend: 'js', settings, workers: 2, evaluate: false, ...o,
+        states: mdp.rewards.map(() => ({ rng: new Uint32Array([1, 2, 3, 4]), kept: keptNames(algorithmOf(settings.algorithm), settings).map(() => new Float64Array(18)) })),
+      });
+      try {
+        return pool.runner !== null;
+      } finally {
+        await pool.close();
+      }
+    };
+    expect(await runs({})).toBe(true);
+    expect(await runs({ algorithm: 'fedavg' })).toBe(true);
+    expect(await runs({ retry: 1 })).toBe(false);
+    expect(await runs({ roundTimeout: 1000 })).toBe(false);
+    expect(await runs({ algorithm: 'local' })).toBe(false);
   });
 
   it('plans workers: counts are capped at N, auto stays in-process for small runs and uses the cores for big ones', () => {
@@ -267,6 +290,31 @@ describe('checkpoint and resume', () => {
     expect(notes).toContain(`resuming from checkpoint ${part} at round 4 of 9`);
     expect(fingerprint(r)).toBe(fingerprint(uninterrupted));
     expect(readFileSync(part, 'utf8')).toBe(readFileSync(full, 'utf8'));
+  });
+
+  it.each([
+    ['run mode', {}],
+    ['the per-phase commands (a round timeout)', { roundTimeout: 60_000 }],
+  ])('with participation < 1, a run stopped on one worker count and resumed on another ends as the in-process run, and checkpoints the same server stream (%s)', async (label, extra) => {
+    const opts: TrainOptions = { ...base, rounds: 9, participation: 0.5, serverSeed: 3, ...extra };
+    const refPath = ck(`p-ref-${label.length}.ckpt`);
+    const ref = await train(mdp, { ...opts, roundTimeout: undefined, checkpoint: { path: refPath, every: 3, fresh: true } });
+    const participants = (r: TrainResult): unknown => r.records.map((x) => x.participants);
+    for (const [w1, w2] of [
+      [2, 1],
+      [1, 2],
+      [2, 2],
+    ] as const) {
+      const part = ck(`p-part-${label.length}-${w1}-${w2}.ckpt`);
+      const ac = new AbortController();
+      await expect(
+        train(mdp, { ...opts, workers: w1, signal: ac.signal, checkpoint: { path: part, every: 3, fresh: true }, onRecord: (r) => r.round === 4 && ac.abort(new Error('stop')) }),
+      ).rejects.toThrow('stop');
+      const r = await train(mdp, { ...opts, workers: w2, checkpoint: { path: part, every: 3 } });
+      expect(participants(r)).toEqual(participants(ref));
+      expect(fingerprint(r)).toBe(fingerprint(ref));
+      expect(readFileSync(part, 'utf8')).toBe(readFileSync(refPath, 'utf8'));
+    }
   });
 
   it('a finished run resumed with more rounds continues it exactly', async () => {

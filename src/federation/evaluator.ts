@@ -1,4 +1,5 @@
 import type { Environment, Evaluation } from '../backends/types.js';
+import { sumInto } from './aggregate.js';
 import type { Mdp } from '../mdp/model.js';
 import { averageReward, stackedRewards } from '../mdp/model.js';
 
@@ -68,11 +69,7 @@ export function combineScores(perAgent: Float64Array, grad: Float64Array, SA: nu
   let J = 0;
   for (let i = 0; i < N; i++) J += perAgent[i]!;
   J /= N;
-  gsum.fill(0);
-  for (let i = 0; i < N; i++) {
-    const off = i * SA;
-    for (let j = 0; j < SA; j++) gsum[j] = gsum[j]! + grad[off + j]!;
-  }
+  sumInto(gsum, Array.from({ length: N }, (_, i) => grad.subarray(i * SA, (i + 1) * SA)));
   let gradNormSq = 0;
   for (let j = 0; j < SA; j++) {
     const v = gsum[j]! / N;

@@ -35,6 +35,36 @@ export interface ChainedRound {
 }
 
 /**
+ * Run mode (worker pools): the pool runs whole rounds by itself, server steps included (computed
+ * through the plug-in on replicas of the server, so the same bits), from round descriptors the
+ * caller posts ahead; the caller reads each finished round (its deltas, reports, evaluation,
+ * states) and takes the server's state after it into its own ServerCore (ServerCore.adoptRound).
+ * Rounds are counted from the
+ * run's first (k = 0). The caller posts round k + 2 only after it has read round k: the pool keeps
+ * two rounds' data.
+ */
+export interface RoundRunner {
+  /** Starts the run at round `first` from theta_bar and the server's vectors (the state after round first - 1). */
+  startRun(first: number, theta: Float64Array, serverVectors: readonly Float64Array[]): void;
+  /**
+   * Posts round k: its participants (ascending; with an algorithm that reports every round, they
+   * also report at the new theta_bar), whether the pool evaluates the new theta_bar (pools that
+   * evaluate), and whether it publishes the agents' states after the round.
+   */
+  postRound(k: number, agents: readonly number[], evaluate: boolean, states: boolean): void;
+  /** Resolves once round k is done everywhere; rejects with the failure that stopped it. */
+  roundDone(k: number): Promise<void>;
+  /** Every agent's last report after round k, valid until round k + 2 is posted. */
+  roundReports(k: number): readonly Float64Array[];
+  /** The server's theta_bar and vectors after round k as the pool computed them, valid until round k + 2 is posted. */
+  roundServer(k: number): { thetaBar: Float64Array; vectors: readonly Float64Array[] };
+  /** J_i and grad J_i [N*SA] at theta_bar after round k (posted with `evaluate`), valid until round k + 2 is posted. */
+  roundEvaluation(k: number): { J: Float64Array; grad: Float64Array };
+  /** Copies of the agents' states after round k (posted with `states`). */
+  roundStates(k: number): AgentState[];
+}
+
+/**
  * The agents of a run, as the server drives them: the phases of a round, each a barrier over the
  * agents it names. Implementations may run agents in any order or in parallel, but must leave
  * results in the agents' slots, so the server's sums (taken in agent order) are the same whatever
@@ -70,6 +100,8 @@ export interface AgentPool {
    * the same report step itself once `reported` resolves, which gives the same bits.
    */
   reportAndStart?(c: ChainedRound): { reported: Promise<void>; evaluated: Promise<void> | null; local: Promise<void> };
+  /** Run mode, when this pool offers it for the run's settings (null or absent otherwise). */
+  readonly runner?: RoundRunner | null;
   /** Copies of the agents' states after the last finished phase (checkpoints, evaluation of kept vectors). */
   states(): AgentState[];
   /**

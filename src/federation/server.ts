@@ -125,21 +125,43 @@ export class ServerCore implements ServerSide {
   applyLocal(ids: readonly number[], deltas: readonly Float64Array[]): void {
     if (!this.algorithm.serverStep) throw new Error(`${this.algorithm.name} has no server step`);
     this.algorithm.serverStep(this, deltas);
+    this.countLocal(ids);
+  }
+
+  /** Closes a report phase: keeps each reporter's report, then the algorithm's rule over all held. */
+  applyReports(ids: readonly number[], reports: readonly Float64Array[], initial: boolean): void {
+    this.keepReports(ids, reports);
+    const all = this.state.reports.filter((r): r is Float64Array => r !== null);
+    this.algorithm.serverReports?.(this, all, initial);
+  }
+
+  /**
+   * Closes a round that replicas of this server computed (the worker runtime's run mode: the same
+   * plug-in code over the same inputs, so the same bits): counts the local phase, keeps the
+   * reports (algorithms that report every round) and takes theta_bar and the vectors as computed,
+   * instead of computing the steps a second time.
+   */
+  adoptRound(ids: readonly number[], reports: readonly Float64Array[] | null, thetaBar: Float64Array, vectors: readonly Float64Array[]): void {
+    this.countLocal(ids);
+    if (reports) this.keepReports(ids, reports);
+    this.state.thetaBar.set(thetaBar);
+    vectors.forEach((x, k) => this.state.vectors[k]!.set(x));
+  }
+
+  private countLocal(ids: readonly number[]): void {
     this.state.trajectories += ids.length * this.perLocalTrajectories;
     // Down: theta_bar and the down vectors; up: Delta_i (SPEC.md's count).
     this.state.vectors_sent += ids.length * (2 + this.algorithm.down.length);
     for (const i of ids) this.state.messages[i]!++;
   }
 
-  /** Closes a report phase: keeps each reporter's report, then the algorithm's rule over all held. */
-  applyReports(ids: readonly number[], reports: readonly Float64Array[], initial: boolean): void {
+  /** Keeps each reporter's report as received and counts the report phase. */
+  private keepReports(ids: readonly number[], reports: readonly Float64Array[]): void {
     ids.forEach((i, k) => {
       const held = this.state.reports[i];
       if (held) held.set(reports[k]!);
       else this.state.reports[i] = Float64Array.from(reports[k]!);
     });
-    const all = this.state.reports.filter((r): r is Float64Array => r !== null);
-    this.algorithm.serverReports?.(this, all, initial);
     this.state.trajectories += ids.length * this.perReportTrajectories;
     this.state.vectors_sent += ids.length;
     for (const i of ids) this.state.messages[i]!++;

@@ -17,7 +17,8 @@ import type { CheckpointState, RunIdentity } from './checkpoint.js';
 import { combineScores, Evaluator } from './evaluator.js';
 import { resolveFaults, type FaultSpec } from './faults.js';
 import { evalCadence, evaluatedRound } from './cadence.js';
-import { InProcessPool, type AgentPool } from './pool.js';
+import { drawParticipants } from './participation.js';
+import { InProcessPool, type AgentPool, type RoundRunner } from './pool.js';
 import { ServerCore, type Costs } from './server.js';
 import { refuseUnknownKeys, resolveSettings, type TrainSettings } from './settings.js';
 import type { WorkersChoice } from './workers/plan.js';
@@ -218,6 +219,8 @@ export class Training {
   private readonly gsum: Float64Array;
   private pending: { promise: Promise<void>; ids: number[] } | null = null;
   private nextIds: number[] | null = null;
+  /** The server's stream before the next round's participants were drawn ahead (see drawAhead). */
+  private rngBeforeAhead: Uint32Array | null = null;
   private snapshot: Snapshot | null = null;
   private savedRound: number;
   private closed = false;
@@ -227,6 +230,12 @@ export class Training {
   private readonly ditto: boolean;
   /** Ditto's personal J of the last evaluated round (taken before the next local phase may start). */
   private lastPersonalJ: number | null = null;
+  /**
+   * Run mode (pool.runner): the run's first round, the rounds posted and not read yet (their
+   * participants, the server's stream after drawing them, whether states were asked), and the
+   * stream the draws ahead come from (the server's own stays where a round-by-round run has it).
+   */
+  private run: { first: number; ahead: Uint32Array; posted: Map<number, { ids: number[]; rng: Uint32Array; states: boolean }> } | null = null;
 
   private constructor(
     private readonly mdp: Mdp,
@@ -528,10 +537,13 @@ export class Training {
       await this.pool.localPhase(ids, this.server.thetaBar, [], this.outs, { round: r });
       this.server.countSilent(ids.length);
       if (evalNow) score = this.scoreLocal(this.pool.states());
+    } else if (this.runner) {
+      ({ ids, score, agentStates } = await this.runStep(this.runner, r, evalNow));
     } else {
       // The participants were drawn when this round's local phase started early (concurrent pools).
       ids = this.nextIds ?? this.server.participants();
       this.nextIds = null;
+      this.rngBeforeAhead = null;
       const pending = this.pending;
       this.pending = null;
       await (pending ? pending.promise : this.pool.localPhase(ids, this.server.thetaBar, this.server.down(), this.outs, { round: r }));
@@ -541,7 +553,7 @@ export class Training {
         // One pool command: this round's reports, the report step (computed by the pool through
         // the plug-in, identically), the optional evaluation and the next round's local phase.
         // The next participants are drawn first: the server's stream serves only those draws.
-        const next = this.server.participants();
+        const next = this.drawAhead();
         const h = this.pool.reportAndStart({
           round: r,
           reporting: ids,
@@ -567,7 +579,7 @@ export class Training {
         if (this.x.checkpoint || this.ditto) agentStates = this.pool.states();
         if (this.ditto && evalNow) this.lastPersonalJ = this.scorePersonal(agentStates!).J;
         if (evalOnWorkers && this.pool.evaluateAndStart) {
-          const next = more ? this.server.participants() : null;
+          const next = more ? this.drawAhead() : null;
           const h = this.pool.evaluateAndStart(
             this.server.thetaBar,
             this.evalJ,
@@ -583,7 +595,7 @@ export class Training {
           score = { ...combineScores(this.evalJ, this.evalGrad, this.server.thetaBar.length, this.gsum), perAgent: this.evalJ.slice() };
         } else {
           if (this.pool.concurrent && more) {
-            const next = this.server.participants();
+            const next = this.drawAhead();
             this.nextIds = next;
             this.pending = { promise: this.startLocal(r + 1, next), ids: next };
           }
@@ -605,11 +617,89 @@ export class Training {
     return record;
   }
 
+  /**
+   * Waits until the agents' runtime has no work in flight: the rounds a worker pool's run mode
+   * runs ahead (up to two) or a local phase started early. Results are unchanged; benches time
+   * it so that a block of rounds is charged for exactly its own rounds' work.
+   */
+  async drain(): Promise<void> {
+    if (this.run && this.runner) {
+      const last = Math.max(this.round, ...this.run.posted.keys());
+      if (last > this.round) await this.runner.roundDone(last - this.run.first).catch(() => {});
+    } else await this.pending?.promise.catch(() => {});
+  }
+
+  /** The pool's run mode, when it offers one for a server algorithm. */
+  private get runner(): RoundRunner | null {
+    return this.algorithm.topology === 'server' ? (this.pool.runner ?? null) : null;
+  }
+
+  /** Posts round t to a run: its participants (drawn ahead, in order), evaluation and states. */
+  private postRound(runner: RoundRunner, t: number): void {
+    const run = this.run!;
+    const s = this.settings;
+    const ids = drawParticipants(run.ahead, s.participation, this.all.length);
+    const evalNow = evaluatedRound(t, s.rounds, this.evalEvery);
+    // States: for every round's checkpoint snapshot, Ditto's personal J, and the run's result.
+    const states = !!this.x.checkpoint || (this.ditto && evalNow) || t === s.rounds;
+    run.posted.set(t, { ids, rng: run.ahead.slice(), states });
+    runner.postRound(t - run.first, ids, evalNow && !!this.pool.evaluates, states);
+  }
+
+  /**
+   * Round r in run mode: the workers ran it (server steps included) while this thread read the
+   * round before; this thread takes the server's state after it, the evaluation and the states it
+   * asked for, and posts round r + 2 (the pool keeps two rounds).
+   */
+  private async runStep(runner: RoundRunner, r: number, evalNow: boolean): Promise<{ ids: number[]; score: { J: number; gradNormSq: number; perAgent: Float64Array } | null; agentStates: AgentState[] | null }> {
+    const s = this.settings;
+    if (!this.run) {
+      this.run = { first: r, ahead: this.server.state.rng.slice(), posted: new Map() };
+      runner.startRun(r, this.server.thetaBar, this.server.state.vectors);
+      this.postRound(runner, r);
+      if (r + 1 <= s.rounds) this.postRound(runner, r + 1);
+    }
+    const run = this.run;
+    const k = r - run.first;
+    const posted = run.posted.get(r)!;
+    run.posted.delete(r);
+    const ids = posted.ids;
+    await runner.roundDone(k);
+    // The server's stream as a round-by-round run leaves it: after drawing this round's participants.
+    this.server.state.rng.set(posted.rng);
+    // The workers' replicas computed this round's server steps (the plug-in's code over the same
+    // inputs: the same bits); this server counts the round, keeps its reports and takes the result.
+    const reports = this.algorithm.reports === 'every-round' ? runner.roundReports(k) : null;
+    const after = runner.roundServer(k);
+    this.server.adoptRound(ids, reports && ids.map((i) => reports[i]!), after.thetaBar, after.vectors);
+    const agentStates = posted.states ? runner.roundStates(k) : null;
+    if (this.ditto && evalNow) this.lastPersonalJ = this.scorePersonal(agentStates!).J;
+    let score: { J: number; gradNormSq: number; perAgent: Float64Array } | null = null;
+    if (evalNow && this.pool.evaluates) {
+      const e = runner.roundEvaluation(k);
+      score = { ...combineScores(e.J, e.grad, this.server.thetaBar.length, this.gsum), perAgent: e.J.slice() };
+    } else if (evalNow) score = this.evaluator.score(this.server.thetaBar);
+    if (r + 2 <= s.rounds && !this.x.signal?.aborted) this.postRound(runner, r + 2);
+    return { ids, score, agentStates };
+  }
+
+  /**
+   * The next round's participants, drawn before this round is recorded (a concurrent pool starts
+   * the next local phase early): the server's stream before the draw is kept for the snapshot,
+   * which must hold the stream as a round-by-round run leaves it, or a resumed run would draw again.
+   */
+  private drawAhead(): number[] {
+    this.rngBeforeAhead = this.server.state.rng.slice();
+    return this.server.participants();
+  }
+
   /** `agents`: the agents' states at the end of the round, when read before the next round's local phase could commit. */
   private takeSnapshot(agents?: AgentState[]): Snapshot {
+    const server = this.server.snapshot();
+    if (this.rngBeforeAhead) server.rng.set(this.rngBeforeAhead);
     return {
       round: this.round,
-      server: this.server.snapshot(),
+      server,
       lastGradNormSq: this.lastGradNormSq,
       agents: agents ?? this.pool.states(),
       costs: this.records.map((r) => ({

@@ -1,4 +1,6 @@
-import { unzipSync, Zip, ZipDeflate, ZipPassThrough } from 'fflate';
+import { inflateSync, unzipSync, Zip, ZipDeflate } from 'fflate';
+import { readZipDirectory, ZipError, type ZipEntry } from './zip-directory.js';
+import { storedMember } from './zip-stored.js';
 import type { TransitionTable } from '../backends/types.js';
 import { InputError } from '../errors.js';
 import { formatBytes, MAX_TABLE_ENTRIES, MemoryLedger } from '../limits.js';
@@ -19,9 +21,10 @@ import { readAt } from './input-file.js';
  *   transitions [S, A, S] float64 (or [N, S, A, S]: one kernel per agent), or CSR over the S*A
  *               rows (row s*A + a): indptr [S*A + 1], indices [nnz] (int32 or int64), data [nnz]
  * Values little-endian float64, indices little-endian int32 or int64, C order; members stored or
- * deflated. Anything else is refused by name. The zip is read through fflate from the central
- * directory; every member's uncompressed size is checked against the memory budget before it is
- * inflated (fflate's inflate never writes past the declared size), and every array's shape
+ * deflated. Anything else is refused by name. The zip's central directory is read first
+ * (zip-directory.ts), then each member straight from the file; every member's uncompressed size
+ * is checked against the memory budget before anything is allocated or inflated (fflate's
+ * inflate never writes past the declared size), and every array's shape
  * against its bytes, so a small archive cannot make the reader allocate more than it holds.
  */
 
@@ -157,37 +160,103 @@ class NpzReader {
   }
 }
 
-/** Unzips the archive's members (budget-checked) and reads each one's .npy header. */
-function readMembers(bytes: Uint8Array, path: string, ledger: MemoryLedger, allowed: readonly MemberName[] = MEMBERS, what = 'a fedpg MDP'): Map<MemberName, Member> {
+/** The members an archive may hold and what it is, for the messages. */
+interface MemberRules {
+  allowed: readonly MemberName[];
+  what: string;
+}
+const MDP_RULES: MemberRules = { allowed: MEMBERS, what: 'a fedpg MDP' };
+
+/**
+ * The checks every member passes before anything is allocated for it: a known .npy name, once,
+ * stored or deflated, its uncompressed size within the memory budget.
+ */
+function admitMember(f: { name: string; compression: number; size: number }, path: string, ledger: MemoryLedger, seen: Set<string>, rules: MemberRules): void {
+  const key = f.name.endsWith('.npy') ? f.name.slice(0, -4) : f.name;
+  if (!(rules.allowed as readonly string[]).includes(key)) throw new InputError(`${path}: holds '${f.name}', which is no array of ${rules.what} (expected ${rules.allowed.map((m) => `${m}.npy`).join(', ')})`);
+  if (!f.name.endsWith('.npy')) throw new InputError(`${path}: member '${f.name}' must be a .npy array ('${f.name}.npy', as np.savez names it)`);
+  if (seen.has(f.name)) throw new InputError(`${path}: holds '${f.name}' twice; an array may appear once`);
+  seen.add(f.name);
+  if (f.compression !== 0 && f.compression !== 8) throw new InputError(`${path}: ${f.name} uses zip compression method ${f.compression}; only stored and deflate (np.savez, np.savez_compressed) are read`);
+  ledger.reserve(f.size, `${f.name} (${formatBytes(f.size)} uncompressed)`);
+}
+
+/** A member's bytes with its .npy header read. */
+function withHeader(file: string, bytes: Uint8Array, path: string): Member {
+  const name = file.slice(0, -4) as MemberName;
+  try {
+    const h = readNpyHeader(bytes);
+    return { name, descr: h.descr, shape: h.shape, fortran: h.fortranOrder, data: bytes.subarray(h.dataOffset) };
+  } catch (e) {
+    if (e instanceof NpyError) throw new InputError(`${path}: ${name} ${e.message}`);
+    throw e;
+  }
+}
+
+function unreadable(path: string, why: string): never {
+  throw new InputError(`${path}: is not a readable .npz (zip) archive (${why})`);
+}
+
+/**
+ * Reads the archive's members from the open file (budget-checked, each straight into a buffer of
+ * its own: see zip-directory.ts) and each one's .npy header. Stored members cost one read();
+ * deflated ones are read, then inflated by fflate into a buffer of their declared size (fflate
+ * never writes past it; a member that inflates to another size is refused).
+ */
+function readFileMembers(fd: number, size: number, path: string, ledger: MemoryLedger, rules: MemberRules = MDP_RULES): Map<MemberName, Member> {
+  let entries: ZipEntry[];
+  try {
+    entries = readZipDirectory(fd, size);
+  } catch (e) {
+    if (e instanceof ZipError) unreadable(path, e.message);
+    throw e;
+  }
+  const seen = new Set<string>();
+  for (const f of entries) {
+    admitMember(f, path, ledger, seen, rules);
+    if (f.compression === 0 && f.compressedSize !== f.size) unreadable(path, `${f.name} is stored, but its sizes differ: ${f.compressedSize} and ${f.size} bytes`);
+  }
+  const out = new Map<MemberName, Member>();
+  for (const f of entries) {
+    let member: Uint8Array;
+    if (f.compression === 0) {
+      member = new Uint8Array(f.size);
+      if (readAt(fd, member, f.dataOffset) !== f.size) unreadable(path, `${f.name} is cut short`);
+    } else {
+      const packed = new Uint8Array(f.compressedSize);
+      if (readAt(fd, packed, f.dataOffset) !== f.compressedSize) unreadable(path, `${f.name} is cut short`);
+      try {
+        member = inflateSync(packed, { out: new Uint8Array(f.size) });
+      } catch (e) {
+        unreadable(path, `${f.name}: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      if (member.length !== f.size) unreadable(path, `${f.name} inflates to ${member.length} bytes, not the ${f.size} its directory declares`);
+    }
+    const m = withHeader(f.name, member, path);
+    out.set(m.name, m);
+  }
+  return out;
+}
+
+/** The same from an archive already in memory (a message's bytes), through fflate's unzipSync. */
+function readMembers(bytes: Uint8Array, path: string, ledger: MemoryLedger, rules: MemberRules = MDP_RULES): Map<MemberName, Member> {
   const seen = new Set<string>();
   let files: Record<string, Uint8Array>;
   try {
     files = unzipSync(bytes, {
       filter: (f) => {
-        const key = f.name.endsWith('.npy') ? f.name.slice(0, -4) : f.name;
-        if (!(allowed as readonly string[]).includes(key)) throw new InputError(`${path}: holds '${f.name}', which is no array of ${what} (expected ${allowed.map((m) => `${m}.npy`).join(', ')})`);
-        if (!f.name.endsWith('.npy')) throw new InputError(`${path}: member '${f.name}' must be a .npy array ('${f.name}.npy', as np.savez names it)`);
-        if (seen.has(f.name)) throw new InputError(`${path}: holds '${f.name}' twice; an array may appear once`);
-        seen.add(f.name);
-        if (f.compression !== 0 && f.compression !== 8) throw new InputError(`${path}: ${f.name} uses zip compression method ${f.compression}; only stored and deflate (np.savez, np.savez_compressed) are read`);
-        ledger.reserve(f.originalSize, `${f.name} (${formatBytes(f.originalSize)} uncompressed)`);
+        admitMember({ name: f.name, compression: f.compression, size: f.originalSize }, path, ledger, seen, rules);
         return true;
       },
     });
   } catch (e) {
     if (e instanceof InputError) throw e;
-    throw new InputError(`${path}: is not a readable .npz (zip) archive (${e instanceof Error ? e.message : String(e)})`);
+    unreadable(path, e instanceof Error ? e.message : String(e));
   }
   const out = new Map<MemberName, Member>();
   for (const [file, member] of Object.entries(files)) {
-    const name = file.slice(0, -4) as MemberName;
-    try {
-      const h = readNpyHeader(member);
-      out.set(name, { name, descr: h.descr, shape: h.shape, fortran: h.fortranOrder, data: member.subarray(h.dataOffset) });
-    } catch (e) {
-      if (e instanceof NpyError) throw new InputError(`${path}: ${name} ${e.message}`);
-      throw e;
-    }
+    const m = withHeader(file, member, path);
+    out.set(m.name, m);
   }
   return out;
 }
@@ -204,11 +273,9 @@ export interface NpzContents {
  * 'fedpg-shared/1' archives; the caller checks which one it wanted.
  */
 export function readNpz(fd: number, size: number, path: string, options: MdpParseOptions = {}): NpzContents {
+  if (!LITTLE_ENDIAN_HOST) throw new InputError(`${path}: .npz files are read on little-endian machines only`);
   const ledger = new MemoryLedger(path, options.memoryBudget);
-  ledger.reserve(size, `reading the archive (${formatBytes(size)})`);
-  const bytes = new Uint8Array(size);
-  const got = readAt(fd, bytes, 0);
-  return readNpzBytes(bytes.subarray(0, got), path, options, ledger);
+  return npzContents(new NpzReader(path, readFileMembers(fd, size, path, ledger)), options);
 }
 
 /**
@@ -217,7 +284,11 @@ export function readNpz(fd: number, size: number, path: string, options: MdpPars
  */
 export function readNpzBytes(bytes: Uint8Array, path: string, options: MdpParseOptions = {}, ledger = new MemoryLedger(path, options.memoryBudget)): NpzContents {
   if (!LITTLE_ENDIAN_HOST) throw new InputError(`${path}: .npz files are read on little-endian machines only`);
-  const r = new NpzReader(path, readMembers(bytes, path, ledger));
+  return npzContents(new NpzReader(path, readMembers(bytes, path, ledger)), options);
+}
+
+/** Validates an MDP archive's members (readNpz, readNpzBytes). */
+function npzContents(r: NpzReader, options: MdpParseOptions): NpzContents {
   const format = r.text(r.get('format', 0, `a 0-d string '${MDP_FORMAT}': np.savez(..., format=np.array('${MDP_FORMAT}'))`));
   if (format !== MDP_FORMAT && format !== SHARED_NPZ_FORMAT) r.fail(`format is ${JSON.stringify(format)}, expected "${MDP_FORMAT}" (or "${SHARED_NPZ_FORMAT}")`);
   const shared = format === SHARED_NPZ_FORMAT;
@@ -243,11 +314,16 @@ export function readNpzBytes(bytes: Uint8Array, path: string, options: MdpParseO
     if (s !== S) r.fail(`rewards has shape ${shapeText(rm.shape)}: ${s} states, but initial has ${S}`);
     if (a < 1) r.fail(`rewards has shape ${shapeText(rm.shape)}: 0 actions`);
     const all = r.float64(rm);
-    for (let q = 0; q < all.length; q++) {
+    // One comparison per entry (NaN fails it too); the first entry that fails is named below.
+    const lo = options.anyFiniteRewards ? -Infinity : 0, hi = options.anyFiniteRewards ? Infinity : 1;
+    let q = 0;
+    if (options.anyFiniteRewards) while (q < all.length && all[q]! > lo && all[q]! < hi) q++;
+    else while (q < all.length && all[q]! >= lo && all[q]! <= hi) q++;
+    if (q < all.length) {
       const v = all[q]!;
-      const at = (): string => `rewards[${Math.floor(q / (S * a))}][${Math.floor(q / a) % S}][${q % a}]`;
-      if (!Number.isFinite(v)) r.fail(`${at()} is ${v}, not a finite number`);
-      if (!options.anyFiniteRewards && (v < 0 || v > 1)) r.fail(`${at()} is ${v}, outside [0, 1]${REWARD_RANGE_HINT}`);
+      const at = `rewards[${Math.floor(q / (S * a))}][${Math.floor(q / a) % S}][${q % a}]`;
+      if (!Number.isFinite(v)) r.fail(`${at} is ${v}, not a finite number`);
+      r.fail(`${at} is ${v}, outside [0, 1]${REWARD_RANGE_HINT}`);
     }
     rewards = Array.from({ length: n }, (_, i) => all.subarray(i * S * a, (i + 1) * S * a));
     A = a;
@@ -297,28 +373,52 @@ export function readNpzBytes(bytes: Uint8Array, path: string, options: MdpParseO
     if (prob.length !== nnz) r.fail(`data has ${prob.length} entries, but indices has ${nnz}`);
     if (rowStart[0] !== 0) r.fail(`indptr[0] is ${rowStart[0]}, expected 0`);
     if (rowStart[rows] !== nnz) r.fail(`indptr[${rows}] is ${rowStart[rows]}, expected ${nnz} (the length of indices and data)`);
-    for (let row = 0; row < rows; row++) {
+    // The fast pass: per row, indices strictly increasing and below S, probabilities in
+    // [0, Infinity), and the sum; the first row that fails any of it is named by namedRowError.
+    let bad = -1;
+    for (let row = 0; row < rows && bad < 0; row++) {
       const lo = rowStart[row]!, hi = rowStart[row + 1]!;
-      const s = Math.floor(row / A), a = row % A;
-      if (hi <= lo) r.fail(`indptr[${row + 1}] is ${hi}, ${hi < lo ? 'below' : 'equal to'} indptr[${row}] = ${lo}: row ${row} (state ${s}, action ${a}) needs at least one next state`);
-      if (hi > nnz) r.fail(`indptr[${row + 1}] is ${hi}, beyond the ${nnz} entries`);
-      let sum = 0;
+      if (!(hi > lo && hi <= nnz)) {
+        bad = row;
+        break;
+      }
+      let sum = 0, prev = -1;
       for (let q = lo; q < hi; q++) {
-        const j = next[q]!;
-        if (j >= S) r.fail(`indices[${q}] is ${j}, outside 0..${S - 1} (row ${row}: state ${s}, action ${a})`);
-        if (q > lo && j <= next[q - 1]!) r.fail(`indices[${q}] is ${j}, not above indices[${q - 1}] = ${next[q - 1]} within row ${row} (state ${s}, action ${a}): sort each row and merge duplicates (csr.sum_duplicates())`);
-        const v = prob[q]!;
-        if (!Number.isFinite(v)) r.fail(`data[${q}] is ${v}, not a finite number`);
-        if (v < 0) r.fail(`data[${q}] is ${v}, a negative probability`);
+        const j = next[q]!, v = prob[q]!;
+        if (!(j > prev && j < S && v >= 0 && v < Infinity)) {
+          bad = row;
+          break;
+        }
+        prev = j;
         sum += v;
       }
-      if (Math.abs(sum - 1) > SUM_TOLERANCE) r.fail(`row ${row} (state ${s}, action ${a}) of indptr/indices/data sums to ${sum}, not 1 (tolerance ${SUM_TOLERANCE})`);
+      if (!(Math.abs(sum - 1) <= SUM_TOLERANCE)) bad = row;
     }
+    if (bad >= 0) namedRowError(r, bad, A, S, nnz, rowStart, next, prob);
     kernels = [{ kind: 'sparse', rowStart, next, prob }];
   }
   const mdp: MdpWithoutRewards = { states: S, actions: A, gamma, initial, kernels, perAgentKernels: perAgent };
   if (name !== undefined) mdp.name = name;
   return { format, mdp, rewards };
+}
+
+/** Fails with the first thing wrong in CSR row `row` (the checks of the fast pass, one by one). */
+function namedRowError(r: NpzReader, row: number, A: number, S: number, nnz: number, rowStart: Int32Array, next: Int32Array, prob: Float64Array): never {
+  const lo = rowStart[row]!, hi = rowStart[row + 1]!;
+  const s = Math.floor(row / A), a = row % A;
+  if (hi <= lo) r.fail(`indptr[${row + 1}] is ${hi}, ${hi < lo ? 'below' : 'equal to'} indptr[${row}] = ${lo}: row ${row} (state ${s}, action ${a}) needs at least one next state`);
+  if (hi > nnz) r.fail(`indptr[${row + 1}] is ${hi}, beyond the ${nnz} entries`);
+  let sum = 0;
+  for (let q = lo; q < hi; q++) {
+    const j = next[q]!;
+    if (j >= S || j < 0) r.fail(`indices[${q}] is ${j}, outside 0..${S - 1} (row ${row}: state ${s}, action ${a})`);
+    if (q > lo && j <= next[q - 1]!) r.fail(`indices[${q}] is ${j}, not above indices[${q - 1}] = ${next[q - 1]} within row ${row} (state ${s}, action ${a}): sort each row and merge duplicates (csr.sum_duplicates())`);
+    const v = prob[q]!;
+    if (!Number.isFinite(v)) r.fail(`data[${q}] is ${v}, not a finite number`);
+    if (v < 0) r.fail(`data[${q}] is ${v}, a negative probability`);
+    sum += v;
+  }
+  r.fail(`row ${row} (state ${s}, action ${a}) of indptr/indices/data sums to ${sum}, not 1 (tolerance ${SUM_TOLERANCE})`);
 }
 
 /** One agent's reward table and stream key as read from an .npz (formats.ts parseRewards checks the rest). */
@@ -338,11 +438,7 @@ export interface NpzRewards {
  */
 export function readNpzRewards(fd: number, size: number, path: string): NpzRewards {
   if (!LITTLE_ENDIAN_HOST) throw new InputError(`${path}: .npz files are read on little-endian machines only`);
-  const ledger = new MemoryLedger(path);
-  ledger.reserve(size, `reading the archive (${formatBytes(size)})`);
-  const bytes = new Uint8Array(size);
-  const got = readAt(fd, bytes, 0);
-  const r = new NpzReader(path, readMembers(bytes.subarray(0, got), path, ledger, REWARDS_MEMBERS, "an agent's rewards file"));
+  const r = new NpzReader(path, readFileMembers(fd, size, path, new MemoryLedger(path), { allowed: REWARDS_MEMBERS, what: "an agent's rewards file" }));
   const format = r.text(r.get('format', 0, "a 0-d string: the file's format, 'fedpg-rewards/2'"));
   const agent = r.indices(r.get('agent', 0, 'a 0-d integer'))[0]!;
   const key = r.text(r.get('key', 0, "a 0-d string: the agent's stream key"));
@@ -409,7 +505,7 @@ export function npzArrayParts(members: readonly NpzMember[], options: { compress
     const bytes = text ? text.bytes : bytesOf(m.data as Float64Array | Int32Array);
     total += bytes.length + 256;
     if (total >= ZIP32_LIMIT) throw new InputError(`the .npz would be ${formatBytes(total)}; archives of 4 GiB or more (zip64) are not written`);
-    const f = options.compress ? new ZipDeflate(`${m.name}.npy`, { level: 6 }) : new ZipPassThrough(`${m.name}.npy`);
+    const f = options.compress ? new ZipDeflate(`${m.name}.npy`, { level: 6 }) : storedMember(`${m.name}.npy`);
     f.mtime = mtime;
     zip.add(f);
     f.push(npyHeader(text ? text.descr : m.data instanceof Int32Array ? '<i4' : '<f8', text ? [] : m.shape), false);
@@ -435,7 +531,7 @@ export function npzParts(mdp: MdpWithoutRewards & { rewards?: Float64Array[] }, 
     const bytes = data.reduce((n, d) => n + d.length, 0);
     total += bytes + 256;
     if (bytes >= ZIP32_LIMIT || total >= ZIP32_LIMIT) throw new InputError(`the .npz would be ${formatBytes(total)}; archives of 4 GiB or more (zip64) are not written: use fewer agents or a sparser kernel`);
-    const f = options.compress ? new ZipDeflate(`${name}.npy`, { level: 6 }) : new ZipPassThrough(`${name}.npy`);
+    const f = options.compress ? new ZipDeflate(`${name}.npy`, { level: 6 }) : storedMember(`${name}.npy`);
     f.mtime = mtime;
     zip.add(f);
     f.push(npyHeader(descr, shape), data.length === 0);

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { InputError } from '../../errors.js';
-import { evaluatePolicy, type PolicyReport } from '../../evaluate.js';
+import { evaluatePolicyArrays, policyReport, type PolicyArrays } from '../../evaluate.js';
 import { npzArrayParts, type NpzMember } from '../../mdp/npz.js';
 import { writeFileAtomic } from '../../util/atomic.js';
 import { loadTheta } from '../../mdp/format.js';
@@ -11,29 +11,40 @@ import { backendChoice, int, printJson } from '../flags.js';
 export const POLICY_STAR_TEXT_MAX_STATES = 30;
 
 /** policy* as text, one action per state (per agent with per-agent kernels); nothing for large S. */
-export function policyStarLines(p: number[] | number[][], S: number): string[] {
+export function policyStarLines(r: Pick<PolicyArrays, 'policyStar' | 'perAgentPolicyStar'>, S: number): string[] {
   if (S > POLICY_STAR_TEXT_MAX_STATES) return [`policy*      (${S} states: see --json policyStar)`];
-  if (p.length && Array.isArray(p[0])) return (p as number[][]).map((a, i) => `policy*[${i}]${' '.repeat(Math.max(1, 4 - String(i).length))}${a.join(' ')}   (agent ${i}'s own MDP: greedy optimal action per state)`);
-  return [`policy*      ${(p as number[]).join(' ')}   (greedy optimal action per state of the average MDP)`];
+  if (r.perAgentPolicyStar) {
+    const n = r.policyStar.length / S;
+    return Array.from({ length: n }, (_, i) => `policy*[${i}]${' '.repeat(Math.max(1, 4 - String(i).length))}${r.policyStar.subarray(i * S, (i + 1) * S).join(' ')}   (agent ${i}'s own MDP: greedy optimal action per state)`);
+  }
+  return [`policy*      ${r.policyStar.join(' ')}   (greedy optimal action per state of the average MDP)`];
 }
 
 /** Table entries (S*A) above which `evaluate --json` needs --out FILE.npz for its arrays. */
 export const JSON_ARRAY_LIMIT = 100_000;
 
-/** The report's arrays as .npz members (float64; policyStar int32), with numpy shapes. */
-export function reportArrays(r: PolicyReport, S: number, A: number): NpzMember[] {
-  const f = (x: unknown): Float64Array => Float64Array.from((x as unknown[]).flat(3) as number[]);
+/** The report's arrays as .npz members (float64; policyStar int32), with numpy shapes: views, no copies. */
+export function reportArrays(r: PolicyArrays): NpzMember[] {
+  const S = r.states, A = r.actions, N = r.J.length;
   const out: NpzMember[] = [];
-  const N = r.grad.length;
-  if (r.V) out.push({ name: 'V', data: f(r.V), shape: [S] });
-  if (r.Q) out.push({ name: 'Q', data: f(r.Q), shape: [S, A] });
-  out.push({ name: 'grad', data: f(r.grad), shape: [N, S, A] });
-  out.push({ name: 'gradAvg', data: f(r.gradAvg), shape: [S, A] });
-  if (r.Vstar) out.push({ name: 'Vstar', data: f(r.Vstar), shape: [S] });
-  const ps = r.policyStar as unknown[];
-  const perAgent = ps.length > 0 && Array.isArray(ps[0]);
-  out.push({ name: 'policyStar', data: Int32Array.from(ps.flat() as number[]), shape: perAgent ? [ps.length, S] : [S] });
-  if (r.gradK) out.push({ name: 'gradK', data: f(r.gradK), shape: [N, S, A] });
+  if (r.V) out.push({ name: 'V', data: r.V, shape: [S] });
+  if (r.Q) out.push({ name: 'Q', data: r.Q, shape: [S, A] });
+  out.push({ name: 'grad', data: r.grad, shape: [N, S, A] });
+  out.push({ name: 'gradAvg', data: r.gradAvg, shape: [S, A] });
+  if (r.Vstar) out.push({ name: 'Vstar', data: r.Vstar, shape: [S] });
+  out.push({ name: 'policyStar', data: r.policyStar, shape: r.perAgentPolicyStar ? [N, S] : [S] });
+  if (r.gradK) out.push({ name: 'gradK', data: r.gradK, shape: [N, S, A] });
+  return out;
+}
+
+/** The report's scalars (what `--json` prints beside `--out`), in the order of the full report. */
+export function reportScalars(r: PolicyArrays): Record<string, unknown> {
+  const out: Record<string, unknown> = { backend: r.backend, J: Array.from(r.J), Javg: r.Javg, JstarPerAgent: Array.from(r.JstarPerAgent) };
+  if (r.Jstar !== undefined) out.Jstar = r.Jstar;
+  if (r.K !== undefined) {
+    out.K = r.K;
+    out.JK = Array.from(r.JK!);
+  }
   return out;
 }
 
@@ -57,23 +68,22 @@ export function evaluateCommand(program: Command): void {
         throw new InputError(`the report's arrays have ${SA} entries per table (S*A > ${JSON_ARRAY_LIMIT}), too many for JSON on stdout: pass --out FILE.npz, which receives the arrays while --json prints the scalars`);
       const theta = o.theta ? loadTheta(o.theta, mdp.states, mdp.actions) : new Float64Array(mdp.states * mdp.actions);
       const horizon = int('horizon', o.horizon, 1);
-      const report = await evaluatePolicy(mdp, theta, { horizon, backend: backendChoice(o.backend) });
+      const arrays = await evaluatePolicyArrays(mdp, theta, { horizon, backend: backendChoice(o.backend) });
       if (o.out !== undefined) {
-        writeFileAtomic(o.out, npzArrayParts(reportArrays(report, mdp.states, mdp.actions)));
-        const { V: _v, Q: _q, grad: _g, gradAvg: _ga, Vstar: _vs, policyStar: _p, gradK: _gk, ...scalars } = report;
-        if (o.json) return printJson(withRewardMap({ ...scalars, arrays: o.out }, loaded));
-      } else if (o.json) return printJson(withRewardMap(report, loaded));
+        writeFileAtomic(o.out, npzArrayParts(reportArrays(arrays)));
+        if (o.json) return printJson(withRewardMap({ ...reportScalars(arrays), arrays: o.out }, loaded));
+      } else if (o.json) return printJson(withRewardMap(policyReport(arrays), loaded));
       const lines = [
-        `backend      ${report.backend}`,
+        `backend      ${arrays.backend}`,
         `agents       ${mdp.rewards.length}, states ${mdp.states}, actions ${mdp.actions}, gamma ${mdp.gamma}`,
-        `J (mean)     ${report.Javg}`,
-        ...report.J.map((j, i) => `J[${i}]${' '.repeat(Math.max(1, 8 - String(i).length))}${j}`),
+        `J (mean)     ${arrays.Javg}`,
+        ...Array.from(arrays.J, (j, i) => `J[${i}]${' '.repeat(Math.max(1, 8 - String(i).length))}${j}`),
       ];
-      if (report.Jstar !== undefined) lines.push(`J*           ${report.Jstar}`, `gap          ${report.Jstar - report.Javg}`);
-      const gn = report.gradAvg.flat().reduce((s, v) => s + v * v, 0);
+      if (arrays.Jstar !== undefined) lines.push(`J*           ${arrays.Jstar}`, `gap          ${arrays.Jstar - arrays.Javg}`);
+      const gn = arrays.gradAvg.reduce((s, v) => s + v * v, 0);
       lines.push(`|grad J|^2   ${gn}`);
-      lines.push(...policyStarLines(report.policyStar, mdp.states));
-      if (report.JK) lines.push(`J_K (K=${report.K}) ${report.JK.reduce((s, v) => s + v, 0) / report.JK.length} (mean)`);
+      lines.push(...policyStarLines(arrays, mdp.states));
+      if (arrays.JK) lines.push(`J_K (K=${arrays.K}) ${arrays.JK.reduce((s, v) => s + v, 0) / arrays.JK.length} (mean)`);
       lines.push(...rewardMapLines(loaded));
       if (o.out !== undefined) lines.push(`arrays       ${o.out} (V, Q, grad, gradAvg, Vstar, policyStar, gradK: np.load reads them)`);
       process.stdout.write(lines.join('\n') + '\n');

@@ -1,4 +1,4 @@
-import { aggregateInto } from '../aggregate.js';
+import { aggregateInto, sumInto } from '../aggregate.js';
 import { aggregateVector } from './server-step.js';
 import type { AlgorithmPlugin } from './types.js';
 
@@ -73,8 +73,7 @@ export const fedsvrpgM: AlgorithmPlugin = {
     const t = sv.thetaBar;
     const acc = sv.scratch('aggregate');
     if (sv.rule.kind === 'mean') {
-      acc.fill(0);
-      for (const d of deltas) for (let j = 0; j < acc.length; j++) acc[j] = acc[j]! + d[j]!;
+      sumInto(acc, deltas);
       const scale = s.alphaG / n;
       for (let j = 0; j < t.length; j++) {
         u[j] = acc[j]! / (n * s.eta * s.localSteps);

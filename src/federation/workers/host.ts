@@ -1,3 +1,4 @@
+import { availableParallelism, loadavg } from 'node:os';
 import { loadBackendByName } from '../../backends/select.js';
 import type { BackendName, EnvironmentSpec } from '../../backends/types.js';
 import { LocalAgent } from '../agent.js';
@@ -9,12 +10,18 @@ import { ServerCore } from '../server.js';
 import {
   C_CMDID,
   C_KIND,
+  C_POSTED,
+  C_RCOUNT,
+  C_RFLAGS,
   C_ROUND,
   C_WAKE,
+  F_EVAL,
+  F_STATES,
   K_CHAIN,
   K_EVAL,
   K_LOCAL,
   K_REPORT,
+  K_RUN,
   M_LOCAL,
   M_REPORT,
   P_EVAL,
@@ -29,7 +36,10 @@ import {
   W_FAILED,
   W_GEN,
   W_HALF,
+  W_PHASE,
+  W_RDONE,
   W_READY,
+  W_RROUND,
   views,
   wake,
   workerWord,
@@ -44,9 +54,10 @@ import {
  * that never returns until the run ends, so the pool library owns the thread (start-up,
  * termination, replacement) while the per-phase signalling stays on Atomics.wait/notify.
  *
- * Every phase starts each agent from its committed state (stream and kept vectors) and leaves
- * the state after the phase beside it; the main thread commits it once every worker is done, so
- * a rerun on a fresh thread starts from the same state and computes the same bits.
+ * Per-phase commands start each agent from its committed state (stream and kept vectors) and
+ * leave the state after the phase beside it; the main thread commits it once every worker is
+ * done, so a rerun on a fresh thread starts from the same state and computes the same bits. In
+ * run mode (runMode below) the agents' states stay in this thread from round to round.
  */
 
 export interface HostInit {
@@ -74,6 +85,24 @@ export interface HostInit {
  */
 const COMMAND_SPINS = 2000;
 const BARRIER_SPINS = 2000;
+/**
+ * Run mode's waits (a peer at the barrier, the next round's descriptor) spin before blocking: with
+ * one thread per core the spinning costs no other thread anything, while a futex wake-up (tens of
+ * microseconds, twice a round) delays the round. The spin adapts: doubled (up to RUN_SPIN_MS)
+ * after a blocked wait that ended within RUN_SPIN_MS, which a longer spin would have caught (an
+ * idle machine: the peer is microseconds away), halved (down to RUN_SPIN_MIN_MS) after a longer
+ * one (the peer was descheduled, or a long imbalance); and kept at RUN_SPIN_MIN_MS while the
+ * machine's load average exceeds its cores by more than one (other processes want the cores:
+ * spinning would burn the time slice a descheduled peer could run in). The process's own CPU
+ * time cannot tell whether the peer runs: Linux accounts other threads' time only at scheduler
+ * ticks, milliseconds apart. Blocked waits wake every RUN_POLL_MS to see whether the pool told
+ * this thread to stop.
+ */
+const RUN_SPIN_MS = 0.2;
+const RUN_SPIN_MIN_MS = 0.005;
+/** Waits between two looks at the load average. */
+const LOAD_CHECK_EVERY = 256;
+const RUN_POLL_MS = 20;
 
 function blockForever(): void {
   // A hung agent: blocked, not spinning, until the pool terminates the thread.
@@ -182,6 +211,123 @@ export default async function host(init: HostInit): Promise<string> {
     return Atomics.load(ctl, word(W_CMD));
   }
 
+
+  /**
+   * Waits until ctl[i] >= target, spinning first (spinMs, adapted); false when this thread must stop
+   * (the pool exits or replaced it).
+   */
+  let spinMs = RUN_SPIN_MS;
+  let crowded = false;
+  let waits = 0;
+  const cores = availableParallelism();
+  function awaitWord(i: number, target: number): boolean {
+    let x = Atomics.load(ctl, i);
+    if (x >= target) return true;
+    if (waits++ % LOAD_CHECK_EVERY === 0) crowded = loadavg()[0] > cores + 1;
+    const t0 = performance.now();
+    const until = t0 + (crowded ? RUN_SPIN_MIN_MS : spinMs);
+    for (let spin = 1; ; spin++) {
+      x = Atomics.load(ctl, i);
+      if (x >= target) return true;
+      if ((spin & 63) === 0 && performance.now() > until) break;
+    }
+    for (;;) {
+      if (Atomics.load(ctl, word(W_CMD)) < 0 || !mine()) return false;
+      Atomics.wait(ctl, i, x, RUN_POLL_MS);
+      x = Atomics.load(ctl, i);
+      if (x >= target) {
+        spinMs = performance.now() - t0 <= RUN_SPIN_MS ? Math.min(RUN_SPIN_MS, 2 * spinMs) : Math.max(RUN_SPIN_MIN_MS, spinMs / 2);
+        return true;
+      }
+    }
+  }
+
+  /** Run mode's barrier: this worker finished phase `phase`; waits for every other worker to. */
+  function runBarrier(phase: number): boolean {
+    Atomics.store(ctl, word(W_PHASE), phase);
+    Atomics.notify(ctl, word(W_PHASE));
+    for (let u = 0; u < W; u++) if (u !== w && !awaitWord(workerWord(u, W_PHASE), phase)) return false;
+    return true;
+  }
+
+  /**
+   * Run mode (K_RUN): rounds C_ROUND, C_ROUND + 1, ... as the main thread posts their descriptors,
+   * each as the in-process loop runs it: the local phase, a barrier, the server step (the plug-in
+   * through a ServerCore replica, over every participant's delta in agent order), then for
+   * algorithms that report every round the report phase at the new theta_bar, a barrier and the
+   * server's report step; the evaluation of the new theta_bar when the round asks. The agents'
+   * states stay in this thread, published when a round asks (F_STATES) into the area of parity
+   * k + 1. Returns only when told to stop.
+   */
+  function runMode(attempt: number): 'exit' | 'replaced' {
+    const stop = (): 'exit' | 'replaced' => (mine() ? 'exit' : 'replaced');
+    const first = Atomics.load(ctl, C_ROUND);
+    const everyRound = algorithm.reports === 'every-round';
+    const rep = new ServerCore(init.settings, N, v.theta);
+    const st = rep.state;
+    st.thetaBar.set(v.theta);
+    st.vectors.forEach((x, k) => x.set(v.server.subarray(k * SA, (k + 1) * SA)));
+    const rows = (area: Float64Array): Float64Array[] => Array.from({ length: N }, (_, i) => area.subarray(i * SA, (i + 1) * SA));
+    const outRows = v.outSlots.map(rows);
+    const reportRows = v.reportSlots.map(rows);
+    const rngAreas = [v.rng, v.rngNext], keptAreas = [v.kept, v.keptNext];
+    for (const a of agents) load(a, v.rng, v.kept);
+    const lo = Math.floor((w * SA) / W), hi = Math.floor(((w + 1) * SA) / W);
+    let phase = 0;
+    for (let k = 0; ; k++) {
+      if (!awaitWord(C_POSTED, k)) return stop();
+      const s = k & 1;
+      const flags = Atomics.load(ctl, C_RFLAGS + s);
+      const members = v.rmembers.subarray(s * N, (s + 1) * N);
+      const round = first + k;
+      Atomics.store(ctl, word(W_RROUND), k + 1);
+      const down = rep.down();
+      for (const a of agents) {
+        if (!(members[a.id]! & M_LOCAL)) continue;
+        Atomics.store(ctl, word(W_CURRENT), a.id * 4 + P_LOCAL);
+        injected(a.id, round, 'local', attempt);
+        a.localPhase(st.thetaBar, down, outRows[s]![a.id]!);
+        if (!mine()) return 'replaced';
+      }
+      Atomics.store(ctl, word(W_CURRENT), P_IDLE);
+      if (!runBarrier(++phase)) return stop();
+      const ids: number[] = [];
+      for (let i = 0; i < N; i++) if (members[i]! & M_LOCAL) ids.push(i);
+      rep.applyLocal(ids, ids.map((i) => outRows[s]![i]!));
+      const r = (k + 1) & 1;
+      if (everyRound) {
+        for (const a of agents) {
+          const i = a.id;
+          if (members[i]! & M_REPORT) {
+            Atomics.store(ctl, word(W_CURRENT), i * 4 + P_MEMORY);
+            injected(i, round, 'memory', attempt);
+            a.reportPhase(st.thetaBar, reportRows[r]![i]!);
+            if (!mine()) return 'replaced';
+          } else reportRows[r]![i]!.set(reportRows[s]![i]!);
+        }
+      }
+      if (flags & F_EVAL) {
+        Atomics.store(ctl, word(W_CURRENT), P_EVAL);
+        scorer?.scoreInto(st.thetaBar, v.evalJSlots[s]!, v.evalGradSlots[s]!);
+        if (!mine()) return 'replaced';
+      }
+      Atomics.store(ctl, word(W_CURRENT), P_IDLE);
+      if (everyRound) {
+        if (!runBarrier(++phase)) return stop();
+        for (let i = 0; i < N; i++) st.reports[i] = reportRows[r]![i]!;
+        rep.applyReports([], [], false);
+      }
+      // The server's state after the round, for the main thread: this worker's share of the coordinates.
+      const pub = v.roundServerSlots[s]!;
+      pub.set(st.thetaBar.subarray(lo, hi), lo);
+      st.vectors.forEach((x, q) => pub.set(x.subarray(lo, hi), (q + 1) * SA + lo));
+      if (flags & F_STATES) for (const a of agents) store(a, rngAreas[r]!, keptAreas[r]!);
+      Atomics.store(ctl, word(W_RDONE), k + 1);
+      // Only the round's last worker wakes the main thread: one wake-up per round, not W.
+      if (Atomics.add(ctl, C_RCOUNT, 1) === W * (k + 1) - 1) wake(ctl);
+    }
+  }
+
   let seen = Atomics.load(ctl, word(W_CMD));
   Atomics.store(ctl, word(W_READY), generation);
   wake(ctl);
@@ -197,6 +343,7 @@ export default async function host(init: HostInit): Promise<string> {
       const attempt = Atomics.load(ctl, word(W_ATTEMPT));
       const chained = (kind & K_CHAIN) !== 0;
       try {
+        if (kind & K_RUN) return runMode(attempt);
         theta.set(v.theta);
         // A chained command's reports belong to the round before its local phase. A rerun after
         // this worker's report part was done (it failed later) keeps those reports and states.

@@ -21,6 +21,18 @@
  *     ERRLEN    bytes of the UTF-8 error message
  *     ATTEMPT   0 for a command's first run on w, k for its k-th rerun (fault injection's `once`)
  *     HALF      CMDID of the latest chained command whose report part w finished
+ *     PHASE     run mode: phases w finished in the current run (the workers' barrier counts it)
+ *     RDONE     run mode: rounds w finished in the current run (main reads a round once all have)
+ *     RROUND    run mode: 1 + the run-relative round w is working on (for failure messages)
+ *   Each worker's words fill their own 64-byte line, apart from the command words and from each
+ *   other: a worker spinning on another's PHASE must not share a line with words it writes.
+ *
+ * Run mode (K_RUN, see host.ts): the workers run round after round without the main thread, from
+ * round descriptors the main thread posts ahead (POSTED, the run-relative index of the last one
+ * posted; RFLAGS and `rmembers`, two slots by parity). A round's deltas, held reports and
+ * evaluation land in slot k % 2 (reports of round k: slot (k + 1) % 2, slot 0 holding those the
+ * run started with), so the main thread reads round k while the workers run round k + 1; it posts
+ * round k + 2 only once it has read round k, which is what keeps a slot from being overwritten.
  */
 
 export const CMD_EXIT = -1;
@@ -38,6 +50,18 @@ export const K_REPORT = 4;
  * One command per round instead of two: the main thread is not on the path between the phases.
  */
 export const K_CHAIN = 8;
+/**
+ * Run mode: the workers run rounds from the posted descriptors until told to exit, computing
+ * every server step themselves (ServerCore on a replica: the plug-in's code over the same inputs
+ * in the same order, so the same bits as the main thread, which applies them too when it reads
+ * each round). The agents' states stay in the workers and are published when a round asks (F_STATES).
+ */
+export const K_RUN = 16;
+
+/** Round descriptor flags (run mode). */
+export const F_EVAL = 1;
+/** Publish the agents' states at the end of the round (checkpoints, Ditto's personal J, the end). */
+export const F_STATES = 2;
 
 /** Bits of `members`: the agent reports, and/or runs the local phase, in this command. */
 export const M_REPORT = 1;
@@ -47,8 +71,13 @@ export const C_WAKE = 0;
 export const C_KIND = 1;
 export const C_CMDID = 2;
 export const C_ROUND = 3;
-const WORKER_BASE = 8;
-export const WORKER_STRIDE = 10;
+export const C_POSTED = 4;
+/** RFLAGS of descriptor slots 0 and 1. */
+export const C_RFLAGS = 5;
+/** Run mode: rounds finished, summed over workers (the last worker of a round wakes the main thread). */
+export const C_RCOUNT = 7;
+const WORKER_BASE = 16;
+export const WORKER_STRIDE = 16;
 export const W_CMD = 0;
 export const W_DONE = 1;
 export const W_EVAL = 2;
@@ -59,6 +88,9 @@ export const W_READY = 6;
 export const W_ERRLEN = 7;
 export const W_ATTEMPT = 8;
 export const W_HALF = 9;
+export const W_PHASE = 10;
+export const W_RDONE = 11;
+export const W_RROUND = 12;
 /** Phase codes in the low bits of CURRENT: agent * 4 + phase. */
 export const P_IDLE = 0;
 export const P_EVAL = 1;
@@ -80,6 +112,8 @@ export interface LayoutParams {
   serverVectors: number;
   /** The agents evaluate J_i and grad J_i at theta_bar. */
   evaluate: boolean;
+  /** Run mode is possible: the per-round areas (out, reports, evalJ, evalGrad) have two slots. */
+  run: boolean;
 }
 
 export interface Views {
@@ -91,13 +125,29 @@ export interface Views {
   /** theta_bar (or the report point) [SA] and the down vectors [down*SA]. */
   theta: Float64Array;
   down: Float64Array;
-  /** [N*SA]: the local phase's messages (Delta_i, or for `local` the agent's theta). */
+  /** [N*SA]: the local phase's messages (Delta_i, or for `local` the agent's theta); slot 0 of outSlots. */
   out: Float64Array;
-  /** [N*SA]: every agent's last report as sent (what the server holds). */
+  /** [N*SA]: every agent's last report as sent (what the server holds); slot 0 of reportSlots. */
   reports: Float64Array;
+  /** Run mode: two slots each of out, reports, evalJ and evalGrad (one slot without run mode). */
+  outSlots: Float64Array[];
+  reportSlots: Float64Array[];
+  evalJSlots: Float64Array[];
+  evalGradSlots: Float64Array[];
+  /** Run mode: [2*N] the M_* bits of descriptor slots 0 and 1. */
+  rmembers: Int32Array;
+  /**
+   * Run mode: the server's state after round k in slot k % 2, [(1 + serverVectors) * SA]: theta_bar,
+   * then the vectors (each worker writes its share of the coordinates; every replica holds the same).
+   */
+  roundServerSlots: Float64Array[];
   /** [serverVectors*SA]: the server's vectors when a chained command was issued (before its report step). */
   server: Float64Array;
-  /** [N*kept*SA]: the agents' committed kept vectors, those after a chained command's report part, and after the phase. */
+  /**
+   * [N*kept*SA]: the agents' committed kept vectors, those after a chained command's report part,
+   * and after the phase; in run mode, the states published after round k: kept (and rng) for odd
+   * k, keptNext (and rngNext) for even k.
+   */
   kept: Float64Array;
   keptMid: Float64Array;
   keptNext: Float64Array;
@@ -116,14 +166,16 @@ export function workerWord(w: number, field: number): number {
   return WORKER_BASE + w * WORKER_STRIDE + field;
 }
 
-type F64Key = 'theta' | 'down' | 'out' | 'reports' | 'server' | 'kept' | 'keptMid' | 'keptNext' | 'evalJ' | 'evalGrad';
+type F64Key = 'theta' | 'down' | 'out' | 'reports' | 'server' | 'roundServer' | 'kept' | 'keptMid' | 'keptNext' | 'evalJ' | 'evalGrad';
 
-function plan(p: LayoutParams): { at: Record<F64Key | 'members' | 'held' | 'rng' | 'rngMid' | 'rngNext' | 'err', [number, number]>; ctlWords: number; bytes: number } {
+function plan(p: LayoutParams): { at: Record<F64Key | 'members' | 'held' | 'rmembers' | 'rng' | 'rngMid' | 'rngNext' | 'err', [number, number]>; ctlWords: number; bytes: number } {
   const N = p.agents, SA = p.size;
   const ctlWords = WORKER_BASE + p.workers * WORKER_STRIDE;
+  const slots = p.run ? 2 : 1;
   let off = ctlWords * 4;
+  // Areas start on 64-byte lines, so no area shares a line with the control words.
   const take = (n: number, bytes: number): [number, number] => {
-    off = Math.ceil(off / 8) * 8;
+    off = Math.ceil(off / 64) * 64;
     const r: [number, number] = [off, n];
     off += n * bytes;
     return r;
@@ -131,16 +183,18 @@ function plan(p: LayoutParams): { at: Record<F64Key | 'members' | 'held' | 'rng'
   const at = {
     members: take(N, 4),
     held: take(N, 4),
+    rmembers: take(p.run ? 2 * N : 0, 4),
     theta: take(SA, 8),
     down: take(p.down * SA, 8),
-    out: take(N * SA, 8),
-    reports: take(N * SA, 8),
+    out: take(slots * N * SA, 8),
+    reports: take(slots * N * SA, 8),
     server: take(p.serverVectors * SA, 8),
+    roundServer: take(p.run ? 2 * (1 + p.serverVectors) * SA : 0, 8),
     kept: take(N * p.kept * SA, 8),
     keptMid: take(N * p.kept * SA, 8),
     keptNext: take(N * p.kept * SA, 8),
-    evalJ: take(p.evaluate ? N : 0, 8),
-    evalGrad: take(p.evaluate ? N * SA : 0, 8),
+    evalJ: take(p.evaluate ? slots * N : 0, 8),
+    evalGrad: take(p.evaluate ? slots * N * SA : 0, 8),
     rng: take(N * 4, 4),
     rngMid: take(N * 4, 4),
     rngNext: take(N * 4, 4),
@@ -156,20 +210,34 @@ export function allocate(p: LayoutParams): SharedArrayBuffer {
 export function views(sab: SharedArrayBuffer, p: LayoutParams): Views {
   const { at, ctlWords } = plan(p);
   const f = (k: F64Key): Float64Array => new Float64Array(sab, at[k][0], at[k][1]);
+  const slots = p.run ? 2 : 1;
+  /** Slot s of an area holding `slots` equal parts. */
+  const slot = (k: F64Key): Float64Array[] => {
+    const n = at[k][1] / slots;
+    return Array.from({ length: slots }, (_, s) => new Float64Array(sab, at[k][0] + s * n * 8, n));
+  };
+  const outSlots = slot('out'), reportSlots = slot('reports'), evalJSlots = slot('evalJ'), evalGradSlots = slot('evalGrad');
+  const roundServerSlots = slot('roundServer');
   return {
     ctl: new Int32Array(sab, 0, ctlWords),
     members: new Int32Array(sab, at.members[0], at.members[1]),
     held: new Int32Array(sab, at.held[0], at.held[1]),
+    rmembers: new Int32Array(sab, at.rmembers[0], at.rmembers[1]),
     theta: f('theta'),
     down: f('down'),
-    out: f('out'),
-    reports: f('reports'),
+    out: outSlots[0]!,
+    reports: reportSlots[0]!,
+    outSlots,
+    reportSlots,
+    evalJSlots,
+    evalGradSlots,
+    roundServerSlots,
     server: f('server'),
     kept: f('kept'),
     keptMid: f('keptMid'),
     keptNext: f('keptNext'),
-    evalJ: f('evalJ'),
-    evalGrad: f('evalGrad'),
+    evalJ: evalJSlots[0]!,
+    evalGrad: evalGradSlots[0]!,
     rng: new Uint32Array(sab, at.rng[0], at.rng[1]),
     rngMid: new Uint32Array(sab, at.rngMid[0], at.rngMid[1]),
     rngNext: new Uint32Array(sab, at.rngNext[0], at.rngNext[1]),

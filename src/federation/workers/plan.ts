@@ -12,11 +12,14 @@ import { roundCosts, roundCostNs } from './plan-costs.js';
 
 /**
  * Where a worker pool's round evaluation runs: on the main thread, overlapping the next round's
- * local steps, when it fits inside them (no work is repeated); otherwise on the workers, each
- * for its own agents (each repeats the factorisation, but the per-agent solves are spread).
+ * local steps, when it fits inside them (no work is repeated) and a core is left for it;
+ * otherwise on the workers, each for its own agents (each repeats the factorisation, but the
+ * per-agent solves are spread). With as many workers as cores the main thread's evaluation would
+ * take a core from a worker, and the other workers would wait for that one at the next barrier.
  */
-export function evaluationOnWorkers(mdp: Mdp, s: TrainSettings, backend: BackendName, workers: number): boolean {
+export function evaluationOnWorkers(mdp: Mdp, s: TrainSettings, backend: BackendName, workers: number, cores: number = availableParallelism()): boolean {
   if (algorithmOf(s.algorithm).topology === 'local') return false;
+  if (workers >= cores) return true;
   const c = roundCosts(mdp, s, backend);
   const perWorker = Math.ceil(mdp.rewards.length / workers) * c.agent;
   return c.evaluation > 0.8 * perWorker;

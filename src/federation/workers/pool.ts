@@ -5,7 +5,7 @@ import { environmentSpec } from '../../mdp/model.js';
 import { keptNames, type AgentState } from '../agent.js';
 import { algorithmOf } from '../algorithms/registry.js';
 import { AgentFailure, type FaultSpec } from '../faults.js';
-import type { AgentPool, ChainedRound, NextLocalPhase, RoundContext } from '../pool.js';
+import type { AgentPool, ChainedRound, NextLocalPhase, RoundContext, RoundRunner } from '../pool.js';
 import type { TrainSettings } from '../settings.js';
 import type { HostInit } from './host.js';
 import { compiledScript } from './script.js';
@@ -14,13 +14,19 @@ import {
   agentsOf,
   C_CMDID,
   C_KIND,
+  C_POSTED,
+  C_RCOUNT,
+  C_RFLAGS,
   C_ROUND,
   C_WAKE,
   CMD_EXIT,
+  F_EVAL,
+  F_STATES,
   K_CHAIN,
   K_EVAL,
   K_LOCAL,
   K_REPORT,
+  K_RUN,
   M_LOCAL,
   M_REPORT,
   P_EVAL,
@@ -38,19 +44,25 @@ import {
   W_FAILED,
   W_GEN,
   W_HALF,
+  W_PHASE,
+  W_RDONE,
   W_READY,
+  W_RROUND,
   type LayoutParams,
   type Views,
 } from './layout.js';
 
 /**
  * The worker-thread runtime: the N agents of a run on W threads (W <= N), each thread hosting a
- * fixed contiguous block of agents for the whole run. Each phase of a round is one command posted
- * through one SharedArrayBuffer (Atomics.notify to start, Atomics.waitAsync to collect), never a
- * message: the local phase (optionally preceded by the evaluation of theta_bar, so J and the
- * gradient norm are computed by all threads in parallel and the next round starts at once), and
- * the report phase (Fast-FedPG's memory samples). The server step runs on the main thread, in
- * train.ts, through the algorithm's plug-in; the threads run only the agents' side.
+ * fixed contiguous block of agents for the whole run. Everything crosses through one
+ * SharedArrayBuffer (Atomics.notify to start, Atomics.waitAsync to collect), never a message.
+ * Server algorithms without reruns or time limits use run mode (RoundRunner, K_RUN): the threads
+ * run whole rounds, each applying the server steps on its own replica of ServerCore, from round
+ * descriptors posted two rounds ahead, and the main thread reads each finished round. Otherwise
+ * each phase of a round is one command: the local phase (optionally preceded by the evaluation of
+ * theta_bar, so J and the gradient norm are computed by all threads in parallel and the next round
+ * starts at once), the report phase (Fast-FedPG's memory samples), or both chained; the server
+ * step then runs on the main thread, in train.ts, through the algorithm's plug-in.
  * Piscina owns the threads: it starts them, reports a thread that dies, terminates a hung one
  * (a task's AbortSignal) and destroys them all on close. Every agent's outputs land in its own
  * slot and the main thread sums in agent order, so results do not depend on W or on timing.
@@ -127,11 +139,25 @@ const waitAsync = (Atomics as unknown as {
 }).waitAsync;
 
 const EXIT_GRACE_MS = 250;
+/** The most shared memory run mode may add (its second slots); larger runs use per-phase commands. */
+const RUN_EXTRA_BYTES = 1 << 30;
 const START_TIMEOUT_MS = 60_000;
 
-export class WorkerPool implements AgentPool {
+export class WorkerPool implements AgentPool, RoundRunner {
   readonly concurrent = true;
   readonly evaluates: boolean;
+  /**
+   * Run mode (K_RUN) for server algorithms without reruns or time limits: a rerun needs the
+   * per-phase commits of the command path, and a time limit needs the main thread watching
+   * every phase.
+   */
+  readonly runner: RoundRunner | null;
+  /** Run mode: the running command, its first round, and the state area last published (parity). */
+  private running: Command | null = null;
+  private runFirst = 0;
+  private published = 0;
+  private readonly runFlags: number[] = [0, 0];
+  private reportRows: Float64Array[][] = [];
   readonly workers: number;
   private readonly piscina: Piscina;
   private readonly layout: LayoutParams;
@@ -160,7 +186,13 @@ export class WorkerPool implements AgentPool {
     this.K = keptNames(alg, o.settings).length;
     this.workers = o.workers;
     this.evaluates = o.evaluate;
-    this.layout = { agents: N, size: this.SA, workers: o.workers, down: alg.down.length, kept: this.K, serverVectors: alg.serverState.length, evaluate: o.evaluate };
+    // Run mode keeps two rounds of messages, reports, evaluations and server states: a second
+    // slot of the per-round areas, which for very large tables is left to the per-phase commands.
+    const SA = this.SA;
+    const runExtraBytes = 8 * (2 * N * SA + (o.evaluate ? N * SA + N : 0) + 2 * (1 + alg.serverState.length) * SA);
+    const run = alg.topology === 'server' && !(o.retry && o.retry > 0) && !(o.roundTimeout && o.roundTimeout > 0) && runExtraBytes <= RUN_EXTRA_BYTES;
+    this.layout = { agents: N, size: this.SA, workers: o.workers, down: alg.down.length, kept: this.K, serverVectors: alg.serverState.length, evaluate: o.evaluate, run };
+    this.runner = run ? this : null;
     this.sab = allocate(this.layout);
     this.v = views(this.sab, this.layout);
     this.blocks = Array.from({ length: o.workers }, (_, w) => agentsOf(w, N, o.workers));
@@ -282,16 +314,119 @@ export class WorkerPool implements AgentPool {
     }
   }
 
+  startRun(first: number, theta: Float64Array, serverVectors: readonly Float64Array[]): void {
+    this.assertIdle();
+    if (!this.layout.run) throw new Error('internal: this worker pool was not set up for run mode');
+    const { v, SA, N } = this;
+    if (algorithmOf(this.o.settings.algorithm).reports === 'every-round')
+      for (let i = 0; i < N; i++) if (v.held[i] !== 1) throw new Error(`internal: run mode needs every agent's report (agent ${i} has none)`);
+    v.theta.set(theta);
+    serverVectors.forEach((x, k) => v.server.set(x, k * SA));
+    const ctl = v.ctl;
+    for (let w = 0; w < this.workers; w++) for (const f of [W_PHASE, W_RDONE, W_RROUND]) Atomics.store(ctl, workerWord(w, f), 0);
+    Atomics.store(ctl, C_POSTED, -1);
+    Atomics.store(ctl, C_RCOUNT, 0);
+    const rows = (area: Float64Array): Float64Array[] => Array.from({ length: N }, (_, i) => area.subarray(i * SA, (i + 1) * SA));
+    this.reportRows = v.reportSlots.map(rows);
+    this.runFirst = first;
+    this.running = this.issue(K_RUN, first);
+  }
+
+  postRound(k: number, agents: readonly number[], evaluate: boolean, states: boolean): void {
+    if (!this.running) throw new Error('internal: no run to post a round to');
+    if (evaluate && !this.layout.evaluate) throw new Error('this worker pool was not set up to evaluate');
+    const { v, N } = this;
+    const s = k & 1;
+    const m = v.rmembers.subarray(s * N, (s + 1) * N);
+    m.fill(0);
+    // A participant of a round that reports every round also reports (M_REPORT is read only then).
+    for (const i of agents) m[i] = M_LOCAL | M_REPORT;
+    const flags = (evaluate ? F_EVAL : 0) | (states ? F_STATES : 0);
+    this.runFlags[s] = flags;
+    Atomics.store(v.ctl, C_RFLAGS + s, flags);
+    Atomics.store(v.ctl, C_POSTED, k);
+    Atomics.notify(v.ctl, C_POSTED);
+  }
+
+  async roundDone(k: number): Promise<void> {
+    const cmd = this.running;
+    if (!cmd) throw new Error('internal: no run');
+    const ctl = this.v.ctl;
+    for (;;) {
+      const v0 = Atomics.load(ctl, C_WAKE);
+      let done = true;
+      for (let w = 0; w < this.workers && done; w++) done = Atomics.load(ctl, workerWord(w, W_RDONE)) > k;
+      if (done) {
+        if (this.runFlags[k & 1]! & F_STATES) this.published = (k + 1) & 1;
+        return;
+      }
+      if (this.o.signal?.aborted) throw this.o.signal.reason;
+      if (this.closed) throw new Error('the worker pool was closed');
+      for (let w = 0; w < this.workers; w++) {
+        let reason: string | null = null;
+        if (Atomics.load(ctl, workerWord(w, W_FAILED)) === cmd.seq[w]) reason = readError(this.v, w);
+        else if (this.dead[w]) reason = `its worker thread died (${this.dead[w]})`;
+        // A worker that failed after finishing round k (in round k + 1) lets round k finish on
+        // the others (they are past its last barrier): round k is still read and recorded. RDONE
+        // is read after the failure: the worker sets it before it can fail in the next round.
+        if (reason !== null && Atomics.load(ctl, workerWord(w, W_RDONE)) <= k) {
+          const f = this.runFailure(w, reason);
+          this.retire(w);
+          throw f;
+        }
+      }
+      const r = waitAsync(ctl, C_WAKE, v0);
+      if (r.async) await r.value;
+    }
+  }
+
+  roundReports(k: number): readonly Float64Array[] {
+    return this.reportRows[(k + 1) & 1]!;
+  }
+
+  roundServer(k: number): { thetaBar: Float64Array; vectors: readonly Float64Array[] } {
+    const slot = this.v.roundServerSlots[k & 1]!, SA = this.SA;
+    return { thetaBar: slot.subarray(0, SA), vectors: Array.from({ length: this.layout.serverVectors }, (_, q) => slot.subarray((q + 1) * SA, (q + 2) * SA)) };
+  }
+
+  roundEvaluation(k: number): { J: Float64Array; grad: Float64Array } {
+    return { J: this.v.evalJSlots[k & 1]!, grad: this.v.evalGradSlots[k & 1]! };
+  }
+
+  roundStates(k: number): AgentState[] {
+    if (!(this.runFlags[k & 1]! & F_STATES)) throw new Error(`internal: round ${k} of the run did not publish its states`);
+    return this.statesIn((k + 1) & 1);
+  }
+
+  /** Names the failing agent and phase of a run from what worker w was doing. */
+  private runFailure(w: number, reason: string): AgentFailure {
+    const ctl = this.v.ctl;
+    const cur = Atomics.load(ctl, workerWord(w, W_CURRENT));
+    const code = cur & 3;
+    const round = this.runFirst + Math.max(0, Atomics.load(ctl, workerWord(w, W_RROUND)) - 1);
+    if (code === P_LOCAL) return new AgentFailure(cur >> 2, round, 'local', reason);
+    if (code === P_MEMORY) return new AgentFailure(cur >> 2, round, 'memory', reason);
+    const where = `on worker ${w} (${this.agentsLabel(w)}): ${reason}`;
+    return new AgentFailure(this.blocks[w]![0]!, round, code === P_EVAL ? 'evaluation' : 'local', where);
+  }
+
   writeKept(agent: number, k: number, vec: Float64Array): void {
     this.assertIdle();
     this.v.kept.set(vec, (agent * this.K + k) * this.SA);
   }
 
   states(): AgentState[] {
+    // In run mode the agents' states live in the workers: the last ones published.
+    return this.statesIn(this.running ? this.published : 0);
+  }
+
+  /** Copies of the states in area 0 (rng, kept: the committed ones) or 1 (rngNext, keptNext). */
+  private statesIn(area: number): AgentState[] {
     const { v, SA, K } = this;
+    const [rng, kept] = area === 0 ? [v.rng, v.kept] : [v.rngNext, v.keptNext];
     return Array.from({ length: this.N }, (_, i) => ({
-      rng: v.rng.slice(4 * i, 4 * i + 4),
-      kept: Array.from({ length: K }, (_, j) => v.kept.slice((i * K + j) * SA, (i * K + j + 1) * SA)),
+      rng: rng.slice(4 * i, 4 * i + 4),
+      kept: Array.from({ length: K }, (_, j) => kept.slice((i * K + j) * SA, (i * K + j + 1) * SA)),
     }));
   }
 
@@ -305,6 +440,7 @@ export class WorkerPool implements AgentPool {
       Atomics.store(ctl, workerWord(w, W_CMD), CMD_EXIT);
       Atomics.notify(ctl, workerWord(w, W_CMD));
     }
+    Atomics.notify(ctl, C_POSTED);
     wake(ctl);
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([Promise.allSettled(this.tasks), new Promise((r) => (timer = setTimeout(r, EXIT_GRACE_MS)))]);
