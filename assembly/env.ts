@@ -70,16 +70,16 @@ export class Env {
   lanePend: usize; // usize[16]: the alias column each lane draws its next state from
   laneFrac: usize; // f64[16]: x - k of that draw
   touchSink: i32; // the xor of the lanes' touch loads (sampleBatch): stored so they stay in the code
-  // FedSVRPG-M (lazy): rows of pi_thetaPrev and their logs, current when prevStamp[s] == stamp,
-  // and the batch's two means.
+  // FedSVRPG-M (allocated on first use): rows of pi_thetaPrev and their logs, current when
+  // prevStamp[s] == prevGen, and the batch's two sums (finished into its two means).
   svrpg: i32;
   piPrev: usize; // f64[SA]
   logPiPrev: usize; // f64[SA]
   prevStamp: usize; // i32[S]: the prevGen a row was computed for
   prevGen: i32;
-  svMark: usize; // i32[S]: 1 while a state is on the current trajectory's visited list
-  svCur: usize; // f64[SA]: GPOMDP at theta
-  svPrev: usize; // f64[SA]: w-weighted GPOMDP at thetaPrev
+  svC: usize; // f64[SA]: c = (1 - beta) u of a lazy round (svrpgLazyRound)
+  svCur: usize; // f64[SA]: C, then the GPOMDP mean at theta
+  svPrev: usize; // f64[SA]: W, then the w-weighted GPOMDP mean at thetaPrev
   svList: usize; // i32[S]: the states whose svCur/svPrev rows the last call wrote (zero elsewhere)
   nSv: i32;
 
@@ -204,7 +204,7 @@ export function envFree(e: Env): void {
     release(e.piPrev);
     release(e.logPiPrev);
     release(e.prevStamp);
-    release(e.svMark);
+    release(e.svC);
     release(e.svCur);
     release(e.svPrev);
     release(e.svList);

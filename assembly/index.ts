@@ -6,7 +6,7 @@
  */
 import { Env, envNew as newEnv, envFinish as finishEnv, envFree as freeEnv } from './env';
 import { ldf, stf } from './mem';
-import { sampleBatch, estimate as estimateKernel, allFinite, svrpgBatch, lazyRound } from './sampler';
+import { sampleBatch, estimate as estimateKernel, allFinite, svrpgBatch, svrpgLazyRound, lazyRound } from './sampler';
 import {
   evaluate as evaluateKernel,
   exactGradient,
@@ -126,25 +126,16 @@ export function estimateSvrpg(
 }
 
 /**
- * FedSVRPG-M's local round in place: H steps theta += eta (beta gc + (1 - beta) ((u + gc) - gw)),
- * one batch of the stream at rng per step. Returns a status code.
+ * FedSVRPG-M's local round in place (sampler.ts svrpgLazyRound: the lazy form of js
+ * Sampler.localRoundSvrpg), one batch of the stream at rng per step. Returns a status code.
  */
 export function localRoundSvrpg(
   ep: usize, theta: usize, reward: usize, thetaPrev: usize, u: usize, beta: f64, clip: f64, eta: f64, steps: i32,
   horizon: i32, batch: i32, rng: usize,
 ): i32 {
   const e = changetype<Env>(ep);
-  const SA = e.SA;
-  if (!allFinite(theta, SA) || !allFinite(thetaPrev, SA)) return NON_FINITE_THETA;
-  const omb = 1 - beta;
-  for (let h = 0; h < steps; h++) {
-    svrpgBatch(e, theta, thetaPrev, reward, horizon, batch, clip, rng, h > 0);
-    const gc = e.svCur, gw = e.svPrev;
-    for (let j = 0; j < SA; j++) {
-      const d = beta * ldf(gc, j) + omb * ((ldf(u, j) + ldf(gc, j)) - ldf(gw, j));
-      stf(theta, j, ldf(theta, j) + eta * d);
-    }
-  }
+  if (!allFinite(theta, e.SA) || !allFinite(thetaPrev, e.SA)) return NON_FINITE_THETA;
+  svrpgLazyRound(e, theta, reward, thetaPrev, u, beta, clip, eta, steps, horizon, batch, rng);
   return OK;
 }
 

@@ -515,17 +515,14 @@ function prevRow(e: Env, thetaPrev: usize, s: i32): void {
 }
 
 /**
- * One trajectory's FedSVRPG-M contribution from its recorded path (src/backends/js/sampler.ts
- * estimateSvrpg, operation for operation): lw = sum_t (log pi_prev - log pi)(a_t|s_t) in step
- * order (rows of pi_thetaPrev computed here when missing), w = detExp(lw) clipped when clip > 0;
- * backward togo += gamma^l r_l, T(s_l) += togo, C(s_l, a_l) += togo (in e.visits and e.counts,
- * zero again afterwards); per visited state svCur += C - T pi, svPrev += w (C - T pi_prev).
+ * One trajectory's FedSVRPG-M sums from its recorded path, operation for operation as
+ * src/backends/js/sampler.ts svrpgBatch: lw = sum_t (log pi_prev - log pi)(a_t|s_t) in step order
+ * (rows of pi_thetaPrev formed here when missing), w = detExp(lw) clipped when clip > 0; backward
+ * togo += gamma^t r_t, C(s_t, a_t) += togo (in svCur), W(s_t, a_t) += w*togo (in svPrev).
  */
 function svrpgTrajectory(e: Env, thetaPrev: usize, reward: usize, ps: usize, psa: usize, K: i32, clip: f64): void {
-  const A = e.A;
   const prevGen = e.prevGen, prevStamp = e.prevStamp;
   const logPi = e.logPi, logPiPrev = e.logPiPrev, disc = e.disc;
-  const Ts = e.visits, Cs = e.counts, mark = e.svMark, visited = e.visited;
   let lw: f64 = 0;
   for (let t = 0; t < K; t++) {
     const s = ldi(ps, t);
@@ -535,55 +532,46 @@ function svrpgTrajectory(e: Env, thetaPrev: usize, reward: usize, ps: usize, psa
   }
   let w = detExp(lw);
   if (clip > 0) w = w > clip ? clip : w < 1 / clip ? 1 / clip : w;
-  let nv = 0;
+  const C = e.svCur, W = e.svPrev;
   let togo: f64 = 0;
-  for (let l = K - 1; l >= 0; l--) {
-    const sa = ldi(psa, l);
-    togo += ldf(disc, l) * ldf(reward, sa);
-    const sl = ldi(ps, l);
-    if (!ldi(mark, sl)) {
-      sti(mark, sl, 1);
-      sti(visited, nv++, sl);
-    }
-    stf(Ts, sl, ldf(Ts, sl) + togo);
-    stf(Cs, sa, ldf(Cs, sa) + togo);
+  for (let t = K - 1; t >= 0; t--) {
+    const sa = ldi(psa, t);
+    togo += ldf(disc, t) * ldf(reward, sa);
+    stf(C, sa, ldf(C, sa) + togo);
+    stf(W, sa, ldf(W, sa) + w * togo);
   }
-  const acc = e.svCur, accPrev = e.svPrev, pi = e.pi, piPrev = e.piPrev;
-  for (let v = 0; v < nv; v++) {
-    const vs = ldi(visited, v);
-    const off = (<usize>(vs * A)) << 3;
-    const t = ldf(Ts, vs);
-    const ar = acc + off, pr = accPrev + off, cr = Cs + off, p1 = pi + off, p2 = piPrev + off;
-    for (let b = 0; b < A; b++) {
-      const c = ldf(cr, b);
-      stf(ar, b, ldf(ar, b) + (c - t * ldf(p1, b)));
-      stf(pr, b, ldf(pr, b) + w * (c - t * ldf(p2, b)));
-      stf(cr, b, 0);
-    }
-    stf(Ts, vs, 0);
-    sti(mark, vs, 0);
-  }
+}
+
+/** FedSVRPG-M's blocks, allocated on first use. */
+function ensureSvrpg(e: Env): void {
+  if (e.svrpg) return;
+  e.piPrev = zalloc(e.SA, 8);
+  e.logPiPrev = zalloc(e.SA, 8);
+  e.prevStamp = zalloc(e.S, 4);
+  e.svC = zalloc(e.SA, 8);
+  e.svCur = zalloc(e.SA, 8);
+  e.svPrev = zalloc(e.SA, 8);
+  e.svList = zalloc(e.S, 4);
+  e.nSv = 0;
+  e.prevGen = 0;
+  e.svrpg = 1;
 }
 
 /**
  * FedSVRPG-M's batch: the lanes of sampleBatch draw the paths (the stream contract of the
- * estimator), svrpgTrajectory adds each trajectory in order; the means land in e.svCur and
- * e.svPrev. keepPrev: thetaPrev is the previous call's, so its rows stay valid (the steps of one
- * local round compute each row once).
+ * estimator), svrpgTrajectory adds each trajectory's sums in order; then each row the batch formed
+ * (e.piList: the visited states) is finished as js svrpgRow, in action order, T = sum_b C(b),
+ * V = sum_b W(b), C(b) - T*pi(b) and W(b) - V*pi_prev(b), times invM = 1/M: the means land
+ * in e.svCur and e.svPrev on those rows (listed in e.svList), zero elsewhere. keepPrev: thetaPrev
+ * is the previous call's, so its rows stay valid (a local round forms each row once). With D != 0
+ * (a lazy round's step) the means go into D = D + eta*(gc - omb*gw) instead, as they are formed
+ * (svCur and svPrev keep the sums, zeroed at the next call).
  */
-export function svrpgBatch(e: Env, theta: usize, thetaPrev: usize, reward: usize, K: i32, batch: i32, clip: f64, rng: usize, keepPrev: bool): void {
-  if (!e.svrpg) {
-    e.piPrev = zalloc(e.SA, 8);
-    e.logPiPrev = zalloc(e.SA, 8);
-    e.prevStamp = zalloc(e.S, 4);
-    e.svMark = zalloc(e.S, 4);
-    e.svCur = zalloc(e.SA, 8);
-    e.svPrev = zalloc(e.SA, 8);
-    e.svList = zalloc(e.S, 4);
-    e.nSv = 0;
-    e.prevGen = 0;
-    e.svrpg = 1;
-  }
+export function svrpgBatch(
+  e: Env, theta: usize, thetaPrev: usize, reward: usize, K: i32, batch: i32, clip: f64, rng: usize, keepPrev: bool,
+  D: usize = 0, eta: f64 = 0, omb: f64 = 0,
+): void {
+  ensureSvrpg(e);
   if (!keepPrev) {
     if (e.prevGen >= 0x7ffffff0) {
       e.prevGen = 0;
@@ -591,27 +579,76 @@ export function svrpgBatch(e: Env, theta: usize, thetaPrev: usize, reward: usize
     }
     e.prevGen++;
   }
-  // Only the rows of the states a call visits are touched (they are the states whose policy row
-  // it computed, e.piList): the previous call's rows are zeroed and this call's divided, so a call
-  // costs O(visited states), not O(S*A), and the rest stays 0 as a full pass would leave it.
-  const A = e.A, acc = e.svCur, accPrev = e.svPrev, svList = e.svList;
+  // Only the rows of the states a call visits are touched: the previous call's rows are zeroed
+  // here, so a call costs O(visited states), not O(S*A), and the rest stays 0.
+  const A = e.A, C = e.svCur, W = e.svPrev, svList = e.svList;
   for (let q = 0, nq = e.nSv; q < nq; q++) {
     const off = (<usize>(ldi(svList, q) * A)) << 3;
-    memory.fill(acc + off, 0, (<usize>A) << 3);
-    memory.fill(accPrev + off, 0, (<usize>A) << 3);
+    memory.fill(C + off, 0, (<usize>A) << 3);
+    memory.fill(W + off, 0, (<usize>A) << 3);
   }
   sampleBatch(e, theta, reward, K, batch, rng, 0, false, thetaPrev, clip);
-  const bf = <f64>batch;
+  const invM = 1 / <f64>batch;
   const nq = e.nPi;
   memory.copy(svList, e.piList, (<usize>nq) << 2);
   e.nSv = nq;
+  const pi = e.pi, piPrev = e.piPrev;
   for (let q = 0; q < nq; q++) {
     const off = (<usize>(ldi(svList, q) * A)) << 3;
-    const ar = acc + off, pr = accPrev + off;
+    const cr = C + off, wr = W + off, p1 = pi + off, p2 = piPrev + off;
+    let T: f64 = 0, V: f64 = 0;
     for (let b = 0; b < A; b++) {
-      stf(ar, b, ldf(ar, b) / bf);
-      stf(pr, b, ldf(pr, b) / bf);
+      T += ldf(cr, b);
+      V += ldf(wr, b);
     }
+    if (D) {
+      // A lazy round's step (svrpgLazyRound), on the means as they are formed: D = D + eta*(gc - omb*gw).
+      const dr = D + off;
+      for (let b = 0; b < A; b++) {
+        const gc = (ldf(cr, b) - T * ldf(p1, b)) * invM;
+        const gw = (ldf(wr, b) - V * ldf(p2, b)) * invM;
+        stf(dr, b, ldf(dr, b) + eta * (gc - omb * gw));
+      }
+    } else {
+      for (let b = 0; b < A; b++) {
+        stf(cr, b, (ldf(cr, b) - T * ldf(p1, b)) * invM);
+        stf(wr, b, (ldf(wr, b) - V * ldf(p2, b)) * invM);
+      }
+    }
+  }
+}
+
+/**
+ * FedSVRPG-M's local round in the lazy form, operation for operation as js
+ * Sampler.localRoundSvrpg: omb = 1 - beta, c = omb*u once per call; row_l = (start + (l*eta)*c) + D
+ * formed per visited state; then on the rows the step formed D = D + eta*(gc - omb*gw) (gc, gw:
+ * svrpgBatch's means, js's cur*invM and prev*invM); theta =
+ * (start + (H*eta)*c) + D densely at the end. A step costs O(K M + A * visited states), not O(S A).
+ */
+export function svrpgLazyRound(
+  e: Env, theta: usize, reward: usize, thetaPrev: usize, u: usize, beta: f64, clip: f64, eta: f64, steps: i32,
+  K: i32, batch: i32, rng: usize,
+): void {
+  if (!e.sampler) buildSampler(e);
+  ensureSvrpg(e);
+  const SA = e.SA, D = e.lazyD, c = e.svC;
+  const omb = 1 - beta;
+  for (let j = 0; j < SA; j++) stf(c, j, omb * ldf(u, j));
+  e.lzStart = theta;
+  e.lzC = c;
+  e.lzD = D;
+  for (let l = 0; l < steps; l++) {
+    e.lzLc = <f64>l * eta;
+    svrpgBatch(e, theta, thetaPrev, reward, K, batch, clip, rng, l > 0, D, eta, omb);
+  }
+  e.lzD = 0;
+  e.lzStart = 0;
+  e.lzC = 0;
+  // theta_H, densely, once; D is left all zero for the next round.
+  const hc = <f64>steps * eta;
+  for (let j = 0; j < SA; j++) {
+    stf(theta, j, ldf(theta, j) + hc * ldf(c, j) + ldf(D, j));
+    stf(D, j, 0);
   }
 }
 

@@ -3,6 +3,7 @@ import type { Backend, Environment } from '../src/backends/types.js';
 import { jsBackend } from '../src/backends/js/index.js';
 import { loadMdp, loadTheta } from '../src/mdp/format.js';
 import { environmentSpec } from '../src/mdp/model.js';
+import { randomMdp } from '../src/mdp/generate.js';
 import { agentStream } from '../src/rng.js';
 import { fixturePath } from './helpers/fixtures.js';
 import { testedBackends } from './helpers/backends.js';
@@ -62,6 +63,27 @@ function round(env: Environment, svrpg: { thetaPrev: Float64Array; u: Float64Arr
 
 const u = Float64Array.from({ length: SA }, (_, j) => 0.2 * Math.cos(j));
 
+/**
+ * FedSVRPG-M's local round written densely, step by step, from env.estimateSvrpg, in the order the
+ * kernels document (js Sampler.localRoundSvrpg): omb = 1 - beta, c = omb*u;
+ * theta_l = (theta_0 + (l*eta)*c) + D; D = D + eta*(gc - omb*gw); theta_H = (theta_0 + (H*eta)*c) + D.
+ */
+function denseSvrpgRound(
+  env: Environment, theta0: Float64Array, sv: { thetaPrev: Float64Array; u: Float64Array; beta: number; clip: number },
+  reward: Float64Array, eta: number, steps: number, K: number, M: number, rng: Uint32Array,
+): Float64Array {
+  const n = theta0.length, omb = 1 - sv.beta;
+  const c = sv.u.map((v) => omb * v);
+  const D = new Float64Array(n), th = new Float64Array(n), gc = new Float64Array(n), gw = new Float64Array(n);
+  for (let l = 0; l < steps; l++) {
+    for (let j = 0; j < n; j++) th[j] = theta0[j]! + (l * eta) * c[j]! + D[j]!;
+    env.estimateSvrpg(th, sv.thetaPrev, reward, K, M, sv.clip, rng, gc, gw);
+    for (let j = 0; j < n; j++) D[j] = D[j]! + eta * (gc[j]! - omb * gw[j]!);
+  }
+  for (let j = 0; j < n; j++) th[j] = theta0[j]! + (steps * eta) * c[j]! + D[j]!;
+  return th;
+}
+
 describe.each(backends.map((b) => [b.name, b] as const))('FedSVRPG-M kernel on the %s backend', (_name, backend: Backend) => {
   const env = backend.createEnvironment(spec);
 
@@ -100,18 +122,24 @@ describe.each(backends.map((b) => [b.name, b] as const))('FedSVRPG-M kernel on t
     expect(Array.from(r1)).toEqual(Array.from(r2));
   });
 
-  it('localRound with svrpg is H steps of theta += eta (beta gc + (1 - beta)(u + gc - gw)), one batch each', () => {
-    const sv = { thetaPrev, u, beta: 0.3, clip: 20 };
-    const got = round(env, sv);
-    // The same steps composed from estimateSvrpg on the js reference, with the documented expression.
-    const js = jsBackend.createEnvironment(spec);
-    const th = Float64Array.from(theta), rng = agentStream(5, 1), gc = new Float64Array(SA), gw = new Float64Array(SA);
-    for (let h = 0; h < 7; h++) {
-      js.estimateSvrpg(th, thetaPrev, R, 12, 6, 20, rng, gc, gw);
-      for (let j = 0; j < SA; j++) th[j] = th[j]! + 0.4 * (0.3 * gc[j]! + (1 - 0.3) * (u[j]! + gc[j]! - gw[j]!));
+  it('localRound with svrpg is the dense step-by-step round from estimateSvrpg, bit for bit (the documented order)', () => {
+    for (const [sv, seed] of [[{ thetaPrev, u, beta: 0.3, clip: 20 }, 5], [{ thetaPrev, u, beta: 1, clip: 0 }, 6], [{ thetaPrev, u, beta: 0.6, clip: 2 }, 7]] as const) {
+      const got = round(env, sv, seed);
+      const rng = agentStream(seed, 1);
+      const want = denseSvrpgRound(env, theta, sv, R, 0.4, 7, 12, 6, rng);
+      expect(sameBits(got.theta, want), `beta ${sv.beta} clip ${sv.clip}`).toBe(true);
+      expect(Array.from(got.rng)).toEqual(Array.from(rng));
     }
-    expect(sameBits(got.theta, th)).toBe(true);
-    expect(Array.from(got.rng)).toEqual(Array.from(rng));
+    // The same on a table larger than a batch visits (most rows untouched: they move by eta c only).
+    const big = randomMdp({ states: 300, actions: 7, agents: 1, seed: 4 });
+    const n = 300 * 7;
+    const t0 = Float64Array.from({ length: n }, (_, j) => Math.sin(7 * j));
+    const sv = { thetaPrev: t0.map((v, j) => v + 0.2 * Math.cos(j)), u: Float64Array.from({ length: n }, (_, j) => Math.cos(5 * j)), beta: 0.2, clip: 20 };
+    const benv = backend.createEnvironment(environmentSpec(big));
+    const th = Float64Array.from(t0), r1 = agentStream(11, 2), r2 = agentStream(11, 2);
+    benv.localRound({ theta: th, reward: big.rewards[0]!, correction: null, eta: 0.3, steps: 6, gradient: 'sampled', horizon: 9, batch: 11, rng: r1, svrpg: sv });
+    expect(sameBits(th, denseSvrpgRound(benv, t0, sv, big.rewards[0]!, 0.3, 6, 9, 11, r2))).toBe(true);
+    benv.dispose();
   });
 
   it('gives the js bits: estimateSvrpg and whole rounds (clipped and not) on dense, sparse and per-agent kernels', () => {
@@ -170,5 +198,33 @@ describe.each(backends.map((b) => [b.name, b] as const))('FedSVRPG-M kernel on t
     expect(() => env.estimateSvrpg(theta, thetaPrev, R, 3, 2, -1, agentStream(1, 1), g, new Float64Array(SA))).toThrow(/clip must be 0/);
     expect(() => env.estimateSvrpg(theta, thetaPrev, R, 3, 2, 0, agentStream(1, 1), g, new Float64Array(2))).toThrow(/has length 2/);
     expect(Array.from(base.theta)).toEqual(Array.from(theta)); // nothing moved
+  });
+});
+
+describe('FedSVRPG-M sampled rounds across backends', () => {
+  it('every backend gives the same bits for a sampled svrpg round (one-trajectory, lockstep and prefetching lanes)', () => {
+    expect(backends.map((b) => b.name)).toContain('js');
+    // From 300 x 7 the native sampler's tables pass 1 MiB (its prefetching lanes); 5000 x 10 is sparse
+    // (6 next states per pair), most of its rows unvisited; batch 1 takes the one-trajectory loops.
+    for (const [S, A, K] of [[6, 3, 25], [300, 7, 40], [5000, 10, 30]] as const) {
+      const m = randomMdp({ states: S, actions: A, agents: 1, seed: S, ...(S > 1000 ? { branching: 6 } : {}) });
+      const n = S * A;
+      const t0 = Float64Array.from({ length: n }, (_, j) => Math.sin(3 * j));
+      const sv = { thetaPrev: t0.map((v, j) => v - 0.4 * Math.cos(j)), u: Float64Array.from({ length: n }, (_, j) => 0.5 * Math.sin(j)), beta: 0.4, clip: 5 };
+      for (const batch of [1, 9, 40]) {
+        const outs = backends.map((b) => {
+          const env = b.createEnvironment(environmentSpec(m));
+          const th = Float64Array.from(t0), rng = agentStream(S, batch);
+          env.localRound({ theta: th, reward: m.rewards[0]!, correction: null, eta: 0.7, steps: 4, gradient: 'sampled', horizon: K, batch, rng, svrpg: sv });
+          env.dispose();
+          return { name: b.name, th, rng: Array.from(rng) };
+        });
+        for (const o of outs.slice(1)) {
+          expect(sameBits(o.th, outs[0]!.th), `${o.name} vs ${outs[0]!.name}: S ${S} batch ${batch}`).toBe(true);
+          expect(o.rng).toEqual(outs[0]!.rng);
+        }
+        expect(outs[0]!.th.some((v, j) => v !== t0[j])).toBe(true);
+      }
+    }
   });
 });

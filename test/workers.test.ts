@@ -40,8 +40,9 @@ function liveHandles(): number {
   return process.getActiveResourcesInfo().filter((r) => r === 'MessagePort' || r === 'Worker').length;
 }
 
-async function settle(): Promise<void> {
-  await new Promise((r) => setTimeout(r, 20));
+/** Waits (up to 5 s: a loaded machine delays a terminating thread's exit) for the handles to fall back to `target`. */
+async function settle(target: number): Promise<void> {
+  for (const end = Date.now() + 5000; liveHandles() > target && Date.now() < end; ) await new Promise((r) => setTimeout(r, 20));
 }
 
 describe('bit-identical results whatever the number of workers', () => {
@@ -162,13 +163,13 @@ describe('the runtime', () => {
   it('closes every thread after a run, after an error, and when an iterator is left early', async () => {
     const before = liveHandles();
     await train(mdp, { ...base, workers: 3 });
-    await settle();
+    await settle(before);
     expect(liveHandles()).toBe(before);
     await expect(train(mdp, { ...base, workers: 3, faults: 'throw,agent=1,round=2' })).rejects.toThrow(AgentFailure);
-    await settle();
+    await settle(before);
     expect(liveHandles()).toBe(before);
     for await (const r of trainRounds(mdp, { ...base, workers: 2 })) if (r.round === 2) break;
-    await settle();
+    await settle(before);
     expect(liveHandles()).toBe(before);
   });
 
@@ -255,7 +256,7 @@ describe('faults', () => {
     const p = train(mdp, { ...base, workers: 2, signal: ac.signal, faults: 'hang,agent=3,round=2', onRecord: (r) => r.round === 1 && setTimeout(() => ac.abort(new Error('stop now')), 50) });
     await expect(p).rejects.toThrow('stop now');
     expect(performance.now() - t0).toBeLessThan(10_000);
-    await settle();
+    await settle(before);
     expect(liveHandles()).toBe(before);
   });
 });

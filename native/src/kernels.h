@@ -35,14 +35,14 @@ struct SamplerScratch {
   StateRecords rec;
   Buffer<double> lazyD;
   std::vector<double> logPi, disc, draws, G, terms;
-  // FedSVRPG-M: rows of pi_thetaPrev and their logs (current when prevStamp[s] == stamp), and the
-  // weighted estimate's accumulator.
+  // FedSVRPG-M: rows of pi_thetaPrev and their logs (current when prevStamp[s] == prevGen), and the
+  // weighted sum W (acc holds C; sampler.cc svrpgLanes).
   // Rows of pi_thetaPrev stay valid across the steps of one round (prevGen changes per call).
   std::vector<double> piPrev, logPiPrev, accPrev;
   std::vector<uint64_t> prevStamp;
   uint64_t prevGen = 0;
-  // Per trajectory, per visited state: T(s) = sum of its reward-to-go, C(s, a) the same per action.
-  std::vector<double> togoS, togoSa;
+  // One finished row of both sums [2A] (svrpgRow), and c = (1 - beta) u of a lazy round.
+  std::vector<double> svRow, svrpgC;
   // Visit counts as integers (exact, like the js doubles, and cheaper to increment).
   std::vector<int32_t> visited, trajS, trajSa, state;
   std::vector<const AliasEntry*> pending;
@@ -92,8 +92,6 @@ struct Workspace {
   ExactScratch e;
   // localRound with exact gradients: one table's evaluation.
   std::vector<double> oneJ, oneV, oneQ, oneGrad, oneOcc;
-  // localRound with svrpg: the weighted estimate at thetaPrev.
-  std::vector<double> oneGradPrev;
 };
 
 /** Rejects a non-finite theta entry, naming it as theta[s][a]. */
@@ -159,7 +157,8 @@ void estimateSvrpg(const Model& m, Workspace& w, In theta, In thetaPrev, In rewa
 /**
  * H steps theta <- theta + eta (g(theta) + correction); correction.p may be null. tau > 0 ascends
  * J_tau (the regularised estimator or exact gradient). With svrpg (sampled only, no correction,
- * tau = 0): theta += eta (beta gc + (1 - beta) ((u + gc) - gw)), one batch per step.
+ * tau = 0): FedSVRPG-M's step theta += eta (gc + (1 - beta) u - (1 - beta) gw), one batch per step,
+ * in the lazy form and expression order of js Sampler.localRoundSvrpg.
  */
 void localRound(const Model& m, Workspace& w, Out theta, In reward, In correction, double eta, int64_t steps,
                 bool sampled, int64_t horizon, int64_t batch, Span<uint32_t> rng, double tau = 0,

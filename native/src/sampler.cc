@@ -231,12 +231,11 @@ void contribute(int A, SamplerScratch& sc, const int32_t* ts, const int32_t* tsa
 }
 
 struct SvrpgCtx;
-void svrpgTrajectory(int A, SamplerScratch& sc, const SvrpgCtx& cx, const int32_t* ts, const int32_t* tsa, int64_t K,
-                     const double* disc);
+void svrpgLanes(int A, SamplerScratch& sc, const SvrpgCtx& cx, int nl, int64_t K, const double* disc);
 
 /**
  * One trajectory at a time. kSvrpg: record each path and add FedSVRPG-M's contribution
- * (svrpgTrajectory) instead of Eq. 5's; the rows then carry log pi.
+ * (svrpgLanes) instead of Eq. 5's; the rows then carry log pi.
  */
 template <bool kSvrpg = false>
 void sequential(const Model& m, SamplerScratch& sc, const double* theta, const double* R, int64_t K, int64_t M,
@@ -275,14 +274,14 @@ void sequential(const Model& m, SamplerScratch& sc, const double* theta, const d
         s = aliasDraw(tE + st, tStart[sa + 1] - st, rng.nextDouble());
       }
     }
-    if (kSvrpg) svrpgTrajectory(A, sc, *cx, path, pathSa, K, sc.disc.data());
+    if (kSvrpg) svrpgLanes(A, sc, *cx, 1, K, sc.disc.data());
     else addScores(A, sc, nv, G);
   }
 }
 
 
 /**
- * kSvrpg: the paths feed FedSVRPG-M's per-trajectory contribution (svrpgTrajectory, in trajectory
+ * kSvrpg: the paths feed FedSVRPG-M's per-trajectory contribution (svrpgLanes, in trajectory
  * order) instead of Eq. 5's; the rows then carry log pi.
  */
 template <bool kPrefetch, bool kSvrpg = false>
@@ -396,10 +395,9 @@ void lockstep(const Model& m, SamplerScratch& sc, const double* theta, const dou
         }
       }
     }
-    for (int l = 0; l < nl; l++) {
-      if (kSvrpg) svrpgTrajectory(A, sc, *cx, sc.trajS.data() + l * K, sc.trajSa.data() + l * K, K, disc);
-      else contribute(A, sc, sc.trajS.data() + l * K, sc.trajSa.data() + l * K, K, sc.G[l]);
-    }
+    if (kSvrpg) svrpgLanes(A, sc, *cx, nl, K, disc);
+    else
+      for (int l = 0; l < nl; l++) contribute(A, sc, sc.trajS.data() + l * K, sc.trajSa.data() + l * K, K, sc.G[l]);
   }
 }
 
@@ -468,63 +466,73 @@ struct SvrpgCtx {
 };
 
 /**
- * One trajectory's FedSVRPG-M contribution from its recorded path (the js Sampler.estimateSvrpg,
- * operation for operation): lw = sum_t (log pi_prev - log pi)(a_t|s_t) in step order (rows of
- * pi_thetaPrev computed here when missing), w = det::exp(lw) clipped when clip > 0; backward
- * togo += gamma^l r_l, T(s_l) += togo, C(s_l, a_l) += togo; per visited state
- * acc += C - T pi, accPrev += w (C - T pi_prev).
+ * The FedSVRPG-M contributions of nl recorded paths (lane l's K steps at trajS + l*K, as lockstep
+ * leaves them; sequential passes nl = 1), in lane (= trajectory) order, operation for operation as
+ * js Sampler.svrpgBatch: lw = sum_t (log pi_prev - log pi)(a_t|s_t) in step order (rows of
+ * pi_thetaPrev formed here when missing), w = det::exp(lw) clipped when clip > 0; backward
+ * togo += gamma^t r_t, C(s_t, a_t) += togo (in acc), W(s_t, a_t) += w*togo (in accPrev).
+ * svrpgRow finishes the sums once per batch.
  */
-void svrpgTrajectory(int A, SamplerScratch& sc, const SvrpgCtx& cx, const int32_t* ts, const int32_t* tsa, int64_t K,
-                     const double* disc) {
+void svrpgLanes(int A, SamplerScratch& sc, const SvrpgCtx& cx, int nl, int64_t K, const double* disc) {
   const uint64_t prevGen = sc.prevGen;
   const double* logPi = sc.logPi.data();
-  const double* piPrev = sc.piPrev.data();
   const double* logPiPrev = sc.logPiPrev.data();
   double* accPrev = sc.accPrev.data();
-  double* Ts = sc.togoS.data();
-  double* Cs = sc.togoSa.data();
-  double lw = 0;
-  for (int64_t t = 0; t < K; t++) {
-    const int s = ts[t];
-    if (sc.prevStamp[s] != prevGen) prevRow(cx.thetaPrev, A, s, sc);
-    lw += logPiPrev[tsa[t]] - logPi[tsa[t]];
-  }
-  double w = det::exp(lw);
-  if (cx.clip > 0) w = w > cx.clip ? cx.clip : w < cx.lo ? cx.lo : w;
-  const uint32_t traj = nextTrajectory(sc);
-  int nv = 0;
-  double togo = 0;
-  for (int64_t l = K - 1; l >= 0; l--) {
-    togo += disc[l] * cx.R[tsa[l]];
-    const int sl = ts[l];
-    if (sc.rec.head(sl).visitStamp != traj) {
-      sc.rec.head(sl).visitStamp = traj;
-      sc.visited[nv++] = sl;
-      Ts[sl] = 0;
-      std::fill(Cs + int64_t(sl) * A, Cs + int64_t(sl) * A + A, 0.0);
+  for (int l = 0; l < nl; l++) {
+    const int32_t* ts = sc.trajS.data() + l * K;
+    const int32_t* tsa = sc.trajSa.data() + l * K;
+    double lw = 0;
+    for (int64_t t = 0; t < K; t++) {
+      const int s = ts[t];
+      if (sc.prevStamp[s] != prevGen) prevRow(cx.thetaPrev, A, s, sc);
+      lw += logPiPrev[tsa[t]] - logPi[tsa[t]];
     }
-    Ts[sl] += togo;
-    Cs[tsa[l]] += togo;
-  }
-  for (int v = 0; v < nv; v++) {
-    const int vs = sc.visited[v];
-    const int64_t base = int64_t(vs) * A;
-    const double t = Ts[vs];
-    const double* pi = sc.rec.pi(vs);
-    double* acc = sc.rec.acc(vs);
-    for (int b = 0; b < A; b++) {
-      const double c = Cs[base + b];
-      acc[b] += c - t * pi[b];
-      accPrev[base + b] += w * (c - t * piPrev[base + b]);
+    double w = det::exp(lw);
+    if (cx.clip > 0) w = w > cx.clip ? cx.clip : w < cx.lo ? cx.lo : w;
+    double togo = 0;
+    for (int64_t t = K - 1; t >= 0; t--) {
+      const int32_t sa = tsa[t];
+      togo += disc[t] * cx.R[sa];
+      sc.rec.acc(ts[t])[sa - int64_t(ts[t]) * A] += togo;
+      accPrev[sa] += w * togo;
     }
   }
 }
 
-/** estimateSvrpg without argument checks: both means into outCur and outPrev (keepPrev: thetaPrev unchanged since the last call). */
-void svrpgUnchecked(const Model& m, SamplerScratch& sc, const double* theta, const double* thetaPrev, const double* R,
-                    int64_t K, int64_t M, double clip, uint32_t* rngState, double* outCur, double* outPrev,
-                    bool keepPrev) {
-  m.transitionAlias();
+/** Ends a lazy round's form when it goes out of scope (also on a throw): later calls read theta. */
+struct LazyReset {
+  SamplerScratch& sc;
+  ~LazyReset() {
+    sc.lzD = nullptr;
+    sc.lzStart = nullptr;
+    sc.lzC = nullptr;
+    sc.lzCenter = nullptr;
+  }
+};
+
+/**
+ * Finishes row s of a FedSVRPG-M batch's sums (js Sampler.svrpgRow), in action order: T = sum_b C(b),
+ * V = sum_b W(b); cur(b) = C(b) - T*pi(b), prev(b) = W(b) - V*pi_prev(b).
+ */
+inline void svrpgRow(SamplerScratch& sc, int A, int s, double* cur, double* prev) {
+  const int64_t base = int64_t(s) * A;
+  const double* C = sc.rec.acc(s);
+  const double* W = sc.accPrev.data() + base;
+  const double* pi = sc.rec.pi(s);
+  const double* piPrev = sc.piPrev.data() + base;
+  double T = 0, V = 0;
+  for (int b = 0; b < A; b++) {
+    T += C[b];
+    V += W[b];
+  }
+  for (int b = 0; b < A; b++) {
+    cur[b] = C[b] - T * pi[b];
+    prev[b] = W[b] - V * piPrev[b];
+  }
+}
+
+/** FedSVRPG-M's scratch (rows of pi_thetaPrev and their logs, the weighted sum W), sized on first use. */
+void prepareSvrpg(const Model& m, SamplerScratch& sc) {
   prepareScratch(m, sc);
   const size_t SA = size_t(m.SA());
   if (sc.logPi.size() != SA) sc.logPi.assign(SA, 0.0);
@@ -534,30 +542,109 @@ void svrpgUnchecked(const Model& m, SamplerScratch& sc, const double* theta, con
     sc.accPrev.assign(SA, 0.0);
     sc.prevStamp.assign(size_t(m.S), 0);
   }
-  if (!keepPrev) ++sc.prevGen;
-  nextStamp(sc);
-  sc.nFormed = 0;
-  std::fill(sc.accPrev.begin(), sc.accPrev.end(), 0.0);
-  if (sc.togoS.size() != size_t(m.S)) {
-    sc.togoS.assign(size_t(m.S), 0.0);
-    sc.togoSa.assign(SA, 0.0);
-  }
+}
+
+/**
+ * One FedSVRPG-M batch of M trajectories under theta (the lazy theta while sc.lzD is set): the
+ * estimator's lanes draw the paths, svrpgLanes adds them to acc and accPrev (which the caller zeroed
+ * on the rows this batch can form). Rows of pi_thetaPrev are current while sc.prevGen is.
+ */
+void svrpgBatch(const Model& m, SamplerScratch& sc, const double* theta, const SvrpgCtx& cx, int64_t K, int64_t M,
+                uint32_t* rngState) {
   sc.disc.resize(size_t(K));
   sc.disc[0] = 1;
   for (int64_t t = 1; t < K; t++) sc.disc[t] = sc.disc[t - 1] * m.gamma;  // gamma^t as js's disc *= gamma
-  const SvrpgCtx cx{thetaPrev, R, clip, clip > 0 ? 1 / clip : 0};
   Xoshiro128 rng(rngState);
   const int L = int(std::min<int64_t>(m.lanesFor(K), M));
-  if (L > 1 && m.bigTables()) lockstep<true, true>(m, sc, theta, R, K, M, rng, L, &cx);
-  else if (L > 1) lockstep<false, true>(m, sc, theta, R, K, M, rng, L, &cx);
+  if (L > 1 && m.bigTables()) lockstep<true, true>(m, sc, theta, cx.R, K, M, rng, L, &cx);
+  else if (L > 1) lockstep<false, true>(m, sc, theta, cx.R, K, M, rng, L, &cx);
   else {
     sc.trajS.resize(size_t(K));
     sc.trajSa.resize(size_t(K));
-    sequential<true>(m, sc, theta, R, K, M, rng, &cx);
+    sequential<true>(m, sc, theta, cx.R, K, M, rng, &cx);
   }
   rng.store(rngState);
-  accMean(sc, m.A, M, outCur, SA);
-  for (size_t j = 0; j < SA; j++) outPrev[j] = sc.accPrev[j] / double(M);
+}
+
+/** estimateSvrpg without argument checks: both means into outCur and outPrev (new rows of pi_thetaPrev). */
+void svrpgUnchecked(const Model& m, SamplerScratch& sc, const double* theta, const double* thetaPrev, const double* R,
+                    int64_t K, int64_t M, double clip, uint32_t* rngState, double* outCur, double* outPrev) {
+  m.transitionAlias();
+  prepareSvrpg(m, sc);
+  ++sc.prevGen;
+  nextStamp(sc);
+  sc.nFormed = 0;  // the rows it forms get a zeroed acc (policyRow)
+  std::fill(sc.accPrev.begin(), sc.accPrev.end(), 0.0);
+  svrpgBatch(m, sc, theta, SvrpgCtx{thetaPrev, R, clip, clip > 0 ? 1 / clip : 0}, K, M, rngState);
+  // The rows this batch formed (the visited states), finished; every other row is 0 (as js).
+  const int A = m.A;
+  const double invM = 1 / double(M);
+  sc.svRow.assign(2 * size_t(A), 0.0);
+  double* cur = sc.svRow.data();
+  double* prev = cur + A;
+  for (int s = 0; s < m.S; s++) {
+    const size_t base = size_t(s) * size_t(A);
+    if (sc.rec.head(s).piStamp == sc.stamp) svrpgRow(sc, A, s, cur, prev);
+    else std::fill(cur, cur + 2 * A, 0.0);
+    for (int b = 0; b < A; b++) {
+      outCur[base + b] = cur[b] * invM;
+      outPrev[base + b] = prev[b] * invM;
+    }
+  }
+}
+
+/**
+ * FedSVRPG-M's local round in the lazy form, operation for operation as js Sampler.localRoundSvrpg:
+ * omb = 1 - beta, c = omb*u once per call; row_l = (start + (l*eta)*c) + D formed per visited
+ * state; then on the formed rows D = D + eta*(cur*invM - omb*(prev*invM)) (invM = 1/M, svrpgRow's sums);
+ * theta = (start + (H*eta)*c) + D
+ * densely at the end. A step costs O(K M + A * visited states), not O(S A).
+ */
+void svrpgLazyRound(const Model& m, SamplerScratch& sc, double* th, const SvrpgArgs& sv, const double* R, double eta,
+                    int64_t steps, int64_t K, int64_t M, uint32_t* rngState) {
+  m.transitionAlias();  // builds the tables (or throws) before anything is touched
+  prepareSvrpg(m, sc);
+  const int A = m.A;
+  const size_t SA = size_t(m.SA());
+  const double omb = 1 - sv.beta;
+  sc.svrpgC.resize(SA);
+  double* c = sc.svrpgC.data();
+  for (size_t j = 0; j < SA; j++) c[j] = omb * sv.u.p[j];
+  double* D = sc.lazyD.data();
+  double* accPrev = sc.accPrev.data();
+  std::fill(sc.accPrev.begin(), sc.accPrev.end(), 0.0);  // zero again on the formed rows after each step
+  sc.svRow.resize(2 * size_t(A));
+  double* cur = sc.svRow.data();
+  double* prev = cur + A;
+  ++sc.prevGen;
+  sc.lzStart = th;
+  sc.lzC = c;
+  sc.lzD = D;
+  // Plain estimates after this call (or after a throw) must read theta again, not the lazy form.
+  const LazyReset reset{sc};
+  const SvrpgCtx cx{sv.thetaPrev.p, R, sv.clip, sv.clip > 0 ? 1 / sv.clip : 0};
+  const double invM = 1 / double(M);
+  for (int64_t l = 0; l < steps; l++) {
+    sc.lzLc = double(l) * eta;
+    nextStamp(sc);
+    sc.nFormed = 0;
+    svrpgBatch(m, sc, th, cx, K, M, rngState);
+    for (int64_t k = 0; k < sc.nFormed; k++) {
+      const int s = sc.formed[size_t(k)];
+      const int64_t base = int64_t(s) * A;
+      svrpgRow(sc, A, s, cur, prev);
+      for (int b = 0; b < A; b++) {
+        D[base + b] = D[base + b] + eta * (cur[b] * invM - omb * (prev[b] * invM));
+        accPrev[base + b] = 0;
+      }
+    }
+  }
+  // theta_H, densely, once; D is left all zero for the next round.
+  const double hc = double(steps) * eta;
+  for (size_t j = 0; j < SA; j++) {
+    th[j] = th[j] + hc * c[j] + D[j];
+    D[j] = 0;
+  }
 }
 
 /** The estimator without argument checks (localRound checks once, then calls this H times). */
@@ -611,15 +698,7 @@ void lazyRound(const Model& m, SamplerScratch& sc, double* th, const double* R, 
     sc.lzEta = eta;
   }
   // Plain estimates after this call (or after a throw) must read theta again, not the lazy form.
-  struct Reset {
-    SamplerScratch& sc;
-    ~Reset() {
-      sc.lzD = nullptr;
-      sc.lzStart = nullptr;
-      sc.lzC = nullptr;
-      sc.lzCenter = nullptr;
-    }
-  } reset{sc};
+  const LazyReset reset{sc};
   for (int64_t l = 0; l < steps; l++) {
     sc.lzLc = double(l) * eta;
     sc.lzStep = l;
@@ -720,7 +799,7 @@ void estimateSvrpg(const Model& m, Workspace& w, In theta, In thetaPrev, In rewa
   checkCount("horizon", horizon);
   checkCount("batch", batch);
   checkLen("rng", rng.n, 4);
-  svrpgUnchecked(m, w.s, theta.p, thetaPrev.p, reward.p, horizon, batch, clip, rng.p, outCur.p, outPrev.p, false);
+  svrpgUnchecked(m, w.s, theta.p, thetaPrev.p, reward.p, horizon, batch, clip, rng.p, outCur.p, outPrev.p);
 }
 
 void localRound(const Model& m, Workspace& w, Out theta, In reward, In correction, double eta, int64_t steps,
@@ -754,17 +833,7 @@ void localRound(const Model& m, Workspace& w, Out theta, In reward, In correctio
         throw ArgumentError("svrpg.thetaPrev holds a non-finite entry, got " + str(svrpg->thetaPrev.p[j]));
     if (!std::isfinite(svrpg->beta)) throw ArgumentError("svrpg.beta must be finite, got " + str(svrpg->beta));
     checkClip(svrpg->clip);
-    w.oneGradPrev.resize(SA);
-    double* gw = w.oneGradPrev.data();
-    const double* u = svrpg->u.p;
-    const double beta = svrpg->beta;
-    for (int64_t h = 0; h < steps; h++) {
-      svrpgUnchecked(m, w.s, th, svrpg->thetaPrev.p, reward.p, horizon, batch, svrpg->clip, rng.p, g, gw, h > 0);
-      for (size_t j = 0; j < SA; j++) {
-        const double d = beta * g[j] + (1 - beta) * ((u[j] + g[j]) - gw[j]);
-        th[j] = th[j] + eta * d;
-      }
-    }
+    svrpgLazyRound(m, w.s, th, *svrpg, reward.p, eta, steps, horizon, batch, rng.p);
     return;
   }
   if (pull) {

@@ -110,7 +110,8 @@ export interface LocalRoundArgs {
   /** FedSVRPG-M (SPEC.md): per local step ONE batch of M fresh trajectories of K steps under theta;
    *  gc = GPOMDP estimate at theta, gw = mean over the batch of w_m * GPOMDP_m at thetaPrev, where
    *  w_m = prod_{h<K} pi_thetaPrev(a_h|s_h) / pi_theta(a_h|s_h) clipped to [1/clip, clip] (clip 0: no clipping);
-   *  d = beta*gc + (1-beta)*(u + gc - gw); theta += eta*d (elementwise, exactly this expression). Sampled only.
+   *  d = beta*gc + (1-beta)*(u + gc - gw); theta += eta*d, computed as gc + (1-beta)*u - (1-beta)*gw in
+   *  the lazy form and expression order of js Sampler.localRoundSvrpg (docs/ARCHITECTURE.md). Sampled only.
    *  `correction` must be null and `entropy` 0 (or absent) with it. See {@link Environment.estimateSvrpg}. */
   svrpg?: SvrpgArgs | null;
   /**

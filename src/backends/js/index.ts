@@ -11,8 +11,6 @@ class JsEnvironment implements Environment {
   private readonly exact: ExactSolver;
   private sampler: Sampler | null = null;
   private readonly grad: Float64Array;
-  /** FedSVRPG-M's weighted estimate at thetaPrev (localRound with svrpg). */
-  private readonly gradPrev: Float64Array;
   private readonly one: Evaluation;
 
   constructor(private readonly spec: EnvironmentSpec) {
@@ -21,7 +19,6 @@ class JsEnvironment implements Environment {
     this.exact = new ExactSolver(spec);
     const SA = spec.states * spec.actions;
     this.grad = new Float64Array(SA);
-    this.gradPrev = new Float64Array(SA);
     this.one = {
       J: new Float64Array(1),
       V: new Float64Array(spec.states),
@@ -83,17 +80,9 @@ class JsEnvironment implements Environment {
     checkEntropy(tau);
     const g = this.grad;
     if (args.svrpg) {
-      // FedSVRPG-M: d = beta gc + (1 - beta) (u + gc - gw), theta += eta d, one batch per step.
+      // FedSVRPG-M's steps in the lazy form (Sampler.localRoundSvrpg states the expression order).
       const { thetaPrev, u, beta, clip } = args.svrpg;
-      const sampler = this.getSampler();
-      const gw = this.gradPrev;
-      for (let h = 0; h < steps; h++) {
-        sampler.estimateSvrpg(theta, thetaPrev, reward, args.horizon, args.batch, clip, args.rng, g, gw, h > 0);
-        for (let j = 0; j < theta.length; j++) {
-          const d = beta * g[j]! + (1 - beta) * (u[j]! + g[j]! - gw[j]!);
-          theta[j] = theta[j]! + eta * d;
-        }
-      }
+      this.getSampler().localRoundSvrpg(theta, thetaPrev, u, beta, clip, reward, eta, steps, args.horizon, args.batch, args.rng);
       return;
     }
     const sampler = args.gradient === 'sampled' ? this.getSampler() : null;

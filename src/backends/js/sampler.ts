@@ -29,7 +29,11 @@ export class Sampler {
   private readonly visited: Int32Array;
   private readonly acc: Float64Array;
   /** FedSVRPG-M: rows of pi_thetaPrev (and their logs), current when prevStamp[s] is prevGen. */
-  private svrpg: { piPrev: Float64Array; logPiPrev: Float64Array; prevStamp: Int32Array; accPrev: Float64Array; prevGen: number } | null = null;
+  private svrpg: {
+    piPrev: Float64Array; logPiPrev: Float64Array; prevStamp: Int32Array; accPrev: Float64Array; prevGen: number;
+    /** One finished row of each sum (svrpgRow), [A]. */
+    cur: Float64Array; prev: Float64Array;
+  } | null = null;
   private stamp = 0;
   private trajStamp = 0;
   /**
@@ -44,9 +48,8 @@ export class Sampler {
   private nFormed = 0;
   /** The sum of sampleBatch's touch loads: stored, so the JIT keeps the loads. */
   private touchSink = 0;
-  /** One trajectory's states, (s, a) indices and discounted rewards (FedSVRPG-M), grown to the horizon. */
+  /** One trajectory's (s, a) indices and discounted rewards (FedSVRPG-M), grown to the horizon. */
   private trajS: Int32Array | null = null;
-  private trajA: Int32Array | null = null;
   private terms: Float64Array | null = null;
 
   constructor(
@@ -448,17 +451,9 @@ export class Sampler {
   }
 
   /**
-   * FedSVRPG-M's estimates on one batch (Environment.estimateSvrpg), with the draws of estimate().
-   * The native and wasm kernels do exactly these operations in this order:
-   *  - forward, per step: the action from pi_theta; terms_h = gamma^h r_h (disc *= gamma);
-   *    lw += log pi_prev(a_h|s_h) - log pi(a_h|s_h);
-   *  - w = detExp(lw), clipped to [1/clip, clip] when clip > 0;
-   *  - backward, l = K-1 .. 0: togo += terms_l; T(s_l) += togo; C(s_l, a_l) += togo;
-   *  - per visited state s and action b: outCur += C - T pi(b|s); outPrev += w (C - T pi_prev(b|s))
-   *    (= sum_l togo_l (e_{a_l} - pi(.|s_l)) over the visits of s: the GPOMDP sum, per state);
-   *  - both divided by the batch.
-   * Rows of pi_thetaPrev are kept between calls while `keepPrev` (thetaPrev unchanged: the steps of
-   * one local round), so a round computes each of them once.
+   * FedSVRPG-M's estimates on one batch (Environment.estimateSvrpg): svrpgBatch's sums, finished
+   * (svrpgRow) and times invM = 1/M (a product: a division per entry cost a tenth of the kernel at
+   * S = 1000) on the rows it formed; every other row of both is 0.
    */
   estimateSvrpg(
     theta: Float64Array,
@@ -470,41 +465,125 @@ export class Sampler {
     rng: Uint32Array,
     outCur: Float64Array,
     outPrev: Float64Array,
-    keepPrev = false,
   ): void {
-    const A = this.A;
-    const gamma = this.gamma;
+    this.newPrevRows();
+    this.svrpgBatch(theta, thetaPrev, reward, horizon, batch, clip, rng);
+    const { A, formed } = this;
+    const sv = this.svrpg!;
+    const invM = 1 / batch;
+    outCur.fill(0);
+    outPrev.fill(0);
+    for (let q = 0; q < this.nFormed; q++) {
+      const base = formed[q]! * A;
+      this.svrpgRow(base);
+      for (let b = 0; b < A; b++) {
+        outCur[base + b] = sv.cur[b]! * invM;
+        outPrev[base + b] = sv.prev[b]! * invM;
+      }
+    }
+  }
+
+  /**
+   * FedSVRPG-M's local round (LocalRoundArgs.svrpg) in the lazy form of localRoundLazy, with the
+   * same bits in the native and wasm kernels. SPEC.md's step d = beta gc + (1 - beta)(u + gc - gw)
+   * is gc + (1 - beta) u - (1 - beta) gw: u is constant within the call and gc, gw are zero off the
+   * rows a batch visits, so with omb = 1 - beta and c[j] = omb*u[j] (once per call):
+   *   row_l[j] = (start[j] + (l*eta)*c[j]) + D[j]                      formed per visited state
+   *   then, on the rows formed at step l: D[j] = D[j] + eta*(cur[j]*invM - omb*(prev[j]*invM))
+   *   theta[j] = (start[j] + (H*eta)*c[j]) + D[j] at the end, densely, once (D zeroed),
+   * where invM = 1/M and cur, prev are the batch's sums as svrpgRow finishes them (estimateSvrpg
+   * returns cur*invM and prev*invM). Rows of pi_thetaPrev are formed when a batch first visits their state and
+   * kept for the call.
+   */
+  localRoundSvrpg(
+    theta: Float64Array, thetaPrev: Float64Array, u: Float64Array, beta: number, clip: number, reward: Float64Array,
+    eta: number, steps: number, horizon: number, batch: number, rng: Uint32Array,
+  ): void {
+    const { A, formed } = this;
     const SA = this.S * A;
+    const D = (this.lazyD ??= new Float64Array(SA));
+    const c = (this.svrpgC ??= new Float64Array(SA));
+    const omb = 1 - beta;
+    const invM = 1 / batch;
+    for (let j = 0; j < SA; j++) c[j] = omb * u[j]!;
+    this.newPrevRows();
+    const { cur, prev } = this.svrpg!;
+    try {
+      for (let l = 0; l < steps; l++) {
+        this.lazy = { start: theta, c, lc: l * eta, D, pull: null };
+        this.svrpgBatch(theta, thetaPrev, reward, horizon, batch, clip, rng);
+        for (let q = 0; q < this.nFormed; q++) {
+          const base = formed[q]! * A;
+          this.svrpgRow(base);
+          for (let b = 0; b < A; b++) D[base + b] = D[base + b]! + eta * (cur[b]! * invM - omb * (prev[b]! * invM));
+        }
+      }
+    } finally {
+      this.lazy = null;
+    }
+    const hc = steps * eta;
+    for (let j = 0; j < SA; j++) {
+      theta[j] = theta[j]! + hc * c[j]! + D[j]!;
+      D[j] = 0;
+    }
+  }
+
+  /** FedSVRPG-M's c = (1 - beta) u of the current lazy round, [S*A]. */
+  private svrpgC: Float64Array | null = null;
+
+  /** A new generation of pi_thetaPrev rows (thetaPrev may have changed since the last call). */
+  private newPrevRows(): void {
+    const SA = this.S * this.A;
     const sv = (this.svrpg ??= {
       piPrev: new Float64Array(SA),
       logPiPrev: new Float64Array(SA),
       prevStamp: new Int32Array(this.S).fill(-1),
       accPrev: new Float64Array(SA),
       prevGen: 0,
+      cur: new Float64Array(this.A),
+      prev: new Float64Array(this.A),
     });
-    if (!keepPrev) {
-      if (sv.prevGen >= 0x7ffffff0) {
-        sv.prevGen = 0;
-        sv.prevStamp.fill(-1);
-      }
-      sv.prevGen++;
+    if (sv.prevGen >= 0x7ffffff0) {
+      sv.prevGen = 0;
+      sv.prevStamp.fill(-1);
     }
+    sv.prevGen++;
+  }
+
+  /**
+   * FedSVRPG-M's batch, with the draws of estimate(): leaves C = sum_m sum_h togo_h e_{s_h a_h} in acc
+   * and W = sum_m w_m sum_h togo_h e_{s_h a_h} in svrpg.accPrev on the rows it formed (this.formed:
+   * the visited states; both rows zeroed when formed, stale elsewhere). pi_theta and pi_thetaPrev are
+   * fixed within the batch, so the GPOMDP sums sum_m sum_h togo_h (e_{a_h} - pi(.|s_h)) are
+   * C - (sum_b C) pi per row, finished by svrpgRow. The native and wasm kernels do exactly these
+   * operations in this order, per trajectory:
+   *  - forward, per step: the action from pi_theta; terms_h = gamma^h r_h (disc *= gamma);
+   *    lw += log pi_prev(a_h|s_h) - log pi(a_h|s_h);
+   *  - w = detExp(lw), clipped to [1/clip, clip] when clip > 0;
+   *  - backward, h = K-1 .. 0: togo += terms_h; C(s_h, a_h) += togo; W(s_h, a_h) += w*togo.
+   * Rows of pi_thetaPrev are current while their stamp is svrpg.prevGen (newPrevRows starts a new one).
+   */
+  private svrpgBatch(
+    theta: Float64Array,
+    thetaPrev: Float64Array,
+    reward: Float64Array,
+    horizon: number,
+    batch: number,
+    clip: number,
+    rng: Uint32Array,
+  ): void {
+    const A = this.A;
+    const gamma = this.gamma;
+    const sv = this.svrpg!;
     const prevGen = sv.prevGen;
-    const { pi, logPi, cum, lastPositive, piStamp, acc, visitStamp, visits, counts, visited } = this;
-    const { piPrev, logPiPrev, prevStamp, accPrev } = sv;
+    const { logPi, cum, lastPositive, piStamp, acc } = this;
+    const { logPiPrev, prevStamp, accPrev } = sv;
     const stamp = this.nextStamp();
-    if (this.trajStamp > 0x7fffffff - batch - 1) {
-      this.trajStamp = 0;
-      visitStamp.fill(-1);
-    }
-    acc.fill(0);
-    accPrev.fill(0);
     if (this.trajS === null || this.trajS.length < horizon) {
       this.trajS = new Int32Array(horizon);
-      this.trajA = new Int32Array(horizon);
       this.terms = new Float64Array(horizon);
     }
-    const states = this.trajS, actions = this.trajA!, terms = this.terms!;
+    const actions = this.trajS, terms = this.terms!;
     const tStart = this.trans.start, tProb = this.trans.prob, tHi = this.trans.hi, tLo = this.trans.lo;
     const iN = this.init.start[1]!, iProb = this.init.prob, iHi = this.init.hi, iLo = this.init.lo;
     const lo = clip > 0 ? 1 / clip : 0;
@@ -522,8 +601,12 @@ export class Sampler {
       let disc = 1;
       let lw = 0;
       for (let step = 0; step < horizon; step++) {
-        if (piStamp[s] !== stamp) this.policyRow(theta, s, true);
-        if (prevStamp[s] !== prevGen) this.prevRow(thetaPrev, s, prevGen);
+        if (piStamp[s] !== stamp) {
+          // policyRow zeroes the row's acc; the weighted sum's row starts at zero with it.
+          this.policyRow(theta, s, true);
+          accPrev.fill(0, s * A, s * A + A);
+          if (prevStamp[s] !== prevGen) this.prevRow(thetaPrev, s, prevGen);
+        }
         const base = s * A;
         mm = Math.imul(s1, 5); r1 = Math.imul((mm << 7) | (mm >>> 25), 9) >>> 0;
         t = s1 << 9; s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = (s3 << 11) | (s3 >>> 21);
@@ -534,7 +617,6 @@ export class Sampler {
         while (a < A && !(u < cum[base + a]!)) a++;
         if (a === A) a = lastPositive[s]!;
         const sa = base + a;
-        states[step] = s;
         actions[step] = sa;
         terms[step] = disc * reward[sa]!;
         disc *= gamma;
@@ -552,37 +634,32 @@ export class Sampler {
       }
       let w = detExp(lw);
       if (clip > 0) w = w > clip ? clip : w < lo ? lo : w;
-      // T(s) in visits, C(s, a) in counts, both zeroed at a state's first visit of this trajectory.
-      const traj = ++this.trajStamp;
-      let nv = 0;
       let togo = 0;
-      for (let l = horizon - 1; l >= 0; l--) {
-        togo += terms[l]!;
-        const sl = states[l]!;
-        if (visitStamp[sl] !== traj) {
-          visitStamp[sl] = traj;
-          visited[nv++] = sl;
-          visits[sl] = 0;
-          counts.fill(0, sl * A, sl * A + A);
-        }
-        visits[sl]! += togo;
-        counts[actions[l]!]! += togo;
-      }
-      for (let v = 0; v < nv; v++) {
-        const vs = visited[v]!;
-        const base = vs * A;
-        const t = visits[vs]!;
-        for (let b = 0; b < A; b++) {
-          const c = counts[base + b]!;
-          acc[base + b]! += c - t * pi[base + b]!;
-          accPrev[base + b]! += w * (c - t * piPrev[base + b]!);
-        }
+      for (let h = horizon - 1; h >= 0; h--) {
+        togo += terms[h]!;
+        const sa = actions[h]!;
+        acc[sa]! += togo;
+        accPrev[sa]! += w * togo;
       }
     }
     rng[0] = s0; rng[1] = s1; rng[2] = s2; rng[3] = s3;
-    for (let j = 0; j < SA; j++) {
-      outCur[j] = acc[j]! / batch;
-      outPrev[j] = accPrev[j]! / batch;
+  }
+
+  /**
+   * Finishes one formed row (at base) of svrpgBatch's sums into svrpg.cur and svrpg.prev [A], in
+   * action order: T = sum_b C(b), V = sum_b W(b); cur(b) = C(b) - T*pi(b); prev(b) = W(b) - V*pi_prev(b).
+   */
+  private svrpgRow(base: number): void {
+    const { A, acc, pi } = this;
+    const { accPrev, piPrev, cur, prev } = this.svrpg!;
+    let T = 0, V = 0;
+    for (let b = 0; b < A; b++) {
+      T += acc[base + b]!;
+      V += accPrev[base + b]!;
+    }
+    for (let b = 0; b < A; b++) {
+      cur[b] = acc[base + b]! - T * pi[base + b]!;
+      prev[b] = accPrev[base + b]! - V * piPrev[base + b]!;
     }
   }
 
