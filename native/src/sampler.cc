@@ -29,6 +29,8 @@ using detail::checkLen;
 namespace {
 
 constexpr int64_t kMaxCount = 0x7fffffff;
+/** A state's alias rows are prefetched whole up to this many entries (8 cache lines). */
+constexpr int64_t kAliasPrefetchEntries = 32;
 
 void checkCount(const char* what, int64_t v) {
   if (v < 1 || v > kMaxCount) throw ArgumentError(std::string(what) + " must be an integer in [1, 2^31-1], got " + std::to_string(v));
@@ -363,12 +365,16 @@ void lockstep(const Model& m, SamplerScratch& sc, const double* theta, const dou
         if (kPrefetch) {
           // The state's alias rows (its row starts were prefetched above and have had the other
           // lanes' work to arrive): the next state's column is one of their lines, and its miss
-          // now overlaps this step's remaining passes instead of opening the next step.
+          // now overlaps this step's remaining passes instead of opening the next step. Only when
+          // they are short (sparse kernels such as gridworlds): a dense kernel's rows span
+          // thousands of lines, of which the draw reads one.
           const int64_t base = int64_t(s) * A;
           const AliasEntry* first = tE + tStart[base];
           const AliasEntry* end = tE + tStart[base + A];
-          for (const AliasEntry* p = first; p < end; p += 64 / sizeof(AliasEntry)) __builtin_prefetch(p);
-          __builtin_prefetch(end - 1);
+          if (end - first <= kAliasPrefetchEntries) {
+            for (const AliasEntry* p = first; p < end; p += 64 / sizeof(AliasEntry)) __builtin_prefetch(p);
+            __builtin_prefetch(end - 1);
+          }
         }
       }
       // 2: the action.
