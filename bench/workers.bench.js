@@ -199,8 +199,10 @@ async function runtimeRounds(backend, workers, rounds, evaluation = 'auto') {
 async function bareCeiling(backendName, rounds) {
   const one = await bareThreads(backendName, 1), two = await bareThreads(backendName, 2);
   try {
-    await one.rounds(1);
-    await two.rounds(1);
+    // The runtime's warm-up (100 rounds): fresh threads compile their hot code over the first
+    // hundred rounds or so, and a cold second thread would lower the ceiling.
+    await one.rounds(100);
+    await two.rounds(100);
     // CPU time of the whole process per round (the idle variant's threads are blocked meanwhile).
     const timed = async (b) => {
       const c0 = process.cpuUsage();
@@ -300,7 +302,10 @@ async function bareThreads(backendName, threads) {
  * change in the machine's load hits the four alike; per block, (W=1 / W=2) / (one / two).
  */
 async function interleavedCeiling(backendName, blocks, perBlock) {
-  const total = blocks * perBlock + 2;
+  // The same warm-up as the table's runs (fresh worker threads compile their hot code over the
+  // first hundred rounds or so; without it the first blocks of W = 2 are the slow ones).
+  const warm = 100;
+  const total = warm + blocks * perBlock + 2;
   const t1 = await Training.create(mdp, { ...settings, rounds: total, backend: backendName, workers: 1 });
   const t2 = await Training.create(mdp, { ...settings, rounds: total, backend: backendName, workers: 2 });
   const b1 = await bareThreads(backendName, 1), b2 = await bareThreads(backendName, 2);
@@ -313,10 +318,10 @@ async function interleavedCeiling(backendName, blocks, perBlock) {
     return (performance.now() - t0) / 1000;
   };
   try {
-    await t1.step();
-    await t2.step();
-    await b1.rounds(2);
-    await b2.rounds(2);
+    await steps(t1, warm);
+    await steps(t2, warm);
+    await b1.rounds(warm);
+    await b2.rounds(warm);
     const runs = [() => steps(t1, perBlock), () => steps(t2, perBlock), () => b1.rounds(perBlock), () => b2.rounds(perBlock)];
     const ratios = [], speed = [], bare = [], cpu = [[], [], [], []];
     for (let k = 0; k < blocks; k++) {
@@ -467,7 +472,7 @@ for (const name of names) {
         `W=2 main ${ms(threads2.map((t) => t.main))}, workers ${ms(threads2.map((t) => t.busiest[0]))} and ${ms(threads2.map((t) => t.busiest[1]))}, helpers ${ms(threads2.map((t) => rest(t, 2)))}`,
     );
   }
-  fine.push({ name, ...(await interleavedCeiling(name, quick ? 10 : 40, 20)) });
+  fine.push({ name, ...(await interleavedCeiling(name, quick ? 10 : 20, 100)) });
   const c = components(backend);
   const barrier = await barrierRoundTrip(name);
   projections.push({ name, ...c, barrier, round1: m1 });
