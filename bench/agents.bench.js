@@ -61,7 +61,7 @@ const median = (xs) => {
 };
 
 function must(r, what) {
-  if (r.code !== 0) throw new Error(`${what} failed (exit ${r.code ?? r.signal}): ${r.err.trim().split('\n').slice(-3).join(' | ')}`);
+  if (r.code !== 0) throw new Error(`${what} failed (exit ${r.code ?? r.signal}): ${r.err.trim().split('\n').filter((l) => !/registered|run is over/.test(l)).slice(-25).join('\n')}`);
   return r;
 }
 

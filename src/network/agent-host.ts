@@ -1,5 +1,6 @@
 import type { Transport } from '@connectrpc/connect';
-import { createConnectTransport, createGrpcTransport, createGrpcWebTransport, Http2SessionManager } from '@connectrpc/connect-node';
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from '@connectrpc/connect-node';
+import { GuardedSessionManager } from './session-manager.js';
 import { setMaxListeners } from 'node:events';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -82,10 +83,10 @@ export const AGENTS_PER_SESSION = 64;
 export function sharedTransports(o: { server: string; protocol: WireProtocol; http2: boolean; ca?: string }): { transport(token: string, k: number): Transport; close(): void } {
   const nodeOptions = o.ca ? { ca: o.ca } : {};
   const h2 = o.protocol === 'grpc' || o.http2 || o.server.startsWith('https:');
-  const sessions: Http2SessionManager[] = [];
-  const sessionOf = (k: number): Http2SessionManager => {
+  const sessions: GuardedSessionManager[] = [];
+  const sessionOf = (k: number): GuardedSessionManager => {
     const j = Math.floor(k / AGENTS_PER_SESSION);
-    return (sessions[j] ??= new Http2SessionManager(o.server, {}, { ...nodeOptions, ...agentHttp2Options() }));
+    return (sessions[j] ??= new GuardedSessionManager(o.server, {}, { ...nodeOptions, ...agentHttp2Options() }));
   };
   const transport = (token: string, k: number): Transport => {
     const common = { baseUrl: o.server, interceptors: [authInterceptor(token)], useBinaryFormat: true, nodeOptions };

@@ -18,6 +18,7 @@ import { RefusalLog, type BackoffPolicy } from './refusals.js';
 import { listen } from './server.js';
 import { federationRoutes, TokenAuth } from './service.js';
 import { encodeSharedMdp } from './shared-file.js';
+import { GuardedSessionManager } from './session-manager.js';
 
 /** The Node side of the network: transports, the agent's state file, the aggregator process. */
 
@@ -31,7 +32,7 @@ export const WIRE_PROTOCOLS: readonly WireProtocol[] = ['connect', 'grpc', 'grpc
 export function nodeTransport(url: string, protocol: WireProtocol, interceptors: Interceptor[], http2 = protocol === 'grpc', ca?: string | Buffer): Transport {
   const common = { baseUrl: url, interceptors, useBinaryFormat: true };
   // HTTP/2 sessions sized for large tables (message-limits.ts); HTTP/1.1 has no such settings.
-  const h2Options = { nodeOptions: { ...(ca ? { ca } : {}), ...agentHttp2Options() } };
+  const h2Options = { sessionManager: new GuardedSessionManager(url, {}, { ...(ca ? { ca } : {}), ...agentHttp2Options() }) };
   if (protocol === 'grpc') return createGrpcTransport({ ...common, ...h2Options });
   const version = http2 ? ({ httpVersion: '2', ...h2Options } as const) : ({ httpVersion: '1.1', ...(ca ? { nodeOptions: { ca } } : {}) } as const);
   return protocol === 'grpc-web' ? createGrpcWebTransport({ ...common, ...version }) : createConnectTransport({ ...common, ...version });
