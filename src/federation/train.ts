@@ -14,7 +14,7 @@ import type { AlgorithmPlugin } from './algorithms/types.js';
 // Checkpoints and worker threads are Node-only: loaded on demand, so the browser entry (which
 // imports this module) pulls in neither fs, crypto nor worker_threads.
 import type { CheckpointState, RunIdentity } from './checkpoint.js';
-import { combineScores, Evaluator } from './evaluator.js';
+import { combineScores, Evaluator, type PolicyScore } from './evaluator.js';
 import { resolveFaults, type FaultSpec } from './faults.js';
 import { evalCadence, evaluatedRound } from './cadence.js';
 import { drawParticipants } from './participation.js';
@@ -488,7 +488,7 @@ export class Training {
     this.lastYield = performance.now();
   }
 
-  private scoreLocal(states: AgentState[]): { J: number; gradNormSq: number; perAgent: Float64Array } {
+  private scoreLocal(states: AgentState[]): PolicyScore {
     const k = keptNames(this.algorithm, this.settings).indexOf('theta');
     const N = states.length;
     let J = 0;
@@ -526,7 +526,7 @@ export class Training {
     // The evaluation cadence: exact evaluation of theta_bar(r) only every evalEvery rounds and
     // after the last one; the other rounds' J, gap, per-agent J, personal J and consensus are null.
     const evalNow = evaluatedRound(r, s.rounds, this.evalEvery);
-    let score: { J: number; gradNormSq: number; perAgent: Float64Array } | null = null;
+    let score: PolicyScore | null = null;
     let ids: number[];
     let agentStates: AgentState[] | null = null;
     if (alg.topology === 'peers') {
@@ -572,7 +572,7 @@ export class Training {
         if (this.ditto && evalNow) this.lastPersonalJ = this.scorePersonal(agentStates!).J;
         if (h.evaluated) {
           await h.evaluated;
-          score = { ...combineScores(this.evalJ, this.evalGrad, this.server.thetaBar.length, this.gsum), perAgent: this.evalJ.slice() };
+          score = this.poolScore(this.evalJ, this.evalGrad);
         } else if (evalNow) score = this.evaluator.score(this.server.thetaBar);
       } else {
         if (alg.reports === 'every-round') await this.reportRound(ids, r, false);
@@ -592,7 +592,7 @@ export class Training {
             this.nextIds = next;
           }
           await h.evaluated;
-          score = { ...combineScores(this.evalJ, this.evalGrad, this.server.thetaBar.length, this.gsum), perAgent: this.evalJ.slice() };
+          score = this.poolScore(this.evalJ, this.evalGrad);
         } else {
           if (this.pool.concurrent && more) {
             const next = this.drawAhead();
@@ -634,6 +634,11 @@ export class Training {
     return this.algorithm.topology === 'server' ? (this.pool.runner ?? null) : null;
   }
 
+  /** The score of theta_bar from the J_i and grad J_i a pool's threads computed (perAgent copied out of the pool's buffer). */
+  private poolScore(J: Float64Array, grad: Float64Array): PolicyScore {
+    return { ...combineScores(J, grad, this.server.thetaBar.length, this.gsum), perAgent: J.slice() };
+  }
+
   /** Posts round t to a run: its participants (drawn ahead, in order), evaluation and states. */
   private postRound(runner: RoundRunner, t: number): void {
     const run = this.run!;
@@ -651,7 +656,7 @@ export class Training {
    * round before; this thread takes the server's state after it, the evaluation and the states it
    * asked for, and posts round r + 2 (the pool keeps two rounds).
    */
-  private async runStep(runner: RoundRunner, r: number, evalNow: boolean): Promise<{ ids: number[]; score: { J: number; gradNormSq: number; perAgent: Float64Array } | null; agentStates: AgentState[] | null }> {
+  private async runStep(runner: RoundRunner, r: number, evalNow: boolean): Promise<{ ids: number[]; score: PolicyScore | null; agentStates: AgentState[] | null }> {
     const s = this.settings;
     if (!this.run) {
       this.run = { first: r, ahead: this.server.state.rng.slice(), posted: new Map() };
@@ -674,10 +679,10 @@ export class Training {
     this.server.adoptRound(ids, reports && ids.map((i) => reports[i]!), after.thetaBar, after.vectors);
     const agentStates = posted.states ? runner.roundStates(k) : null;
     if (this.ditto && evalNow) this.lastPersonalJ = this.scorePersonal(agentStates!).J;
-    let score: { J: number; gradNormSq: number; perAgent: Float64Array } | null = null;
+    let score: PolicyScore | null = null;
     if (evalNow && this.pool.evaluates) {
       const e = runner.roundEvaluation(k);
-      score = { ...combineScores(e.J, e.grad, this.server.thetaBar.length, this.gsum), perAgent: e.J.slice() };
+      score = this.poolScore(e.J, e.grad);
     } else if (evalNow) score = this.evaluator.score(this.server.thetaBar);
     if (r + 2 <= s.rounds && !this.x.signal?.aborted) this.postRound(runner, r + 2);
     return { ids, score, agentStates };
