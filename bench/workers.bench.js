@@ -29,6 +29,12 @@ import { agentStream } from '../dist/rng.js';
 const quick = process.env.FEDPG_BENCH_QUICK === '1';
 const REPS = quick ? 3 : 9;
 const N = 8, S = 100, A = 10;
+/**
+ * Warm-up rounds before anything is timed, for the runtime and the bare threads alike: fresh
+ * threads compile their hot code (V8's compiler threads) over their first hundred rounds or so,
+ * and a colder variant would be charged for it (a cold second bare thread lowered the ceiling).
+ */
+const WARM_ROUNDS = 100;
 const settings = { algorithm: 'fast-fedpg', gradient: 'sampled', horizon: 50, localSteps: 10, batch: 10, eta: 0.1, seed: 1 };
 const mdp = randomMdp({ states: S, actions: A, agents: N, seed: 1 });
 const SA = S * A;
@@ -169,12 +175,10 @@ function perThread(a, b, rounds) {
 /** Seconds per round through the runtime (Training), and the start-up time of its pool. */
 async function runtimeRounds(backend, workers, rounds, evaluation = 'auto') {
   const t0 = performance.now();
-  // As many warm-up rounds first: fresh worker threads compile their hot code (V8's compiler
-  // threads) over their first few hundred rounds, which a steady run does not pay. Two rounds
-  // beyond the timed ones: the worker runtime runs up to two rounds ahead of step(), so the timed
-  // part starts with up to two rounds done and ends by draining the two run ahead, which charges
-  // it for exactly `rounds`.
-  const warm = Math.max(100, rounds);
+  // As many warm-up rounds first (WARM_ROUNDS at least). Two rounds beyond the timed ones: the
+  // worker runtime runs up to two rounds ahead of step(), so the timed part starts with up to two
+  // rounds done and ends by draining the two run ahead, which charges it for exactly `rounds`.
+  const warm = Math.max(WARM_ROUNDS, rounds);
   const t = await Training.create(mdp, { ...settings, rounds: warm + rounds + 2, backend, workers, evaluation });
   try {
     for (let r = 0; r < warm; r++) await t.step();
@@ -199,10 +203,9 @@ async function runtimeRounds(backend, workers, rounds, evaluation = 'auto') {
 async function bareCeiling(backendName, rounds) {
   const one = await bareThreads(backendName, 1), two = await bareThreads(backendName, 2);
   try {
-    // The runtime's warm-up (100 rounds): fresh threads compile their hot code over the first
-    // hundred rounds or so, and a cold second thread would lower the ceiling.
-    await one.rounds(100);
-    await two.rounds(100);
+    // The runtime's warm-up (runtimeRounds): a cold second thread would lower the ceiling.
+    await one.rounds(Math.max(WARM_ROUNDS, rounds));
+    await two.rounds(Math.max(WARM_ROUNDS, rounds));
     // CPU time of the whole process per round (the idle variant's threads are blocked meanwhile).
     const timed = async (b) => {
       const c0 = process.cpuUsage();
@@ -302,9 +305,8 @@ async function bareThreads(backendName, threads) {
  * change in the machine's load hits the four alike; per block, (W=1 / W=2) / (one / two).
  */
 async function interleavedCeiling(backendName, blocks, perBlock) {
-  // The same warm-up as the table's runs (fresh worker threads compile their hot code over the
-  // first hundred rounds or so; without it the first blocks of W = 2 are the slow ones).
-  const warm = 100;
+  // The same warm-up as the table's runs (without it the first blocks of W = 2 are the slow ones).
+  const warm = WARM_ROUNDS;
   const total = warm + blocks * perBlock + 2;
   const t1 = await Training.create(mdp, { ...settings, rounds: total, backend: backendName, workers: 1 });
   const t2 = await Training.create(mdp, { ...settings, rounds: total, backend: backendName, workers: 2 });
