@@ -147,6 +147,22 @@ describe('the runtime', () => {
     expect(await runs({ algorithm: 'local' })).toBe(false);
   });
 
+  it('run mode past its ring: 40 rounds (ring 8, rounds read in batches) give the in-process bits, with and without a report phase, participation and an evaluation cadence', async () => {
+    const settings = resolveSettings({ ...base });
+    const pool = await WorkerPool.create({
+      mdp, backend: 'js', settings, workers: 2, evaluate: true,
+      states: mdp.rewards.map(() => ({ rng: new Uint32Array([1, 2, 3, 4]), kept: keptNames(algorithmOf(settings.algorithm), settings).map(() => new Float64Array(18)) })),
+    });
+    // The ring this test means to wrap: 8 slots at this size (two at the least).
+    expect(pool.ahead).toBe(8);
+    await pool.close();
+    for (const extra of [{}, { algorithm: 'fedavg' as const }, { participation: 0.5, serverSeed: 7, evalEvery: 3 }, { algorithm: 'fedavg' as const, participation: 0.4, serverSeed: 2 }]) {
+      const o: TrainOptions = { ...base, rounds: 40, ...extra };
+      const a = await train(mdp, o);
+      for (const workers of [2, 3]) expect(fingerprint(await train(mdp, { ...o, workers, evaluation: 'workers' })), `${JSON.stringify(extra)} W = ${workers}`).toBe(fingerprint(a));
+    }
+  });
+
   it('plans workers: counts are capped at N, auto stays in-process for small runs and uses the cores for big ones', () => {
     const s = resolveSettings({ rounds: 100 });
     expect(planWorkers(undefined, mdp, s, 'js').workers).toBe(1);

@@ -40,10 +40,16 @@ export interface ChainedRound {
  * caller posts ahead; the caller reads each finished round (its deltas, reports, evaluation,
  * states) and takes the server's state after it into its own ServerCore (ServerCore.adoptRound).
  * Rounds are counted from the
- * run's first (k = 0). The caller posts round k + 2 only after it has read round k: the pool keeps
- * two rounds' data.
+ * run's first (k = 0). The caller posts round k + ahead only after it has read round k: the pool
+ * keeps `ahead` rounds' data.
  */
 export interface RoundRunner {
+  /**
+   * Rounds that may be posted beyond the last one read: round k + ahead once round k is read
+   * (at least 2). A round that publishes states is posted at most two rounds past the last one
+   * read (the states of rounds two apart share an area).
+   */
+  readonly ahead: number;
   /** Starts the run at round `first` from theta_bar and the server's vectors (the state after round first - 1). */
   startRun(first: number, theta: Float64Array, serverVectors: readonly Float64Array[]): void;
   /**
@@ -52,13 +58,17 @@ export interface RoundRunner {
    * evaluate), and whether it publishes the agents' states after the round.
    */
   postRound(k: number, agents: readonly number[], evaluate: boolean, states: boolean): void;
-  /** Resolves once round k is done everywhere; rejects with the failure that stopped it. */
+  /**
+   * Resolves once round k is done everywhere (posted rounds are posted in order, each once);
+   * rejects with the failure that stopped it. It may wait for a few rounds after k as well, so
+   * that the rounds after k are read without waiting.
+   */
   roundDone(k: number): Promise<void>;
-  /** Every agent's last report after round k, valid until round k + 2 is posted. */
+  /** Every agent's last report after round k, valid until round k + ahead is posted. */
   roundReports(k: number): readonly Float64Array[];
-  /** The server's theta_bar and vectors after round k as the pool computed them, valid until round k + 2 is posted. */
+  /** The server's theta_bar and vectors after round k as the pool computed them, valid until round k + ahead is posted. */
   roundServer(k: number): { thetaBar: Float64Array; vectors: readonly Float64Array[] };
-  /** J_i and grad J_i [N*SA] at theta_bar after round k (posted with `evaluate`), valid until round k + 2 is posted. */
+  /** J_i and grad J_i [N*SA] at theta_bar after round k (posted with `evaluate`), valid until round k + ahead is posted. */
   roundEvaluation(k: number): { J: Float64Array; grad: Float64Array };
   /** Copies of the agents' states after round k (posted with `states`). */
   roundStates(k: number): AgentState[];

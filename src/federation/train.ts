@@ -235,7 +235,7 @@ export class Training {
    * participants, the server's stream after drawing them, whether states were asked), and the
    * stream the draws ahead come from (the server's own stays where a round-by-round run has it).
    */
-  private run: { first: number; ahead: Uint32Array; posted: Map<number, { ids: number[]; rng: Uint32Array; states: boolean }> } | null = null;
+  private run: { first: number; ahead: Uint32Array; next: number; posted: Map<number, { ids: number[]; rng: Uint32Array; states: boolean }> } | null = null;
 
   private constructor(
     private readonly mdp: Mdp,
@@ -639,30 +639,36 @@ export class Training {
     return { ...combineScores(J, grad, this.server.thetaBar.length, this.gsum), perAgent: J.slice() };
   }
 
-  /** Posts round t to a run: its participants (drawn ahead, in order), evaluation and states. */
-  private postRound(runner: RoundRunner, t: number): void {
+  /**
+   * Posts the rounds after `read` (the last round read) that the pool has room for, in order:
+   * each with its participants (drawn ahead, in order), evaluation and states. A round that
+   * publishes states waits until it is at most two rounds past the last one read.
+   */
+  private postRounds(runner: RoundRunner, read: number): void {
     const run = this.run!;
     const s = this.settings;
-    const ids = drawParticipants(run.ahead, s.participation, this.all.length);
-    const evalNow = evaluatedRound(t, s.rounds, this.evalEvery);
-    // States: for every round's checkpoint snapshot, Ditto's personal J, and the run's result.
-    const states = !!this.x.checkpoint || (this.ditto && evalNow) || t === s.rounds;
-    run.posted.set(t, { ids, rng: run.ahead.slice(), states });
-    runner.postRound(t - run.first, ids, evalNow && !!this.pool.evaluates, states);
+    for (; run.next <= s.rounds && run.next <= read + runner.ahead && !this.x.signal?.aborted; run.next++) {
+      const t = run.next;
+      const evalNow = evaluatedRound(t, s.rounds, this.evalEvery);
+      // States: for every round's checkpoint snapshot, Ditto's personal J, and the run's result.
+      const states = !!this.x.checkpoint || (this.ditto && evalNow) || t === s.rounds;
+      if (states && t > read + 2) break;
+      const ids = drawParticipants(run.ahead, s.participation, this.all.length);
+      run.posted.set(t, { ids, rng: run.ahead.slice(), states });
+      runner.postRound(t - run.first, ids, evalNow && !!this.pool.evaluates, states);
+    }
   }
 
   /**
    * Round r in run mode: the workers ran it (server steps included) while this thread read the
-   * round before; this thread takes the server's state after it, the evaluation and the states it
-   * asked for, and posts round r + 2 (the pool keeps two rounds).
+   * rounds before; this thread takes the server's state after it, the evaluation and the states
+   * it asked for, and posts the rounds the pool has room for (up to r + runner.ahead).
    */
   private async runStep(runner: RoundRunner, r: number, evalNow: boolean): Promise<{ ids: number[]; score: PolicyScore | null; agentStates: AgentState[] | null }> {
-    const s = this.settings;
     if (!this.run) {
-      this.run = { first: r, ahead: this.server.state.rng.slice(), posted: new Map() };
+      this.run = { first: r, ahead: this.server.state.rng.slice(), next: r, posted: new Map() };
       runner.startRun(r, this.server.thetaBar, this.server.state.vectors);
-      this.postRound(runner, r);
-      if (r + 1 <= s.rounds) this.postRound(runner, r + 1);
+      this.postRounds(runner, r - 1);
     }
     const run = this.run;
     const k = r - run.first;
@@ -684,7 +690,7 @@ export class Training {
       const e = runner.roundEvaluation(k);
       score = this.poolScore(e.J, e.grad);
     } else if (evalNow) score = this.evaluator.score(this.server.thetaBar);
-    if (r + 2 <= s.rounds && !this.x.signal?.aborted) this.postRound(runner, r + 2);
+    this.postRounds(runner, r);
     return { ids, score, agentStates };
   }
 

@@ -12,9 +12,9 @@ import {
   C_KIND,
   C_POSTED,
   C_RCOUNT,
-  C_RFLAGS,
   C_ROUND,
   C_WAKE,
+  C_WAKEAT,
   F_EVAL,
   F_STATES,
   K_CHAIN,
@@ -257,7 +257,8 @@ export default async function host(init: HostInit): Promise<string> {
    * algorithms that report every round the report phase at the new theta_bar, a barrier and the
    * server's report step; the evaluation of the new theta_bar when the round asks. The agents'
    * states stay in this thread, published when a round asks (F_STATES) into the area of parity
-   * k + 1. Returns only when told to stop.
+   * k + 1. The round's deltas go to slot k % 2, its other results to ring slot k % ring (reports:
+   * (k + 1) % ring). Returns only when told to stop.
    */
   function runMode(attempt: number): 'exit' | 'replaced' {
     const stop = (): 'exit' | 'replaced' => (mine() ? 'exit' : 'replaced');
@@ -270,14 +271,15 @@ export default async function host(init: HostInit): Promise<string> {
     const rows = (area: Float64Array): Float64Array[] => Array.from({ length: N }, (_, i) => area.subarray(i * SA, (i + 1) * SA));
     const outRows = v.outSlots.map(rows);
     const reportRows = v.reportSlots.map(rows);
+    const ring = layout.ring;
     const rngAreas = [v.rng, v.rngNext], keptAreas = [v.kept, v.keptNext];
     for (const a of agents) load(a, v.rng, v.kept);
     const lo = Math.floor((w * SA) / W), hi = Math.floor(((w + 1) * SA) / W);
     let phase = 0;
     for (let k = 0; ; k++) {
       if (!awaitWord(C_POSTED, k)) return stop();
-      const s = k & 1;
-      const flags = Atomics.load(ctl, C_RFLAGS + s);
+      const s = k % ring;
+      const flags = Atomics.load(v.rflags, s);
       const members = v.rmembers.subarray(s * N, (s + 1) * N);
       const round = first + k;
       Atomics.store(ctl, word(W_RROUND), k + 1);
@@ -286,15 +288,15 @@ export default async function host(init: HostInit): Promise<string> {
         if (!(members[a.id]! & M_LOCAL)) continue;
         Atomics.store(ctl, word(W_CURRENT), a.id * 4 + P_LOCAL);
         injected(a.id, round, 'local', attempt);
-        a.localPhase(st.thetaBar, down, outRows[s]![a.id]!);
+        a.localPhase(st.thetaBar, down, outRows[k & 1]![a.id]!);
         if (!mine()) return 'replaced';
       }
       Atomics.store(ctl, word(W_CURRENT), P_IDLE);
       if (!runBarrier(++phase)) return stop();
       const ids: number[] = [];
       for (let i = 0; i < N; i++) if (members[i]! & M_LOCAL) ids.push(i);
-      rep.applyLocal(ids, ids.map((i) => outRows[s]![i]!));
-      const r = (k + 1) & 1;
+      rep.applyLocal(ids, ids.map((i) => outRows[k & 1]![i]!));
+      const r = (k + 1) % ring;
       if (everyRound) {
         for (const a of agents) {
           const i = a.id;
@@ -321,10 +323,12 @@ export default async function host(init: HostInit): Promise<string> {
       const pub = v.roundServerSlots[s]!;
       pub.set(st.thetaBar.subarray(lo, hi), lo);
       st.vectors.forEach((x, q) => pub.set(x.subarray(lo, hi), (q + 1) * SA + lo));
-      if (flags & F_STATES) for (const a of agents) store(a, rngAreas[r]!, keptAreas[r]!);
+      if (flags & F_STATES) for (const a of agents) store(a, rngAreas[(k + 1) & 1]!, keptAreas[(k + 1) & 1]!);
       Atomics.store(ctl, word(W_RDONE), k + 1);
-      // Only the round's last worker wakes the main thread: one wake-up per round, not W.
-      if (Atomics.add(ctl, C_RCOUNT, 1) === W * (k + 1) - 1) wake(ctl);
+      // Only the round's last worker wakes the main thread, and only at the round it waits for:
+      // on a machine whose cores all run workers, every wake-up of the main thread preempts one
+      // of them while the others wait at the next barrier.
+      if (Atomics.add(ctl, C_RCOUNT, 1) === W * (k + 1) - 1 && k >= Atomics.load(ctl, C_WAKEAT)) wake(ctl);
     }
   }
 

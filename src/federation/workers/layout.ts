@@ -29,10 +29,18 @@
  *
  * Run mode (K_RUN, see host.ts): the workers run round after round without the main thread, from
  * round descriptors the main thread posts ahead (POSTED, the run-relative index of the last one
- * posted; RFLAGS and `rmembers`, two slots by parity). A round's deltas, held reports and
- * evaluation land in slot k % 2 (reports of round k: slot (k + 1) % 2, slot 0 holding those the
- * run started with), so the main thread reads round k while the workers run round k + 1; it posts
- * round k + 2 only once it has read round k, which is what keeps a slot from being overwritten.
+ * posted; `rflags` and `rmembers`, one slot per round of the ring). The ring has `ring` slots
+ * (2 to RUN_RING, fewer for large tables): round k's held reports land in slot (k + 1) % ring
+ * (slot 0 holding those the run started with), its evaluation and server state in slot k % ring,
+ * so the main thread reads round k while the workers run up to ring - 1 rounds further; it posts
+ * round k + ring only once it has read round k, which is what keeps a slot from being
+ * overwritten. Published states use two areas by parity (states of round k in area (k + 1) % 2):
+ * a round that publishes states is posted at most two rounds past the last one read. The
+ * deltas need two slots (round k's in slot k % 2): without a report phase a round has one
+ * barrier, and a worker may run round k + 1's local phase while another still sums round k's
+ * deltas, but not round k + 2's. The last worker to finish a round wakes the main thread only when the round is at
+ * least WAKEAT (which the main thread sets before it waits), so a main thread that is ahead is
+ * woken once per batch of rounds, not once per round.
  */
 
 export const CMD_EXIT = -1;
@@ -72,8 +80,8 @@ export const C_KIND = 1;
 export const C_CMDID = 2;
 export const C_ROUND = 3;
 export const C_POSTED = 4;
-/** RFLAGS of descriptor slots 0 and 1. */
-export const C_RFLAGS = 5;
+/** Run mode: the run-relative round whose end wakes the main thread (it waits for it). */
+export const C_WAKEAT = 5;
 /** Run mode: rounds finished, summed over workers (the last worker of a round wakes the main thread). */
 export const C_RCOUNT = 7;
 const WORKER_BASE = 16;
@@ -112,9 +120,14 @@ export interface LayoutParams {
   serverVectors: number;
   /** The agents evaluate J_i and grad J_i at theta_bar. */
   evaluate: boolean;
-  /** Run mode is possible: the per-round areas (out, reports, evalJ, evalGrad) have two slots. */
+  /** Run mode is possible. */
   run: boolean;
+  /** Run mode: slots of the per-round areas (reports, evalJ, evalGrad, server states, descriptors); 1 without run mode. */
+  ring: number;
 }
+
+/** The most rounds a run's ring holds (the main thread reads round k while the workers run up to RUN_RING - 1 more). */
+export const RUN_RING = 8;
 
 export interface Views {
   ctl: Int32Array;
@@ -127,17 +140,20 @@ export interface Views {
   down: Float64Array;
   /** [N*SA]: the local phase's messages (Delta_i, or for `local` the agent's theta); slot 0 of outSlots. */
   out: Float64Array;
+  /** Run mode: two slots of out (one without run mode). */
+  outSlots: Float64Array[];
   /** [N*SA]: every agent's last report as sent (what the server holds); slot 0 of reportSlots. */
   reports: Float64Array;
-  /** Run mode: two slots each of out, reports, evalJ and evalGrad (one slot without run mode). */
-  outSlots: Float64Array[];
+  /** Run mode: `ring` slots each of reports, evalJ and evalGrad (one slot without run mode). */
   reportSlots: Float64Array[];
   evalJSlots: Float64Array[];
   evalGradSlots: Float64Array[];
-  /** Run mode: [2*N] the M_* bits of descriptor slots 0 and 1. */
+  /** Run mode: [ring*N] the M_* bits of each descriptor slot. */
   rmembers: Int32Array;
+  /** Run mode: [ring] the F_* flags of each descriptor slot. */
+  rflags: Int32Array;
   /**
-   * Run mode: the server's state after round k in slot k % 2, [(1 + serverVectors) * SA]: theta_bar,
+   * Run mode: the server's state after round k in slot k % ring, [(1 + serverVectors) * SA]: theta_bar,
    * then the vectors (each worker writes its share of the coordinates; every replica holds the same).
    */
   roundServerSlots: Float64Array[];
@@ -168,10 +184,10 @@ export function workerWord(w: number, field: number): number {
 
 type F64Key = 'theta' | 'down' | 'out' | 'reports' | 'server' | 'roundServer' | 'kept' | 'keptMid' | 'keptNext' | 'evalJ' | 'evalGrad';
 
-function plan(p: LayoutParams): { at: Record<F64Key | 'members' | 'held' | 'rmembers' | 'rng' | 'rngMid' | 'rngNext' | 'err', [number, number]>; ctlWords: number; bytes: number } {
+function plan(p: LayoutParams): { at: Record<F64Key | 'members' | 'held' | 'rmembers' | 'rflags' | 'rng' | 'rngMid' | 'rngNext' | 'err', [number, number]>; ctlWords: number; bytes: number } {
   const N = p.agents, SA = p.size;
   const ctlWords = WORKER_BASE + p.workers * WORKER_STRIDE;
-  const slots = p.run ? 2 : 1;
+  const slots = p.run ? p.ring : 1;
   let off = ctlWords * 4;
   // Areas start on 64-byte lines, so no area shares a line with the control words.
   const take = (n: number, bytes: number): [number, number] => {
@@ -183,13 +199,14 @@ function plan(p: LayoutParams): { at: Record<F64Key | 'members' | 'held' | 'rmem
   const at = {
     members: take(N, 4),
     held: take(N, 4),
-    rmembers: take(p.run ? 2 * N : 0, 4),
+    rmembers: take(p.run ? slots * N : 0, 4),
+    rflags: take(p.run ? slots : 0, 4),
     theta: take(SA, 8),
     down: take(p.down * SA, 8),
-    out: take(slots * N * SA, 8),
+    out: take((p.run ? 2 : 1) * N * SA, 8),
     reports: take(slots * N * SA, 8),
     server: take(p.serverVectors * SA, 8),
-    roundServer: take(p.run ? 2 * (1 + p.serverVectors) * SA : 0, 8),
+    roundServer: take(p.run ? slots * (1 + p.serverVectors) * SA : 0, 8),
     kept: take(N * p.kept * SA, 8),
     keptMid: take(N * p.kept * SA, 8),
     keptNext: take(N * p.kept * SA, 8),
@@ -210,24 +227,26 @@ export function allocate(p: LayoutParams): SharedArrayBuffer {
 export function views(sab: SharedArrayBuffer, p: LayoutParams): Views {
   const { at, ctlWords } = plan(p);
   const f = (k: F64Key): Float64Array => new Float64Array(sab, at[k][0], at[k][1]);
-  const slots = p.run ? 2 : 1;
+  const slots = p.run ? p.ring : 1;
   /** Slot s of an area holding `slots` equal parts. */
-  const slot = (k: F64Key): Float64Array[] => {
-    const n = at[k][1] / slots;
-    return Array.from({ length: slots }, (_, s) => new Float64Array(sab, at[k][0] + s * n * 8, n));
+  const slot = (k: F64Key, count = slots): Float64Array[] => {
+    const n = at[k][1] / count;
+    return Array.from({ length: count }, (_, s) => new Float64Array(sab, at[k][0] + s * n * 8, n));
   };
-  const outSlots = slot('out'), reportSlots = slot('reports'), evalJSlots = slot('evalJ'), evalGradSlots = slot('evalGrad');
+  const outSlots = slot('out', p.run ? 2 : 1);
+  const reportSlots = slot('reports'), evalJSlots = slot('evalJ'), evalGradSlots = slot('evalGrad');
   const roundServerSlots = slot('roundServer');
   return {
     ctl: new Int32Array(sab, 0, ctlWords),
     members: new Int32Array(sab, at.members[0], at.members[1]),
     held: new Int32Array(sab, at.held[0], at.held[1]),
     rmembers: new Int32Array(sab, at.rmembers[0], at.rmembers[1]),
+    rflags: new Int32Array(sab, at.rflags[0], at.rflags[1]),
     theta: f('theta'),
     down: f('down'),
     out: outSlots[0]!,
-    reports: reportSlots[0]!,
     outSlots,
+    reports: reportSlots[0]!,
     reportSlots,
     evalJSlots,
     evalGradSlots,

@@ -16,9 +16,9 @@ import {
   C_KIND,
   C_POSTED,
   C_RCOUNT,
-  C_RFLAGS,
   C_ROUND,
   C_WAKE,
+  C_WAKEAT,
   CMD_EXIT,
   F_EVAL,
   F_STATES,
@@ -33,6 +33,7 @@ import {
   P_LOCAL,
   P_MEMORY,
   readError,
+  RUN_RING,
   views,
   wake,
   workerWord,
@@ -58,7 +59,8 @@ import {
  * SharedArrayBuffer (Atomics.notify to start, Atomics.waitAsync to collect), never a message.
  * Server algorithms without reruns or time limits use run mode (RoundRunner, K_RUN): the threads
  * run whole rounds, each applying the server steps on its own replica of ServerCore, from round
- * descriptors posted two rounds ahead, and the main thread reads each finished round. Otherwise
+ * descriptors posted up to `ahead` rounds ahead, and the main thread reads each finished round,
+ * woken once per batch of rounds (RUN_WAKE_MS). Otherwise
  * each phase of a round is one command: the local phase (optionally preceded by the evaluation of
  * theta_bar, so J and the gradient norm are computed by all threads in parallel and the next round
  * starts at once), the report phase (Fast-FedPG's memory samples), or both chained; the server
@@ -139,8 +141,17 @@ const waitAsync = (Atomics as unknown as {
 }).waitAsync;
 
 const EXIT_GRACE_MS = 250;
-/** The most shared memory run mode may add (its second slots); larger runs use per-phase commands. */
+/** The most shared memory run mode may add (two ring slots); larger runs use per-phase commands. */
 const RUN_EXTRA_BYTES = 1 << 30;
+/** The shared memory a run's ring may take beyond its first slot (more slots while they fit, up to RUN_RING). */
+const RUN_RING_BYTES = 64 << 20;
+/**
+ * Run mode: the main thread asks to be woken about this often (a batch of rounds per wake-up,
+ * from the rounds' measured pace), not after every round. With every core running a worker, each
+ * wake-up of the main thread preempts one of them while the others wait at the next barrier (a
+ * tenth of the round at N = 8, S = 100 on 2 cores); fewer wake-ups leave its work per round.
+ */
+const RUN_WAKE_MS = 4;
 const START_TIMEOUT_MS = 60_000;
 
 export class WorkerPool implements AgentPool, RoundRunner {
@@ -156,8 +167,14 @@ export class WorkerPool implements AgentPool, RoundRunner {
   private running: Command | null = null;
   private runFirst = 0;
   private published = 0;
-  private readonly runFlags: number[] = [0, 0];
+  private runFlags: number[] = [];
   private reportRows: Float64Array[][] = [];
+  /** Run mode: the last round posted, and the pace of the rounds (ms per round, smoothed; 0 before it is known). */
+  private runPosted = -1;
+  private roundMs = 0;
+  private lastDone: { k: number; at: number } | null = null;
+  /** Run mode: rounds that may be posted beyond the last one read (the ring's slots). */
+  readonly ahead: number;
   readonly workers: number;
   private readonly piscina: Piscina;
   private readonly layout: LayoutParams;
@@ -186,12 +203,15 @@ export class WorkerPool implements AgentPool, RoundRunner {
     this.K = keptNames(alg, o.settings).length;
     this.workers = o.workers;
     this.evaluates = o.evaluate;
-    // Run mode keeps two rounds of messages, reports, evaluations and server states: a second
-    // slot of the per-round areas, which for very large tables is left to the per-phase commands.
+    // Run mode keeps a ring of rounds' reports, evaluations and server states: at least two slots
+    // (for very large tables even two are left to the per-phase commands), more while they fit
+    // in RUN_RING_BYTES.
     const SA = this.SA;
-    const runExtraBytes = 8 * (2 * N * SA + (o.evaluate ? N * SA + N : 0) + 2 * (1 + alg.serverState.length) * SA);
-    const run = alg.topology === 'server' && !(o.retry && o.retry > 0) && !(o.roundTimeout && o.roundTimeout > 0) && runExtraBytes <= RUN_EXTRA_BYTES;
-    this.layout = { agents: N, size: this.SA, workers: o.workers, down: alg.down.length, kept: this.K, serverVectors: alg.serverState.length, evaluate: o.evaluate, run };
+    const slotBytes = 8 * (N * SA + (o.evaluate ? N * SA + N : 0) + (1 + alg.serverState.length) * SA) + 4 * (N + 1);
+    const run = alg.topology === 'server' && !(o.retry && o.retry > 0) && !(o.roundTimeout && o.roundTimeout > 0) && 8 * N * SA + 2 * slotBytes <= RUN_EXTRA_BYTES;
+    const ring = run ? Math.max(2, Math.min(RUN_RING, 1 + Math.floor(RUN_RING_BYTES / slotBytes))) : 1;
+    this.ahead = ring;
+    this.layout = { agents: N, size: this.SA, workers: o.workers, down: alg.down.length, kept: this.K, serverVectors: alg.serverState.length, evaluate: o.evaluate, run, ring };
     this.runner = run ? this : null;
     this.sab = allocate(this.layout);
     this.v = views(this.sab, this.layout);
@@ -326,8 +346,12 @@ export class WorkerPool implements AgentPool, RoundRunner {
     for (let w = 0; w < this.workers; w++) for (const f of [W_PHASE, W_RDONE, W_RROUND]) Atomics.store(ctl, workerWord(w, f), 0);
     Atomics.store(ctl, C_POSTED, -1);
     Atomics.store(ctl, C_RCOUNT, 0);
+    Atomics.store(ctl, C_WAKEAT, 0);
     const rows = (area: Float64Array): Float64Array[] => Array.from({ length: N }, (_, i) => area.subarray(i * SA, (i + 1) * SA));
     this.reportRows = v.reportSlots.map(rows);
+    this.runFlags = new Array<number>(this.layout.ring).fill(0);
+    this.runPosted = -1;
+    this.lastDone = null;
     this.runFirst = first;
     this.running = this.issue(K_RUN, first);
   }
@@ -336,28 +360,42 @@ export class WorkerPool implements AgentPool, RoundRunner {
     if (!this.running) throw new Error('internal: no run to post a round to');
     if (evaluate && !this.layout.evaluate) throw new Error('this worker pool was not set up to evaluate');
     const { v, N } = this;
-    const s = k & 1;
+    if (k !== this.runPosted + 1) throw new Error(`internal: round ${k} posted after round ${this.runPosted}`);
+    const s = k % this.layout.ring;
     const m = v.rmembers.subarray(s * N, (s + 1) * N);
     m.fill(0);
     // A participant of a round that reports every round also reports (M_REPORT is read only then).
     for (const i of agents) m[i] = M_LOCAL | M_REPORT;
     const flags = (evaluate ? F_EVAL : 0) | (states ? F_STATES : 0);
     this.runFlags[s] = flags;
-    Atomics.store(v.ctl, C_RFLAGS + s, flags);
+    Atomics.store(v.rflags, s, flags);
+    this.runPosted = k;
     Atomics.store(v.ctl, C_POSTED, k);
     Atomics.notify(v.ctl, C_POSTED);
+  }
+
+  /** Whether every worker finished round k of the run. */
+  private finished(k: number): boolean {
+    for (let w = 0; w < this.workers; w++) if (Atomics.load(this.v.ctl, workerWord(w, W_RDONE)) <= k) return false;
+    return true;
   }
 
   async roundDone(k: number): Promise<void> {
     const cmd = this.running;
     if (!cmd) throw new Error('internal: no run');
     const ctl = this.v.ctl;
+    if (!this.finished(k)) {
+      // Woken once the last round of a batch is done (about RUN_WAKE_MS of rounds), not at round
+      // k: the rounds after k are then read without waiting. Never later than the round before
+      // the last one posted, so the workers have a round to run while this thread reads and posts.
+      const batch = this.roundMs > 0 ? Math.max(1, Math.min(this.layout.ring - 2, Math.floor(RUN_WAKE_MS / this.roundMs))) : 1;
+      Atomics.store(ctl, C_WAKEAT, Math.max(k, Math.min(k + batch - 1, this.runPosted - 1)));
+    }
     for (;;) {
       const v0 = Atomics.load(ctl, C_WAKE);
-      let done = true;
-      for (let w = 0; w < this.workers && done; w++) done = Atomics.load(ctl, workerWord(w, W_RDONE)) > k;
-      if (done) {
-        if (this.runFlags[k & 1]! & F_STATES) this.published = (k + 1) & 1;
+      if (this.finished(k)) {
+        if (this.runFlags[k % this.layout.ring]! & F_STATES) this.published = (k + 1) & 1;
+        this.pace(k);
         return;
       }
       if (this.o.signal?.aborted) throw this.o.signal.reason;
@@ -380,21 +418,39 @@ export class WorkerPool implements AgentPool, RoundRunner {
     }
   }
 
+  /** The rounds' pace: ms per round between two rounds found done (smoothed), for the batch size. */
+  private pace(k: number): void {
+    const now = performance.now(), last = this.lastDone, c = this.lastCompleted(k);
+    if (last && c > last.k) {
+      const ms = (now - last.at) / (c - last.k);
+      this.roundMs = this.roundMs > 0 ? 0.8 * this.roundMs + 0.2 * ms : ms;
+    }
+    if (!last || c > last.k) this.lastDone = { k: c, at: now };
+  }
+
+  /** The last round every worker finished (k or later). */
+  private lastCompleted(k: number): number {
+    let done = Infinity;
+    for (let w = 0; w < this.workers; w++) done = Math.min(done, Atomics.load(this.v.ctl, workerWord(w, W_RDONE)) - 1);
+    return Math.max(k, done);
+  }
+
   roundReports(k: number): readonly Float64Array[] {
-    return this.reportRows[(k + 1) & 1]!;
+    return this.reportRows[(k + 1) % this.layout.ring]!;
   }
 
   roundServer(k: number): { thetaBar: Float64Array; vectors: readonly Float64Array[] } {
-    const slot = this.v.roundServerSlots[k & 1]!, SA = this.SA;
+    const slot = this.v.roundServerSlots[k % this.layout.ring]!, SA = this.SA;
     return { thetaBar: slot.subarray(0, SA), vectors: Array.from({ length: this.layout.serverVectors }, (_, q) => slot.subarray((q + 1) * SA, (q + 2) * SA)) };
   }
 
   roundEvaluation(k: number): { J: Float64Array; grad: Float64Array } {
-    return { J: this.v.evalJSlots[k & 1]!, grad: this.v.evalGradSlots[k & 1]! };
+    const s = k % this.layout.ring;
+    return { J: this.v.evalJSlots[s]!, grad: this.v.evalGradSlots[s]! };
   }
 
   roundStates(k: number): AgentState[] {
-    if (!(this.runFlags[k & 1]! & F_STATES)) throw new Error(`internal: round ${k} of the run did not publish its states`);
+    if (!(this.runFlags[k % this.layout.ring]! & F_STATES)) throw new Error(`internal: round ${k} of the run did not publish its states`);
     return this.statesIn((k + 1) & 1);
   }
 
