@@ -95,14 +95,17 @@ const BARRIER_SPINS = 2000;
  * machine's load average exceeds its cores by more than one (other processes want the cores:
  * spinning would burn the time slice a descheduled peer could run in). The process's own CPU
  * time cannot tell whether the peer runs: Linux accounts other threads' time only at scheduler
- * ticks, milliseconds apart. Blocked waits wake every RUN_POLL_MS to see whether the pool told
- * this thread to stop.
+ * ticks, milliseconds apart. The pool's close() notifies every word a run waits on; blocked
+ * waits also look every RUN_POLL_MS whether the pool told this thread to stop. Not more often:
+ * an idle worker woken every few ms is placed afresh by the scheduler each time, and two workers
+ * that end up on one core when the next round is posted share it for tens of rounds (the
+ * scheduler does not move a thread that ran a moment ago) at half speed.
  */
 const RUN_SPIN_MS = 0.2;
 const RUN_SPIN_MIN_MS = 0.005;
 /** Waits between two looks at the load average. */
 const LOAD_CHECK_EVERY = 256;
-const RUN_POLL_MS = 20;
+const RUN_POLL_MS = 1000;
 
 function blockForever(): void {
   // A hung agent: blocked, not spinning, until the pool terminates the thread.

@@ -495,6 +495,8 @@ export class WorkerPool implements AgentPool, RoundRunner {
     for (let w = 0; w < this.workers; w++) {
       Atomics.store(ctl, workerWord(w, W_CMD), CMD_EXIT);
       Atomics.notify(ctl, workerWord(w, W_CMD));
+      // Run mode's waiters: at a barrier (on a peer's PHASE) or for the next round (POSTED).
+      Atomics.notify(ctl, workerWord(w, W_PHASE));
     }
     Atomics.notify(ctl, C_POSTED);
     wake(ctl);
