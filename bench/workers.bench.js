@@ -9,8 +9,10 @@
 //   node bench/workers.bench.js native js  only these
 //   FEDPG_BENCH_QUICK=1 ...                fewer repetitions (CI smoke)
 // Issue 15's ratio (the runtime's W=2 / W=1 over the bare threads' two / one) is printed twice: per
-// repetition of the table's runs, and from short interleaved blocks with every variant up at
-// once (interleavedCeiling), the one to quote on a loaded machine.
+// repetition of the table's runs (fresh threads, WARM_ROUNDS of warm-up: V8 is still compiling
+// the runtime's code on helper threads, which on 2 cores take time from the workers), and in the
+// steady state, from short interleaved blocks with every variant up at once after WARM_MS of
+// warm-up each (interleavedCeiling): the one to quote.
 //   FEDPG_BENCH_CLEAN=1 ...                on a shared machine: keep only timed runs during which
 //                                          other processes used < 10% of a core (from /proc/stat),
 //                                          waiting for an idle moment before each (up to 60 tries)
@@ -21,6 +23,7 @@ import { BACKEND_NAMES, loadBackendByName } from '../dist/backends/select.js';
 import { Evaluator } from '../dist/federation/evaluator.js';
 import { resolveSettings } from '../dist/federation/settings.js';
 import { Training } from '../dist/federation/train.js';
+import { RUN_RING } from '../dist/federation/workers/layout.js';
 import { WorkerPool } from '../dist/federation/workers/pool.js';
 import { randomMdp } from '../dist/mdp/generate.js';
 import { environmentSpec } from '../dist/mdp/model.js';
@@ -35,6 +38,13 @@ const N = 8, S = 100, A = 10;
  * and a colder variant would be charged for it (a cold second bare thread lowered the ceiling).
  */
 const WARM_ROUNDS = 100;
+/**
+ * The steady state's warm-up, per variant: V8 goes on compiling the runtime's functions (and
+ * recompiling some after deopts) on helper threads for about 2-4 s of a fresh run (350 ms of
+ * TurboFan time at N = 8, S = 100 in 2000 rounds with --trace-opt), and with every core running
+ * a worker that CPU is taken from the workers; the bare threads' few functions settle sooner.
+ */
+const WARM_MS = quick ? 300 : 3000;
 const settings = { algorithm: 'fast-fedpg', gradient: 'sampled', horizon: 50, localSteps: 10, batch: 10, eta: 0.1, seed: 1 };
 const mdp = randomMdp({ states: S, actions: A, agents: N, seed: 1 });
 const SA = S * A;
@@ -175,11 +185,11 @@ function perThread(a, b, rounds) {
 /** Seconds per round through the runtime (Training), and the start-up time of its pool. */
 async function runtimeRounds(backend, workers, rounds, evaluation = 'auto') {
   const t0 = performance.now();
-  // As many warm-up rounds first (WARM_ROUNDS at least). Two rounds beyond the timed ones: the
-  // worker runtime runs up to two rounds ahead of step(), so the timed part starts with up to two
-  // rounds done and ends by draining the two run ahead, which charges it for exactly `rounds`.
+  // As many warm-up rounds first (WARM_ROUNDS at least). RUN_RING rounds beyond the timed ones:
+  // the worker runtime runs up to RUN_RING rounds ahead of step(), so the timed part starts with
+  // those done and ends by draining as many run ahead, which charges it for exactly `rounds`.
   const warm = Math.max(WARM_ROUNDS, rounds);
-  const t = await Training.create(mdp, { ...settings, rounds: warm + rounds + 2, backend, workers, evaluation });
+  const t = await Training.create(mdp, { ...settings, rounds: warm + rounds + RUN_RING, backend, workers, evaluation });
   try {
     for (let r = 0; r < warm; r++) await t.step();
     await t.drain();
@@ -305,9 +315,9 @@ async function bareThreads(backendName, threads) {
  * change in the machine's load hits the four alike; per block, (W=1 / W=2) / (one / two).
  */
 async function interleavedCeiling(backendName, blocks, perBlock) {
-  // The same warm-up as the table's runs (without it the first blocks of W = 2 are the slow ones).
-  const warm = WARM_ROUNDS;
-  const total = warm + blocks * perBlock + 2;
+  // Warm-up: WARM_MS of rounds for each variant (at least WARM_ROUNDS), so the blocks measure the
+  // steady state (see WARM_MS); the run is made long enough for the most rounds that can take.
+  const total = 1_000_000;
   const t1 = await Training.create(mdp, { ...settings, rounds: total, backend: backendName, workers: 1 });
   const t2 = await Training.create(mdp, { ...settings, rounds: total, backend: backendName, workers: 2 });
   const b1 = await bareThreads(backendName, 1), b2 = await bareThreads(backendName, 2);
@@ -319,27 +329,35 @@ async function interleavedCeiling(backendName, blocks, perBlock) {
     await t.drain();
     return (performance.now() - t0) / 1000;
   };
+  const warmUp = async (run) => {
+    const end = performance.now() + WARM_MS;
+    let n = 0;
+    while (n < WARM_ROUNDS || performance.now() < end) {
+      await run(WARM_ROUNDS);
+      n += WARM_ROUNDS;
+    }
+    return n;
+  };
   try {
-    await steps(t1, warm);
-    await steps(t2, warm);
-    await b1.rounds(warm);
-    await b2.rounds(warm);
+    const warmed = [await warmUp((n) => steps(t1, n)), await warmUp((n) => steps(t2, n)), await warmUp((n) => b1.rounds(n)), await warmUp((n) => b2.rounds(n))];
+    if (warmed[0] + warmed[1] + blocks * perBlock > total) throw new Error('internal: the interleaved runs are too short');
     const runs = [() => steps(t1, perBlock), () => steps(t2, perBlock), () => b1.rounds(perBlock), () => b2.rounds(perBlock)];
-    const ratios = [], speed = [], bare = [], cpu = [[], [], [], []];
+    const ratios = [], speed = [], bare = [], cpu = [[], [], [], []], threads2 = [];
     for (let k = 0; k < blocks; k++) {
       const x = new Array(4);
       for (let j = 0; j < 4; j++) {
         const v = (j + k) % 4;
-        const c0 = process.cpuUsage();
+        const c0 = process.cpuUsage(), s0 = v === 1 ? threadTimes() : null;
         x[v] = await runs[v]();
         const c = process.cpuUsage(c0);
         cpu[v].push((c.user + c.system) / 1000 / perBlock);
+        if (v === 1) threads2.push(perThread(s0, threadTimes(), perBlock));
       }
       speed.push(x[0] / x[1]);
       bare.push(x[2] / x[3]);
       ratios.push(x[0] / x[1] / (x[2] / x[3]));
     }
-    return { ratio: median(ratios), speedup: median(speed), ceiling: median(bare), blocks, perBlock, cpu: cpu.map(median) };
+    return { ratio: median(ratios), speedup: median(speed), ceiling: median(bare), blocks, perBlock, warmed, cpu: cpu.map(median), threads2 };
   } finally {
     await Promise.all([t1.close(), t2.close(), b1.close(), b2.close()]);
   }
@@ -480,13 +498,20 @@ for (const name of names) {
   projections.push({ name, ...c, barrier, round1: m1 });
 }
 console.table(rows);
-for (const r of rows) console.log(`${r.backend}: W=2 / W=1 = ${r['W=2 / W=1']}, bare ceiling ${r['bare 2-thread ceiling']}, runtime / ceiling ${r['of ceiling']} (target >= 0.95); load ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
-for (const f of fine)
+for (const r of rows)
   console.log(
-    `${f.name}, interleaved blocks (${f.blocks} blocks of ${f.perBlock} rounds, all four variants up at once): W=2 / W=1 = ${f.speedup.toFixed(3)}, ` +
-      `bare ceiling ${f.ceiling.toFixed(3)}, runtime / ceiling ${f.ratio.toFixed(3)} (target >= 0.95); ` +
-      `CPU ms/round W=1 ${f.cpu[0].toFixed(2)}, W=2 ${f.cpu[1].toFixed(2)}, bare 1 ${f.cpu[2].toFixed(2)}, bare 2 ${f.cpu[3].toFixed(2)}`,
+    `${r.backend}, fresh threads (the table: ${WARM_ROUNDS} warm-up rounds, V8 still compiling): W=2 / W=1 = ${r['W=2 / W=1']}, bare ceiling ${r['bare 2-thread ceiling']}, ` +
+      `runtime / ceiling ${r['of ceiling']}; load ${loadavg().map((x) => x.toFixed(2)).join(' ')}`,
   );
+for (const f of fine) {
+  const t = f.threads2.filter(Boolean);
+  const helpers = t.length ? median(t.map((x) => x.busiest.slice(2).reduce((a, b) => a + b, 0))).toFixed(3) : 'n/a';
+  console.log(
+    `${f.name}, steady state (interleaved: ${f.blocks} blocks of ${f.perBlock} rounds, all four variants up at once, after ${f.warmed.join('/')} warm-up rounds): ` +
+      `W=2 / W=1 = ${f.speedup.toFixed(3)}, bare ceiling ${f.ceiling.toFixed(3)}, runtime / ceiling ${f.ratio.toFixed(3)} (target >= 0.95); ` +
+      `CPU ms/round W=1 ${f.cpu[0].toFixed(2)}, W=2 ${f.cpu[1].toFixed(2)} (helper threads ${helpers}), bare 1 ${f.cpu[2].toFixed(2)}, bare 2 ${f.cpu[3].toFixed(2)}`,
+  );
+}
 for (const l of perThreadLines) console.log(l);
 if (CLEAN) console.log(`clean samples: kept ${cleanStats.kept}, dropped ${cleanStats.dropped} (other processes above 10% of a core during the run)`);
 
