@@ -223,6 +223,7 @@ export default async function host(init: HostInit): Promise<string> {
   let crowded = false;
   let waits = 0;
   const cores = availableParallelism();
+  const cmdWord = word(W_CMD), genWord = word(W_GEN);
   function awaitWord(i: number, target: number): boolean {
     let x = Atomics.load(ctl, i);
     if (x >= target) return true;
@@ -234,8 +235,17 @@ export default async function host(init: HostInit): Promise<string> {
       if (x >= target) return true;
       if ((spin & 63) === 0 && performance.now() > until) break;
     }
+    return blockOn(i, x, target, t0);
+  }
+
+  /**
+   * awaitWord's blocking part, a function of its own: optimised code that reached a call site it
+   * had never run deoptimised (V8 recompiled awaitWord some 130 times in 2000 rounds when this
+   * part was inline, on helper threads that take CPU from the workers).
+   */
+  function blockOn(i: number, x: number, target: number, t0: number): boolean {
     for (;;) {
-      if (Atomics.load(ctl, word(W_CMD)) < 0 || !mine()) return false;
+      if (Atomics.load(ctl, cmdWord) < 0 || Atomics.load(ctl, genWord) !== generation) return false;
       Atomics.wait(ctl, i, x, RUN_POLL_MS);
       x = Atomics.load(ctl, i);
       if (x >= target) {
