@@ -66,12 +66,18 @@ export class AgentScorer {
  */
 export function combineScores(perAgent: Float64Array, grad: Float64Array, SA: number, gsum: Float64Array): { J: number; gradNormSq: number } {
   const N = perAgent.length;
+  sumInto(gsum, Array.from({ length: N }, (_, i) => grad.subarray(i * SA, (i + 1) * SA)));
+  return scoreFromGradSum(perAgent, gsum);
+}
+
+/** combineScores' second half, from gsum = sum_i grad J_i (summed in agent order, here or by the workers). */
+export function scoreFromGradSum(perAgent: Float64Array, gsum: Float64Array): { J: number; gradNormSq: number } {
+  const N = perAgent.length;
   let J = 0;
   for (let i = 0; i < N; i++) J += perAgent[i]!;
   J /= N;
-  sumInto(gsum, Array.from({ length: N }, (_, i) => grad.subarray(i * SA, (i + 1) * SA)));
   let gradNormSq = 0;
-  for (let j = 0; j < SA; j++) {
+  for (let j = 0; j < gsum.length; j++) {
     const v = gsum[j]! / N;
     gradNormSq += v * v;
   }

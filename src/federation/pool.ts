@@ -68,8 +68,11 @@ export interface RoundRunner {
   roundReports(k: number): readonly Float64Array[];
   /** The server's theta_bar and vectors after round k as the pool computed them, valid until round k + ahead is posted. */
   roundServer(k: number): { thetaBar: Float64Array; vectors: readonly Float64Array[] };
-  /** J_i and grad J_i [N*SA] at theta_bar after round k (posted with `evaluate`), valid until round k + ahead is posted. */
-  roundEvaluation(k: number): { J: Float64Array; grad: Float64Array };
+  /**
+   * J_i and grad J_i [N*SA] at theta_bar after round k (posted with `evaluate`), and sum_i grad J_i
+   * (in agent order) when the pool summed it; valid until round k + ahead is posted.
+   */
+  roundEvaluation(k: number): { J: Float64Array; grad: Float64Array; gradSum: Float64Array | null };
   /** Copies of the agents' states after round k (posted with `states`). */
   roundStates(k: number): AgentState[];
 }

@@ -14,7 +14,7 @@ import type { AlgorithmPlugin } from './algorithms/types.js';
 // Checkpoints and worker threads are Node-only: loaded on demand, so the browser entry (which
 // imports this module) pulls in neither fs, crypto nor worker_threads.
 import type { CheckpointState, RunIdentity } from './checkpoint.js';
-import { combineScores, Evaluator, type PolicyScore } from './evaluator.js';
+import { combineScores, Evaluator, scoreFromGradSum, type PolicyScore } from './evaluator.js';
 import { resolveFaults, type FaultSpec } from './faults.js';
 import { evalCadence, evaluatedRound } from './cadence.js';
 import { drawParticipants } from './participation.js';
@@ -688,7 +688,7 @@ export class Training {
     let score: PolicyScore | null = null;
     if (evalNow && this.pool.evaluates) {
       const e = runner.roundEvaluation(k);
-      score = this.poolScore(e.J, e.grad);
+      score = e.gradSum ? { ...scoreFromGradSum(e.J, e.gradSum), perAgent: e.J.slice() } : this.poolScore(e.J, e.grad);
     } else if (evalNow) score = this.evaluator.score(this.server.thetaBar);
     this.postRounds(runner, r);
     return { ids, score, agentStates };

@@ -3,6 +3,7 @@ import { loadBackendByName } from '../../backends/select.js';
 import type { BackendName, EnvironmentSpec } from '../../backends/types.js';
 import { LocalAgent } from '../agent.js';
 import { loadAlgorithm } from '../algorithms/registry.js';
+import { sumInto } from '../aggregate.js';
 import { AgentScorer } from '../evaluator.js';
 import { agentFault, describeFault, sleepSync, type FaultPhase, type FaultSpec } from '../faults.js';
 import type { TrainSettings } from '../settings.js';
@@ -288,6 +289,9 @@ export default async function host(init: HostInit): Promise<string> {
     const rngAreas = [v.rng, v.rngNext], keptAreas = [v.kept, v.keptNext];
     for (const a of agents) load(a, v.rng, v.kept);
     const lo = Math.floor((w * SA) / W), hi = Math.floor(((w + 1) * SA) / W);
+    // This worker's share of sum_i grad J_i (after the second barrier every agent's gradient is in).
+    const gradShares = v.evalGradSlots.map((g) => Array.from({ length: N }, (_, i) => g.subarray(i * SA + lo, i * SA + hi)));
+    const gsumShares = v.evalGsumSlots.map((g) => g.subarray(lo, hi));
     let phase = 0;
     for (let k = 0; ; k++) {
       if (!awaitWord(C_POSTED, k)) return stop();
@@ -331,6 +335,7 @@ export default async function host(init: HostInit): Promise<string> {
         if (!runBarrier(++phase)) return stop();
         for (let i = 0; i < N; i++) st.reports[i] = reportRows[r]![i]!;
         rep.applyReports([], [], false);
+        if (flags & F_EVAL && layout.evaluate) sumInto(gsumShares[s]!, gradShares[s]!);
       }
       // The server's state after the round, for the main thread: this worker's share of the coordinates.
       const pub = v.roundServerSlots[s]!;

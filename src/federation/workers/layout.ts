@@ -148,6 +148,12 @@ export interface Views {
   reportSlots: Float64Array[];
   evalJSlots: Float64Array[];
   evalGradSlots: Float64Array[];
+  /**
+   * Run mode, algorithms that report every round: sum_i grad J_i in slot k % ring, each worker
+   * summing its share of the coordinates after the round's second barrier (in agent order, as
+   * the main thread would: the same bits), so the main thread only takes the norm.
+   */
+  evalGsumSlots: Float64Array[];
   /** Run mode: [ring*N] the M_* bits of each descriptor slot. */
   rmembers: Int32Array;
   /** Run mode: [ring] the F_* flags of each descriptor slot. */
@@ -182,7 +188,7 @@ export function workerWord(w: number, field: number): number {
   return WORKER_BASE + w * WORKER_STRIDE + field;
 }
 
-type F64Key = 'theta' | 'down' | 'out' | 'reports' | 'server' | 'roundServer' | 'kept' | 'keptMid' | 'keptNext' | 'evalJ' | 'evalGrad';
+type F64Key = 'theta' | 'down' | 'out' | 'reports' | 'server' | 'roundServer' | 'kept' | 'keptMid' | 'keptNext' | 'evalJ' | 'evalGrad' | 'evalGsum';
 
 function plan(p: LayoutParams): { at: Record<F64Key | 'members' | 'held' | 'rmembers' | 'rflags' | 'rng' | 'rngMid' | 'rngNext' | 'err', [number, number]>; ctlWords: number; bytes: number } {
   const N = p.agents, SA = p.size;
@@ -212,6 +218,7 @@ function plan(p: LayoutParams): { at: Record<F64Key | 'members' | 'held' | 'rmem
     keptNext: take(N * p.kept * SA, 8),
     evalJ: take(p.evaluate ? slots * N : 0, 8),
     evalGrad: take(p.evaluate ? slots * N * SA : 0, 8),
+    evalGsum: take(p.evaluate && p.run ? slots * SA : 0, 8),
     rng: take(N * 4, 4),
     rngMid: take(N * 4, 4),
     rngNext: take(N * 4, 4),
@@ -234,7 +241,7 @@ export function views(sab: SharedArrayBuffer, p: LayoutParams): Views {
     return Array.from({ length: count }, (_, s) => new Float64Array(sab, at[k][0] + s * n * 8, n));
   };
   const outSlots = slot('out', p.run ? 2 : 1);
-  const reportSlots = slot('reports'), evalJSlots = slot('evalJ'), evalGradSlots = slot('evalGrad');
+  const reportSlots = slot('reports'), evalJSlots = slot('evalJ'), evalGradSlots = slot('evalGrad'), evalGsumSlots = slot('evalGsum');
   const roundServerSlots = slot('roundServer');
   return {
     ctl: new Int32Array(sab, 0, ctlWords),
@@ -250,6 +257,7 @@ export function views(sab: SharedArrayBuffer, p: LayoutParams): Views {
     reportSlots,
     evalJSlots,
     evalGradSlots,
+    evalGsumSlots,
     roundServerSlots,
     server: f('server'),
     kept: f('kept'),

@@ -207,7 +207,7 @@ export class WorkerPool implements AgentPool, RoundRunner {
     // (for very large tables even two are left to the per-phase commands), more while they fit
     // in RUN_RING_BYTES.
     const SA = this.SA;
-    const slotBytes = 8 * (N * SA + (o.evaluate ? N * SA + N : 0) + (1 + alg.serverState.length) * SA) + 4 * (N + 1);
+    const slotBytes = 8 * (N * SA + (o.evaluate ? N * SA + N + SA : 0) + (1 + alg.serverState.length) * SA) + 4 * (N + 1);
     const run = alg.topology === 'server' && !(o.retry && o.retry > 0) && !(o.roundTimeout && o.roundTimeout > 0) && 8 * N * SA + 2 * slotBytes <= RUN_EXTRA_BYTES;
     const ring = run ? Math.max(2, Math.min(RUN_RING, 1 + Math.floor(RUN_RING_BYTES / slotBytes))) : 1;
     this.ahead = ring;
@@ -444,9 +444,11 @@ export class WorkerPool implements AgentPool, RoundRunner {
     return { thetaBar: slot.subarray(0, SA), vectors: Array.from({ length: this.layout.serverVectors }, (_, q) => slot.subarray((q + 1) * SA, (q + 2) * SA)) };
   }
 
-  roundEvaluation(k: number): { J: Float64Array; grad: Float64Array } {
+  roundEvaluation(k: number): { J: Float64Array; grad: Float64Array; gradSum: Float64Array | null } {
     const s = k % this.layout.ring;
-    return { J: this.v.evalJSlots[s]!, grad: this.v.evalGradSlots[s]! };
+    // The workers sum the gradients after a second barrier, which only rounds with reports have.
+    const summed = algorithmOf(this.o.settings.algorithm).reports === 'every-round';
+    return { J: this.v.evalJSlots[s]!, grad: this.v.evalGradSlots[s]!, gradSum: summed ? this.v.evalGsumSlots[s]! : null };
   }
 
   roundStates(k: number): AgentState[] {
