@@ -292,6 +292,10 @@ export default async function host(init: HostInit): Promise<string> {
     // This worker's share of sum_i grad J_i (after the second barrier every agent's gradient is in).
     const gradShares = v.evalGradSlots.map((g) => Array.from({ length: N }, (_, i) => g.subarray(i * SA + lo, i * SA + hi)));
     const gsumShares = v.evalGsumSlots.map((g) => g.subarray(lo, hi));
+    // This worker's share of theta_bar and of each server vector (what it publishes after a round).
+    const shares = [st.thetaBar, ...st.vectors].map((x) => x.subarray(lo, hi));
+    const ids: number[] = [];
+    const deltas: Float64Array[] = [];
     let phase = 0;
     for (let k = 0; ; k++) {
       if (!awaitWord(C_POSTED, k)) return stop();
@@ -310,9 +314,15 @@ export default async function host(init: HostInit): Promise<string> {
       }
       Atomics.store(ctl, word(W_CURRENT), P_IDLE);
       if (!runBarrier(++phase)) return stop();
-      const ids: number[] = [];
-      for (let i = 0; i < N; i++) if (members[i]! & M_LOCAL) ids.push(i);
-      rep.applyLocal(ids, ids.map((i) => outRows[k & 1]![i]!));
+      // The participants and their deltas, in buffers reused from round to round.
+      ids.length = 0;
+      deltas.length = 0;
+      for (let i = 0; i < N; i++)
+        if (members[i]! & M_LOCAL) {
+          ids.push(i);
+          deltas.push(outRows[k & 1]![i]!);
+        }
+      rep.applyLocal(ids, deltas);
       const r = (k + 1) % ring;
       if (everyRound) {
         for (const a of agents) {
@@ -339,8 +349,7 @@ export default async function host(init: HostInit): Promise<string> {
       }
       // The server's state after the round, for the main thread: this worker's share of the coordinates.
       const pub = v.roundServerSlots[s]!;
-      pub.set(st.thetaBar.subarray(lo, hi), lo);
-      st.vectors.forEach((x, q) => pub.set(x.subarray(lo, hi), (q + 1) * SA + lo));
+      for (let q = 0; q < shares.length; q++) pub.set(shares[q]!, q * SA + lo);
       if (flags & F_STATES) for (const a of agents) store(a, rngAreas[(k + 1) & 1]!, keptAreas[(k + 1) & 1]!);
       Atomics.store(ctl, word(W_RDONE), k + 1);
       // Only the round's last worker wakes the main thread, and only at the round it waits for:
