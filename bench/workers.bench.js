@@ -492,7 +492,10 @@ for (const name of names) {
         `W=2 main ${ms(threads2.map((t) => t.main))}, workers ${ms(threads2.map((t) => t.busiest[0]))} and ${ms(threads2.map((t) => t.busiest[1]))}, helpers ${ms(threads2.map((t) => rest(t, 2)))}`,
     );
   }
-  fine.push({ name, ...(await interleavedCeiling(name, quick ? 10 : 20, 100)) });
+  // Blocks of about 0.4 s of W = 1 rounds: a variant's first round after it idled costs up to
+  // 0.5 ms more (cold caches, threads placed afresh by the scheduler, at times on one core for a
+  // few rounds), an artefact of interleaving that a block should not be dominated by.
+  fine.push({ name, ...(await interleavedCeiling(name, quick ? 10 : 20, Math.max(20, Math.min(400, Math.round(0.4 / probe))))) });
   const c = components(backend);
   const barrier = await barrierRoundTrip(name);
   projections.push({ name, ...c, barrier, round1: m1 });
