@@ -163,6 +163,27 @@ describe('the runtime', () => {
     }
   });
 
+  it('shares the report phase and the evaluation out task by task in run mode on a shared kernel with W >= 2 (not with per-agent kernels, W = 1 or without reports)', async () => {
+    const shares = async (m: typeof mdp, o: Record<string, unknown>, workers = 2): Promise<boolean> => {
+      const settings = resolveSettings({ ...base, ...o });
+      const pool = await WorkerPool.create({
+        mdp: m, backend: 'js', settings, workers, evaluate: true, ...o,
+        states: m.rewards.map(() => ({ rng: new Uint32Array([1, 2, 3, 4]), kept: keptNames(algorithmOf(settings.algorithm), settings).map(() => new Float64Array(18)) })),
+      });
+      try {
+        return pool.sharesReports;
+      } finally {
+        await pool.close();
+      }
+    };
+    const perAgent = { ...mdp, kernels: mdp.rewards.map((_, k) => randomMdp({ states: 6, actions: 3, agents: 1, seed: 30 + k }).kernels[0]!), perAgentKernels: true };
+    expect(await shares(mdp, {})).toBe(true);
+    expect(await shares(mdp, {}, 1)).toBe(false);
+    expect(await shares(mdp, { algorithm: 'fedavg' })).toBe(false);
+    expect(await shares(mdp, { retry: 1 })).toBe(false);
+    expect(await shares(perAgent, {})).toBe(false);
+  });
+
   it('plans workers: counts are capped at N, auto stays in-process for small runs and uses the cores for big ones', () => {
     const s = resolveSettings({ rounds: 100 });
     expect(planWorkers(undefined, mdp, s, 'js').workers).toBe(1);

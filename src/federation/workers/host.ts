@@ -12,6 +12,7 @@ import {
   C_CMDID,
   C_KIND,
   C_POSTED,
+  C_CLAIM,
   C_RCOUNT,
   C_ROUND,
   C_WAKE,
@@ -75,6 +76,8 @@ export interface HostInit {
   specs: EnvironmentSpec[];
   /** This worker's agents' reward tables (same order). */
   rewards: Float64Array[];
+  /** Every agent's reward table (global order) when run mode shares the report phase (layout.shareReports), else null. */
+  allRewards: Float64Array[] | null;
   settings: TrainSettings;
   faults: FaultSpec[];
 }
@@ -265,6 +268,34 @@ export default async function host(init: HostInit): Promise<string> {
   }
 
   /**
+   * Run mode's shared report phase: one LocalAgent per agent of the run whose state (stream and
+   * kept vectors) is a view of the shared live areas (rngMid, keptMid), and a scorer over every
+   * reward table (the whole evaluation in one call, one factorisation for all agents).
+   */
+  function sharedAgents(): { everyone: LocalAgent[]; scorer: AgentScorer | null } {
+    const all = init.allRewards!;
+    const env = envs[0]!;
+    const everyone = all.map(
+      (reward, i) =>
+        new LocalAgent(
+          i,
+          env,
+          reward,
+          { rng: v.rngMid.subarray(4 * i, 4 * i + 4), kept: Array.from({ length: K }, (_, j) => v.keptMid.subarray((i * K + j) * SA, (i * K + j + 1) * SA)) },
+          algorithm,
+          init.settings,
+        ),
+    );
+    let scorer: AgentScorer | null = null;
+    if (layout.evaluate) {
+      const stacked = new Float64Array(all.length * SA);
+      all.forEach((r, i) => stacked.set(r, i * SA));
+      scorer = new AgentScorer([{ env, agents: all.map((_, i) => i), rewards: stacked }], env.states, SA);
+    }
+    return { everyone, scorer };
+  }
+
+  /**
    * Run mode (K_RUN): rounds C_ROUND, C_ROUND + 1, ... as the main thread posts their descriptors,
    * each as the in-process loop runs it: the local phase, a barrier, the server step (the plug-in
    * through a ServerCore replica, over every participant's delta in agent order), then for
@@ -287,7 +318,12 @@ export default async function host(init: HostInit): Promise<string> {
     const reportRows = v.reportSlots.map(rows);
     const ring = layout.ring;
     const rngAreas = [v.rng, v.rngNext], keptAreas = [v.kept, v.keptNext];
-    for (const a of agents) load(a, v.rng, v.kept);
+    const shared = layout.shareReports ? sharedAgents() : null;
+    // This worker's own agents (their local phases); with a shared report phase, the LocalAgents
+    // whose states live in shared memory, so any worker can run their reports.
+    const home = shared ? init.agents.map((i) => shared.everyone[i]!) : agents;
+    for (const a of home) load(a, v.rng, v.kept);
+    let claimBase = 0;
     const lo = Math.floor((w * SA) / W), hi = Math.floor(((w + 1) * SA) / W);
     // This worker's share of sum_i grad J_i (after the second barrier every agent's gradient is in).
     const gradShares = v.evalGradSlots.map((g) => Array.from({ length: N }, (_, i) => g.subarray(i * SA + lo, i * SA + hi)));
@@ -305,7 +341,7 @@ export default async function host(init: HostInit): Promise<string> {
       const round = first + k;
       Atomics.store(ctl, word(W_RROUND), k + 1);
       const down = rep.down();
-      for (const a of agents) {
+      for (const a of home) {
         if (!(members[a.id]! & M_LOCAL)) continue;
         Atomics.store(ctl, word(W_CURRENT), a.id * 4 + P_LOCAL);
         injected(a.id, round, 'local', attempt);
@@ -324,18 +360,38 @@ export default async function host(init: HostInit): Promise<string> {
         }
       rep.applyLocal(ids, deltas);
       const r = (k + 1) % ring;
-      if (everyRound) {
-        for (const a of agents) {
-          const i = a.id;
-          if (members[i]! & M_REPORT) {
-            Atomics.store(ctl, word(W_CURRENT), i * 4 + P_MEMORY);
-            injected(i, round, 'memory', attempt);
-            a.reportPhase(st.thetaBar, reportRows[r]![i]!);
-            if (!mine()) return 'replaced';
-          } else reportRows[r]![i]!.set(reportRows[s]![i]!);
+      /** Agent a's part of the report phase: its report at the new theta_bar, or its last one carried over. */
+      const report = (a: LocalAgent): boolean => {
+        const i = a.id;
+        if (members[i]! & M_REPORT) {
+          Atomics.store(ctl, word(W_CURRENT), i * 4 + P_MEMORY);
+          injected(i, round, 'memory', attempt);
+          a.reportPhase(st.thetaBar, reportRows[r]![i]!);
+          return mine();
         }
+        reportRows[r]![i]!.set(reportRows[s]![i]!);
+        return true;
+      };
+      if (shared) {
+        // The round's tasks, handed out by CLAIM: the evaluation first (the longest), then each
+        // agent's report. Every worker takes the next task until none is left; each overshoots
+        // CLAIM once, so the next round's tasks start W past this round's last.
+        const evaluate = (flags & F_EVAL) !== 0 && shared.scorer !== null;
+        const tasks = (evaluate ? 1 : 0) + N;
+        for (;;) {
+          const j = (Atomics.add(ctl, C_CLAIM, 1) - claimBase) | 0;
+          if (j >= tasks) break;
+          if (evaluate && j === 0) {
+            Atomics.store(ctl, word(W_CURRENT), P_EVAL);
+            shared.scorer!.scoreInto(st.thetaBar, v.evalJSlots[s]!, v.evalGradSlots[s]!);
+            if (!mine()) return 'replaced';
+          } else if (!report(shared.everyone[j - (evaluate ? 1 : 0)]!)) return 'replaced';
+        }
+        claimBase = (claimBase + tasks + W) | 0;
+      } else if (everyRound) {
+        for (const a of agents) if (!report(a)) return 'replaced';
       }
-      if (flags & F_EVAL) {
+      if (flags & F_EVAL && !shared) {
         Atomics.store(ctl, word(W_CURRENT), P_EVAL);
         scorer?.scoreInto(st.thetaBar, v.evalJSlots[s]!, v.evalGradSlots[s]!);
         if (!mine()) return 'replaced';
@@ -350,7 +406,7 @@ export default async function host(init: HostInit): Promise<string> {
       // The server's state after the round, for the main thread: this worker's share of the coordinates.
       const pub = v.roundServerSlots[s]!;
       for (let q = 0; q < shares.length; q++) pub.set(shares[q]!, q * SA + lo);
-      if (flags & F_STATES) for (const a of agents) store(a, rngAreas[(k + 1) & 1]!, keptAreas[(k + 1) & 1]!);
+      if (flags & F_STATES) for (const a of home) store(a, rngAreas[(k + 1) & 1]!, keptAreas[(k + 1) & 1]!);
       Atomics.store(ctl, word(W_RDONE), k + 1);
       // Only the round's last worker wakes the main thread, and only at the round it waits for:
       // on a machine whose cores all run workers, every wake-up of the main thread preempts one

@@ -40,7 +40,9 @@
  * barrier, and a worker may run round k + 1's local phase while another still sums round k's
  * deltas, but not round k + 2's. The last worker to finish a round wakes the main thread only when the round is at
  * least WAKEAT (which the main thread sets before it waits), so a main thread that is ahead is
- * woken once per batch of rounds, not once per round.
+ * woken once per batch of rounds, not once per round. With `shareReports` the agents' live
+ * states sit in `rngMid`/`keptMid` (unused by run mode otherwise) and CLAIM hands out the tasks
+ * of each round's report phase.
  */
 
 export const CMD_EXIT = -1;
@@ -82,6 +84,8 @@ export const C_ROUND = 3;
 export const C_POSTED = 4;
 /** Run mode: the run-relative round whose end wakes the main thread (it waits for it). */
 export const C_WAKEAT = 5;
+/** Run mode with shared reports: the claim counter of the round's report-phase tasks (see host.ts). */
+export const C_CLAIM = 6;
 /** Run mode: rounds finished, summed over workers (the last worker of a round wakes the main thread). */
 export const C_RCOUNT = 7;
 const WORKER_BASE = 16;
@@ -122,6 +126,12 @@ export interface LayoutParams {
   evaluate: boolean;
   /** Run mode is possible. */
   run: boolean;
+  /**
+   * Run mode: the report phase and the evaluation are shared out task by task (any worker runs
+   * any agent's report, one worker the whole evaluation), the agents' states living in the
+   * shared `rngMid`/`keptMid` areas; every worker holds every reward table.
+   */
+  shareReports: boolean;
   /** Run mode: slots of the per-round areas (reports, evalJ, evalGrad, server states, descriptors); 1 without run mode. */
   ring: number;
 }

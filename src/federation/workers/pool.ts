@@ -19,6 +19,7 @@ import {
   C_ROUND,
   C_WAKE,
   C_WAKEAT,
+  C_CLAIM,
   CMD_EXIT,
   F_EVAL,
   F_STATES,
@@ -152,6 +153,11 @@ const RUN_RING_BYTES = 64 << 20;
  * tenth of the round at N = 8, S = 100 on 2 cores); fewer wake-ups leave its work per round.
  */
 const RUN_WAKE_MS = 4;
+/**
+ * The most reward-table bytes each worker holds to share the report phase: every worker then
+ * holds every agent's table (and one LocalAgent per agent).
+ */
+const SHARE_REWARDS_BYTES = 64 << 20;
 const START_TIMEOUT_MS = 60_000;
 
 export class WorkerPool implements AgentPool, RoundRunner {
@@ -175,6 +181,10 @@ export class WorkerPool implements AgentPool, RoundRunner {
   private lastDone: { k: number; at: number } | null = null;
   /** Run mode: rounds that may be posted beyond the last one read (the ring's slots). */
   readonly ahead: number;
+  /** Run mode shares the report phase and the evaluation out task by task (LayoutParams.shareReports). */
+  get sharesReports(): boolean {
+    return this.layout.shareReports;
+  }
   readonly workers: number;
   private readonly piscina: Piscina;
   private readonly layout: LayoutParams;
@@ -211,7 +221,10 @@ export class WorkerPool implements AgentPool, RoundRunner {
     const run = alg.topology === 'server' && !(o.retry && o.retry > 0) && !(o.roundTimeout && o.roundTimeout > 0) && 8 * N * SA + 2 * slotBytes <= RUN_EXTRA_BYTES;
     const ring = run ? Math.max(2, Math.min(RUN_RING, 1 + Math.floor(RUN_RING_BYTES / slotBytes))) : 1;
     this.ahead = ring;
-    this.layout = { agents: N, size: this.SA, workers: o.workers, down: alg.down.length, kept: this.K, serverVectors: alg.serverState.length, evaluate: o.evaluate, run, ring };
+    // The report phase shared out task by task (host.ts): for algorithms that report every round
+    // on a shared kernel, on two or more workers, while every worker can hold every reward table.
+    const shareReports = run && alg.reports === 'every-round' && o.mdp.kernels.length === 1 && o.workers >= 2 && 8 * N * SA <= SHARE_REWARDS_BYTES;
+    this.layout = { agents: N, size: this.SA, workers: o.workers, down: alg.down.length, kept: this.K, serverVectors: alg.serverState.length, evaluate: o.evaluate, run, ring, shareReports };
     this.runner = run ? this : null;
     this.sab = allocate(this.layout);
     this.v = views(this.sab, this.layout);
@@ -347,6 +360,7 @@ export class WorkerPool implements AgentPool, RoundRunner {
     Atomics.store(ctl, C_POSTED, -1);
     Atomics.store(ctl, C_RCOUNT, 0);
     Atomics.store(ctl, C_WAKEAT, 0);
+    Atomics.store(ctl, C_CLAIM, 0);
     const rows = (area: Float64Array): Float64Array[] => Array.from({ length: N }, (_, i) => area.subarray(i * SA, (i + 1) * SA));
     this.reportRows = v.reportSlots.map(rows);
     this.runFlags = new Array<number>(this.layout.ring).fill(0);
@@ -527,6 +541,7 @@ export class WorkerPool implements AgentPool, RoundRunner {
       agents,
       specs: mdp.kernels.length === 1 ? [environmentSpec(mdp, 0)] : agents.map((i) => environmentSpec(mdp, i)),
       rewards: agents.map((i) => mdp.rewards[i]!),
+      allRewards: this.layout.shareReports ? mdp.rewards : null,
       settings: this.o.settings,
       faults: this.o.faults ?? [],
     };
