@@ -24,6 +24,7 @@ import { Evaluator } from '../dist/federation/evaluator.js';
 import { resolveSettings } from '../dist/federation/settings.js';
 import { Training } from '../dist/federation/train.js';
 import { RUN_RING } from '../dist/federation/workers/layout.js';
+import { evaluationChunks } from '../dist/federation/workers/plan-costs.js';
 import { WorkerPool } from '../dist/federation/workers/pool.js';
 import { randomMdp } from '../dist/mdp/generate.js';
 import { environmentSpec } from '../dist/mdp/model.js';
@@ -518,9 +519,12 @@ for (const f of fine) {
 for (const l of perThreadLines) console.log(l);
 if (CLEAN) console.log(`clean samples: kept ${cleanStats.kept}, dropped ${cleanStats.dropped} (other processes above 10% of a core during the run)`);
 
-// How the speedup continues (the model behind README's numbers): with W threads and N agents,
-// a round costs ceil(N/W) agents' gradient work + one evaluation's factorisation (every thread
-// factorises P_theta for its own agents' J_i) + ceil(N/W) per-table solves + two barriers.
+// How the speedup continues (the model behind README's numbers): with W threads and N agents, a
+// round costs ceil(N/W) agents' local rounds (H of their H + 1 gradient estimates), then the
+// shared phase: N memory samples and the evaluation in c chunks (one factorisation each, its N/c
+// per-table solves; c as the runtime picks it, evaluationChunks, here from the measured parts)
+// handed out task by task, which takes the longer of an even share and its longest task; and
+// two barriers.
 for (const p of projections) {
   const ms = (x) => +(1000 * x).toFixed(3);
   console.log(
@@ -528,8 +532,11 @@ for (const p of projections) {
       `barrier (one command, 2 threads) ${(1e6 * p.barrier).toFixed(1)} us`,
   );
   const model = (agents, W) => {
-    const per = Math.ceil(agents / W);
-    return per * (p.agent + p.perTable) + p.factor + 2 * p.barrier;
+    const report = p.agent / (settings.localSteps + 1), local = p.agent - report;
+    const chunks = evaluationChunks(agents, W, { agent: p.agent, evaluation: p.factor + agents * p.perTable, factorisation: p.factor, perTable: p.perTable, perGradient: report });
+    const shared = agents * report + chunks * p.factor + agents * p.perTable;
+    const longest = p.factor + Math.ceil(agents / chunks) * p.perTable;
+    return Math.ceil(agents / W) * local + Math.max(shared / W, longest) + 2 * p.barrier;
   };
   const table = [];
   for (const agents of [8, 64]) {

@@ -11,6 +11,7 @@ import { WorkerPool } from '../src/federation/workers/pool.js';
 import { keptNames } from '../src/federation/agent.js';
 import { algorithmOf } from '../src/federation/algorithms/registry.js';
 import { planWorkers } from '../src/federation/workers/plan.js';
+import { evaluationChunks, roundCosts } from '../src/federation/workers/plan-costs.js';
 import { resolveSettings } from '../src/federation/settings.js';
 import { randomMdp } from '../src/mdp/generate.js';
 import { stackedRewards } from '../src/mdp/model.js';
@@ -182,6 +183,21 @@ describe('the runtime', () => {
     expect(await shares(mdp, { algorithm: 'fedavg' })).toBe(false);
     expect(await shares(mdp, { retry: 1 })).toBe(false);
     expect(await shares(perAgent, {})).toBe(false);
+  });
+
+  it('cuts the shared evaluation into as many chunks as keep the phase short: one where the factorisation is cheap beside the rest, more for slower factorisations or more workers', () => {
+    const big = randomMdp({ states: 100, actions: 10, agents: 8, seed: 1 });
+    const s = resolveSettings({ horizon: 50, localSteps: 10, batch: 10 });
+    // native: one chunk on two workers (repeating the factorisation would cost more than it saves).
+    expect(evaluationChunks(8, 2, roundCosts(big, s, 'native'))).toBe(1);
+    // js factorises 4x slower than a table: one chunk would be the phase's longest task.
+    expect(evaluationChunks(8, 2, roundCosts(big, s, 'js'))).toBe(2);
+    const many = randomMdp({ states: 100, actions: 10, agents: 64, seed: 1 });
+    const k = evaluationChunks(64, 16, roundCosts(many, s, 'native'));
+    expect(k).toBeGreaterThan(1);
+    expect(k).toBeLessThanOrEqual(16);
+    // Never more chunks than agents or workers.
+    expect(evaluationChunks(3, 16, roundCosts(randomMdp({ states: 100, actions: 10, agents: 3, seed: 1 }), s, 'js'))).toBeLessThanOrEqual(3);
   });
 
   it('plans workers: counts are capped at N, auto stays in-process for small runs and uses the cores for big ones', () => {

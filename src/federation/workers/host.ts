@@ -17,6 +17,7 @@ import {
   C_ROUND,
   C_WAKE,
   C_WAKEAT,
+  agentsOf,
   F_EVAL,
   F_STATES,
   K_CHAIN,
@@ -269,10 +270,12 @@ export default async function host(init: HostInit): Promise<string> {
 
   /**
    * Run mode's shared report phase: one LocalAgent per agent of the run whose state (stream and
-   * kept vectors) is a view of the shared live areas (rngMid, keptMid), and a scorer over every
-   * reward table (the whole evaluation in one call, one factorisation for all agents).
+   * kept vectors) is a view of the shared live areas (rngMid, keptMid), and the evaluation in
+   * layout.evalChunks chunks of contiguous agents, one factorisation each (plan-costs.ts: one
+   * chunk at N = 8, S = 100 on two native workers, so the factorisation is not repeated; more
+   * where one chunk would outlast the phase, as with js's slower factorisation or many workers).
    */
-  function sharedAgents(): { everyone: LocalAgent[]; scorer: AgentScorer | null } {
+  function sharedAgents(): { everyone: LocalAgent[]; scorers: AgentScorer[] } {
     const all = init.allRewards!;
     const env = envs[0]!;
     const everyone = all.map(
@@ -286,13 +289,14 @@ export default async function host(init: HostInit): Promise<string> {
           init.settings,
         ),
     );
-    let scorer: AgentScorer | null = null;
-    if (layout.evaluate) {
-      const stacked = new Float64Array(all.length * SA);
-      all.forEach((r, i) => stacked.set(r, i * SA));
-      scorer = new AgentScorer([{ env, agents: all.map((_, i) => i), rewards: stacked }], env.states, SA);
-    }
-    return { everyone, scorer };
+    const chunks = layout.evaluate ? layout.evalChunks : 0;
+    const scorers = Array.from({ length: chunks }, (_, c) => {
+      const ids = agentsOf(c, N, chunks);
+      const stacked = new Float64Array(ids.length * SA);
+      ids.forEach((i, k) => stacked.set(all[i]!, k * SA));
+      return new AgentScorer([{ env, agents: ids, rewards: stacked }], env.states, SA);
+    });
+    return { everyone, scorers };
   }
 
   /**
@@ -373,19 +377,19 @@ export default async function host(init: HostInit): Promise<string> {
         return true;
       };
       if (shared) {
-        // The round's tasks, handed out by CLAIM: the evaluation first (the longest), then each
-        // agent's report. Every worker takes the next task until none is left; each overshoots
-        // CLAIM once, so the next round's tasks start W past this round's last.
-        const evaluate = (flags & F_EVAL) !== 0 && shared.scorer !== null;
-        const tasks = (evaluate ? 1 : 0) + N;
+        // The round's tasks, handed out by CLAIM: the evaluation's chunks first (the longest
+        // tasks), then each agent's report. Every worker takes the next task until none is left;
+        // each overshoots CLAIM once, so the next round's tasks start W past this round's last.
+        const chunks = flags & F_EVAL ? shared.scorers.length : 0;
+        const tasks = chunks + N;
         for (;;) {
           const j = (Atomics.add(ctl, C_CLAIM, 1) - claimBase) | 0;
           if (j >= tasks) break;
-          if (evaluate && j === 0) {
+          if (j < chunks) {
             Atomics.store(ctl, word(W_CURRENT), P_EVAL);
-            shared.scorer!.scoreInto(st.thetaBar, v.evalJSlots[s]!, v.evalGradSlots[s]!);
+            shared.scorers[j]!.scoreInto(st.thetaBar, v.evalJSlots[s]!, v.evalGradSlots[s]!);
             if (!mine()) return 'replaced';
-          } else if (!report(shared.everyone[j - (evaluate ? 1 : 0)]!)) return 'replaced';
+          } else if (!report(shared.everyone[j - chunks]!)) return 'replaced';
         }
         claimBase = (claimBase + tasks + W) | 0;
       } else if (everyRound) {

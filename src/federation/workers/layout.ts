@@ -132,6 +132,8 @@ export interface LayoutParams {
    * shared `rngMid`/`keptMid` areas; every worker holds every reward table.
    */
   shareReports: boolean;
+  /** With shareReports: the evaluation's chunks (plan-costs.ts evaluationChunks). */
+  evalChunks: number;
   /** Run mode: slots of the per-round areas (reports, evalJ, evalGrad, server states, descriptors); 1 without run mode. */
   ring: number;
 }

@@ -21,6 +21,10 @@ export interface RoundCosts {
   evaluation: number;
   /** Its factorisation alone (what every worker repeats when the workers evaluate). */
   factorisation: number;
+  /** One table's share of an evaluation beside the factorisation. */
+  perTable: number;
+  /** One gradient estimate (a memory sample is one). */
+  perGradient: number;
 }
 
 export function roundCosts(mdp: Mdp, s: TrainSettings, backend: BackendName): RoundCosts {
@@ -34,7 +38,7 @@ export function roundCosts(mdp: Mdp, s: TrainSettings, backend: BackendName): Ro
     alg.estimatesPerRound(s) + (alg.reports === 'every-round' ? 1 : 0) + (parsePersonalize(s.personalize).kind === 'ditto' ? s.localSteps : 0);
   const perGradient = s.gradient === 'sampled' ? SAMPLE_UNIT_NS[backend] * (s.batch * s.horizon * (A + 4) + 4 * S * A) : factor + perTable;
   const evaluation = alg.topology === 'local' ? N * (factor + N * perTable) : factor + N * perTable;
-  return { agent: estimates * perGradient, evaluation, factorisation: factor };
+  return { agent: estimates * perGradient, evaluation, factorisation: factor, perTable, perGradient };
 }
 
 /** Rough cost of one round on one thread, in nanoseconds. */
@@ -43,3 +47,23 @@ export function roundCostNs(mdp: Mdp, s: TrainSettings, backend: BackendName): n
   return mdp.rewards.length * c.agent + c.evaluation;
 }
 
+
+/**
+ * How many chunks of agents the evaluation is cut into when run mode shares it out task by task
+ * (host.ts): each chunk is one task of one factorisation and its agents' tables, handed out
+ * among the memory samples. More chunks repeat the factorisation, fewer make the longest task
+ * longer; the count minimises the shared phase's length, the longer of an even share of all its
+ * tasks over W workers and its longest task (from the cost model, so never a timing).
+ */
+export function evaluationChunks(N: number, W: number, c: RoundCosts): number {
+  let best = 1, bestCost = Infinity;
+  for (let k = 1; k <= Math.min(N, W); k++) {
+    const total = N * c.perGradient + k * c.factorisation + N * c.perTable;
+    const cost = Math.max(total / W, c.factorisation + Math.ceil(N / k) * c.perTable);
+    if (cost < bestCost) {
+      best = k;
+      bestCost = cost;
+    }
+  }
+  return best;
+}

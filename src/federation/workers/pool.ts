@@ -8,6 +8,7 @@ import { AgentFailure, type FaultSpec } from '../faults.js';
 import type { AgentPool, ChainedRound, NextLocalPhase, RoundContext, RoundRunner } from '../pool.js';
 import type { TrainSettings } from '../settings.js';
 import type { HostInit } from './host.js';
+import { evaluationChunks, roundCosts } from './plan-costs.js';
 import { compiledScript } from './script.js';
 import {
   allocate,
@@ -224,7 +225,8 @@ export class WorkerPool implements AgentPool, RoundRunner {
     // The report phase shared out task by task (host.ts): for algorithms that report every round
     // on a shared kernel, on two or more workers, while every worker can hold every reward table.
     const shareReports = run && alg.reports === 'every-round' && o.mdp.kernels.length === 1 && o.workers >= 2 && 8 * N * SA <= SHARE_REWARDS_BYTES;
-    this.layout = { agents: N, size: this.SA, workers: o.workers, down: alg.down.length, kept: this.K, serverVectors: alg.serverState.length, evaluate: o.evaluate, run, ring, shareReports };
+    const evalChunks = shareReports && o.evaluate ? evaluationChunks(N, o.workers, roundCosts(o.mdp, o.settings, o.backend)) : 0;
+    this.layout = { agents: N, size: this.SA, workers: o.workers, down: alg.down.length, kept: this.K, serverVectors: alg.serverState.length, evaluate: o.evaluate, run, ring, shareReports, evalChunks };
     this.runner = run ? this : null;
     this.sab = allocate(this.layout);
     this.v = views(this.sab, this.layout);
