@@ -54,7 +54,8 @@ export class LocalAgent implements AgentSide {
   private readonly scratches = new Map<string, Float64Array>();
   private readonly attack: Attack;
   private readonly dittoLambda: number | null;
-  private readonly work: Float64Array;
+  /** The local phase's parameters, allocated at the first local phase (run mode's shared report phase keeps an agent per agent of the run on every worker, most of which only report there). */
+  private workVector: Float64Array | null = null;
 
   constructor(
     readonly id: number,
@@ -70,7 +71,10 @@ export class LocalAgent implements AgentSide {
     this.attack = id < settings.byzantine ? parseAttack(settings.attack) : { kind: 'none' };
     const p = parsePersonalize(settings.personalize);
     this.dittoLambda = p.kind === 'ditto' ? p.lambda : null;
-    this.work = new Float64Array(reward.length);
+  }
+
+  private get work(): Float64Array {
+    return (this.workVector ??= new Float64Array(this.reward.length));
   }
 
   get rng(): Uint32Array {

@@ -158,7 +158,7 @@ const RUN_WAKE_MS = 4;
  * The most reward-table bytes each worker holds to share the report phase: every worker then
  * holds every agent's table (and one LocalAgent per agent).
  */
-const SHARE_REWARDS_BYTES = 64 << 20;
+const SHARE_REWARDS_BYTES = 16 << 20;
 const START_TIMEOUT_MS = 60_000;
 
 export class WorkerPool implements AgentPool, RoundRunner {
