@@ -11,13 +11,15 @@ import { Sparse, sparseNew, sparsePrepare, sparseSolve, SPARSE_TOLERANCE, NOT_CO
  *
  * Status codes returned to the facade: 0 ok, 1 singular matrix, 3 policy iteration did not
  * converge, 4 theta holds a non-finite entry, 5 a sparse solve did not reach its error bound,
- * 6 gamma times a transition row sum is not below 1, 7 policy iteration stopped above its bound.
+ * 6 gamma times a transition row sum is not below 1, 7 policy iteration stopped above its bound,
+ * 8 a local round's theta overflowed (index.ts localRound; the step is in overflowStep()).
  */
 export const OK: i32 = 0;
 export const SINGULAR: i32 = 1;
 export const PI_NO_CONVERGENCE: i32 = 3;
 export const NON_FINITE_THETA: i32 = 4;
 export const PI_ABOVE_BOUND: i32 = 7;
+export const THETA_OVERFLOW: i32 = 8;
 const UNIT: f64 = 1.1102230246251565e-16;
 /** Gauss-Seidel value-iteration sweeps that choose the sparse J*'s first policy. */
 const INITIAL_SWEEPS: i32 = 4;

@@ -16,6 +16,7 @@ import {
   status,
   OK,
   NON_FINITE_THETA,
+  THETA_OVERFLOW,
 } from './exact';
 import { luFactor as lu, packBytes as luPackBytes } from './lu';
 
@@ -54,6 +55,23 @@ export function envFree(e: usize): void {
   freeEnv(changetype<Env>(e));
 }
 
+/**
+ * The step (1-based) after which an exact round's theta overflowed, or 0 when a sampled round's
+ * did (checked once, at its end): set with a THETA_OVERFLOW status, for the facade's message
+ * (src/backends/checks.ts thetaOverflow states the rule).
+ */
+let overflowAt: i32 = 0;
+export function overflowStep(): i32 {
+  return overflowAt;
+}
+
+/** THETA_OVERFLOW (overflowAt = step) when theta holds a non-finite entry after `step`, else OK. */
+function roundChecked(theta: usize, SA: i32, step: i32): i32 {
+  if (allFinite(theta, SA)) return OK;
+  overflowAt = step;
+  return THETA_OVERFLOW;
+}
+
 /** The estimator; returns the result's pointer ([S*A], valid until the next call), 0 for a non-finite theta. */
 export function estimate(e: usize, theta: usize, reward: usize, horizon: i32, batch: i32, rng: usize, tau: f64, gpomdp: i32): usize {
   return estimateKernel(changetype<Env>(e), theta, reward, horizon, batch, rng, tau, gpomdp != 0);
@@ -74,7 +92,7 @@ export function localRound(
   if (sampled && !(tau > 0)) {
     // Eq. 5's steps in the lazy form (a step's cost does not grow with S*A).
     lazyRound(e, theta, reward, correction, eta, steps, horizon, batch, rng);
-    return OK;
+    return roundChecked(theta, SA, 0);
   }
   for (let h = 0; h < steps; h++) {
     let g: usize;
@@ -91,8 +109,13 @@ export function localRound(
     } else {
       for (let j = 0; j < SA; j++) stf(theta, j, ldf(theta, j) + eta * ldf(g, j));
     }
+    // The next solve needs a finite theta: an exact round stops at the step that overflowed.
+    if (!sampled) {
+      const st = roundChecked(theta, SA, h + 1);
+      if (st != OK) return st;
+    }
   }
-  return OK;
+  return sampled ? roundChecked(theta, SA, 0) : OK;
 }
 
 /**
@@ -106,7 +129,7 @@ export function localRoundPull(
   const e = changetype<Env>(ep);
   if (!allFinite(theta, e.SA)) return NON_FINITE_THETA;
   lazyRound(e, theta, reward, correction, eta, steps, horizon, batch, rng, center, weight);
-  return OK;
+  return roundChecked(theta, e.SA, 0);
 }
 
 /**
@@ -136,7 +159,7 @@ export function localRoundSvrpg(
   const e = changetype<Env>(ep);
   if (!allFinite(theta, e.SA) || !allFinite(thetaPrev, e.SA)) return NON_FINITE_THETA;
   svrpgLazyRound(e, theta, reward, thetaPrev, u, beta, clip, eta, steps, horizon, batch, rng);
-  return OK;
+  return roundChecked(theta, e.SA, 0);
 }
 
 /** warm != 0: V and occ hold the caller's initial guesses for the sparse solves (S > DENSE_LIMIT). */

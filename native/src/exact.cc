@@ -33,6 +33,19 @@ void checkThetaValues(const Model& m, In theta) {
   }
 }
 
+void checkRoundTheta(const Model& m, const double* theta, int64_t step, int64_t steps) {
+  const size_t SA = size_t(m.SA());
+  for (size_t j = 0; j < SA; j++) {
+    if (!std::isfinite(theta[j])) {
+      const size_t s = j / size_t(m.A);
+      const std::string when = step > 0 ? "after local step " + std::to_string(step) + " of " + std::to_string(steps)
+                                        : "at the end of a local round of " + std::to_string(steps) + (steps == 1 ? " step" : " steps");
+      throw ArgumentError("theta[" + std::to_string(s) + "][" + std::to_string(j - s * m.A) + "] is " + str(theta[j]) + " " +
+                          when + " (the steps overflowed the float64 range: lower eta)");
+    }
+  }
+}
+
 void checkEntropy(double tau) {
   if (!(std::isfinite(tau) && tau >= 0))
     throw ArgumentError("entropy weight tau must be a finite number >= 0, got " + str(tau));
@@ -267,19 +280,14 @@ void exactRound(const Model& m, Workspace& w, double* th, In reward, const doubl
   }
   const Out V(w.oneV.data(), size_t(S)), occ(w.oneOcc.data(), size_t(S));
   for (int64_t h = 0; h < steps; h++) {
-    // Later steps may see a theta that overflowed (as in js, the result is then NaN, not an error).
-    bool finite = true;
-    for (size_t j = 0; j < SA && finite; j++) finite = std::isfinite(th[j]);
-    if (finite) {
-      evaluate(m, w, In(th, SA), reward, Out(w.oneJ.data(), 1), V, Out(w.oneQ.data(), SA), Out(g, SA), occ, tau,
-               warm ? V : Out(), warm ? occ : Out());
-    } else {
-      std::fill(g, g + SA, std::nan(""));
-    }
+    evaluate(m, w, In(th, SA), reward, Out(w.oneJ.data(), 1), V, Out(w.oneQ.data(), SA), Out(g, SA), occ, tau,
+             warm ? V : Out(), warm ? occ : Out());
     if (c)
       for (size_t j = 0; j < SA; j++) th[j] = th[j] + eta * (g[j] + c[j]);
     else
       for (size_t j = 0; j < SA; j++) th[j] = th[j] + eta * g[j];
+    // The next solve needs a finite theta: the round stops at the step that overflowed (as js and wasm).
+    checkRoundTheta(m, th, h + 1, steps);
   }
 }
 

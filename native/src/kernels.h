@@ -97,6 +97,13 @@ struct Workspace {
 /** Rejects a non-finite theta entry, naming it as theta[s][a]. */
 void checkThetaValues(const Model& m, In theta);
 
+/**
+ * A local round's overflow check (src/backends/checks.ts thetaOverflow: the same rule and message):
+ * rejects the first non-finite theta entry after exact step `step` (1-based) of `steps`, or, with
+ * step 0, at the end of a sampled round (a non-finite entry never becomes finite again).
+ */
+void checkRoundTheta(const Model& m, const double* theta, int64_t step, int64_t steps);
+
 /** Rejects an entropy weight that is not a finite number >= 0. */
 void checkEntropy(double tau);
 

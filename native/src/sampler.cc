@@ -840,6 +840,7 @@ void localRound(const Model& m, Workspace& w, Out theta, In reward, In correctio
     if (!std::isfinite(svrpg->beta)) throw ArgumentError("svrpg.beta must be finite, got " + str(svrpg->beta));
     checkClip(svrpg->clip);
     svrpgLazyRound(m, w.s, th, *svrpg, reward.p, eta, steps, horizon, batch, rng.p);
+    checkRoundTheta(m, th, 0, steps);
     return;
   }
   if (pull) {
@@ -853,6 +854,7 @@ void localRound(const Model& m, Workspace& w, Out theta, In reward, In correctio
   }
   if (sampled && tau == 0) {
     lazyRound(m, w.s, th, reward.p, c, eta, steps, horizon, batch, rng.p, pull);
+    checkRoundTheta(m, th, 0, steps);
     return;
   }
   if (!sampled) {
@@ -866,6 +868,7 @@ void localRound(const Model& m, Workspace& w, Out theta, In reward, In correctio
     else
       for (size_t j = 0; j < SA; j++) th[j] = th[j] + eta * g[j];
   }
+  checkRoundTheta(m, th, 0, steps);
 }
 
 }  // namespace fedpg

@@ -128,6 +128,25 @@ function checkFinite(what: string, env: Environment, x: Float64Array): void {
   }
 }
 
+/**
+ * The end of a local round's overflow check (the same rule and message in native's
+ * checkRoundTheta and wasm's THETA_OVERFLOW status): exact rounds check theta after every step,
+ * since the next step's solve needs a finite theta; sampled rounds check once, at the end, since
+ * a non-finite entry never becomes finite again (it is only ever added to) and the lazy rounds
+ * form theta densely only then. `step` is the step just taken (1-based), or 0 for the end of a
+ * sampled round. Returns the error for the first non-finite entry, or null when theta is finite.
+ */
+export function thetaOverflow(env: Environment, theta: Float64Array, step: number, steps: number): RangeError | null {
+  for (let j = 0; j < theta.length; j++) {
+    if (!Number.isFinite(theta[j]!)) {
+      const s = Math.floor(j / env.actions);
+      const when = step > 0 ? `after local step ${step} of ${steps}` : `at the end of a local round of ${steps} step${steps === 1 ? '' : 's'}`;
+      return new RangeError(`theta[${s}][${j - s * env.actions}] is ${theta[j]} ${when} (the steps overflowed the float64 range: lower eta)`);
+    }
+  }
+  return null;
+}
+
 export function checkEntropy(tau: number): void {
   if (!Number.isFinite(tau) || tau < 0) throw new RangeError(`entropy weight tau must be a finite number >= 0, got ${tau}`);
 }

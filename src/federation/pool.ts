@@ -173,8 +173,16 @@ export class InProcessPool implements AgentPool {
   private run(a: LocalAgent, phase: FaultPhase, ctx: RoundContext | undefined, body: () => void): void {
     const faults = this.o.faults ?? [];
     const retry = this.o.retry ?? 0;
-    if (!faults.length && !retry) return body();
     const round = ctx?.round ?? -1;
+    if (!faults.length && !retry) {
+      // A kernel's error (a local round whose theta overflowed, ...) names the agent and the round,
+      // as the worker pools' do, instead of surfacing bare (the CLI prints AgentFailure as one line).
+      try {
+        return body();
+      } catch (e) {
+        throw new AgentFailure(a.id, round, phase, e instanceof Error ? e.message : String(e));
+      }
+    }
     for (let attempt = 0; ; attempt++) {
       const saved = retry ? copyAgentState(a.state) : null;
       try {

@@ -1,5 +1,5 @@
 import type { Backend, Environment, EnvironmentSpec, Evaluation, LocalRoundArgs, TruncatedEvaluation, WarmStart } from '../types.js';
-import { checkEntropy, checkKernelArgs, checkLocalRound, checkSvrpgEstimate, checkTheta } from '../checks.js';
+import { checkEntropy, checkKernelArgs, checkLocalRound, checkSvrpgEstimate, checkTheta, thetaOverflow } from '../checks.js';
 import { initialAlias, transitionAlias } from './alias.js';
 import { DENSE_LIMIT, ExactSolver } from './exact.js';
 import { Sampler } from './sampler.js';
@@ -83,6 +83,7 @@ class JsEnvironment implements Environment {
       // FedSVRPG-M's steps in the lazy form (Sampler.localRoundSvrpg states the expression order).
       const { thetaPrev, u, beta, clip } = args.svrpg;
       this.getSampler().localRoundSvrpg(theta, thetaPrev, u, beta, clip, reward, eta, steps, args.horizon, args.batch, args.rng);
+      this.checkRoundEnd(theta, steps);
       return;
     }
     const sampler = args.gradient === 'sampled' ? this.getSampler() : null;
@@ -97,6 +98,7 @@ class JsEnvironment implements Environment {
     if (sampler && tau === 0) {
       // Eq. 5's steps in the lazy form (a step's cost does not grow with S*A; see Sampler.localRoundLazy).
       sampler.localRoundLazy(theta, reward, correction, eta, steps, args.horizon, args.batch, args.rng, args.pull ?? null);
+      this.checkRoundEnd(theta, steps);
       return;
     }
     for (let h = 0; h < steps; h++) {
@@ -106,7 +108,19 @@ class JsEnvironment implements Environment {
       } else this.exact.evaluate(theta, reward, this.one, tau, warm);
       if (correction) for (let j = 0; j < theta.length; j++) theta[j] = theta[j]! + eta * (g[j]! + correction[j]!);
       else for (let j = 0; j < theta.length; j++) theta[j] = theta[j]! + eta * g[j]!;
+      if (!sampler) {
+        // The next solve needs a finite theta: an exact round stops at the step that overflowed.
+        const e = thetaOverflow(this, theta, h + 1, steps);
+        if (e) throw e;
+      }
     }
+    if (sampler) this.checkRoundEnd(theta, steps);
+  }
+
+  /** A sampled round's one overflow check, at its end (checks.ts thetaOverflow says why once is enough). */
+  private checkRoundEnd(theta: Float64Array, steps: number): void {
+    const e = thetaOverflow(this, theta, 0, steps);
+    if (e) throw e;
   }
 
   dispose(): void {

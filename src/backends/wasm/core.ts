@@ -7,7 +7,7 @@ import type {
   TruncatedEvaluation,
   WarmStart,
 } from '../types.js';
-import { checkEntropy, checkKernelArgs, checkLocalRound, checkSvrpgEstimate, checkTheta, checkWarm } from '../checks.js';
+import { checkEntropy, checkKernelArgs, checkLocalRound, checkSvrpgEstimate, checkTheta, checkWarm, thetaOverflow } from '../checks.js';
 import {
   isWasmModule,
   requireWebAssembly,
@@ -79,6 +79,8 @@ interface Exports {
   truncated(e: number, theta: number, rewards: number, n: number, horizon: number, JK: number, gradK: number): number;
   optimal(e: number, reward: number, vOut: number): number;
   status(): number;
+  /** After a THETA_OVERFLOW status: the exact step (1-based) after which theta overflowed, 0 for a sampled round's end. */
+  overflowStep(): number;
   luFactor(a: number, piv: number, n: number, pack: number): number;
   packBytes(n: number): number;
   mapMath(which: number, x: number, out: number, n: number): void;
@@ -95,8 +97,11 @@ interface Exports {
 
 const EXPORTS: (keyof Exports)[] = [
   'memory', 'simd', 'alloc', 'free', 'envNew', 'envInitial', 'envRowStart', 'envNext', 'envProb', 'envFinish',
-  'envFree', 'estimate', 'localRound', 'evaluate', 'truncated', 'optimal', 'status', 'luFactor', 'packBytes', 'mapMath', 'estimateSvrpg', 'localRoundSvrpg', 'localRoundPull',
+  'envFree', 'estimate', 'localRound', 'evaluate', 'truncated', 'optimal', 'status', 'overflowStep', 'luFactor', 'packBytes', 'mapMath', 'estimateSvrpg', 'localRoundSvrpg', 'localRoundPull',
 ];
+
+/** assembly/exact.ts: a local round's theta overflowed (the facade names the entry and the step). */
+const THETA_OVERFLOW = 8;
 
 /** Error statuses returned by the kernels (assembly/exact.ts). */
 function statusError(code: number, what: string): Error {
@@ -528,10 +533,19 @@ class WasmEnvironment implements Environment {
       this.held.env, io.theta, io.reward, args.correction ? io.corr : 0, args.eta, args.steps, args.horizon, args.batch, io.rng,
       this.pullCenter, p.weight,
     );
+    this.finishRound(st, args, 'wasm localRound (pull)');
+  }
+
+  /**
+   * A local round's status: theta and the stream written back (also after an overflow, which
+   * leaves them as js and native do: the round's last iterate), else the kernel's error.
+   */
+  private finishRound(st: number, args: LocalRoundArgs, what: string): void {
     if (this.vRng.byteLength === 0) this.refresh(); // the call may have grown memory
-    if (st !== 0) throw statusError(st, 'wasm localRound (pull)');
+    if (st !== 0 && st !== THETA_OVERFLOW) throw statusError(st, what);
     args.theta.set(this.vTheta);
-    args.rng.set(this.vRng);
+    if (args.gradient === 'sampled') args.rng.set(this.vRng);
+    if (st === THETA_OVERFLOW) throw thetaOverflow(this, args.theta, this.k.x.overflowStep(), args.steps) ?? statusError(st, what);
   }
 
   private svrpgBlocks(): { thetaPrev: number; u: number; outPrev: number } {
@@ -580,10 +594,7 @@ class WasmEnvironment implements Environment {
     const st = this.k.x.localRoundSvrpg(
       this.held.env, io.theta, io.reward, b.thetaPrev, b.u, sv.beta, sv.clip, args.eta, args.steps, args.horizon, args.batch, io.rng,
     );
-    if (st !== 0) throw statusError(st, 'wasm localRound (svrpg)');
-    if (this.vRng.byteLength === 0) this.refresh(); // the call may have grown memory
-    args.theta.set(this.vTheta);
-    args.rng.set(this.vRng);
+    this.finishRound(st, args, 'wasm localRound (svrpg)');
   }
 
   localRound(args: LocalRoundArgs): void {
@@ -621,14 +632,11 @@ class WasmEnvironment implements Environment {
       this.held.env, io.theta, io.reward, args.correction ? io.corr : 0, args.eta, args.steps,
       sampled ? 1 : 0, sampled ? args.horizon : 0, sampled ? args.batch : 0, io.rng, tau,
     );
-    if (this.vRng.byteLength === 0) this.refresh();
     if (st === 4) {
       checkTheta(this, args.theta);
       throw new RangeError('theta holds a non-finite entry');
     }
-    if (st !== 0) throw statusError(st, 'wasm localRound');
-    args.theta.set(this.vTheta);
-    if (sampled) args.rng.set(this.vRng);
+    this.finishRound(st, args, 'wasm localRound');
   }
 
   dispose(): void {
