@@ -156,7 +156,14 @@ export interface Environment {
     rng: Uint32Array,
     out: Float64Array,
   ): void;
-  /** H steps theta <- theta + eta (g_hat(theta) + correction) (or FedSVRPG-M's step, `svrpg`), in one call. */
+  /**
+   * H steps theta <- theta + eta (g_hat(theta) + correction) (or FedSVRPG-M's step, `svrpg`), in one call.
+   * A theta that overflows the float64 range throws a RangeError, the same on every backend
+   * (src/backends/checks.ts thetaOverflow): exact rounds stop after the step that overflowed
+   * (`theta[s][a] is Infinity after local step k of H (...: lower eta)`), sampled rounds check once at
+   * their end (`... at the end of a local round of H steps ...`); theta and rng then hold the round's
+   * last iterate and stream (native's localRoundAsync writes nothing back on any failure).
+   */
   localRound(args: LocalRoundArgs): void;
   /**
    * Entropy-regularised kernels (every backend has them). evaluateRegularized fills J with J_tau, V and Q with

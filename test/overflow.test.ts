@@ -1,0 +1,150 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { Backend, EnvironmentSpec, LocalRoundArgs } from '../src/backends/types.js';
+import { agentStream } from '../src/rng.js';
+import { testedBackends } from './helpers/backends.js';
+import { fedpgLimited, refusalLine } from './helpers/cli.js';
+
+/**
+ * A local round whose theta overflows the float64 range: every backend throws the same RangeError
+ * (src/backends/checks.ts thetaOverflow), on the dense (S <= 2048) and the sparse exact path and on
+ * every sampled path, and `fedpg train` ends with exit 1 and one line naming the agent and round.
+ */
+
+const backends = await testedBackends();
+
+/**
+ * The fork: state 0 chooses between state 1 (reward 1 forever, action 0) and state 2 (reward 0
+ * forever, action 1); states 3.. are unreachable self-loops that only make S large. At theta = 0
+ * with gamma 0.99, grad J at state 0 is (+-)24.75, so one exact step of eta = 1e308 overflows.
+ */
+function fork(S: number): { spec: EnvironmentSpec; reward: Float64Array } {
+  const A = 2;
+  const rowStart = new Int32Array(S * A + 1), next = new Int32Array(S * A), prob = new Float64Array(S * A).fill(1);
+  for (let s = 0; s < S; s++) {
+    for (let a = 0; a < A; a++) {
+      rowStart[s * A + a + 1] = s * A + a + 1;
+      next[s * A + a] = s === 0 ? 1 + a : s;
+    }
+  }
+  const initial = new Float64Array(S);
+  initial[0] = 1;
+  const reward = new Float64Array(S * A);
+  reward[2] = reward[3] = 1;
+  return { spec: { states: S, actions: A, gamma: 0.99, initial, transitions: { kind: 'sparse', rowStart, next, prob } }, reward };
+}
+
+/** A table of S*A zeros with `value` at (s, a). */
+function oneEntry(S: number, s: number, a: number, value: number): Float64Array {
+  const t = new Float64Array(S * 2);
+  t[s * 2 + a] = value;
+  return t;
+}
+
+const OVERFLOW = '(the steps overflowed the float64 range: lower eta)';
+
+interface Case {
+  name: string;
+  S: number;
+  args: (S: number) => Omit<LocalRoundArgs, 'theta' | 'reward' | 'rng'>;
+  message: string;
+}
+
+const base = { correction: null, steps: 3, horizon: 200, batch: 4 } as const;
+const cases: Case[] = [
+  { name: 'exact, dense solves', S: 5, args: () => ({ ...base, gradient: 'exact', eta: 1e308 }), message: `theta[0][0] is Infinity after local step 1 of 3 ${OVERFLOW}` },
+  { name: 'exact, sparse solves past 2048 states', S: 3000, args: () => ({ ...base, gradient: 'exact', eta: 1e308 }), message: `theta[0][0] is Infinity after local step 1 of 3 ${OVERFLOW}` },
+  // A correction of 1e308 on an unreachable state (its gradient is 0) overflows at the second step.
+  { name: 'exact with a correction, at step 2', S: 5, args: (S) => ({ ...base, gradient: 'exact', eta: 1, correction: oneEntry(S, 4, 0, 1e308) }), message: `theta[4][0] is Infinity after local step 2 of 3 ${OVERFLOW}` },
+  { name: 'exact with a correction, sparse, at step 2', S: 3000, args: (S) => ({ ...base, gradient: 'exact', eta: 1, correction: oneEntry(S, 4, 0, 1e308) }), message: `theta[4][0] is Infinity after local step 2 of 3 ${OVERFLOW}` },
+  { name: 'exact with entropy', S: 5, args: (S) => ({ ...base, gradient: 'exact', eta: 1, entropy: 0.1, correction: oneEntry(S, 4, 1, -1e308) }), message: `theta[4][1] is -Infinity after local step 2 of 3 ${OVERFLOW}` },
+  { name: 'sampled (Eq. 5, lazy)', S: 5, args: () => ({ ...base, gradient: 'sampled', eta: 1e308 }), message: `theta[0][0] is NaN at the end of a local round of 3 steps ${OVERFLOW}` },
+  { name: 'sampled past 2048 states', S: 3000, args: () => ({ ...base, gradient: 'sampled', eta: 1e308 }), message: `theta[0][0] is NaN at the end of a local round of 3 steps ${OVERFLOW}` },
+  { name: 'sampled with a correction', S: 5, args: (S) => ({ ...base, gradient: 'sampled', eta: 1, correction: oneEntry(S, 4, 0, 1e308) }), message: `theta[4][0] is Infinity at the end of a local round of 3 steps ${OVERFLOW}` },
+  { name: 'sampled with entropy', S: 5, args: (S) => ({ ...base, gradient: 'sampled', eta: 1, entropy: 0.1, correction: oneEntry(S, 4, 0, 1e308) }), message: `theta[4][0] is Infinity at the end of a local round of 3 steps ${OVERFLOW}` },
+  {
+    name: 'sampled with a pull',
+    S: 5,
+    args: (S) => ({ ...base, gradient: 'sampled', eta: 1, correction: oneEntry(S, 4, 0, 1e308), pull: { weight: 0.1, center: new Float64Array(S * 2) } }),
+    message: `theta[4][0] is Infinity at the end of a local round of 3 steps ${OVERFLOW}`,
+  },
+  {
+    name: 'FedSVRPG-M',
+    S: 5,
+    args: (S) => ({ ...base, gradient: 'sampled', eta: 1, svrpg: { thetaPrev: new Float64Array(S * 2), u: oneEntry(S, 4, 0, 1e308), beta: 0, clip: 0 } }),
+    message: `theta[4][0] is Infinity at the end of a local round of 3 steps ${OVERFLOW}`,
+  },
+  { name: 'one step', S: 5, args: () => ({ ...base, gradient: 'sampled', eta: 1e308, steps: 1 }), message: `theta[0][0] is Infinity at the end of a local round of 1 step ${OVERFLOW}` },
+];
+
+/** Runs the case; returns the error and the theta and stream the round left. */
+function overflowRound(backend: Backend, c: Case): { error: unknown; theta: Float64Array; rng: Uint32Array } {
+  const { spec, reward } = fork(c.S);
+  const env = backend.createEnvironment(spec);
+  const theta = new Float64Array(c.S * 2);
+  const rng = agentStream(7, 0);
+  let error: unknown = null;
+  try {
+    env.localRound({ ...c.args(c.S), theta, reward, rng });
+  } catch (e) {
+    error = e;
+  }
+  env.dispose?.();
+  return { error, theta, rng };
+}
+
+describe.each(cases)('a local round that overflows: $name', (c) => {
+  const runs = backends.map((b) => [b.name, overflowRound(b, c)] as const);
+
+  it.each(runs)('%s throws the documented RangeError', (_name, r) => {
+    expect(r.error).toBeInstanceOf(RangeError);
+    expect((r.error as Error).message).toBe(c.message);
+  });
+
+  it.each(runs)('%s leaves the round\'s last iterate and stream, as js does', (_name, r) => {
+    const js = runs.find(([n]) => n === 'js')![1];
+    expect(Array.from(r.rng)).toEqual(Array.from(js.rng));
+    for (let j = 0; j < r.theta.length; j++) {
+      const x = r.theta[j]!, y = js.theta[j]!;
+      if (Number.isFinite(y)) expect(Math.abs(x - y)).toBeLessThanOrEqual(1e-9 * Math.max(1, Math.abs(y)));
+      else expect(x).toBe(y); // toBe is Object.is: NaN equals NaN
+    }
+  });
+});
+
+describe('fedpg train with a step size that overflows theta', () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'fedpg-overflow-'));
+  /** The fork as a fedpg-mdp/1 file (sparse transitions), two agents with its rewards. */
+  function forkFile(S: number): string {
+    const sparse: number[][] = [];
+    for (let s = 0; s < S; s++) for (let a = 0; a < 2; a++) sparse.push([s, a, s === 0 ? 1 + a : s, 1]);
+    const rewards = Array.from({ length: S }, (_, s) => (s === 1 ? [1, 1] : [0, 0]));
+    const file = join(tmp, `fork-${S}.json`);
+    const initial = Array.from({ length: S }, (_, s) => (s === 0 ? 1 : 0));
+    writeFileSync(file, JSON.stringify({ format: 'fedpg-mdp/1', states: S, actions: 2, gamma: 0.99, initial, transitions: { sparse }, rewards: [rewards, rewards] }));
+    return file;
+  }
+  const files = { dense: forkFile(5), sparse: forkFile(3000) };
+  // WebAssembly reserves its memory's address space up front (several GiB per instance): the
+  // default address-space cap of fedpgLimited would refuse the instance, not the run.
+  const limits = (name: string): { vmKiB?: number } => (name === 'wasm' ? { vmKiB: 1 << 30 } : {});
+  const run = ['--eta', '1e308', '--rounds', '3', '--local-steps', '3', '--horizon', '200', '--batch', '4'];
+
+  describe.each(backends.map((b) => b.name))('--backend %s', (name) => {
+    it.each([
+      ['exact', 'dense', `theta[0][0] is Infinity after local step 1 of 3 ${OVERFLOW}`],
+      ['exact', 'sparse', `theta[0][0] is Infinity after local step 1 of 3 ${OVERFLOW}`],
+      ['sampled', 'dense', `theta[0][0] is NaN at the end of a local round of 3 steps ${OVERFLOW}`],
+    ] as const)('--gradient %s (%s): exit 1 and one line naming the agent and the round', (gradient, path, message) => {
+      const r = fedpgLimited(['train', files[path], '--gradient', gradient, '--backend', name, '--workers', '1', ...run], limits(name));
+      expect(refusalLine(r)).toBe(`fedpg: error: agent 0 failed in round 1 (local steps): ${message}`);
+    });
+
+    it('on worker threads too', () => {
+      const r = fedpgLimited(['train', files.dense, '--gradient', 'exact', '--backend', name, '--workers', '2', ...run], limits(name));
+      expect(refusalLine(r)).toMatch(new RegExp(`^fedpg: error: agent [01] failed in round 1 \\(local steps\\): .*theta\\[0\\]\\[0\\] is Infinity after local step 1 of 3 \\(`));
+    });
+  });
+});
