@@ -67,7 +67,12 @@ export function overflowStep(): i32 {
 
 /** THETA_OVERFLOW (overflowAt = step) when theta holds a non-finite entry after `step`, else OK. */
 function roundChecked(theta: usize, SA: i32, step: i32): i32 {
-  if (allFinite(theta, SA)) return OK;
+  return roundStatus(allFinite(theta, SA), step);
+}
+
+/** A round's status from its check: OK when finite, else THETA_OVERFLOW with overflowAt = step. */
+function roundStatus(finite: bool, step: i32): i32 {
+  if (finite) return OK;
   overflowAt = step;
   return THETA_OVERFLOW;
 }
@@ -91,8 +96,7 @@ export function localRound(
   if (!allFinite(theta, SA)) return NON_FINITE_THETA;
   if (sampled && !(tau > 0)) {
     // Eq. 5's steps in the lazy form (a step's cost does not grow with S*A).
-    lazyRound(e, theta, reward, correction, eta, steps, horizon, batch, rng);
-    return roundChecked(theta, SA, 0);
+    return roundStatus(lazyRound(e, theta, reward, correction, eta, steps, horizon, batch, rng), 0);
   }
   for (let h = 0; h < steps; h++) {
     let g: usize;
@@ -128,8 +132,7 @@ export function localRoundPull(
 ): i32 {
   const e = changetype<Env>(ep);
   if (!allFinite(theta, e.SA)) return NON_FINITE_THETA;
-  lazyRound(e, theta, reward, correction, eta, steps, horizon, batch, rng, center, weight);
-  return roundChecked(theta, e.SA, 0);
+  return roundStatus(lazyRound(e, theta, reward, correction, eta, steps, horizon, batch, rng, center, weight), 0);
 }
 
 /**
@@ -158,8 +161,7 @@ export function localRoundSvrpg(
 ): i32 {
   const e = changetype<Env>(ep);
   if (!allFinite(theta, e.SA) || !allFinite(thetaPrev, e.SA)) return NON_FINITE_THETA;
-  svrpgLazyRound(e, theta, reward, thetaPrev, u, beta, clip, eta, steps, horizon, batch, rng);
-  return roundChecked(theta, e.SA, 0);
+  return roundStatus(svrpgLazyRound(e, theta, reward, thetaPrev, u, beta, clip, eta, steps, horizon, batch, rng), 0);
 }
 
 /** warm != 0: V and occ hold the caller's initial guesses for the sparse solves (S > DENSE_LIMIT). */

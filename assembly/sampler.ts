@@ -624,11 +624,12 @@ export function svrpgBatch(
  * formed per visited state; then on the rows the step formed D = D + eta*(gc - omb*gw) (gc, gw:
  * svrpgBatch's means, js's cur*invM and prev*invM); theta =
  * (start + (H*eta)*c) + D densely at the end. A step costs O(K M + A * visited states), not O(S A).
+ * Returns false when theta_H holds a non-finite entry (checked in the final pass).
  */
 export function svrpgLazyRound(
   e: Env, theta: usize, reward: usize, thetaPrev: usize, u: usize, beta: f64, clip: f64, eta: f64, steps: i32,
   K: i32, batch: i32, rng: usize,
-): void {
+): bool {
   if (!e.sampler) buildSampler(e);
   ensureSvrpg(e);
   const SA = e.SA, D = e.lazyD, c = e.svC;
@@ -644,12 +645,17 @@ export function svrpgLazyRound(
   e.lzD = 0;
   e.lzStart = 0;
   e.lzC = 0;
-  // theta_H, densely, once; D is left all zero for the next round.
+  // theta_H, densely, once; D is left all zero for the next round. The same pass checks theta
+  // (x - x is +0 exactly for finite x, NaN otherwise): a separate scan would cost a second pass.
   const hc = <f64>steps * eta;
+  let bits: u64 = 0;
   for (let j = 0; j < SA; j++) {
-    stf(theta, j, ldf(theta, j) + hc * ldf(c, j) + ldf(D, j));
+    const x = ldf(theta, j) + hc * ldf(c, j) + ldf(D, j);
+    stf(theta, j, x);
     stf(D, j, 0);
+    bits |= reinterpret<u64>(x - x);
   }
+  return bits == 0;
 }
 
 /**
@@ -657,11 +663,12 @@ export function svrpgLazyRound(
  * Sampler.localRoundLazy: row_l = (start + (l*eta)*c) + D formed per visited state, then
  * D += eta*g on the rows the step formed (g = acc, already divided by the batch as js's acc/M),
  * and theta = row_H densely at the end. A step costs O(K M + A * visited states), not O(S A).
+ * Returns false when theta_H holds a non-finite entry (checked in the final pass).
  */
 export function lazyRound(
   e: Env, theta: usize, reward: usize, c: usize, eta: f64, steps: i32, K: i32, batch: i32, rng: usize,
   center: usize = 0, weight: f64 = 0,
-): void {
+): bool {
   if (!e.sampler) buildSampler(e);
   const A = e.A, SA = e.SA, D = e.lazyD, acc = e.acc, piList = e.piList;
   e.lzStart = theta;
@@ -704,13 +711,16 @@ export function lazyRound(
   }
   if (center) {
     // theta_H = center + x, every row brought to step H; D and the steps reset for the next round.
+    let pulledBits: u64 = 0; // theta checked in the same pass (below)
     for (let s = 0; s < e.S; s++) {
       pullRow(e, s, steps);
       const off = (<usize>(s * A)) << 3;
       const tr = theta + off, dr = D + off, ce = center + off;
       for (let b = 0; b < A; b++) {
-        stf(tr, b, ldf(ce, b) + ldf(dr, b));
+        const x = ldf(ce, b) + ldf(dr, b);
+        stf(tr, b, x);
         stf(dr, b, 0);
+        pulledBits |= reinterpret<u64>(x - x);
       }
       sti(e.pullT, s, -1);
     }
@@ -720,22 +730,29 @@ export function lazyRound(
     e.lzD = 0;
     e.lzStart = 0;
     e.lzC = 0;
-    return;
+    return pulledBits == 0;
   }
   e.lzD = 0;
   e.lzStart = 0;
   e.lzC = 0;
-  // theta_H, densely, once; D is left all zero for the next round.
+  // theta_H, densely, once; D is left all zero for the next round. The same pass checks theta
+  // (x - x is +0 exactly for finite x, NaN otherwise): a separate scan would cost a second pass.
   const hc = <f64>steps * eta;
+  let bits: u64 = 0;
   if (c) {
     for (let j = 0; j < SA; j++) {
-      stf(theta, j, ldf(theta, j) + hc * ldf(c, j) + ldf(D, j));
+      const x = ldf(theta, j) + hc * ldf(c, j) + ldf(D, j);
+      stf(theta, j, x);
       stf(D, j, 0);
+      bits |= reinterpret<u64>(x - x);
     }
   } else {
     for (let j = 0; j < SA; j++) {
-      stf(theta, j, ldf(theta, j) + ldf(D, j));
+      const x = ldf(theta, j) + ldf(D, j);
+      stf(theta, j, x);
       stf(D, j, 0);
+      bits |= reinterpret<u64>(x - x);
     }
   }
+  return bits == 0;
 }

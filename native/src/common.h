@@ -113,6 +113,18 @@ class Buffer {
   size_t n_ = 0;
 };
 
+/**
+ * Non-zero when x is not finite: x - x is +0 exactly for finite x and NaN otherwise. OR-ed over a
+ * local round's dense pass that writes theta (integer ORs vectorise), so checking theta for an
+ * overflow costs no second pass over it (checkRoundTheta then finds the entry).
+ */
+inline uint64_t nonFiniteBits(double x) {
+  const double d = x - x;
+  uint64_t u;
+  std::memcpy(&u, &d, sizeof u);
+  return u;
+}
+
 /** The shortest decimal that reads back as v (as JavaScript prints numbers); NaN, Infinity, -Infinity. */
 inline std::string str(double v) {
   if (v != v) return "NaN";

@@ -606,7 +606,7 @@ void svrpgUnchecked(const Model& m, SamplerScratch& sc, const double* theta, con
  * theta = (start + (H*eta)*c) + D
  * densely at the end. A step costs O(K M + A * visited states), not O(S A).
  */
-void svrpgLazyRound(const Model& m, SamplerScratch& sc, double* th, const SvrpgArgs& sv, const double* R, double eta,
+bool svrpgLazyRound(const Model& m, SamplerScratch& sc, double* th, const SvrpgArgs& sv, const double* R, double eta,
                     int64_t steps, int64_t K, int64_t M, uint32_t* rngState) {
   m.transitionAlias();  // builds the tables (or throws) before anything is touched
   prepareSvrpg(m, sc);
@@ -645,12 +645,16 @@ void svrpgLazyRound(const Model& m, SamplerScratch& sc, double* th, const SvrpgA
       }
     }
   }
-  // theta_H, densely, once; D is left all zero for the next round.
+  // theta_H, densely, once (checked in the same pass: nonFiniteBits); D is left all zero for the next round.
   const double hc = double(steps) * eta;
+  uint64_t bits = 0;
   for (size_t j = 0; j < SA; j++) {
-    th[j] = th[j] + hc * c[j] + D[j];
+    const double x = th[j] + hc * c[j] + D[j];
+    th[j] = x;
     D[j] = 0;
+    bits |= nonFiniteBits(x);
   }
+  return bits == 0;
 }
 
 /** The estimator without argument checks (localRound checks once, then calls this H times). */
@@ -676,7 +680,7 @@ void estimateUnchecked(const Model& m, SamplerScratch& sc, const double* theta, 
  * D += eta*(acc/M) on the formed rows, and theta = row_H densely at the end. A step costs
  * O(K M + A * visited states), not O(S A).
  */
-void lazyRound(const Model& m, SamplerScratch& sc, double* th, const double* R, const double* c, double eta,
+bool lazyRound(const Model& m, SamplerScratch& sc, double* th, const double* R, const double* c, double eta,
                int64_t steps, int64_t K, int64_t M, uint32_t* rngState, const PullArgs* pull) {
   m.transitionAlias();  // builds the tables (or throws) before anything is touched
   prepareScratch(m, sc);
@@ -733,30 +737,39 @@ void lazyRound(const Model& m, SamplerScratch& sc, double* th, const double* R, 
   if (pull) {
     // theta_H = center + x, every row brought to step H; D and the steps reset for the next round.
     const double* ce = pull->center.p;
+    uint64_t bits = 0;
     for (int s = 0; s < m.S; s++) {
       const int64_t base = int64_t(s) * A;
       pullRow(sc, A, s, steps);
       for (int b = 0; b < A; b++) {
-        th[base + b] = ce[base + b] + D[base + b];
+        const double x = ce[base + b] + D[base + b];
+        th[base + b] = x;
         D[base + b] = 0;
+        bits |= nonFiniteBits(x);
       }
       sc.pullT[size_t(s)] = -1;
     }
-    return;
+    return bits == 0;
   }
-  // theta_H, densely, once; D is left all zero for the next round.
+  // theta_H, densely, once (checked in the same pass); D is left all zero for the next round.
   const double hc = double(steps) * eta;
+  uint64_t bits = 0;
   if (c) {
     for (size_t j = 0; j < SA; j++) {
-      th[j] = th[j] + hc * c[j] + D[j];
+      const double x = th[j] + hc * c[j] + D[j];
+      th[j] = x;
       D[j] = 0;
+      bits |= nonFiniteBits(x);
     }
   } else {
     for (size_t j = 0; j < SA; j++) {
-      th[j] = th[j] + D[j];
+      const double x = th[j] + D[j];
+      th[j] = x;
       D[j] = 0;
+      bits |= nonFiniteBits(x);
     }
   }
+  return bits == 0;
 }
 
 }  // namespace
@@ -839,8 +852,7 @@ void localRound(const Model& m, Workspace& w, Out theta, In reward, In correctio
         throw ArgumentError("svrpg.thetaPrev holds a non-finite entry, got " + str(svrpg->thetaPrev.p[j]));
     if (!std::isfinite(svrpg->beta)) throw ArgumentError("svrpg.beta must be finite, got " + str(svrpg->beta));
     checkClip(svrpg->clip);
-    svrpgLazyRound(m, w.s, th, *svrpg, reward.p, eta, steps, horizon, batch, rng.p);
-    checkRoundTheta(m, th, 0, steps);
+    if (!svrpgLazyRound(m, w.s, th, *svrpg, reward.p, eta, steps, horizon, batch, rng.p)) checkRoundTheta(m, th, 0, steps);
     return;
   }
   if (pull) {
@@ -853,22 +865,31 @@ void localRound(const Model& m, Workspace& w, Out theta, In reward, In correctio
         throw ArgumentError("pull.center[" + std::to_string(j) + "] must be finite, got " + str(pull->center.p[j]));
   }
   if (sampled && tau == 0) {
-    lazyRound(m, w.s, th, reward.p, c, eta, steps, horizon, batch, rng.p, pull);
-    checkRoundTheta(m, th, 0, steps);
+    if (!lazyRound(m, w.s, th, reward.p, c, eta, steps, horizon, batch, rng.p, pull)) checkRoundTheta(m, th, 0, steps);
     return;
   }
   if (!sampled) {
     exactRound(m, w, th, reward, c, eta, steps, tau);
     return;
   }
+  // Checked as the lazy rounds are, once for the round (a non-finite entry stays non-finite), with
+  // the bits OR-ed in the update passes instead of a separate scan.
+  uint64_t bits = 0;
   for (int64_t h = 0; h < steps; h++) {
     estimateUnchecked(m, w.s, th, reward.p, horizon, batch, rng.p, g, tau > 0, tau);
-    if (c)
-      for (size_t j = 0; j < SA; j++) th[j] = th[j] + eta * (g[j] + c[j]);
-    else
-      for (size_t j = 0; j < SA; j++) th[j] = th[j] + eta * g[j];
+    if (c) {
+      for (size_t j = 0; j < SA; j++) {
+        th[j] = th[j] + eta * (g[j] + c[j]);
+        bits |= nonFiniteBits(th[j]);
+      }
+    } else {
+      for (size_t j = 0; j < SA; j++) {
+        th[j] = th[j] + eta * g[j];
+        bits |= nonFiniteBits(th[j]);
+      }
+    }
   }
-  checkRoundTheta(m, th, 0, steps);
+  if (bits) checkRoundTheta(m, th, 0, steps);
 }
 
 }  // namespace fedpg

@@ -82,8 +82,9 @@ class JsEnvironment implements Environment {
     if (args.svrpg) {
       // FedSVRPG-M's steps in the lazy form (Sampler.localRoundSvrpg states the expression order).
       const { thetaPrev, u, beta, clip } = args.svrpg;
-      this.getSampler().localRoundSvrpg(theta, thetaPrev, u, beta, clip, reward, eta, steps, args.horizon, args.batch, args.rng);
-      this.checkRoundEnd(theta, steps);
+      if (!this.getSampler().localRoundSvrpg(theta, thetaPrev, u, beta, clip, reward, eta, steps, args.horizon, args.batch, args.rng)) {
+        this.checkRoundEnd(theta, steps);
+      }
       return;
     }
     const sampler = args.gradient === 'sampled' ? this.getSampler() : null;
@@ -97,8 +98,10 @@ class JsEnvironment implements Environment {
     }
     if (sampler && tau === 0) {
       // Eq. 5's steps in the lazy form (a step's cost does not grow with S*A; see Sampler.localRoundLazy).
-      sampler.localRoundLazy(theta, reward, correction, eta, steps, args.horizon, args.batch, args.rng, args.pull ?? null);
-      this.checkRoundEnd(theta, steps);
+      // The lazy rounds check theta in their final dense pass and return false when it overflowed.
+      if (!sampler.localRoundLazy(theta, reward, correction, eta, steps, args.horizon, args.batch, args.rng, args.pull ?? null)) {
+        this.checkRoundEnd(theta, steps);
+      }
       return;
     }
     for (let h = 0; h < steps; h++) {

@@ -187,13 +187,10 @@ export class Sampler {
     batch: number,
     rng: Uint32Array,
     pullArgs: { weight: number; center: Float64Array } | null = null,
-  ): void {
+  ): boolean {
     const { A, acc, formed } = this;
     const D = (this.lazyD ??= new Float64Array(this.S * A));
-    if (pullArgs) {
-      this.pullRound(theta, reward, correction, eta, steps, horizon, batch, rng, pullArgs, D);
-      return;
-    }
+    if (pullArgs) return this.pullRound(theta, reward, correction, eta, steps, horizon, batch, rng, pullArgs, D);
     try {
       for (let l = 0; l < steps; l++) {
         this.lazy = { start: theta, c: correction, lc: l * eta, D, pull: null };
@@ -206,19 +203,26 @@ export class Sampler {
     } finally {
       this.lazy = null;
     }
-    // theta_H, densely, once; D is left all zero for the next round.
+    // theta_H, densely, once; D is left all zero for the next round. The same pass checks theta
+    // (x - x is 0 for finite x, NaN otherwise): a separate scan would cost a second pass.
     const hc = steps * eta;
+    let finite = true;
     if (correction) {
       for (let j = 0; j < theta.length; j++) {
-        theta[j] = theta[j]! + hc * correction[j]! + D[j]!;
+        const x = theta[j]! + hc * correction[j]! + D[j]!;
+        theta[j] = x;
         D[j] = 0;
+        if (x - x !== 0) finite = false;
       }
     } else {
       for (let j = 0; j < theta.length; j++) {
-        theta[j] = theta[j]! + D[j]!;
+        const x = theta[j]! + D[j]!;
+        theta[j] = x;
         D[j] = 0;
+        if (x - x !== 0) finite = false;
       }
     }
+    return finite;
   }
 
   /**
@@ -235,7 +239,7 @@ export class Sampler {
   private pullRound(
     theta: Float64Array, reward: Float64Array, correction: Float64Array | null, eta: number, steps: number,
     horizon: number, batch: number, rng: Uint32Array, pullArgs: { weight: number; center: Float64Array }, D: Float64Array,
-  ): void {
+  ): boolean {
     const { A, S, acc, formed } = this;
     const q = 1 - eta * pullArgs.weight;
     const qp = new Float64Array(steps + 1), gs = new Float64Array(steps + 1);
@@ -266,15 +270,19 @@ export class Sampler {
       this.lazy = null;
     }
     const center = pullArgs.center;
+    let finite = true;
     for (let s = 0; s < S; s++) {
       const base = s * A;
       pullRow(pull, theta, correction, D, s, base, A, steps);
       for (let b = 0; b < A; b++) {
-        theta[base + b] = center[base + b]! + D[base + b]!;
+        const x = center[base + b]! + D[base + b]!;
+        theta[base + b] = x;
         D[base + b] = 0;
+        if (x - x !== 0) finite = false;
       }
       T[s] = -1;
     }
+    return finite;
   }
 
   /** The pulled round's last step per state (-1: untouched this round), [S]. */
@@ -498,7 +506,7 @@ export class Sampler {
   localRoundSvrpg(
     theta: Float64Array, thetaPrev: Float64Array, u: Float64Array, beta: number, clip: number, reward: Float64Array,
     eta: number, steps: number, horizon: number, batch: number, rng: Uint32Array,
-  ): void {
+  ): boolean {
     const { A, formed } = this;
     const SA = this.S * A;
     const D = (this.lazyD ??= new Float64Array(SA));
@@ -522,10 +530,14 @@ export class Sampler {
       this.lazy = null;
     }
     const hc = steps * eta;
+    let finite = true; // checked in the final pass, as localRoundLazy
     for (let j = 0; j < SA; j++) {
-      theta[j] = theta[j]! + hc * c[j]! + D[j]!;
+      const x = theta[j]! + hc * c[j]! + D[j]!;
+      theta[j] = x;
       D[j] = 0;
+      if (x - x !== 0) finite = false;
     }
+    return finite;
   }
 
   /** FedSVRPG-M's c = (1 - beta) u of the current lazy round, [S*A]. */
