@@ -65,7 +65,9 @@ for (const c of cases.filter((c) => !only || c.name.includes(only))) {
   const ratios = {};
   for (let r = 0; r < ROUNDS; r++) {
     const bench = new Bench({ time: 0, warmupTime: 0, iterations: c.samples, warmupIterations: 0, now: cpuNow });
-    for (const b of variants[0].backends) for (const v of variants) bench.add(`${b.name} ${v.label}`, calls[`${b.name} ${v.label}`]);
+    // Odd rounds run the baseline first: neither variant always follows the other backend's tasks.
+    const order = r % 2 ? [...variants].reverse() : variants;
+    for (const b of variants[0].backends) for (const v of order) bench.add(`${b.name} ${v.label}`, calls[`${b.name} ${v.label}`]);
     await bench.run();
     const ms = Object.fromEntries(bench.tasks.map((t) => [t.name, t.result.latency.p50]));
     for (const b of variants[0].backends) (ratios[b.name] ??= []).push({ ratio: ms[`${b.name} check`] / ms[`${b.name} baseline`], ms: ms[`${b.name} check`], base: ms[`${b.name} baseline`] });

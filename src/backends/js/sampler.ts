@@ -212,14 +212,14 @@ export class Sampler {
         const x = theta[j]! + hc * correction[j]! + D[j]!;
         theta[j] = x;
         D[j] = 0;
-        if (x - x !== 0) finite = false;
+        finite = finite && x - x === 0;
       }
     } else {
       for (let j = 0; j < theta.length; j++) {
         const x = theta[j]! + D[j]!;
         theta[j] = x;
         D[j] = 0;
-        if (x - x !== 0) finite = false;
+        finite = finite && x - x === 0;
       }
     }
     return finite;
@@ -278,7 +278,7 @@ export class Sampler {
         const x = center[base + b]! + D[base + b]!;
         theta[base + b] = x;
         D[base + b] = 0;
-        if (x - x !== 0) finite = false;
+        finite = finite && x - x === 0;
       }
       T[s] = -1;
     }
@@ -535,7 +535,7 @@ export class Sampler {
       const x = theta[j]! + hc * c[j]! + D[j]!;
       theta[j] = x;
       D[j] = 0;
-      if (x - x !== 0) finite = false;
+      finite = finite && x - x === 0;
     }
     return finite;
   }
