@@ -21,23 +21,13 @@ import { loadedBackends } from './loaded-backends.js';
 import { environmentSpec } from '../dist/mdp/model.js';
 import { gridworldMdp } from '../dist/mdp/generate.js';
 import { agentStream } from '../dist/rng.js';
+import { cpuNow, median } from './timing.js';
 
 const quick = process.env.FEDPG_BENCH_QUICK === '1';
 const ROUNDS = quick ? 3 : 15;
 const SAMPLES = quick ? 3 : 7; // calls of each H per grid and backend in a round
 const K = 50, M = 10, H1 = 101;
 const backends = await loadedBackends();
-
-/** This process's CPU time in ms. */
-const cpuNow = () => {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1e3;
-};
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const n = s.length;
-  return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-};
 
 const grids = [];
 for (const W of [32, 1000]) {

@@ -8,6 +8,7 @@
 import { Bench } from 'tinybench';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { cpuNow, median } from './timing.js';
 
 const baseDir = process.argv[2];
 if (!baseDir) {
@@ -24,15 +25,6 @@ for (const [label, dir] of [['check', here], ['baseline', resolve(baseDir)]]) {
   variants.push({ label, backends, gen: await load(dir, 'mdp/generate.js'), model: await load(dir, 'mdp/model.js'), rng: await load(dir, 'rng.js') });
 }
 const ROUNDS = process.env.FEDPG_BENCH_QUICK === '1' ? 3 : 9;
-const cpuNow = () => {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1e3;
-};
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const n = s.length;
-  return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-};
 
 const cases = [
   { name: 'sampled 1000x1000 grid, H=1, K=50, M=10', mdp: (g) => g.gridworldMdp({ width: 1000, height: 1000, agents: 1, seed: 1 }), gradient: 'sampled', H: 1, samples: 5 },

@@ -282,20 +282,8 @@ void exactRound(const Model& m, Workspace& w, double* th, In reward, const doubl
   for (int64_t h = 0; h < steps; h++) {
     evaluate(m, w, In(th, SA), reward, Out(w.oneJ.data(), 1), V, Out(w.oneQ.data(), SA), Out(g, SA), occ, tau,
              warm ? V : Out(), warm ? occ : Out());
-    uint64_t bits = 0;
-    if (c) {
-      for (size_t j = 0; j < SA; j++) {
-        th[j] = th[j] + eta * (g[j] + c[j]);
-        bits |= nonFiniteBits(th[j]);
-      }
-    } else {
-      for (size_t j = 0; j < SA; j++) {
-        th[j] = th[j] + eta * g[j];
-        bits |= nonFiniteBits(th[j]);
-      }
-    }
     // The next solve needs a finite theta: the round stops at the step that overflowed (as js and wasm).
-    if (bits) checkRoundTheta(m, th, h + 1, steps);
+    if (ascentStep(th, g, c, eta, SA)) checkRoundTheta(m, th, h + 1, steps);
   }
 }
 

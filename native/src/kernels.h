@@ -104,6 +104,26 @@ void checkThetaValues(const Model& m, In theta);
  */
 void checkRoundTheta(const Model& m, const double* theta, int64_t step, int64_t steps);
 
+/**
+ * One dense ascent step theta += eta (g + c) (c may be null) over n entries; returns the OR of
+ * nonFiniteBits of the new entries (non-zero when one is not finite), for checkRoundTheta.
+ */
+inline uint64_t ascentStep(double* th, const double* g, const double* c, double eta, size_t n) {
+  uint64_t bits = 0;
+  if (c) {
+    for (size_t j = 0; j < n; j++) {
+      th[j] = th[j] + eta * (g[j] + c[j]);
+      bits |= nonFiniteBits(th[j]);
+    }
+  } else {
+    for (size_t j = 0; j < n; j++) {
+      th[j] = th[j] + eta * g[j];
+      bits |= nonFiniteBits(th[j]);
+    }
+  }
+  return bits;
+}
+
 /** Rejects an entropy weight that is not a finite number >= 0. */
 void checkEntropy(double tau);
 

@@ -877,17 +877,7 @@ void localRound(const Model& m, Workspace& w, Out theta, In reward, In correctio
   uint64_t bits = 0;
   for (int64_t h = 0; h < steps; h++) {
     estimateUnchecked(m, w.s, th, reward.p, horizon, batch, rng.p, g, tau > 0, tau);
-    if (c) {
-      for (size_t j = 0; j < SA; j++) {
-        th[j] = th[j] + eta * (g[j] + c[j]);
-        bits |= nonFiniteBits(th[j]);
-      }
-    } else {
-      for (size_t j = 0; j < SA; j++) {
-        th[j] = th[j] + eta * g[j];
-        bits |= nonFiniteBits(th[j]);
-      }
-    }
+    bits |= ascentStep(th, g, c, eta, SA);
   }
   if (bits) checkRoundTheta(m, th, 0, steps);
 }
