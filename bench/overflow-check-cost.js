@@ -3,7 +3,7 @@
 // baseline checkout's (one without the check, built: dist/, build/Release, wasm/), both loaded in
 // this process and timed interleaved, in this process's CPU time, medians over rounds.
 // Cases: a sampled round at S = 10^6 with H = 1 (the check's O(S*A) pass against the round's own
-// dense write, the worst case), the same with H = 10, and exact rounds at S = 6 and S = 100.
+// dense write, the worst case), the same with H = 10, and exact rounds at S = 6, 100 and 400.
 // Usage: npm run build && node bench/overflow-check-cost.js /path/to/baseline/checkout
 import { Bench } from 'tinybench';
 import { resolve } from 'node:path';
@@ -31,6 +31,7 @@ const cases = [
   { name: 'sampled 1000x1000 grid, H=10, K=50, M=10', mdp: (g) => g.gridworldMdp({ width: 1000, height: 1000, agents: 1, seed: 1 }), gradient: 'sampled', H: 10, samples: 5 },
   { name: 'exact random S=6 A=3, H=10', mdp: (g) => g.randomMdp({ states: 6, actions: 3, agents: 1, seed: 1 }), gradient: 'exact', H: 10, samples: 400 },
   { name: 'exact random S=100 A=10, H=10', mdp: (g) => g.randomMdp({ states: 100, actions: 10, agents: 1, seed: 1 }), gradient: 'exact', H: 10, samples: 20 },
+  { name: 'exact random S=400 A=10, H=3', mdp: (g) => g.randomMdp({ states: 400, actions: 10, agents: 1, seed: 1 }), gradient: 'exact', H: 3, samples: 5 },
 ];
 // FEDPG_BENCH_CASES=exact (a substring of the case names) runs only the matching cases.
 const only = process.env.FEDPG_BENCH_CASES;
