@@ -249,6 +249,8 @@ export async function runAgent(o: RunAgentOptions): Promise<AgentSummary> {
   const reg = await call('Register', () => client.register({ agent: o.agent, backend: o.backend.name, client: o.client ?? '' }));
   const runId = reg.runId;
   const shared = o.cache ? o.cache.sharedMdp(runId, () => decodeShared(reg.sharedMdp, o.decodeSharedNpz)) : decodeShared(reg.sharedMdp, o.decodeSharedNpz);
+  // The encoded MDP (216 MB at 10^6 states) is not needed past here; `reg` lives as long as the run.
+  reg.sharedMdp = new Uint8Array(0);
   if (!reg.settings) throw new AgentError('the aggregator sent no run settings');
   let settings: TrainSettings;
   try {
