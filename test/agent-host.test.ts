@@ -97,6 +97,22 @@ describe('fedpg agent --agents I-J', () => {
     expect(readdirSync(states).sort()).toEqual(['state-0.json', 'state-1.json']);
   });
 
+  it('an aggregator with more long-polling agents than a signal keeps listeners by default (16) runs without process warnings', async () => {
+    const dir = join(tmp, 'many');
+    const mdpFile = join(tmp, 'many.json');
+    expect((await cli(['generate', 'random', '--states', '4', '--actions', '2', '--agents', '16', '--out', mdpFile]).done).code).toBe(0);
+    expect((await cli(['split', mdpFile, '--out', dir, '--seed', '1']).done).code).toBe(0);
+    const srv = cli(['serve', join(dir, 'shared.json'), '--agents', '16', '--token-file', join(dir, 'tokens.json'), '--port', '0', '--no-checkpoint', '--rounds', '3', '--local-steps', '2', '--batch', '1', '--horizon', '5'], /listening on (http:\/\/127\.0\.0\.1:\d+)/);
+    const url = (await srv.ready)![1]!;
+    const host = cli(['agent', '--agents', '0-15', '--dir', dir, '--server', url, '--backend', 'js']);
+    const [rs, rh] = await Promise.all([srv.done, host.done]);
+    expect(rs.code, rs.err).toBe(0);
+    expect(rh.code, rh.err).toBe(0);
+    // Every call in flight holds a listener on the aggregator's shutdown signal (connect-node).
+    expect(rs.err).not.toMatch(/Warning/);
+    expect(rh.err).not.toMatch(/Warning/);
+  });
+
   it('usage mistakes exit 2 with one line naming the flag', async () => {
     const r = await cli(['agent', '--server', 'http://127.0.0.1:1', '--agents', '0-1']).done;
     expect(r.code).toBe(2);
