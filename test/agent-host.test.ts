@@ -107,6 +107,47 @@ describe('fedpg agent --agents I-J', () => {
   });
 });
 
+describe('agents of one process share the decoded MDP and the environment', () => {
+  /** jsBackend, counting the environments it builds and disposes. */
+  const counting = () => {
+    const n = { built: 0, disposed: 0 };
+    const backend = {
+      ...jsBackend,
+      createEnvironment: (spec: Parameters<typeof jsBackend.createEnvironment>[0]) => {
+        n.built++;
+        const env = jsBackend.createEnvironment(spec);
+        const dispose = env.dispose.bind(env);
+        env.dispose = () => {
+          n.disposed++;
+          dispose();
+        };
+        return env;
+      },
+    };
+    return { n, backend };
+  };
+  const settings = { rounds: 3, localSteps: 2, batch: 1, horizon: 5, seed: 4 };
+
+  it('a shared kernel: one environment for all 6 agents, disposed once at the end, and the run equals train bit for bit', async () => {
+    const mdp = randomMdp({ states: 6, actions: 3, agents: 6, seed: 3 });
+    const { n, backend } = counting();
+    const net = await runInProcessFederation(mdp, { backend, ...settings });
+    expect(n).toEqual({ built: 1, disposed: 1 });
+    const want = await train(mdp, { backend: jsBackend, ...settings });
+    expect(bitwise(Array.from(net.theta), want.theta!.flat())).toBe(-1);
+  });
+
+  it('per-agent kernels: one environment per agent, each disposed', async () => {
+    const base = randomMdp({ states: 5, actions: 2, agents: 3, seed: 3 });
+    const mdp = { ...base, kernels: [0, 1, 2].map((k) => randomMdp({ states: 5, actions: 2, agents: 1, seed: 40 + k }).kernels[0]!), perAgentKernels: true };
+    const { n, backend } = counting();
+    const net = await runInProcessFederation(mdp, { backend, ...settings });
+    expect(n).toEqual({ built: 3, disposed: 3 });
+    const want = await train(mdp, { backend: jsBackend, ...settings });
+    expect(bitwise(Array.from(net.theta), want.theta!.flat())).toBe(-1);
+  });
+});
+
 describe('the aggregator with many agents', () => {
   it('200 agents with participation 0.25 (eligible agents counted per phase, drawn agents looked up): equals train bit for bit', async () => {
     const mdp = randomMdp({ states: 6, actions: 3, agents: 200, seed: 2 });
