@@ -62,6 +62,9 @@ const median = (xs) => {
 
 function must(r, what) {
   if (r.code !== 0) throw new Error(`${what} failed (exit ${r.code ?? r.signal}): ${r.err.trim().split('\n').filter((l) => !/registered|run is over/.test(l)).slice(-25).join('\n')}`);
+  // Node's process warnings (MaxListenersExceededWarning and the like) are shown, once per kind.
+  const warnings = [...new Set(r.err.split('\n').filter((l) => /Warning:/.test(l)).map((l) => l.replace(/^\(node:\d+\) /, '')))];
+  for (const w of warnings) console.log(`${what}: ${w}`);
   return r;
 }
 

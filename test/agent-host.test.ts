@@ -97,6 +97,22 @@ describe('fedpg agent --agents I-J', () => {
     expect(readdirSync(states).sort()).toEqual(['state-0.json', 'state-1.json']);
   });
 
+  it('an aggregator with more long-polling agents than a signal keeps listeners by default (16) runs without process warnings', async () => {
+    const dir = join(tmp, 'many');
+    const mdpFile = join(tmp, 'many.json');
+    expect((await cli(['generate', 'random', '--states', '4', '--actions', '2', '--agents', '16', '--out', mdpFile]).done).code).toBe(0);
+    expect((await cli(['split', mdpFile, '--out', dir, '--seed', '1']).done).code).toBe(0);
+    const srv = cli(['serve', join(dir, 'shared.json'), '--agents', '16', '--token-file', join(dir, 'tokens.json'), '--port', '0', '--no-checkpoint', '--rounds', '3', '--local-steps', '2', '--batch', '1', '--horizon', '5'], /listening on (http:\/\/127\.0\.0\.1:\d+)/);
+    const url = (await srv.ready)![1]!;
+    const host = cli(['agent', '--agents', '0-15', '--dir', dir, '--server', url, '--backend', 'js']);
+    const [rs, rh] = await Promise.all([srv.done, host.done]);
+    expect(rs.code, rs.err).toBe(0);
+    expect(rh.code, rh.err).toBe(0);
+    // Every call in flight holds a listener on the aggregator's shutdown signal (connect-node).
+    expect(rs.err).not.toMatch(/Warning/);
+    expect(rh.err).not.toMatch(/Warning/);
+  });
+
   it('usage mistakes exit 2 with one line naming the flag', async () => {
     const r = await cli(['agent', '--server', 'http://127.0.0.1:1', '--agents', '0-1']).done;
     expect(r.code).toBe(2);
@@ -104,6 +120,47 @@ describe('fedpg agent --agents I-J', () => {
     const r2 = await cli(['agent', '--server', 'http://127.0.0.1:1', '--agents', '0-1', '--dir', tmp, '--rewards', 'x']).done;
     expect(r2.code).toBe(2);
     expect(r2.err).toMatch(/--rewards goes with --agent I/);
+  });
+});
+
+describe('agents of one process share the decoded MDP and the environment', () => {
+  /** jsBackend, counting the environments it builds and disposes. */
+  const counting = () => {
+    const n = { built: 0, disposed: 0 };
+    const backend = {
+      ...jsBackend,
+      createEnvironment: (spec: Parameters<typeof jsBackend.createEnvironment>[0]) => {
+        n.built++;
+        const env = jsBackend.createEnvironment(spec);
+        const dispose = env.dispose.bind(env);
+        env.dispose = () => {
+          n.disposed++;
+          dispose();
+        };
+        return env;
+      },
+    };
+    return { n, backend };
+  };
+  const settings = { rounds: 3, localSteps: 2, batch: 1, horizon: 5, seed: 4 };
+
+  it('a shared kernel: one environment for all 6 agents, disposed once at the end, and the run equals train bit for bit', async () => {
+    const mdp = randomMdp({ states: 6, actions: 3, agents: 6, seed: 3 });
+    const { n, backend } = counting();
+    const net = await runInProcessFederation(mdp, { backend, ...settings });
+    expect(n).toEqual({ built: 1, disposed: 1 });
+    const want = await train(mdp, { backend: jsBackend, ...settings });
+    expect(bitwise(Array.from(net.theta), want.theta!.flat())).toBe(-1);
+  });
+
+  it('per-agent kernels: one environment per agent, each disposed', async () => {
+    const base = randomMdp({ states: 5, actions: 2, agents: 3, seed: 3 });
+    const mdp = { ...base, kernels: [0, 1, 2].map((k) => randomMdp({ states: 5, actions: 2, agents: 1, seed: 40 + k }).kernels[0]!), perAgentKernels: true };
+    const { n, backend } = counting();
+    const net = await runInProcessFederation(mdp, { backend, ...settings });
+    expect(n).toEqual({ built: 3, disposed: 3 });
+    const want = await train(mdp, { backend: jsBackend, ...settings });
+    expect(bitwise(Array.from(net.theta), want.theta!.flat())).toBe(-1);
   });
 });
 

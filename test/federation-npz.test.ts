@@ -9,6 +9,7 @@ import { jsBackend } from '../src/backends/js/index.js';
 import { resolveSettings } from '../src/federation/settings.js';
 import { train } from '../src/federation/train.js';
 import { loadMdp } from '../src/mdp/format.js';
+import { InputError } from '../src/errors.js';
 import { gridworldMdp } from '../src/mdp/generate.js';
 import { npzArrayParts, type NpzMember } from '../src/mdp/npz.js';
 import { parseJsonText } from '../src/mdp/parse.js';
@@ -134,6 +135,39 @@ describe('fedpg split --format npz', () => {
     bad[5] = 1.5;
     const over = write('over.npz', [...good.slice(0, 3), { name: 'rewards', data: bad, shape: [3, 2] }]);
     expect(() => parseRewards(loadRewardsFile(over), 3, 2, 'over.npz')).toThrow(/^over\.npz: rewards\[2\]\[1\] is 1\.5, outside \[0, 1\]$/);
+  });
+
+  it('a bad reward value is refused with the same line from JSON rows and from an .npz table, naming the field, the index and the value', () => {
+    const doc = (rewards: unknown): unknown => ({ format: 'fedpg-rewards/2', agent: 0, key: streamKey(agentStream(3, 0)), rewards });
+    const refusal = (rewards: unknown): InputError => {
+      const e = ((): unknown => {
+        try {
+          parseRewards(doc(rewards), 3, 2, 'r');
+        } catch (err) {
+          return err;
+        }
+        return null;
+      })();
+      expect(e).toBeInstanceOf(InputError); // exit 1 in the CLI
+      return e as InputError;
+    };
+    for (const [bad, line] of [
+      [1.5, 'r: rewards[2][1] is 1.5, outside [0, 1]'],
+      [-0.25, 'r: rewards[2][1] is -0.25, outside [0, 1]'],
+      [Number.NaN, 'r: rewards[2][1] is NaN, not a finite number'],
+      [Number.NEGATIVE_INFINITY, 'r: rewards[2][1] is -Infinity, not a finite number'],
+    ] as const) {
+      const values = Float64Array.of(0, 0.5, 1, 0, 0.25, bad);
+      // The rows as a JSON document gives them (a NaN only through the API: JSON has none), and
+      // the flat table readNpzRewards gives.
+      const rows = [0, 1, 2].map((s) => Array.from(values.subarray(2 * s, 2 * s + 2)));
+      expect(refusal(rows).message).toBe(line);
+      expect(refusal({ shape: [3, 2], values }).message).toBe(line);
+    }
+    // Only JSON rows can hold what is not a number.
+    expect(refusal([[0, 0], [0, '0.5'], [0, 0]]).message).toBe('r: rewards[1][1] is "0.5", not a finite number');
+    expect(refusal([[0, 0], [0, 0], [null, 0]]).message).toBe('r: rewards[2][0] is null, not a finite number');
+    expect(parseRewards(doc([[0, 1], [0.5, 0], [-0, 1]]), 3, 2).reward).toEqual(Float64Array.of(0, 1, 0.5, 0, -0, 1));
   });
 
   it('a federation of processes over the .npz files gives train --seed\'s bits', async () => {

@@ -6,8 +6,8 @@ import type { Backend } from '../src/backends/types.js';
 import { InputError } from '../src/errors.js';
 import { AgentFailure, parseFaults } from '../src/federation/faults.js';
 import { Training, train, trainRounds, type TrainOptions, type TrainResult } from '../src/federation/train.js';
-import { agentsOf } from '../src/federation/workers/layout.js';
-import { WorkerPool } from '../src/federation/workers/pool.js';
+import { agentsOf, P_EVAL, P_IDLE, P_LOCAL, P_MEMORY } from '../src/federation/workers/layout.js';
+import { failureFromCurrent, WorkerPool, type FailedPhase } from '../src/federation/workers/pool.js';
 import { keptNames } from '../src/federation/agent.js';
 import { algorithmOf } from '../src/federation/algorithms/registry.js';
 import { planWorkers } from '../src/federation/workers/plan.js';
@@ -243,6 +243,18 @@ describe('faults', () => {
     expect(() => parseFaults('explode,agent=1,round=1')).toThrow(/kind must be one of/);
     expect(() => parseFaults('throw,round=1')).toThrow(/agent= is required/);
     expect(() => parseFaults('throw,agent=1')).toThrow(/round= is required/);
+  });
+
+  it("names the failing agent, phase and round from a worker's CURRENT word; the evaluation and a worker between phases name the worker and its agents", () => {
+    // Each phase gets its own round, so a mix-up of the caller's rounds shows.
+    const rounds: Record<FailedPhase, number> = { local: 4, memory: 3, evaluation: 2 };
+    const at = (cur: number, block: number[], idle: FailedPhase = 'local'): AgentFailure => failureFromCurrent(cur, 1, block, idle, (p) => rounds[p], 'boom');
+    expect(at(3 * 4 + P_LOCAL, [2, 3])).toMatchObject({ agent: 3, round: 4, phase: 'local', message: 'agent 3 failed in round 4 (local steps): boom' });
+    expect(at(2 * 4 + P_MEMORY, [2, 3])).toMatchObject({ agent: 2, round: 3, phase: 'memory', message: 'agent 2 failed in round 3 (memory sample): boom' });
+    expect(at(P_EVAL, [2, 3])).toMatchObject({ agent: 2, round: 2, phase: 'evaluation', message: 'agent 2 failed in the evaluation after round 2: on worker 1 (agents 2-3): boom' });
+    expect(at(P_IDLE, [5]).message).toBe('agent 5 failed in round 4 (local steps): on worker 1 (agent 5): boom');
+    expect(at(P_IDLE, [5], 'memory').message).toBe('agent 5 failed in round 3 (memory sample): on worker 1 (agent 5): boom');
+    expect(at(P_IDLE, [5], 'evaluation').message).toBe('agent 5 failed in the evaluation after round 2: on worker 1 (agent 5): boom');
   });
 
   it('a throwing agent fails the round with an error naming the agent, the round and the cause', async () => {

@@ -42,6 +42,11 @@ export function isNpz(head: Uint8Array): boolean {
 
 const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
+/** The members' arrays are viewed in place as this machine's numbers, which only a little-endian host reads as '<f8' / '<i4' / '<i8'. */
+function assertLittleEndianHost(path: string): void {
+  if (!LITTLE_ENDIAN_HOST) throw new InputError(`${path}: .npz files are read on little-endian machines only`);
+}
+
 interface Member {
   name: MemberName;
   descr: string;
@@ -204,6 +209,7 @@ function unreadable(path: string, why: string): never {
  * never writes past it; a member that inflates to another size is refused).
  */
 function readFileMembers(fd: number, size: number, path: string, ledger: MemoryLedger, rules: MemberRules = MDP_RULES): Map<MemberName, Member> {
+  assertLittleEndianHost(path);
   let entries: ZipEntry[];
   try {
     entries = readZipDirectory(fd, size);
@@ -240,6 +246,7 @@ function readFileMembers(fd: number, size: number, path: string, ledger: MemoryL
 
 /** The same from an archive already in memory (a message's bytes), through fflate's unzipSync. */
 function readMembers(bytes: Uint8Array, path: string, ledger: MemoryLedger, rules: MemberRules = MDP_RULES): Map<MemberName, Member> {
+  assertLittleEndianHost(path);
   const seen = new Set<string>();
   let files: Record<string, Uint8Array>;
   try {
@@ -273,7 +280,6 @@ export interface NpzContents {
  * 'fedpg-shared/1' archives; the caller checks which one it wanted.
  */
 export function readNpz(fd: number, size: number, path: string, options: MdpParseOptions = {}): NpzContents {
-  if (!LITTLE_ENDIAN_HOST) throw new InputError(`${path}: .npz files are read on little-endian machines only`);
   const ledger = new MemoryLedger(path, options.memoryBudget);
   return npzContents(new NpzReader(path, readFileMembers(fd, size, path, ledger)), options);
 }
@@ -283,7 +289,6 @@ export function readNpz(fd: number, size: number, path: string, options: MdpPars
  * `where` names it in messages. The members' sizes are checked against the memory budget.
  */
 export function readNpzBytes(bytes: Uint8Array, path: string, options: MdpParseOptions = {}, ledger = new MemoryLedger(path, options.memoryBudget)): NpzContents {
-  if (!LITTLE_ENDIAN_HOST) throw new InputError(`${path}: .npz files are read on little-endian machines only`);
   return npzContents(new NpzReader(path, readMembers(bytes, path, ledger)), options);
 }
 
@@ -437,7 +442,6 @@ export interface NpzRewards {
  * MDP by parseRewards, as for the JSON file.
  */
 export function readNpzRewards(fd: number, size: number, path: string): NpzRewards {
-  if (!LITTLE_ENDIAN_HOST) throw new InputError(`${path}: .npz files are read on little-endian machines only`);
   const r = new NpzReader(path, readFileMembers(fd, size, path, new MemoryLedger(path), { allowed: REWARDS_MEMBERS, what: "an agent's rewards file" }));
   const format = r.text(r.get('format', 0, "a 0-d string: the file's format, 'fedpg-rewards/2'"));
   const agent = r.indices(r.get('agent', 0, 'a 0-d integer'))[0]!;

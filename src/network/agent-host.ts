@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { loadBackendByName } from '../backends/select.js';
 import type { Backend, BackendName } from '../backends/types.js';
 import { InputError } from '../errors.js';
-import { authInterceptor, runAgent, type AgentFault, type AgentSummary } from './agent.js';
+import { authInterceptor, HostedRunCache, runAgent, type AgentFault, type AgentSummary } from './agent.js';
 import type { AgentThreadInit, AgentThreadResult } from './agent-host-worker.js';
 import { parseAgentToken } from './formats.js';
 import { FileAgentStore, readJsonFile, type WireProtocol } from './node.js';
@@ -117,6 +117,7 @@ export async function runAgentBlock(
 ): Promise<AgentSummary[]> {
   const loaded = loadFiles(o.agents);
   const link = sharedTransports(o);
+  const cache = new HostedRunCache();
   const stop = new AbortController();
   // Every agent's calls listen on this one signal.
   setMaxListeners(0, stop.signal);
@@ -128,6 +129,7 @@ export async function runAgentBlock(
         runAgent({
           transport: link.transport(a.token, k),
           agent: a.agent,
+          cache,
           rewards: a.rewards,
           decodeSharedNpz,
           rewardsWhere: a.rewardsWhere,

@@ -66,9 +66,47 @@ export interface PendingPush {
   noObjective?: boolean;
 }
 
+/**
+ * What the agents of one process share (`fedpg agent --agents`, the in-process federation): the
+ * shared MDP decoded once per run and, on a shared kernel, one environment, where each agent used
+ * to decode its own copy and build its own (four hosted agents took 9 GB at 10^6 states). Agents
+ * of one thread call their kernels one at a time (synchronous calls), as the in-process runtime's
+ * agents share one environment; an environment is disposed when its last agent is done.
+ */
+export class HostedRunCache {
+  private run: { id: string; shared: SharedMdp } | null = null;
+  private readonly envs = new Map<string, { env: Environment; users: number }>();
+
+  /** The run's shared MDP, decoded by the first agent of the run to ask. */
+  sharedMdp(runId: string, decode: () => SharedMdp): SharedMdp {
+    if (this.run?.id !== runId) this.run = { id: runId, shared: decode() };
+    return this.run.shared;
+  }
+
+  /** The environment of `key` (a run and a kernel), built by the first agent to ask. */
+  acquire(key: string, create: () => Environment): Environment {
+    let e = this.envs.get(key);
+    if (!e) {
+      e = { env: create(), users: 0 };
+      this.envs.set(key, e);
+    }
+    e.users++;
+    return e.env;
+  }
+
+  release(key: string): void {
+    const e = this.envs.get(key);
+    if (!e || --e.users > 0) return;
+    this.envs.delete(key);
+    e.env.dispose();
+  }
+}
+
 export interface RunAgentOptions {
   transport: Transport;
   agent: number;
+  /** Shared with the other agents of this process (HostedRunCache); without it the agent keeps its own. */
+  cache?: HostedRunCache;
   /**
    * The agent's fedpg-rewards/2 document (parsed JSON, or the value rewards-file.ts reads from an
    * .npz); checked against the shared MDP.
@@ -210,7 +248,9 @@ export async function runAgent(o: RunAgentOptions): Promise<AgentSummary> {
 
   const reg = await call('Register', () => client.register({ agent: o.agent, backend: o.backend.name, client: o.client ?? '' }));
   const runId = reg.runId;
-  const shared = decodeShared(reg.sharedMdp, o.decodeSharedNpz);
+  const shared = o.cache ? o.cache.sharedMdp(runId, () => decodeShared(reg.sharedMdp, o.decodeSharedNpz)) : decodeShared(reg.sharedMdp, o.decodeSharedNpz);
+  // The encoded MDP (216 MB at 10^6 states) is not needed past here; `reg` lives as long as the run.
+  reg.sharedMdp = new Uint8Array(0);
   if (!reg.settings) throw new AgentError('the aggregator sent no run settings');
   let settings: TrainSettings;
   try {
@@ -226,7 +266,9 @@ export async function runAgent(o: RunAgentOptions): Promise<AgentSummary> {
   const SA = S * A;
   const { agent: rewardsAgent, reward, stream } = parseRewards(o.rewards, S, A, o.rewardsWhere ?? 'rewards');
   if (rewardsAgent !== o.agent) throw new InputError(`${o.rewardsWhere ?? 'rewards'}: it is agent ${rewardsAgent}'s reward table, not agent ${o.agent}'s`);
-  const env: Environment = o.backend.createEnvironment(sharedEnvironmentSpec(shared, o.agent));
+  const spec = sharedEnvironmentSpec(shared, o.agent);
+  const envKey = `${runId}/${shared.kernels.length === 1 ? 'shared' : o.agent}`;
+  const env: Environment = o.cache ? o.cache.acquire(envKey, () => o.backend.createEnvironment(spec)) : o.backend.createEnvironment(spec);
   try {
     const memoryMode = algorithm.keepsReport !== undefined;
     const stored = o.store?.load() ?? null;
@@ -392,6 +434,7 @@ export async function runAgent(o: RunAgentOptions): Promise<AgentSummary> {
       save();
     }
   } finally {
-    env.dispose();
+    if (o.cache) o.cache.release(envKey);
+    else env.dispose();
   }
 }

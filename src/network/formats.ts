@@ -87,12 +87,7 @@ export function parseRewards(json: unknown, states: number, actions: number, whe
   for (let s = 0; s < states; s++) {
     const r = rows[s];
     if (!Array.isArray(r) || r.length !== actions) fail(`rewards[${s}] must have ${actions} entries (the shared MDP's actions), got ${describe(r)}`);
-    for (let a = 0; a < actions; a++) {
-      const v = (r as unknown[])[a];
-      if (typeof v !== 'number' || !Number.isFinite(v)) fail(`rewards[${s}][${a}] is ${describe(v)}, not a finite number`);
-      if ((v as number) < 0 || (v as number) > 1) fail(`rewards[${s}][${a}] is ${v}, outside [0, 1]`);
-      reward[s * actions + a] = v as number;
-    }
+    for (let a = 0; a < actions; a++) reward[s * actions + a] = checkedReward((r as unknown[])[a], s, a, fail);
   }
   return { agent: agent as number, reward, stream: stream! };
 }
@@ -107,17 +102,22 @@ function isTable(v: unknown): v is RewardsTable {
   return isObject(v) && v.values instanceof Float64Array && Array.isArray(v.shape);
 }
 
-/** The JSON checks, on a table read from an .npz: its shape, then every value finite and in [0, 1]. */
+/**
+ * One reward, rewards[s][a], from JSON rows or an .npz table: a finite number in [0, 1]. A number
+ * is named as JavaScript prints it (NaN, -Infinity: JSON would print null), anything else as JSON.
+ */
+function checkedReward(v: unknown, s: number, a: number, fail: (msg: string) => never): number {
+  if (typeof v !== 'number' || !Number.isFinite(v)) return fail(`rewards[${s}][${a}] is ${typeof v === 'number' ? v : describe(v)}, not a finite number`);
+  if (v < 0 || v > 1) fail(`rewards[${s}][${a}] is ${v}, outside [0, 1]`);
+  return v;
+}
+
+/** The JSON checks, on a table read from an .npz: its shape, then every value (checkedReward). */
 function checkedTable(t: RewardsTable, states: number, actions: number, fail: (msg: string) => never): Float64Array {
   const [S, A] = t.shape;
   if (S !== states || A !== actions) fail(`rewards has shape (${S}, ${A}), expected (${states}, ${actions}) (the shared MDP's states and actions)`);
   const v = t.values;
-  for (let q = 0; q < v.length; q++) {
-    const x = v[q]!;
-    const at = (): string => `rewards[${Math.floor(q / actions)}][${q % actions}]`;
-    if (!Number.isFinite(x)) fail(`${at()} is ${x}, not a finite number`);
-    if (x < 0 || x > 1) fail(`${at()} is ${x}, outside [0, 1]`);
-  }
+  for (let q = 0; q < v.length; q++) checkedReward(v[q], Math.floor(q / actions), q % actions, fail);
   return v;
 }
 

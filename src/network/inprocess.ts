@@ -5,7 +5,7 @@ import type { Backend } from '../backends/types.js';
 import type { TrainSettings } from '../federation/settings.js';
 import { resolveSettings } from '../federation/settings.js';
 import type { Mdp } from '../mdp/model.js';
-import { authInterceptor, runAgent, type AgentFault, type AgentSummary } from './agent.js';
+import { authInterceptor, HostedRunCache, runAgent, type AgentFault, type AgentSummary } from './agent.js';
 import { Aggregator, type NetRecord } from './aggregator.js';
 import { rewardsToJson } from './formats.js';
 import { federationRoutes, TokenAuth } from './service.js';
@@ -66,12 +66,15 @@ export async function runInProcessFederation(mdp: Mdp, o: InProcessFederationOpt
     ...(o.onInfo ? { onInfo: o.onInfo } : {}),
   });
   const routes = federationRoutes(agg, new TokenAuth(tokens));
+  // One decoded MDP and (on a shared kernel) one environment for all the agents, as a host process shares them.
+  const cache = new HostedRunCache();
   try {
     const agents = await Promise.all(
       mdp.rewards.map((r, i) =>
         runAgent({
           transport: routerTransport(routes, tokens[i]!),
           agent: i,
+          cache,
           // agentStream(seed, i), as `fedpg split --seed` writes it, so the run equals `train --seed`.
           rewards: rewardsToJson(i, r, mdp.states, mdp.actions, o.streams?.[i] ?? agentStream(settings.seed, i)),
           decodeSharedNpz,

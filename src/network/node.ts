@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { Code, ConnectError, type Interceptor, type Transport } from '@connectrpc/connect';
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from '@connectrpc/connect-node';
 import { existsSync, readFileSync } from 'node:fs';
@@ -229,6 +230,9 @@ export async function startAggregator(o: AggregatorRunOptions): Promise<RunningA
   // linger for agents that already heard it is over, the result at once.
   const over = !!resume && resume.phase === 'done' && resume.round >= o.settings.rounds;
   const shutdown = new AbortController();
+  // connect-node links every call in flight to the shutdown signal (one listener each, removed
+  // when the call ends): a thousand agents' long polls are a thousand listeners, not a leak.
+  setMaxListeners(0, shutdown.signal);
   const aggregator = new Aggregator({
     runId,
     agents: o.agents,

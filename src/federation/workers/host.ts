@@ -305,9 +305,10 @@ export default async function host(init: HostInit): Promise<string> {
    * through a ServerCore replica, over every participant's delta in agent order), then for
    * algorithms that report every round the report phase at the new theta_bar, a barrier and the
    * server's report step; the evaluation of the new theta_bar when the round asks. The agents'
-   * states stay in this thread, published when a round asks (F_STATES) into the area of parity
-   * k + 1. The round's deltas go to slot k % 2, its other results to ring slot k % ring (reports:
-   * (k + 1) % ring). Returns only when told to stop.
+   * states stay in the run (in this thread, or with a shared report phase in the shared live
+   * areas), published when a round asks (F_STATES) into the area of parity k + 1. The round's
+   * deltas go to slot k % 2, its other results to ring slot k % ring (reports: (k + 1) % ring).
+   * Returns only when told to stop.
    */
   function runMode(attempt: number): 'exit' | 'replaced' {
     const stop = (): 'exit' | 'replaced' => (mine() ? 'exit' : 'replaced');

@@ -132,6 +132,31 @@ interface Command {
   reportsOut: Float64Array[] | null;
 }
 
+/** The phases a worker's failure can be in. */
+export type FailedPhase = 'local' | 'memory' | 'evaluation';
+
+/** A worker's block of agents in messages: "agent 3" or "agents 2-5". */
+function blockLabel(block: readonly number[]): string {
+  return block.length === 1 ? `agent ${block[0]}` : `agents ${block[0]}-${block[block.length - 1]}`;
+}
+
+/**
+ * The AgentFailure named by worker w's CURRENT word (agent * 4 + phase code, layout.ts P_*).
+ * Local steps and memory samples are one agent's: that agent is named. The evaluation, or a
+ * worker between phases (`idle`: the phase its command is in), belongs to the whole block: its
+ * first agent is named and the reason says which worker and agents. Run mode and the per-phase
+ * commands count rounds differently, so the caller gives each phase's round (roundOf).
+ */
+export function failureFromCurrent(cur: number, w: number, block: readonly number[], idle: FailedPhase, roundOf: (phase: FailedPhase) => number, reason: string): AgentFailure {
+  const code = cur & 3;
+  if (code === P_LOCAL || code === P_MEMORY) {
+    const phase = code === P_LOCAL ? 'local' : 'memory';
+    return new AgentFailure(cur >> 2, roundOf(phase), phase, reason);
+  }
+  const phase = code === P_EVAL ? 'evaluation' : idle;
+  return new AgentFailure(block[0]!, roundOf(phase), phase, `on worker ${w} (${blockLabel(block)}): ${reason}`);
+}
+
 /** The compiled worker script beside this module (under vitest, which runs src/, the one in dist/). */
 export function hostScript(): string {
   return compiledScript(import.meta.url, 'host.js');
@@ -472,16 +497,11 @@ export class WorkerPool implements AgentPool, RoundRunner {
     return this.statesIn((k + 1) & 1);
   }
 
-  /** Names the failing agent and phase of a run from what worker w was doing. */
+  /** Names the failing agent and phase of a run from what worker w was doing: every phase is of the round it was running. */
   private runFailure(w: number, reason: string): AgentFailure {
     const ctl = this.v.ctl;
-    const cur = Atomics.load(ctl, workerWord(w, W_CURRENT));
-    const code = cur & 3;
     const round = this.runFirst + Math.max(0, Atomics.load(ctl, workerWord(w, W_RROUND)) - 1);
-    if (code === P_LOCAL) return new AgentFailure(cur >> 2, round, 'local', reason);
-    if (code === P_MEMORY) return new AgentFailure(cur >> 2, round, 'memory', reason);
-    const where = `on worker ${w} (${this.agentsLabel(w)}): ${reason}`;
-    return new AgentFailure(this.blocks[w]![0]!, round, code === P_EVAL ? 'evaluation' : 'local', where);
+    return failureFromCurrent(Atomics.load(ctl, workerWord(w, W_CURRENT)), w, this.blocks[w]!, 'local', () => round, reason);
   }
 
   writeKept(agent: number, k: number, vec: Float64Array): void {
@@ -559,8 +579,7 @@ export class WorkerPool implements AgentPool, RoundRunner {
   }
 
   private agentsLabel(w: number): string {
-    const b = this.blocks[w]!;
-    return b.length === 1 ? `agent ${b[0]}` : `agents ${b[0]}-${b[b.length - 1]}`;
+    return blockLabel(this.blocks[w]!);
   }
 
   private async waitReady(ws: number[]): Promise<void> {
@@ -693,18 +712,14 @@ export class WorkerPool implements AgentPool, RoundRunner {
     cmd.reported.resolve();
   }
 
-  /** Names the failing agent and phase from what worker w was doing. */
+  /** Names the failing agent and phase of a per-phase command from what worker w was doing. */
   private failure(w: number, cmd: Command, reason: string): AgentFailure {
-    const cur = Atomics.load(this.v.ctl, workerWord(w, W_CURRENT));
-    const code = cur & 3;
-    const agent = code === P_LOCAL || code === P_MEMORY ? cur >> 2 : this.blocks[w]![0]!;
-    if (code === P_LOCAL) return new AgentFailure(agent, cmd.round, 'local', reason);
-    // A chained command's reports belong to the round before its local phase.
+    // A chained command's reports belong to the round before its local phase; an evaluation is
+    // of the round before the command's.
     const reportRound = cmd.kind & K_CHAIN ? cmd.round - 1 : cmd.round;
-    if (code === P_MEMORY) return new AgentFailure(agent, reportRound, 'memory', reason);
-    if (code === P_EVAL) return new AgentFailure(agent, cmd.round - 1, 'evaluation', `on worker ${w} (${this.agentsLabel(w)}): ${reason}`);
-    const phase = cmd.kind & K_REPORT ? 'memory' : cmd.kind & K_LOCAL ? 'local' : 'evaluation';
-    return new AgentFailure(agent, phase === 'evaluation' ? cmd.round - 1 : phase === 'memory' ? reportRound : cmd.round, phase, `on worker ${w} (${this.agentsLabel(w)}): ${reason}`);
+    const roundOf = (phase: FailedPhase): number => (phase === 'evaluation' ? cmd.round - 1 : phase === 'memory' ? reportRound : cmd.round);
+    const idle = cmd.kind & K_REPORT ? 'memory' : cmd.kind & K_LOCAL ? 'local' : 'evaluation';
+    return failureFromCurrent(Atomics.load(this.v.ctl, workerWord(w, W_CURRENT)), w, this.blocks[w]!, idle, roundOf, reason);
   }
 
   private async recover(w: number, cmd: Command, reason: string): Promise<void> {
