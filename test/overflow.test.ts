@@ -11,6 +11,7 @@ import { fedpgLimited, refusalLine } from './helpers/cli.js';
  * A local round whose theta overflows the float64 range: every backend throws the same RangeError
  * (src/backends/checks.ts thetaOverflow), on the dense (S <= 2048) and the sparse exact path and on
  * every sampled path, and `fedpg train` ends with exit 1 and one line naming the agent and round.
+ * A non-finite reward, correction or svrpg.u is named as such, the same on every backend.
  */
 
 const backends = await testedBackends();
@@ -50,6 +51,8 @@ interface Case {
   S: number;
   args: (S: number) => Omit<LocalRoundArgs, 'theta' | 'reward' | 'rng'>;
   message: string;
+  /** Changes the fork's reward table before the round (a non-finite reward). */
+  spoil?: (reward: Float64Array) => void;
 }
 
 const base = { correction: null, steps: 3, horizon: 200, batch: 4 } as const;
@@ -77,11 +80,28 @@ const cases: Case[] = [
     message: `theta[4][0] is Infinity at the end of a local round of 3 steps ${OVERFLOW}`,
   },
   { name: 'one step', S: 5, args: () => ({ ...base, gradient: 'sampled', eta: 1e308, steps: 1 }), message: `theta[0][0] is Infinity at the end of a local round of 1 step ${OVERFLOW}` },
+  // A non-finite input the boundary checks do not scan (reward, correction, svrpg.u) is named
+  // instead of an overflow: exact rounds check the reward before their first solve, and the
+  // overflow check looks at these inputs on its error path.
+  ...(['exact', 'sampled'] as const).flatMap((gradient) =>
+    [5, 3000].map((S): Case => ({
+      name: `a NaN reward, ${gradient}, S = ${S}`, S, args: () => ({ ...base, gradient, eta: 0.1 }), spoil: (r) => (r[2] = NaN), message: 'reward[1][0] is NaN, not a finite number',
+    })),
+  ),
+  { name: 'a NaN correction, exact past 2048 states', S: 3000, args: (S) => ({ ...base, gradient: 'exact', eta: 0.1, correction: oneEntry(S, 3, 1, NaN) }), message: 'correction[3][1] is NaN, not a finite number' },
+  { name: 'a NaN correction, sampled', S: 5, args: (S) => ({ ...base, gradient: 'sampled', eta: 0.1, correction: oneEntry(S, 3, 1, NaN) }), message: 'correction[3][1] is NaN, not a finite number' },
+  {
+    name: 'an infinite svrpg.u',
+    S: 5,
+    args: (S) => ({ ...base, gradient: 'sampled', eta: 0.1, svrpg: { thetaPrev: new Float64Array(S * 2), u: oneEntry(S, 3, 1, Infinity), beta: 0.5, clip: 0 } }),
+    message: 'svrpg.u[3][1] is Infinity, not a finite number',
+  },
 ];
 
 /** Runs the case; returns the error and the theta and stream the round left. */
 function overflowRound(backend: Backend, c: Case): { error: unknown; theta: Float64Array; rng: Uint32Array } {
   const { spec, reward } = fork(c.S);
+  c.spoil?.(reward);
   const env = backend.createEnvironment(spec);
   const theta = new Float64Array(c.S * 2);
   const rng = agentStream(7, 0);
@@ -95,7 +115,7 @@ function overflowRound(backend: Backend, c: Case): { error: unknown; theta: Floa
   return { error, theta, rng };
 }
 
-describe.each(cases)('a local round that overflows: $name', (c) => {
+describe.each(cases)('a local round that overflows (or is given a non-finite input): $name', (c) => {
   const runs = backends.map((b) => [b.name, overflowRound(b, c)] as const);
 
   it.each(runs)('%s throws the documented RangeError', (_name, r) => {

@@ -33,17 +33,36 @@ void checkThetaValues(const Model& m, In theta) {
   }
 }
 
-void checkRoundTheta(const Model& m, const double* theta, int64_t step, int64_t steps) {
+namespace {
+/** Throws for x's first non-finite entry, named as what[s][a] (x may be null: nothing to check). */
+void checkEntries(const Model& m, const char* what, const double* x) {
+  if (!x) return;
   const size_t SA = size_t(m.SA());
   for (size_t j = 0; j < SA; j++) {
-    if (!std::isfinite(theta[j])) {
+    if (!std::isfinite(x[j])) {
       const size_t s = j / size_t(m.A);
-      const std::string when = step > 0 ? "after local step " + std::to_string(step) + " of " + std::to_string(steps)
-                                        : "at the end of a local round of " + std::to_string(steps) + (steps == 1 ? " step" : " steps");
-      throw ArgumentError("theta[" + std::to_string(s) + "][" + std::to_string(j - s * m.A) + "] is " + str(theta[j]) + " " +
-                          when + " (the steps overflowed the float64 range: lower eta)");
+      throw ArgumentError(std::string(what) + "[" + std::to_string(s) + "][" + std::to_string(j - s * m.A) + "] is " + str(x[j]) +
+                          ", not a finite number");
     }
   }
+}
+}  // namespace
+
+void checkRoundTheta(const Model& m, const double* theta, int64_t step, int64_t steps, const double* reward,
+                     const double* correction, const double* u) {
+  const size_t SA = size_t(m.SA());
+  size_t j = 0;
+  while (j < SA && std::isfinite(theta[j])) j++;
+  if (j == SA) return;
+  // An input the boundary checks do not scan may be the cause: looked for only here, on the error path.
+  checkEntries(m, "reward", reward);
+  checkEntries(m, "correction", correction);
+  checkEntries(m, "svrpg.u", u);
+  const size_t s = j / size_t(m.A);
+  const std::string when = step > 0 ? "after local step " + std::to_string(step) + " of " + std::to_string(steps)
+                                    : "at the end of a local round of " + std::to_string(steps) + (steps == 1 ? " step" : " steps");
+  throw ArgumentError("theta[" + std::to_string(s) + "][" + std::to_string(j - s * m.A) + "] is " + str(theta[j]) + " " + when +
+                      " (the steps overflowed the float64 range: lower eta)");
 }
 
 void checkEntropy(double tau) {
@@ -271,6 +290,8 @@ void exactRound(const Model& m, Workspace& w, double* th, In reward, const doubl
   w.oneOcc.resize(size_t(S));
   w.oneGrad.resize(SA);
   double* g = w.oneGrad.data();
+  // Finite rewards before the first solve (as js and wasm: a NaN would end in a solver's own error).
+  checkEntries(m, "reward", reward.p);
   // The warm start is this call's own V and occupancy, read and overwritten in place by each
   // step's solves; zeros (step 0) are exactly the cold start. The dense LU has no use for one.
   const bool warm = !m.denseSolver();
@@ -283,7 +304,7 @@ void exactRound(const Model& m, Workspace& w, double* th, In reward, const doubl
     evaluate(m, w, In(th, SA), reward, Out(w.oneJ.data(), 1), V, Out(w.oneQ.data(), SA), Out(g, SA), occ, tau,
              warm ? V : Out(), warm ? occ : Out());
     // The next solve needs a finite theta: the round stops at the step that overflowed (as js and wasm).
-    if (ascentStep(th, g, c, eta, SA)) checkRoundTheta(m, th, h + 1, steps);
+    if (ascentStep(th, g, c, eta, SA)) checkRoundTheta(m, th, h + 1, steps, reward.p, c);
   }
 }
 

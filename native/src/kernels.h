@@ -98,11 +98,13 @@ struct Workspace {
 void checkThetaValues(const Model& m, In theta);
 
 /**
- * A local round's overflow check (src/backends/checks.ts thetaOverflow: the same rule and message):
- * rejects the first non-finite theta entry after exact step `step` (1-based) of `steps`, or, with
- * step 0, at the end of a sampled round (a non-finite entry never becomes finite again).
+ * A local round's overflow check (src/backends/checks.ts thetaOverflow: the same rule and messages):
+ * when theta holds a non-finite entry after exact step `step` (1-based) of `steps`, or, with step 0,
+ * at the end of a sampled round (a non-finite entry never becomes finite again), rejects the first
+ * non-finite entry of reward, correction or u (null: none), else theta's as an overflow.
  */
-void checkRoundTheta(const Model& m, const double* theta, int64_t step, int64_t steps);
+void checkRoundTheta(const Model& m, const double* theta, int64_t step, int64_t steps, const double* reward,
+                     const double* correction = nullptr, const double* u = nullptr);
 
 /**
  * One dense ascent step theta += eta (g + c) (c may be null) over n entries; returns the OR of

@@ -852,7 +852,8 @@ void localRound(const Model& m, Workspace& w, Out theta, In reward, In correctio
         throw ArgumentError("svrpg.thetaPrev holds a non-finite entry, got " + str(svrpg->thetaPrev.p[j]));
     if (!std::isfinite(svrpg->beta)) throw ArgumentError("svrpg.beta must be finite, got " + str(svrpg->beta));
     checkClip(svrpg->clip);
-    if (!svrpgLazyRound(m, w.s, th, *svrpg, reward.p, eta, steps, horizon, batch, rng.p)) checkRoundTheta(m, th, 0, steps);
+    if (!svrpgLazyRound(m, w.s, th, *svrpg, reward.p, eta, steps, horizon, batch, rng.p))
+      checkRoundTheta(m, th, 0, steps, reward.p, nullptr, svrpg->u.p);
     return;
   }
   if (pull) {
@@ -865,7 +866,7 @@ void localRound(const Model& m, Workspace& w, Out theta, In reward, In correctio
         throw ArgumentError("pull.center[" + std::to_string(j) + "] must be finite, got " + str(pull->center.p[j]));
   }
   if (sampled && tau == 0) {
-    if (!lazyRound(m, w.s, th, reward.p, c, eta, steps, horizon, batch, rng.p, pull)) checkRoundTheta(m, th, 0, steps);
+    if (!lazyRound(m, w.s, th, reward.p, c, eta, steps, horizon, batch, rng.p, pull)) checkRoundTheta(m, th, 0, steps, reward.p, c);
     return;
   }
   if (!sampled) {
@@ -879,7 +880,7 @@ void localRound(const Model& m, Workspace& w, Out theta, In reward, In correctio
     estimateUnchecked(m, w.s, th, reward.p, horizon, batch, rng.p, g, tau > 0, tau);
     bits |= ascentStep(th, g, c, eta, SA);
   }
-  if (bits) checkRoundTheta(m, th, 0, steps);
+  if (bits) checkRoundTheta(m, th, 0, steps, reward.p, c);
 }
 
 }  // namespace fedpg

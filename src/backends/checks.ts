@@ -117,34 +117,55 @@ export function checkSvrpgEstimate(
   checkClip(clip);
 }
 
+/**
+ * An exact round's rewards, finite: checked before its first solve (a NaN reaching the sparse
+ * solvers would end in each backend's own solver error; O(S*A) against a solve's cost).
+ */
+export function checkRewardValues(env: Environment, reward: Float64Array): void {
+  checkFinite('reward', env, reward);
+}
+
 function checkFinite(what: string, env: Environment, x: Float64Array): void {
   if (!(x instanceof Float64Array)) throw new TypeError(`${what} must be a Float64Array`);
   checkLength(what, x, env.states * env.actions);
+  const e = nonFiniteEntry(what, env, x);
+  if (e) throw e;
+}
+
+/** The error for x's first non-finite entry, named as what[s][a], or null when x is finite. */
+function nonFiniteEntry(what: string, env: Environment, x: Float64Array): RangeError | null {
   for (let j = 0; j < x.length; j++) {
     if (!Number.isFinite(x[j]!)) {
       const s = Math.floor(j / env.actions);
-      throw new RangeError(`${what}[${s}][${j - s * env.actions}] is ${x[j]}, not a finite number`);
-    }
-  }
-}
-
-/**
- * The end of a local round's overflow check (the same rule and message in native's
- * checkRoundTheta and wasm's THETA_OVERFLOW status): exact rounds check theta after every step,
- * since the next step's solve needs a finite theta; sampled rounds check once, at the end, since
- * a non-finite entry never becomes finite again (it is only ever added to) and the lazy rounds
- * form theta densely only then. `step` is the step just taken (1-based), or 0 for the end of a
- * sampled round. Returns the error for the first non-finite entry, or null when theta is finite.
- */
-export function thetaOverflow(env: Environment, theta: Float64Array, step: number, steps: number): RangeError | null {
-  for (let j = 0; j < theta.length; j++) {
-    if (!Number.isFinite(theta[j]!)) {
-      const s = Math.floor(j / env.actions);
-      const when = step > 0 ? `after local step ${step} of ${steps}` : `at the end of a local round of ${steps} step${steps === 1 ? '' : 's'}`;
-      return new RangeError(`theta[${s}][${j - s * env.actions}] is ${theta[j]} ${when} (the steps overflowed the float64 range: lower eta)`);
+      return new RangeError(`${what}[${s}][${j - s * env.actions}] is ${x[j]}, not a finite number`);
     }
   }
   return null;
+}
+
+/**
+ * A local round's overflow check (the same rule and message in native's checkRoundTheta and
+ * wasm's THETA_OVERFLOW status): exact rounds check theta after every step, since the next step's
+ * solve needs a finite theta; sampled rounds check once, at the end, since a non-finite entry never
+ * becomes finite again (it is only ever added to) and the lazy rounds form theta densely only then.
+ * `step` is the step just taken (1-based), or 0 for the end of a sampled round. Returns null when
+ * theta is finite, else the error: a non-finite reward, correction or svrpg.u entry when there is
+ * one (the inputs the boundary checks do not scan; looked for only here, on the error path), else
+ * the overflow at theta's first non-finite entry.
+ */
+export function thetaOverflow(env: Environment, args: LocalRoundArgs, step: number): RangeError | null {
+  const { theta, steps } = args;
+  let j = 0;
+  while (j < theta.length && Number.isFinite(theta[j]!)) j++;
+  if (j === theta.length) return null;
+  const input =
+    nonFiniteEntry('reward', env, args.reward) ??
+    (args.correction ? nonFiniteEntry('correction', env, args.correction) : null) ??
+    (args.svrpg ? nonFiniteEntry('svrpg.u', env, args.svrpg.u) : null);
+  if (input) return input;
+  const s = Math.floor(j / env.actions);
+  const when = step > 0 ? `after local step ${step} of ${steps}` : `at the end of a local round of ${steps} step${steps === 1 ? '' : 's'}`;
+  return new RangeError(`theta[${s}][${j - s * env.actions}] is ${theta[j]} ${when} (the steps overflowed the float64 range: lower eta)`);
 }
 
 export function checkEntropy(tau: number): void {

@@ -161,7 +161,8 @@ export interface Environment {
    * A theta that overflows the float64 range throws a RangeError, the same on every backend
    * (src/backends/checks.ts thetaOverflow): exact rounds stop after the step that overflowed
    * (`theta[s][a] is Infinity after local step k of H (...: lower eta)`), sampled rounds check once at
-   * their end (`... at the end of a local round of H steps ...`); theta and rng then hold the round's
+   * their end (`... at the end of a local round of H steps ...`); a non-finite reward, correction or
+   * svrpg.u entry is named instead (`correction[s][a] is NaN, not a finite number`); theta and rng then hold the round's
    * last iterate and stream (native's localRoundAsync writes nothing back on any failure).
    */
   localRound(args: LocalRoundArgs): void;

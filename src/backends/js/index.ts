@@ -1,5 +1,5 @@
 import type { Backend, Environment, EnvironmentSpec, Evaluation, LocalRoundArgs, TruncatedEvaluation, WarmStart } from '../types.js';
-import { checkEntropy, checkKernelArgs, checkLocalRound, checkSvrpgEstimate, checkTheta, thetaOverflow } from '../checks.js';
+import { checkEntropy, checkKernelArgs, checkLocalRound, checkRewardValues, checkSvrpgEstimate, checkTheta, thetaOverflow } from '../checks.js';
 import { initialAlias, transitionAlias } from './alias.js';
 import { DENSE_LIMIT, ExactSolver } from './exact.js';
 import { Sampler } from './sampler.js';
@@ -83,11 +83,12 @@ class JsEnvironment implements Environment {
       // FedSVRPG-M's steps in the lazy form (Sampler.localRoundSvrpg states the expression order).
       const { thetaPrev, u, beta, clip } = args.svrpg;
       if (!this.getSampler().localRoundSvrpg(theta, thetaPrev, u, beta, clip, reward, eta, steps, args.horizon, args.batch, args.rng)) {
-        this.checkRoundEnd(theta, steps);
+        this.checkRoundEnd(args);
       }
       return;
     }
     const sampler = args.gradient === 'sampled' ? this.getSampler() : null;
+    if (!sampler) checkRewardValues(this, reward);
     // Exact steps past the dense limit: step 0 solves cold, every later step starts from the
     // previous step's V and occupancy (this.one's, read and written in place; the same rule in
     // native's exactRound and wasm's localRound). Nothing outlives the call.
@@ -100,7 +101,7 @@ class JsEnvironment implements Environment {
       // Eq. 5's steps in the lazy form (a step's cost does not grow with S*A; see Sampler.localRoundLazy).
       // The lazy rounds check theta in their final dense pass and return false when it overflowed.
       if (!sampler.localRoundLazy(theta, reward, correction, eta, steps, args.horizon, args.batch, args.rng, args.pull ?? null)) {
-        this.checkRoundEnd(theta, steps);
+        this.checkRoundEnd(args);
       }
       return;
     }
@@ -113,16 +114,16 @@ class JsEnvironment implements Environment {
       else for (let j = 0; j < theta.length; j++) theta[j] = theta[j]! + eta * g[j]!;
       if (!sampler) {
         // The next solve needs a finite theta: an exact round stops at the step that overflowed.
-        const e = thetaOverflow(this, theta, h + 1, steps);
+        const e = thetaOverflow(this, args, h + 1);
         if (e) throw e;
       }
     }
-    if (sampler) this.checkRoundEnd(theta, steps);
+    if (sampler) this.checkRoundEnd(args);
   }
 
   /** A sampled round's one overflow check, at its end (checks.ts thetaOverflow says why once is enough). */
-  private checkRoundEnd(theta: Float64Array, steps: number): void {
-    const e = thetaOverflow(this, theta, 0, steps);
+  private checkRoundEnd(args: LocalRoundArgs): void {
+    const e = thetaOverflow(this, args, 0);
     if (e) throw e;
   }
 

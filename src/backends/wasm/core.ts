@@ -7,7 +7,7 @@ import type {
   TruncatedEvaluation,
   WarmStart,
 } from '../types.js';
-import { checkEntropy, checkKernelArgs, checkLocalRound, checkSvrpgEstimate, checkTheta, checkWarm, thetaOverflow } from '../checks.js';
+import { checkEntropy, checkKernelArgs, checkLocalRound, checkRewardValues, checkSvrpgEstimate, checkTheta, checkWarm, thetaOverflow } from '../checks.js';
 import {
   isWasmModule,
   requireWebAssembly,
@@ -545,7 +545,7 @@ class WasmEnvironment implements Environment {
     if (st !== 0 && st !== THETA_OVERFLOW) throw statusError(st, what);
     args.theta.set(this.vTheta);
     if (args.gradient === 'sampled') args.rng.set(this.vRng);
-    if (st === THETA_OVERFLOW) throw thetaOverflow(this, args.theta, this.k.x.overflowStep(), args.steps) ?? statusError(st, what);
+    if (st === THETA_OVERFLOW) throw thetaOverflow(this, args, this.k.x.overflowStep()) ?? statusError(st, what);
   }
 
   private svrpgBlocks(): { thetaPrev: number; u: number; outPrev: number } {
@@ -623,6 +623,7 @@ class WasmEnvironment implements Environment {
     const tau = args.entropy ?? 0;
     checkEntropy(tau);
     const sampled = args.gradient === 'sampled';
+    if (!sampled) checkRewardValues(this, args.reward);
     this.vTheta.set(args.theta);
     this.vReward.set(args.reward);
     if (args.correction) this.vCorr.set(args.correction);
