@@ -26,7 +26,8 @@ export const SUM_TOLERANCE = 1e-9;
 
 type Json = unknown;
 
-function describe(v: Json): string {
+/** A value as an error message shows it: JSON, shortened; NaN and the infinities by name; `missing` for undefined. */
+export function describe(v: Json): string {
   if (v === undefined) return 'missing';
   if (typeof v === 'number' && !Number.isFinite(v)) return String(v);
   let s: string | undefined;

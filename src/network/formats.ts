@@ -2,7 +2,7 @@ import { streamFromKey, streamKey } from '../rng.js';
 import type { EnvironmentSpec } from '../backends/types.js';
 import { InputError } from '../errors.js';
 import { MemoryLedger } from '../limits.js';
-import { mdpToJson, parseMdpBody, type MdpParseOptions } from '../mdp/parse.js';
+import { describe, mdpToJson, parseMdpBody, type MdpParseOptions } from '../mdp/parse.js';
 import type { Mdp } from '../mdp/model.js';
 
 /**
@@ -20,17 +20,6 @@ export type SharedMdp = Omit<Mdp, 'rewards'>;
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function describe(v: unknown): string {
-  if (v === undefined) return 'missing';
-  let s: string | undefined;
-  try {
-    s = JSON.stringify(v);
-  } catch {
-    s = Array.isArray(v) ? 'an array' : 'an object'; // too deep or cyclic to print
-  }
-  return s === undefined ? String(v) : s.length > 40 ? s.slice(0, 37) + '...' : s;
 }
 
 /**
