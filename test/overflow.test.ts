@@ -168,3 +168,45 @@ describe('fedpg train with a step size that overflows theta', () => {
     });
   });
 });
+
+/**
+ * A non-finite reward given to an evaluation (evaluate, evaluateRegularized, truncated, optimal):
+ * before, NaN outputs on the dense path, each backend's own solver error past 2048 states, and on
+ * native's sparse path J = 0; now the same RangeError naming the entry on every backend.
+ */
+describe.each([
+  ['dense (S = 6)', 6],
+  ['sparse (S = 3000)', 3000],
+] as const)('an evaluation given a non-finite reward: %s', (_label, S) => {
+  const { spec, reward } = fork(S);
+  const SA = S * 2;
+  const bad = (v: number, at: number): Float64Array => {
+    const r = new Float64Array(2 * SA);
+    r.set(reward, 0);
+    r.set(reward, SA);
+    r[SA + at] = v;
+    return r;
+  };
+  const out = (n: number) => ({ J: new Float64Array(n), V: new Float64Array(n * S), Q: new Float64Array(n * SA), grad: new Float64Array(n * SA), occupancy: new Float64Array(S) });
+  it.each(backends.map((b) => [b.name, b] as const))('%s: evaluate, evaluateRegularized and truncated name rewards[i][s][a]; optimal names reward[s][a]', (_n, b) => {
+    const env = b.createEnvironment(spec);
+    try {
+      const theta = new Float64Array(SA);
+      // Table 1, state 2, action 1 (flat SA + 5).
+      expect(() => env.evaluate(theta, bad(Number.NaN, 5), out(2))).toThrow(new RangeError('rewards[1][2][1] is NaN, not a finite number'));
+      expect(() => env.evaluateRegularized(theta, bad(Infinity, 5), 0.1, out(2))).toThrow(new RangeError('rewards[1][2][1] is Infinity, not a finite number'));
+      expect(() => env.truncated(theta, bad(-Infinity, 5), 3, { JK: new Float64Array(2), gradK: new Float64Array(2 * SA) })).toThrow(
+        new RangeError('rewards[1][2][1] is -Infinity, not a finite number'),
+      );
+      const one = Float64Array.from(reward);
+      one[5] = Number.NaN;
+      expect(() => env.optimal(one, new Float64Array(S))).toThrow(new RangeError('reward[2][1] is NaN, not a finite number'));
+      // Finite tables still evaluate.
+      const o = out(2);
+      env.evaluate(theta, bad(0.5, 5), o);
+      expect(Number.isFinite(o.J[0]!) && Number.isFinite(o.J[1]!)).toBe(true);
+    } finally {
+      env.dispose();
+    }
+  });
+});

@@ -125,6 +125,25 @@ export function checkRewardValues(env: Environment, reward: Float64Array): void 
   checkFinite('reward', env, reward);
 }
 
+/**
+ * The reward tables of an evaluation (evaluate, evaluateRegularized, truncated: n tables of S*A,
+ * stacked), finite. A NaN or an infinity used to end in each backend's own way: NaN outputs, a
+ * solver error of its own past 2048 states, or (native's sparse path) J = 0. The first non-finite
+ * entry is named rewards[i][s][a]; types and lengths stay each backend's checks. One pass over
+ * the tables, small beside the solves it guards.
+ */
+export function checkRewardTables(env: Environment, rewards: Float64Array): void {
+  if (!(rewards instanceof Float64Array)) return;
+  const A = env.actions, SA = env.states * A;
+  for (let j = 0; j < rewards.length; j++) {
+    const v = rewards[j]!;
+    if (v - v !== 0) {
+      const i = Math.floor(j / SA), s = Math.floor((j - i * SA) / A);
+      throw new RangeError(`rewards[${i}][${s}][${j - i * SA - s * A}] is ${v}, not a finite number`);
+    }
+  }
+}
+
 function checkFinite(what: string, env: Environment, x: Float64Array): void {
   if (!(x instanceof Float64Array)) throw new TypeError(`${what} must be a Float64Array`);
   checkLength(what, x, env.states * env.actions);

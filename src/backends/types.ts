@@ -140,7 +140,9 @@ export interface Environment {
   readonly actions: number;
   /**
    * Exact V, Q, J, occupancy and gradient for n = rewards.length / (S*A) reward tables at theta;
-   * `warm` (optional, in/out) starts the iterative solves from a previous solution.
+   * `warm` (optional, in/out) starts the iterative solves from a previous solution. A non-finite
+   * reward throws a RangeError naming rewards[i][s][a] (every evaluation here, the same on every
+   * backend: src/backends/checks.ts checkRewardTables).
    */
   evaluate(theta: Float64Array, rewards: Float64Array, out: Evaluation, warm?: WarmStart): void;
   /** J_K and grad_K J (the K-step truncation) for n reward tables at theta. */

@@ -1,5 +1,5 @@
 import type { Backend, Environment, EnvironmentSpec, Evaluation, LocalRoundArgs, TruncatedEvaluation, WarmStart } from '../types.js';
-import { checkEntropy, checkKernelArgs, checkLocalRound, checkRewardValues, checkSvrpgEstimate, checkTheta, thetaOverflow } from '../checks.js';
+import { checkEntropy, checkKernelArgs, checkLocalRound, checkRewardTables, checkRewardValues, checkSvrpgEstimate, checkTheta, thetaOverflow } from '../checks.js';
 import { initialAlias, transitionAlias } from './alias.js';
 import { DENSE_LIMIT, ExactSolver } from './exact.js';
 import { Sampler } from './sampler.js';
@@ -36,15 +36,18 @@ class JsEnvironment implements Environment {
 
   evaluate(theta: Float64Array, rewards: Float64Array, out: Evaluation, warm?: WarmStart): void {
     checkTheta(this, theta);
+    checkRewardTables(this, rewards);
     this.exact.evaluate(theta, rewards, out, 0, warm);
   }
 
   truncated(theta: Float64Array, rewards: Float64Array, horizon: number, out: TruncatedEvaluation): void {
     checkTheta(this, theta);
+    checkRewardTables(this, rewards);
     this.exact.truncated(theta, rewards, horizon, out);
   }
 
   optimal(reward: Float64Array, vOut: Float64Array): number {
+    checkRewardValues(this, reward);
     return this.exact.optimal(reward, vOut);
   }
 
@@ -56,6 +59,7 @@ class JsEnvironment implements Environment {
   evaluateRegularized(theta: Float64Array, rewards: Float64Array, tau: number, out: Evaluation, warm?: WarmStart): void {
     checkTheta(this, theta);
     checkEntropy(tau);
+    checkRewardTables(this, rewards);
     this.exact.evaluate(theta, rewards, out, tau, warm);
   }
 

@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Backend, Environment, EnvironmentSpec, Evaluation, LocalRoundArgs, TruncatedEvaluation, WarmStart } from '../types.js';
-import { checkEntropy, checkKernelArgs, checkLocalRound, checkSvrpgEstimate, checkTheta } from '../checks.js';
+import { checkEntropy, checkKernelArgs, checkLocalRound, checkRewardTables, checkRewardValues, checkSvrpgEstimate, checkTheta } from '../checks.js';
 import { BackendUnavailableError } from '../../errors.js';
 import { InputError } from '../../errors.js';
 
@@ -222,15 +222,18 @@ export class NativeEnvironment implements Environment {
 
   evaluate(theta: Float64Array, rewards: Float64Array, out: Evaluation, warm?: WarmStart): void {
     checkTheta(this, theta);
+    checkRewardTables(this, rewards);
     this.handle().evaluate(theta, rewards, out.J, out.V, out.Q, out.grad, out.occupancy, 0, warm?.V, warm?.occupancy);
   }
 
   truncated(theta: Float64Array, rewards: Float64Array, horizon: number, out: TruncatedEvaluation): void {
     checkTheta(this, theta);
+    checkRewardTables(this, rewards);
     this.handle().truncated(theta, rewards, horizon, out.JK, out.gradK);
   }
 
   optimal(reward: Float64Array, vOut: Float64Array): number {
+    checkRewardValues(this, reward);
     return this.handle().optimal(reward, vOut);
   }
 
@@ -259,6 +262,7 @@ export class NativeEnvironment implements Environment {
   evaluateRegularized(theta: Float64Array, rewards: Float64Array, tau: number, out: Evaluation, warm?: WarmStart): void {
     checkTheta(this, theta);
     checkEntropy(tau);
+    checkRewardTables(this, rewards);
     this.handle().evaluate(theta, rewards, out.J, out.V, out.Q, out.grad, out.occupancy, tau, warm?.V, warm?.occupancy);
   }
 
@@ -272,15 +276,18 @@ export class NativeEnvironment implements Environment {
   /** evaluate() on the libuv thread pool; `out` is filled when the promise resolves. */
   async evaluateAsync(theta: Float64Array, rewards: Float64Array, out: Evaluation, warm?: WarmStart): Promise<void> {
     checkTheta(this, theta);
+    checkRewardTables(this, rewards);
     await this.handle().evaluateAsync(theta, rewards, out.J, out.V, out.Q, out.grad, out.occupancy, 0, warm?.V, warm?.occupancy);
   }
 
   async truncatedAsync(theta: Float64Array, rewards: Float64Array, horizon: number, out: TruncatedEvaluation): Promise<void> {
     checkTheta(this, theta);
+    checkRewardTables(this, rewards);
     await this.handle().truncatedAsync(theta, rewards, horizon, out.JK, out.gradK);
   }
 
   async optimalAsync(reward: Float64Array, vOut: Float64Array): Promise<number> {
+    checkRewardValues(this, reward);
     return this.handle().optimalAsync(reward, vOut);
   }
 
@@ -304,6 +311,7 @@ export class NativeEnvironment implements Environment {
   async evaluateRegularizedAsync(theta: Float64Array, rewards: Float64Array, tau: number, out: Evaluation, warm?: WarmStart): Promise<void> {
     checkTheta(this, theta);
     checkEntropy(tau);
+    checkRewardTables(this, rewards);
     await this.handle().evaluateAsync(theta, rewards, out.J, out.V, out.Q, out.grad, out.occupancy, tau, warm?.V, warm?.occupancy);
   }
 

@@ -7,7 +7,7 @@ import type {
   TruncatedEvaluation,
   WarmStart,
 } from '../types.js';
-import { checkEntropy, checkKernelArgs, checkLocalRound, checkRewardValues, checkSvrpgEstimate, checkTheta, checkWarm, thetaOverflow } from '../checks.js';
+import { checkEntropy, checkKernelArgs, checkLocalRound, checkRewardTables, checkRewardValues, checkSvrpgEstimate, checkTheta, checkWarm, thetaOverflow } from '../checks.js';
 import {
   isWasmModule,
   requireWebAssembly,
@@ -387,6 +387,7 @@ class WasmEnvironment implements Environment {
     this.live();
     checkTheta(this, theta);
     const n = this.tables(rewards);
+    checkRewardTables(this, rewards);
     const S = this.states, SA = this.SA;
     checkLen('J output', out.J, n);
     checkLen('V output', out.V, n * S);
@@ -422,6 +423,7 @@ class WasmEnvironment implements Environment {
   truncated(theta: Float64Array, rewards: Float64Array, horizon: number, out: TruncatedEvaluation): void {
     this.live();
     checkTheta(this, theta);
+    checkRewardTables(this, rewards);
     const n = this.tables(rewards);
     checkInt('horizon', horizon, 0);
     if (horizon * this.states > 0x7ffffff) throw new RangeError(`horizon * states = ${horizon * this.states} is too large for the wasm backend`);
@@ -445,6 +447,7 @@ class WasmEnvironment implements Environment {
     this.live();
     if (!(reward instanceof Float64Array)) throw new TypeError('reward must be a Float64Array');
     checkLen('reward', reward, this.SA);
+    checkRewardValues(this, reward);
     checkLen('V* output', vOut, this.states);
     const k = this.k;
     if (!this.vecTmp) {
