@@ -134,14 +134,8 @@ export function checkRewardValues(env: Environment, reward: Float64Array): void 
  */
 export function checkRewardTables(env: Environment, rewards: Float64Array): void {
   if (!(rewards instanceof Float64Array)) return;
-  const A = env.actions, SA = env.states * A;
-  for (let j = 0; j < rewards.length; j++) {
-    const v = rewards[j]!;
-    if (v - v !== 0) {
-      const i = Math.floor(j / SA), s = Math.floor((j - i * SA) / A);
-      throw new RangeError(`rewards[${i}][${s}][${j - i * SA - s * A}] is ${v}, not a finite number`);
-    }
-  }
+  const e = nonFiniteEntry('rewards', env, rewards, true);
+  if (e) throw e;
 }
 
 function checkFinite(what: string, env: Environment, x: Float64Array): void {
@@ -151,12 +145,16 @@ function checkFinite(what: string, env: Environment, x: Float64Array): void {
   if (e) throw e;
 }
 
-/** The error for x's first non-finite entry, named as what[s][a], or null when x is finite. */
-function nonFiniteEntry(what: string, env: Environment, x: Float64Array): RangeError | null {
+/**
+ * The error for x's first non-finite entry, named as what[s][a] (what[i][s][a] for x of stacked
+ * tables of S*A), or null when x is finite.
+ */
+function nonFiniteEntry(what: string, env: Environment, x: Float64Array, tables = false): RangeError | null {
   for (let j = 0; j < x.length; j++) {
     if (!Number.isFinite(x[j]!)) {
-      const s = Math.floor(j / env.actions);
-      return new RangeError(`${what}[${s}][${j - s * env.actions}] is ${x[j]}, not a finite number`);
+      const A = env.actions, SA = env.states * A;
+      const i = Math.floor(j / SA), r = j - i * SA, s = Math.floor(r / A);
+      return new RangeError(`${what}${tables ? `[${i}]` : ''}[${s}][${r - s * A}] is ${x[j]}, not a finite number`);
     }
   }
   return null;
