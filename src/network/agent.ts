@@ -248,7 +248,9 @@ export async function runAgent(o: RunAgentOptions): Promise<AgentSummary> {
 
   const reg = await call('Register', () => client.register({ agent: o.agent, backend: o.backend.name, client: o.client ?? '' }));
   const runId = reg.runId;
-  const shared = o.cache ? o.cache.sharedMdp(runId, () => decodeShared(reg.sharedMdp, o.decodeSharedNpz)) : decodeShared(reg.sharedMdp, o.decodeSharedNpz);
+  // An agent alone keeps a cache of its own (released, so disposed, at its end).
+  const cache = o.cache ?? new HostedRunCache();
+  const shared = cache.sharedMdp(runId, () => decodeShared(reg.sharedMdp, o.decodeSharedNpz));
   // The encoded MDP (216 MB at 10^6 states) is not needed past here; `reg` lives as long as the run.
   reg.sharedMdp = new Uint8Array(0);
   if (!reg.settings) throw new AgentError('the aggregator sent no run settings');
@@ -268,7 +270,7 @@ export async function runAgent(o: RunAgentOptions): Promise<AgentSummary> {
   if (rewardsAgent !== o.agent) throw new InputError(`${o.rewardsWhere ?? 'rewards'}: it is agent ${rewardsAgent}'s reward table, not agent ${o.agent}'s`);
   const spec = sharedEnvironmentSpec(shared, o.agent);
   const envKey = `${runId}/${shared.kernels.length === 1 ? 'shared' : o.agent}`;
-  const env: Environment = o.cache ? o.cache.acquire(envKey, () => o.backend.createEnvironment(spec)) : o.backend.createEnvironment(spec);
+  const env: Environment = cache.acquire(envKey, () => o.backend.createEnvironment(spec));
   try {
     const memoryMode = algorithm.keepsReport !== undefined;
     const stored = o.store?.load() ?? null;
@@ -434,7 +436,6 @@ export async function runAgent(o: RunAgentOptions): Promise<AgentSummary> {
       save();
     }
   } finally {
-    if (o.cache) o.cache.release(envKey);
-    else env.dispose();
+    cache.release(envKey);
   }
 }
