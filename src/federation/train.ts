@@ -619,12 +619,13 @@ export class Training {
 
   /**
    * Waits until the agents' runtime has no work in flight: the rounds a worker pool's run mode
-   * runs ahead (up to two) or a local phase started early. Results are unchanged; benches time
+   * runs ahead (up to its `ahead`) or a local phase started early. Results are unchanged; benches time
    * it so that a block of rounds is charged for exactly its own rounds' work.
    */
   async drain(): Promise<void> {
     if (this.run && this.runner) {
-      const last = Math.max(this.round, ...this.run.posted.keys());
+      // The last round posted (rounds are posted in order).
+      const last = this.run.next - 1;
       if (last > this.round) await this.runner.roundDone(last - this.run.first).catch(() => {});
     } else await this.pending?.promise.catch(() => {});
   }
@@ -634,9 +635,13 @@ export class Training {
     return this.algorithm.topology === 'server' ? (this.pool.runner ?? null) : null;
   }
 
-  /** The score of theta_bar from the J_i and grad J_i a pool's threads computed (perAgent copied out of the pool's buffer). */
-  private poolScore(J: Float64Array, grad: Float64Array): PolicyScore {
-    return { ...combineScores(J, grad, this.server.thetaBar.length, this.gsum), perAgent: J.slice() };
+  /**
+   * The score of theta_bar from the J_i and grad J_i a pool's threads computed, or from the sum of
+   * the gradients when the threads summed them (perAgent copied out of the pool's buffer).
+   */
+  private poolScore(J: Float64Array, grad: Float64Array, gradSum: Float64Array | null = null): PolicyScore {
+    const score = gradSum ? scoreFromGradSum(J, gradSum) : combineScores(J, grad, this.server.thetaBar.length, this.gsum);
+    return { ...score, perAgent: J.slice() };
   }
 
   /**
@@ -688,7 +693,7 @@ export class Training {
     let score: PolicyScore | null = null;
     if (evalNow && this.pool.evaluates) {
       const e = runner.roundEvaluation(k);
-      score = e.gradSum ? { ...scoreFromGradSum(e.J, e.gradSum), perAgent: e.J.slice() } : this.poolScore(e.J, e.grad);
+      score = this.poolScore(e.J, e.grad, e.gradSum);
     } else if (evalNow) score = this.evaluator.score(this.server.thetaBar);
     this.postRounds(runner, r);
     return { ids, score, agentStates };

@@ -219,7 +219,6 @@ export default async function host(init: HostInit): Promise<string> {
     return Atomics.load(ctl, word(W_CMD));
   }
 
-
   /**
    * Waits until ctl[i] >= target, spinning first (spinMs, adapted); false when this thread must stop
    * (the pool exits or replaced it).

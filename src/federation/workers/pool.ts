@@ -207,6 +207,8 @@ export class WorkerPool implements AgentPool, RoundRunner {
   private lastDone: { k: number; at: number } | null = null;
   /** Run mode: rounds that may be posted beyond the last one read (the ring's slots). */
   readonly ahead: number;
+  /** The algorithm reports every round (Fast-FedPG's memory samples): run mode's rounds then have a second barrier. */
+  private readonly reportsEveryRound: boolean;
   /** Run mode shares the report phase and the evaluation out task by task (LayoutParams.shareReports). */
   get sharesReports(): boolean {
     return this.layout.shareReports;
@@ -239,6 +241,7 @@ export class WorkerPool implements AgentPool, RoundRunner {
     this.K = keptNames(alg, o.settings).length;
     this.workers = o.workers;
     this.evaluates = o.evaluate;
+    this.reportsEveryRound = alg.reports === 'every-round';
     // Run mode keeps a ring of rounds' reports, evaluations and server states: at least two slots
     // (for very large tables even two are left to the per-phase commands), more while they fit
     // in RUN_RING_BYTES.
@@ -249,7 +252,7 @@ export class WorkerPool implements AgentPool, RoundRunner {
     this.ahead = ring;
     // The report phase shared out task by task (host.ts): for algorithms that report every round
     // on a shared kernel, on two or more workers, while every worker can hold every reward table.
-    const shareReports = run && alg.reports === 'every-round' && o.mdp.kernels.length === 1 && o.workers >= 2 && 8 * N * SA <= SHARE_REWARDS_BYTES;
+    const shareReports = run && this.reportsEveryRound && o.mdp.kernels.length === 1 && o.workers >= 2 && 8 * N * SA <= SHARE_REWARDS_BYTES;
     const evalChunks = shareReports && o.evaluate ? evaluationChunks(N, o.workers, roundCosts(o.mdp, o.settings, o.backend)) : 0;
     this.layout = { agents: N, size: this.SA, workers: o.workers, down: alg.down.length, kept: this.K, serverVectors: alg.serverState.length, evaluate: o.evaluate, run, ring, shareReports, evalChunks };
     this.runner = run ? this : null;
@@ -378,7 +381,7 @@ export class WorkerPool implements AgentPool, RoundRunner {
     this.assertIdle();
     if (!this.layout.run) throw new Error('internal: this worker pool was not set up for run mode');
     const { v, SA, N } = this;
-    if (algorithmOf(this.o.settings.algorithm).reports === 'every-round')
+    if (this.reportsEveryRound)
       for (let i = 0; i < N; i++) if (v.held[i] !== 1) throw new Error(`internal: run mode needs every agent's report (agent ${i} has none)`);
     v.theta.set(theta);
     serverVectors.forEach((x, k) => v.server.set(x, k * SA));
@@ -442,9 +445,7 @@ export class WorkerPool implements AgentPool, RoundRunner {
       if (this.o.signal?.aborted) throw this.o.signal.reason;
       if (this.closed) throw new Error('the worker pool was closed');
       for (let w = 0; w < this.workers; w++) {
-        let reason: string | null = null;
-        if (Atomics.load(ctl, workerWord(w, W_FAILED)) === cmd.seq[w]) reason = readError(this.v, w);
-        else if (this.dead[w]) reason = `its worker thread died (${this.dead[w]})`;
+        const reason = this.failedWhy(w, cmd.seq[w]!);
         // A worker that failed after finishing round k (in round k + 1) lets round k finish on
         // the others (they are past its last barrier): round k is still read and recorded. RDONE
         // is read after the failure: the worker sets it before it can fail in the next round.
@@ -488,13 +489,19 @@ export class WorkerPool implements AgentPool, RoundRunner {
   roundEvaluation(k: number): { J: Float64Array; grad: Float64Array; gradSum: Float64Array | null } {
     const s = k % this.layout.ring;
     // The workers sum the gradients after a second barrier, which only rounds with reports have.
-    const summed = algorithmOf(this.o.settings.algorithm).reports === 'every-round';
-    return { J: this.v.evalJSlots[s]!, grad: this.v.evalGradSlots[s]!, gradSum: summed ? this.v.evalGsumSlots[s]! : null };
+    return { J: this.v.evalJSlots[s]!, grad: this.v.evalGradSlots[s]!, gradSum: this.reportsEveryRound ? this.v.evalGsumSlots[s]! : null };
   }
 
   roundStates(k: number): AgentState[] {
     if (!(this.runFlags[k % this.layout.ring]! & F_STATES)) throw new Error(`internal: round ${k} of the run did not publish its states`);
     return this.statesIn((k + 1) & 1);
+  }
+
+  /** Why worker w cannot finish its command number seq (it failed it, or its thread died), or null. */
+  private failedWhy(w: number, seq: number): string | null {
+    if (Atomics.load(this.v.ctl, workerWord(w, W_FAILED)) === seq) return readError(this.v, w);
+    if (this.dead[w]) return `its worker thread died (${this.dead[w]})`;
+    return null;
   }
 
   /** Names the failing agent and phase of a run from what worker w was doing: every phase is of the round it was running. */
@@ -690,10 +697,8 @@ export class WorkerPool implements AgentPool, RoundRunner {
         const seq = cmd.seq[w]!;
         if (Atomics.load(ctl, workerWord(w, W_DONE)) === seq) continue;
         allDone = false;
-        let reason: string | null = null;
-        if (Atomics.load(ctl, workerWord(w, W_FAILED)) === seq) reason = readError(this.v, w);
-        else if (this.dead[w]) reason = `its worker thread died (${this.dead[w]})`;
-        else if (cmd.deadline[w]! <= now) reason = `it did not finish within ${this.o.roundTimeout} ms (the round timeout)`;
+        let reason = this.failedWhy(w, seq);
+        if (reason === null && cmd.deadline[w]! <= now) reason = `it did not finish within ${this.o.roundTimeout} ms (the round timeout)`;
         if (reason !== null) {
           await this.recover(w, cmd, reason);
           next = 0;
